@@ -1,0 +1,331 @@
+"""Row-level enforcement of the data contract.
+
+Pure: DataFrames in, accepted rows + quarantine + counts out. The pipeline stage owns reading,
+thresholds and writing. Each rejected row carries the first rule it broke (``reject_rule``), the
+column concerned (``reject_column``) and every failure found (``reject_detail``), so a data owner
+can fix the source without re-running anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from features.contract import AGE_MAX, AGE_MIN, TABLE_ORDER, TABLES, ColumnSpec, TableSpec
+
+# Rules in the order in which they explain a rejection (the first one found is the reason shown).
+RULE_PRIORITY = (
+    "missing", "type", "pattern", "allowed_values", "range", "future_date",
+    "birth_before_first_policy", "status_dates_consistent", "dates_after_issue", "holdout_has_no_outcome",
+    "duplicate_key", "duplicate_event", "orphan_reference",
+)
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f"}
+# pandera check names -> contract rule names
+_PANDERA_RULES = {
+    "not_nullable": "missing",
+    "isin": "allowed_values",
+    "in_range": "range",
+    "greater_than_or_equal_to": "range",
+    "less_than_or_equal_to": "range",
+    "str_matches": "pattern",
+}
+
+
+class ContractError(ValueError):
+    """The input breaks the contract at table level (e.g. a required column is missing)."""
+
+
+@dataclass
+class TableResult:
+    """Outcome of validating one table."""
+
+    table: str
+    accepted: pd.DataFrame
+    quarantine: pd.DataFrame
+    n_input: int
+    # (rule, column) -> number of rows quarantined with that primary reason
+    rejects: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    @property
+    def n_rejected(self) -> int:
+        return len(self.quarantine)
+
+    def sample_keys(self, rule: str, column: str, n: int = 5) -> list[str]:
+        spec = TABLES[self.table]
+        q = self.quarantine
+        hit = q[(q["reject_rule"] == rule) & (q["reject_column"] == column)]
+        return [str(k) for k in hit[spec.key].head(n).tolist()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------------------------
+def _blank_to_na(s: pd.Series) -> pd.Series:
+    if s.dtype == object or pd.api.types.is_string_dtype(s):
+        s = s.astype("string")
+        s = s.mask(s.str.strip() == "")
+    return s
+
+
+def _parse_column(raw: pd.Series, col: ColumnSpec) -> tuple[pd.Series, pd.Series]:
+    """Parse one column into its contract type. Returns (parsed, type_failed mask)."""
+    s = _blank_to_na(raw)
+    present = s.notna()
+    if col.dtype == "string":
+        out = s.astype("string")
+    elif col.dtype in ("int", "float"):
+        out = pd.to_numeric(s, errors="coerce")
+        if col.dtype == "int":
+            whole = out.isna() | (np.floor(out) == out)
+            out = out.where(whole)
+            out = out.astype("Int64")
+        else:
+            out = out.astype("float64")
+    elif col.dtype in ("date", "timestamp"):
+        if pd.api.types.is_datetime64_any_dtype(s):
+            out = s
+        else:
+            out = pd.to_datetime(s.astype("string"), errors="coerce", format="ISO8601")
+        if getattr(out.dt, "tz", None) is not None:
+            out = out.dt.tz_localize(None)
+        out = out.astype("datetime64[us]")
+        if col.dtype == "date":
+            out = out.dt.normalize()
+    elif col.dtype == "bool":
+        if pd.api.types.is_bool_dtype(s):
+            out = s.astype("boolean")
+        else:
+            txt = s.astype("string").str.strip().str.lower()
+            out = pd.Series(pd.NA, index=s.index, dtype="boolean")
+            out[txt.isin(_TRUE)] = True
+            out[txt.isin(_FALSE)] = False
+    else:  # pragma: no cover - the Literal type forbids it
+        raise AssertionError(col.dtype)
+    type_failed = present & out.isna()
+    return out, type_failed
+
+
+def _pandera_schema(spec: TableSpec, as_of: dt.date) -> pa.DataFrameSchema:
+    """The contract's column-level checks as a pandera schema (on parsed columns)."""
+    dtypes = {"string": "string", "int": "Int64", "float": "float64", "date": "datetime64[us]",
+              "timestamp": "datetime64[us]", "bool": "boolean"}
+    cols: dict[str, pa.Column] = {}
+    for c in spec.columns:
+        checks: list[pa.Check] = []
+        if c.allowed is not None:
+            checks.append(pa.Check.isin(list(c.allowed)))
+        if c.min_value is not None and c.max_value is not None:
+            checks.append(pa.Check.in_range(c.min_value, c.max_value))
+        if c.regex is not None:
+            checks.append(pa.Check.str_matches(c.regex))
+        cols[c.name] = pa.Column(dtypes[c.dtype], checks=checks, nullable=c.nullable, coerce=False)
+    return pa.DataFrameSchema(cols, strict=False, name=spec.name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Row rules that span columns
+# ---------------------------------------------------------------------------------------------
+def _row_rules(df: pd.DataFrame, spec: TableSpec, as_of: pd.Timestamp) -> list[tuple[str, str, pd.Series]]:
+    out: list[tuple[str, str, pd.Series]] = []
+    for rule in spec.row_rules:
+        if rule == "birth_before_first_policy":
+            age = (as_of - df["birth_date"]).dt.days / 365.25
+            bad = (age < AGE_MIN) | (age > AGE_MAX + 1)
+            bad |= df["first_policy_date"].notna() & (df["first_policy_date"] < df["birth_date"])
+            out.append((rule, "birth_date", bad.fillna(False)))
+        elif rule == "status_dates_consistent":
+            st = df["status"]
+            lapse, surr, mat = df["lapse_date"].notna(), df["surrender_date"].notna(), df["maturity_date"]
+            matured_ok = mat.notna() & (mat <= as_of)
+            bad = (
+                ((st == "lapsed") & (~lapse | surr))
+                | ((st == "surrendered") & (~surr | lapse))
+                | ((st == "matured") & (~matured_ok | lapse | surr))
+                | ((st == "in_force") & (lapse | surr | (mat.notna() & (mat < as_of))))
+            )
+            out.append((rule, "status", bad.fillna(False).astype(bool)))
+        elif rule == "dates_after_issue":
+            iss = df["issue_date"]
+            bad = pd.Series(False, index=df.index)
+            for c in ("lapse_date", "surrender_date", "maturity_date"):
+                bad |= (df[c].notna() & (df[c] < iss)).fillna(False)
+            out.append((rule, "issue_date", bad))
+        elif rule == "holdout_has_no_outcome":
+            bad = df["holdout"].fillna(False).astype(bool) == df["outcome"].notna()
+            out.append((rule, "outcome", bad))
+        else:  # pragma: no cover - contract and code are written together
+            raise AssertionError(f"unknown row rule {rule}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The table validator
+# ---------------------------------------------------------------------------------------------
+def check_columns(raw: pd.DataFrame, spec: TableSpec, source: str) -> None:
+    """Table-level check: every contract column is present. Extra columns are allowed (ignored)."""
+    missing = [c for c in spec.column_names if c not in raw.columns]
+    if missing:
+        found = ", ".join(map(str, raw.columns[:12])) + (" …" if raw.shape[1] > 12 else "")
+        raise ContractError(
+            f"{source} (table '{spec.name}') lacks required column(s) {missing}; found {raw.shape[1]} "
+            f"column(s): {found}. See docs/data_contract.md."
+        )
+
+
+def validate_table(
+    raw: pd.DataFrame,
+    spec: TableSpec,
+    as_of: dt.date,
+    parents: dict[str, pd.Series] | None = None,
+    source: str = "<frame>",
+) -> TableResult:
+    """Validate one raw table against the contract.
+
+    ``parents`` maps a referenced table name to the keys accepted there; foreign keys into the
+    table itself (a customer referred by a customer) are checked against this table's accepted keys.
+    """
+    check_columns(raw, spec, source)
+    raw = raw[spec.column_names].reset_index(drop=True)
+    as_of_ts = pd.Timestamp(as_of)
+    end_of_as_of = as_of_ts + pd.Timedelta(days=1)
+
+    parsed: dict[str, pd.Series] = {}
+    failures: list[tuple[str, str, pd.Series]] = []  # (rule, column, mask)
+    for col in spec.columns:
+        parsed[col.name], type_failed = _parse_column(raw[col.name], col)
+        if type_failed.any():
+            failures.append(("type", col.name, type_failed))
+    df = pd.DataFrame(parsed)
+
+    # Column-level contract checks through pandera (lazy: collect every failure case).
+    schema = _pandera_schema(spec, as_of)
+    try:
+        schema.validate(df, lazy=True)
+    except SchemaErrors as err:
+        fc = err.failure_cases
+        fc = fc[fc["index"].notna()]
+        for (column, check), grp in fc.groupby(["column", "check"], dropna=False):
+            name = str(check).split("(")[0]
+            rule = _PANDERA_RULES.get(name)
+            if rule is None:
+                raise ContractError(f"{source}: unexpected contract failure {check} on column {column}") from err
+            mask = pd.Series(False, index=df.index)
+            mask.loc[grp["index"].astype(int).unique()] = True
+            # a value that failed to parse shows up as null: report it as 'type', not 'missing'
+            failures.append((rule, str(column), mask))
+
+    for col in spec.columns:
+        if col.not_after_as_of:
+            v = df[col.name]
+            failures.append(("future_date", col.name, (v.notna() & (v >= end_of_as_of)).fillna(False)))
+
+    failures += _row_rules(df, spec, as_of_ts)
+
+    reason = pd.Series(pd.NA, index=df.index, dtype="string")
+    reason_col = pd.Series(pd.NA, index=df.index, dtype="string")
+    detail: dict[int, list[str]] = {}
+    for rule in RULE_PRIORITY:
+        for r, c, mask in failures:
+            if r != rule or not mask.any():
+                continue
+            if r == "missing":
+                # parse failures leave nulls behind; those rows are already 'type'
+                mask = mask & ~_type_mask(failures, c)
+            new = mask & reason.isna()
+            reason[new] = r
+            reason_col[new] = c
+            for i in np.flatnonzero(mask.to_numpy()):
+                detail.setdefault(int(i), []).append(f"{r}:{c}")
+
+    ok = reason.isna()
+    # Keys and duplicate events among rows that passed the row checks.
+    dup_key = ok & df.loc[ok, spec.key].duplicated(keep="first").reindex(df.index, fill_value=False)
+    _mark(reason, reason_col, detail, dup_key, "duplicate_key", spec.key)
+    ok = reason.isna()
+    if spec.duplicate_event_key:
+        k = list(spec.duplicate_event_key)
+        dup_ev = df.loc[ok, k].duplicated(keep="first").reindex(df.index, fill_value=False)
+        dup_ev &= ~df["holdout"].fillna(False).astype(bool) if "holdout" in df else True
+        _mark(reason, reason_col, detail, dup_ev, "duplicate_event", ",".join(k))
+        ok = reason.isna()
+
+    # Referential integrity: self references are resolved against this table's accepted keys.
+    parents = dict(parents or {})
+    for fk in spec.foreign_keys:
+        if fk.table == spec.name:
+            continue
+        keys = parents.get(fk.table)
+        if keys is None:
+            continue  # the referenced table is optional and absent
+        v = df[fk.column]
+        orphan = ok & v.notna() & ~v.isin(keys)
+        _mark(reason, reason_col, detail, orphan, "orphan_reference", fk.column)
+        ok = reason.isna()
+    for fk in spec.foreign_keys:
+        if fk.table != spec.name:
+            continue
+        v = df[fk.column]
+        orphan = ok & v.notna() & ~v.isin(df.loc[ok, fk.ref_column])
+        _mark(reason, reason_col, detail, orphan, "orphan_reference", fk.column)
+        ok = reason.isna()
+
+    accepted = df.loc[ok].reset_index(drop=True)
+    q = df.loc[~ok].copy()
+    # Quarantine keeps the raw text of every field, so the owner sees what arrived.
+    for c in spec.column_names:
+        q[c] = raw.loc[~ok, c].astype("string")
+    q["reject_rule"] = reason[~ok]
+    q["reject_column"] = reason_col[~ok]
+    q["reject_detail"] = pd.Series({i: ";".join(v) for i, v in detail.items()}, dtype="string").reindex(q.index)
+    q.insert(0, "source_row", q.index.astype("int64") + 1)
+    q = q.drop(columns=spec.personal_columns).reset_index(drop=True)
+    accepted = accepted.drop(columns=spec.personal_columns)
+
+    rejects = {(str(r), str(c)): int(n) for (r, c), n in q.groupby(["reject_rule", "reject_column"]).size().items()}
+    return TableResult(spec.name, accepted, q, n_input=len(df), rejects=rejects)
+
+
+def _type_mask(failures: list[tuple[str, str, pd.Series]], column: str) -> pd.Series:
+    masks = [m for r, c, m in failures if r == "type" and c == column]
+    if not masks:
+        return pd.Series(False, index=failures[0][2].index)
+    out = masks[0]
+    for m in masks[1:]:
+        out = out | m
+    return out
+
+
+def _mark(reason: pd.Series, reason_col: pd.Series, detail: dict[int, list[str]], mask: pd.Series,
+          rule: str, column: str) -> None:
+    mask = mask.fillna(False).astype(bool) & reason.isna()
+    reason[mask] = rule
+    reason_col[mask] = column
+    for i in np.flatnonzero(mask.to_numpy()):
+        detail.setdefault(int(i), []).append(f"{rule}:{column}")
+
+
+def validate_book(
+    raw: dict[str, pd.DataFrame],
+    as_of: dt.date,
+    sources: dict[str, str] | None = None,
+) -> dict[str, TableResult]:
+    """Validate all tables in dependency order so rejected parents cascade to their children."""
+    sources = sources or {}
+    results: dict[str, TableResult] = {}
+    accepted_keys: dict[str, pd.Series] = {}
+    for name in TABLE_ORDER:
+        spec = TABLES[name]
+        if name not in raw:
+            if spec.required:
+                raise ContractError(f"required table '{name}' is missing")
+            continue
+        res = validate_table(raw[name], spec, as_of, parents=accepted_keys, source=sources.get(name, name))
+        results[name] = res
+        accepted_keys[name] = res.accepted[spec.key]
+    return results

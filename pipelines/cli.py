@@ -1,0 +1,46 @@
+"""Shared entry-point plumbing: logging, argument parsing, and turning user errors into messages."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from features.validation import ContractError
+from pipelines.errors import UserError
+
+EXIT_USER_ERROR = 2
+
+
+def setup_logging(verbose: bool = False) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr, force=True)
+    for noisy in ("matplotlib", "urllib3", "alembic", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def base_parser(stage: str, doc: str | None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m pipelines.{stage}", description=(doc or "").strip().split("\n")[0])
+    p.add_argument("--params", default=os.environ.get("CP_PARAMS", "params.yaml"), help="parameters file")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def run_stage(stage: str, main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser,
+              argv: Sequence[str] | None = None) -> int:
+    """Run ``main`` with parsed args; user errors become one logged message and exit code 2."""
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    log = logging.getLogger(f"pipelines.{stage}")
+    t0 = time.perf_counter()
+    try:
+        main(args)
+    except (UserError, ContractError) as e:
+        log.error("%s failed: %s", stage, e)
+        return EXIT_USER_ERROR
+    log.info("%s done in %.1fs", stage, time.perf_counter() - t0)
+    return 0

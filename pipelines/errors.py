@@ -1,0 +1,19 @@
+"""Errors a user can act on. Stages turn these into one clear message and exit code 2."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Base for problems with the user's inputs or configuration (not bugs)."""
+
+
+class ConfigError(UserError):
+    """params.yaml is missing, malformed, or holds an unknown key or a bad value."""
+
+
+class InputError(UserError):
+    """An input file is missing, unreadable, wrongly encoded or wrongly delimited."""
+
+
+class RejectThresholdError(UserError):
+    """Too many rows were rejected by validation to trust the data."""

@@ -1,0 +1,151 @@
+"""File I/O for the stages: clear errors on bad inputs, atomic all-or-nothing outputs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipelines.errors import InputError
+
+log = logging.getLogger(__name__)
+_DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+class StagedOutputs:
+    """Collect a stage's outputs under temporary names and publish them together.
+
+    Each file is written beside its destination as ``.<name>.tmp-<id>`` and renamed into place
+    only when the whole stage succeeded, so a failed or killed stage never leaves a partial or a
+    mixed set of outputs (a rename within one directory is atomic on POSIX).
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Path]] = []
+        self._token = uuid.uuid4().hex[:8]
+
+    def path(self, dest: str | Path) -> Path:
+        """Temporary path to write ``dest`` to; it is published on commit."""
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp-{self._token}")
+        self._pending.append((tmp, dest))
+        return tmp
+
+    def parquet(self, df: pd.DataFrame, dest: str | Path) -> None:
+        df.to_parquet(self.path(dest), index=False)
+
+    def json(self, obj: Any, dest: str | Path) -> None:
+        self.path(dest).write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n",
+                                   encoding="utf-8")
+
+    def commit(self) -> None:
+        for tmp, dest in self._pending:
+            if not tmp.exists():
+                raise RuntimeError(f"staged output {dest} was never written")
+        for tmp, dest in self._pending:
+            if dest.is_dir():
+                shutil.rmtree(dest)
+            os.replace(tmp, dest)
+        self._pending.clear()
+
+    def discard(self) -> None:
+        for tmp, _ in self._pending:
+            tmp.unlink(missing_ok=True)
+        self._pending.clear()
+
+
+@contextmanager
+def staged_outputs() -> Iterator[StagedOutputs]:
+    out = StagedOutputs()
+    try:
+        yield out
+    except BaseException:
+        out.discard()
+        raise
+    out.commit()
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading raw tables
+# ---------------------------------------------------------------------------------------------
+def _sniff_delimiter(header: str) -> str | None:
+    counts = {d: header.count(d) for d in _DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] > 0 else None
+
+
+def read_csv_table(path: Path, table: str, encoding: str, delimiter: str) -> pd.DataFrame:
+    """Read a CSV export as text columns, with errors that say what to change."""
+    enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError as e:
+        raise InputError(f"cannot read {path} (table '{table}'): {e.strerror}") from None
+    try:
+        head.decode(enc)
+    except UnicodeDecodeError as e:
+        if enc.startswith("utf-8") and e.start > len(head) - 4:
+            pass  # a multi-byte character cut by our 64 KiB read; the full read decides
+        else:
+            hint = ""
+            try:
+                head.decode("gbk")
+                hint = (" It decodes as GBK, common in Chinese exports: set validate.source.encoding: gbk "
+                        "(or re-export as UTF-8).")
+            except UnicodeDecodeError:
+                pass
+            raise InputError(
+                f"{path} (table '{table}') is not valid {encoding}: byte 0x{head[e.start]:02x} at offset "
+                f"{e.start} cannot be decoded.{hint}"
+            ) from None
+    try:
+        df = pd.read_csv(path, sep=delimiter, dtype=str, encoding=enc, keep_default_na=False,
+                         na_values=[""], engine="c")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path} (table '{table}') is not valid {encoding} (offset {e.start}); "
+                         "set validate.source.encoding (utf-8 or gbk)") from None
+    except pd.errors.ParserError as e:
+        raise InputError(f"{path} (table '{table}') could not be parsed with delimiter {delimiter!r}: {e}") from None
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path} (table '{table}') is empty: expected a header row") from None
+    if df.shape[1] == 1:
+        header = str(df.columns[0])
+        sniffed = _sniff_delimiter(header.replace(delimiter, ""))
+        if sniffed and sniffed != delimiter:
+            raise InputError(
+                f"{path} (table '{table}') has a single column {header[:80]!r} with delimiter {delimiter!r}; "
+                f"the header looks {_DELIMITERS[sniffed]}-delimited: set validate.source.delimiter: "
+                f"{sniffed!r}"
+            )
+    return df
+
+
+def read_table(directory: str | Path, table: str, fmt: str, encoding: str = "utf-8",
+               delimiter: str = ",", required: bool = True) -> tuple[pd.DataFrame | None, Path]:
+    """Read ``<directory>/<table>.<fmt>``; returns (None, path) for an absent optional table."""
+    path = Path(directory) / f"{table}.{fmt}"
+    if not path.is_file():
+        if not required:
+            log.info("optional table %s not found at %s: skipped", table, path)
+            return None, path
+        present = sorted(p.name for p in Path(directory).glob("*")) if Path(directory).is_dir() else []
+        where = f"; the folder has: {', '.join(present[:10]) or 'nothing'}" if present or Path(directory).is_dir() \
+            else f"; the folder {directory} does not exist"
+        raise InputError(f"input file {path} for table '{table}' not found{where}. Check validate.source "
+                         "in params.yaml (dir, format).")
+    if fmt == "csv":
+        return read_csv_table(path, table, encoding, delimiter), path
+    try:
+        return pd.read_parquet(path), path
+    except Exception as e:  # pyarrow raises several types for corrupt files
+        raise InputError(f"{path} (table '{table}') is not a readable Parquet file: {e}") from None

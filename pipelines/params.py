@@ -1,0 +1,136 @@
+"""Typed, validated view of ``params.yaml``.
+
+Every stage loads its parameters through here. An unknown key, a wrong type or an out-of-range
+value stops the stage with a message naming the key path (``generate.truth_replicates``), not a
+traceback. The pure libraries define the parameter types they consume (e.g.
+``features.synthetic.SyntheticParams``); this module composes them and owns reading the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from features.synthetic import BookSize, DriftParams, SyntheticParams
+from pipelines.errors import ConfigError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BookParams(Strict):
+    """What book we are working on: its as-of (scoring) date, horizon and size profile."""
+
+    profile: str = Field(min_length=1)
+    as_of: dt.date
+    horizon_days: int = Field(ge=7, le=730)
+    profiles: dict[str, BookSize]
+
+    @model_validator(mode="after")
+    def _profile_exists(self) -> BookParams:
+        if self.profile not in self.profiles:
+            raise ValueError(f"profile '{self.profile}' is not one of {sorted(self.profiles)}")
+        return self
+
+    @property
+    def size(self) -> BookSize:
+        return self.profiles[self.profile]
+
+
+class GenerateParams(Strict):
+    seed: int = Field(ge=0)
+    truth_replicates: int = Field(ge=1, le=256)
+    prospect_share: float = Field(ge=0, le=0.9)
+    orphan_share: float = Field(ge=0, le=0.9)
+    new_customer_share: float = Field(ge=0, le=0.9)
+    agent_contacts_per_year: float = Field(ge=0, le=200)
+    campaigns_per_month: int = Field(ge=0, le=20)
+    holdout_share: float = Field(ge=0, le=0.9)
+    quote_followup_fast_share: float = Field(ge=0, le=1)
+    purchase_base_per_year: float = Field(gt=0, le=1)
+    lapse_base_per_year: float = Field(gt=0, le=1)
+    missing_share: float = Field(ge=0, le=0.5)
+    dirty_share: float = Field(ge=0, le=0.1)
+    drift: DriftParams
+
+
+class SourceParams(Strict):
+    """Where the raw tables are and how they are encoded."""
+
+    dir: str = Field(min_length=1)
+    format: Literal["parquet", "csv"]
+    encoding: str = Field(min_length=1)
+    delimiter: str = Field(min_length=1, max_length=1)
+
+    @model_validator(mode="after")
+    def _encoding_known(self) -> SourceParams:
+        import codecs
+
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError as e:
+            raise ValueError(f"unknown encoding '{self.encoding}' (use utf-8 or gbk)") from e
+        return self
+
+
+class ValidateParams(Strict):
+    source: SourceParams
+    max_reject_share: float = Field(ge=0, le=1)
+
+
+class Params(Strict):
+    book: BookParams
+    generate: GenerateParams
+    validate_: ValidateParams = Field(alias="validate")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def synthetic(self) -> SyntheticParams:
+        g = self.generate
+        return SyntheticParams(
+            seed=g.seed, as_of=self.book.as_of, size=self.book.size, horizon_days=self.book.horizon_days,
+            **g.model_dump(exclude={"seed", "drift"}), drift=g.drift,
+        )
+
+
+def _format_errors(err: ValidationError, path: Path) -> str:
+    lines = [f"{path}: {err.error_count()} invalid parameter(s):"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - {key}: unknown key (typo? see params.yaml comments for the allowed keys)")
+        elif e["type"] == "missing":
+            lines.append(f"  - {key}: required key is missing")
+        else:
+            got = e.get("input")
+            shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+            lines.append(f"  - {key}: {e['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def parse_params(raw: dict[str, Any], path: Path = DEFAULT_PARAMS) -> Params:
+    """Validate an already-loaded mapping; raises ConfigError naming every bad key."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, path)) from None
+
+
+def load_params(path: Path | str = DEFAULT_PARAMS) -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"parameters file {path} not found (run from the repository root)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must be a mapping of sections, got {type(raw).__name__}")
+    return parse_params(raw, path)

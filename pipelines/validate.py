@@ -1,0 +1,97 @@
+"""Validate the raw tables against the data contract (DVC stage ``validate``).
+
+Accepted rows go to ``data/interim/<table>.parquet`` without personal columns; rejected rows to
+``data/interim/quarantine/<table>.parquet`` with the rule they broke; the reconciliation report
+(input = accepted + quarantined, per table and rule) to ``data/reports/validation.json``. When a
+table's reject share exceeds ``validate.max_reject_share`` the stage fails, naming table, column,
+rule, count and sample keys, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from features.contract import TABLE_ORDER, TABLES
+from features.validation import TableResult, validate_book
+from pipelines.cli import base_parser, run_stage
+from pipelines.errors import RejectThresholdError
+from pipelines.io import read_table, staged_outputs
+from pipelines.params import load_params
+
+log = logging.getLogger("pipelines.validate")
+INTERIM = Path("data/interim")
+QUARANTINE = INTERIM / "quarantine"
+REPORT = Path("data/reports/validation.json")
+
+
+def reconciliation(results: dict[str, TableResult], max_share: float) -> dict[str, Any]:
+    """Counts per table and rule; the report's ``reconciled`` says input = accepted + quarantined."""
+    tables: dict[str, Any] = {}
+    for name, r in results.items():
+        tables[name] = {
+            "input": r.n_input,
+            "accepted": len(r.accepted),
+            "quarantined": r.n_rejected,
+            "reject_share": round(r.n_rejected / r.n_input, 6) if r.n_input else 0.0,
+            "rules": {f"{rule}:{col}": n for (rule, col), n in sorted(r.rejects.items())},
+            "reconciled": r.n_input == len(r.accepted) + r.n_rejected,
+        }
+    return {"max_reject_share": max_share, "tables": tables,
+            "reconciled": all(t["reconciled"] for t in tables.values())}
+
+
+def check_threshold(results: dict[str, TableResult], max_share: float) -> None:
+    problems = []
+    for name, r in results.items():
+        if r.n_input and r.n_rejected / r.n_input > max_share:
+            worst = sorted(r.rejects.items(), key=lambda kv: -kv[1])[:5]
+            detail = "; ".join(
+                f"column '{col}' rule '{rule}': {n:,} rows (e.g. {', '.join(r.sample_keys(rule, col))})"
+                for (rule, col), n in worst)
+            problems.append(f"table '{name}': {r.n_rejected:,} of {r.n_input:,} rows rejected "
+                            f"({r.n_rejected / r.n_input:.2%} > {max_share:.2%}): {detail}")
+    if problems:
+        raise RejectThresholdError(
+            "too many rejected rows, nothing written:\n  " + "\n  ".join(problems)
+            + "\nFix the source, or raise validate.max_reject_share if these rows may be dropped.")
+
+
+def main(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    src = params.validate_.source
+    raw, sources = {}, {}
+    for name in TABLE_ORDER:
+        spec = TABLES[name]
+        df, path = read_table(src.dir, name, src.format, src.encoding, src.delimiter, required=spec.required)
+        if df is not None:
+            raw[name], sources[name] = df, str(path)
+            log.info("read %s: %s rows from %s", name, f"{len(df):,}", path)
+    results = validate_book(raw, params.book.as_of, sources)
+    check_threshold(results, params.validate_.max_reject_share)
+    report = reconciliation(results, params.validate_.max_reject_share)
+    report["as_of"] = str(params.book.as_of)
+    report["source"] = src.model_dump()
+    with staged_outputs() as out:
+        for name, r in results.items():
+            out.parquet(r.accepted, INTERIM / f"{name}.parquet")
+            out.parquet(r.quarantine, QUARANTINE / f"{name}.parquet")
+        out.json(report, REPORT)
+    for name in (n for n in TABLE_ORDER if n not in results):  # an optional table that is gone must not leave last run's copy behind
+        for p in (INTERIM / f"{name}.parquet", QUARANTINE / f"{name}.parquet"):
+            p.unlink(missing_ok=True)
+    for name, t in report["tables"].items():
+        rules = ", ".join(f"{k} {v:,}" for k, v in t["rules"].items()) or "none"
+        log.info("%-9s input %9s = accepted %9s + quarantined %6s (%s)", name, f"{t['input']:,}",
+                 f"{t['accepted']:,}", f"{t['quarantined']:,}", rules)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    return run_stage("validate", main, base_parser("validate", __doc__), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
