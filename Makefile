@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DVC_NO_ANALYTICS := 1
+# dvc.yaml commands call `python`: make it the project interpreter.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 # Tests use both cores unless told otherwise (PYTEST_WORKERS=0 runs them in one process).
 PYTEST_WORKERS ?= 2

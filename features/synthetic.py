@@ -491,7 +491,7 @@ class _World:
                 for pu in np.unique(purpose):
                     add(who[purpose == pu], ch[purpose == pu], int(pu))
             # quote follow-ups and booked visits
-            fu = np.flatnonzero(reachable & (self.followup_day == t))
+            fu = np.flatnonzero(reachable & (self.followup_day == t) & (self.quote_day >= 0))
             add(fu, rng.choice([CH.index("phone"), CH.index("wechat"), CH.index("visit")], len(fu),
                                p=[0.5, 0.3, 0.2]), PURP.index("quote_followup"))
             vis = np.flatnonzero(reachable & (self.visit_day == t))
@@ -576,11 +576,13 @@ class _World:
                        - 0.4 * over + 0.5 * sales + 0.4 * np.log(np.maximum(resp, 1e-6)))
             interested = reached & (rng.random(k) < _sigmoid(logit_i))
             outcome[interested] = 2
-            quote = interested & (rng.random(k) < QUOTE[ch])
+            # quotes and appointments come from selling touches, not from chasing an open quote
+            selling = np.isin(purp, [PURP.index("sales"), PURP.index("event_invite")])
+            quote = interested & selling & (rng.random(k) < QUOTE[ch])
             outcome[quote] = 3
-            appoint = interested & ~quote & (rng.random(k) < APPOINT[ch])
+            appoint = interested & selling & ~quote & (rng.random(k) < APPOINT[ch])
             outcome[appoint] = 4
-            neg_mult = np.exp(0.5 * over) * (1 + self.C[c])
+            neg_mult = np.exp(0.8 * np.maximum(0.0, fat - 1.5)) * (1 + self.C[c])
             complaint = reached & ~inbound & (rng.random(k) < COMPLAINT[ch] * neg_mult)
             opt = reached & ~inbound & ~complaint & (rng.random(k) < OPT_OUT[ch] * neg_mult * np.exp(-0.3 * self.will[c]))
             outcome[complaint] = 6
@@ -590,7 +592,7 @@ class _World:
             np.add.at(self.F, c[live], FATIGUE[ch[live]])
             stim = STIMULUS[ch] * (1 + 1.5 * interested) * reached * np.maximum(resp, 0)
             np.add.at(self.S, c, stim)
-            np.add.at(self.V, c, SAVE[ch] * reached * ~sales)
+            np.add.at(self.V, c, SAVE[ch] * reached * np.where(sales, 0.5, 1.0))  # any touch keeps the bond
             np.add.at(self.will, c, 0.03 * interested - 0.3 * complaint)
             np.add.at(self.C, c, 1.0 * complaint)
             self.opted_out[c[opt]] = True
@@ -608,7 +610,9 @@ class _World:
             # a reached follow-up converts the open quote with a probability that decays with delay
             fu_reach = reached & (purp == PURP.index("quote_followup")) & (self.quote_day[c] >= 0)
             age_q = t - self.quote_day[c]
-            conv = np.where(fu_reach, 0.45 * _sigmoid(self.will[c] + 0.5) * np.exp(-(age_q - 1) / QUOTE_TAU_DAYS), 0.0)
+            recent = (t - self.last_purchase[c]) < 180
+            conv = np.where(fu_reach, 0.45 * _sigmoid(self.will[c] + 0.5) * np.exp(-(age_q - 1) / QUOTE_TAU_DAYS)
+                            * np.where(recent, 0.3, 1.0), 0.0)
             # sale on the spot at visits and events, from stimulus and interest
             spot = np.where(interested & np.isin(ch, [CH.index("visit"), CH.index("event")]), 0.05, 0.0)
             q_sale = 1 - (1 - conv) * (1 - spot)
@@ -653,7 +657,9 @@ class _World:
             held = self._held_lines() if len(buy) else None
             self._new_policies(buy, np.full(len(buy), t, np.int32), held)
             self.S[buy] *= 0.3
-            self.quote_day[buy] = -1
+            self.quote_day[buy] = -1  # the quote is closed: no more chasing, no booked visit
+            self.followup_day[buy] = -1
+            self.visit_day[buy] = -1
             if self._today is not None:  # a purchase on the day of a reached touch is that touch's outcome
                 c, ch, purp, camp, hold, inbound, outcome = self._today
                 bought = np.zeros(n, bool)

@@ -1,0 +1,99 @@
+"""`dvc repro` of the tiny profile in a temporary copy of the repository (slow; runs in CI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+BIN = Path(sys.executable).parent
+
+
+def _copy_worktree(dst: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                           cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
+    for f in filter(None, files):
+        src = REPO / f
+        if src.is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / f)
+
+
+def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
+           "PYTHONPATH": ""}
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def repro(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    root = tmp_path_factory.mktemp("repo")
+    _copy_worktree(root)
+    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    params["book"]["profile"] = "tiny"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    return root, _run([str(BIN / "dvc"), "repro"], root)
+
+
+@pytest.mark.slow
+def test_dvc_repro_builds_the_tiny_book(repro) -> None:
+    root, proc = repro
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for table in ("customers", "policies", "claims", "contacts"):
+        assert (root / f"data/synthetic/book/{table}.parquet").is_file()
+        assert (root / f"data/interim/{table}.parquet").is_file()
+        assert (root / f"data/interim/quarantine/{table}.parquet").is_file()
+    assert (root / "data/synthetic/truth.parquet").is_file()
+    report = json.loads((root / "data/reports/validation.json").read_text(encoding="utf-8"))
+    assert report["reconciled"] is True
+    gen = json.loads((root / "data/reports/generate.json").read_text(encoding="utf-8"))
+    assert gen["profile"] == "tiny"
+    for table, rules in gen["dirty_rows_injected"].items():
+        assert report["tables"][table]["quarantined"] >= 1, (table, rules)
+    assert not list((root / "data").rglob(".*.tmp-*")), "staging files left behind"
+
+
+@pytest.mark.slow
+def test_second_repro_is_a_no_op(repro) -> None:
+    root, first = repro
+    assert first.returncode == 0
+    again = _run([str(BIN / "dvc"), "repro"], root)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "up to date" in again.stdout, again.stdout
+    assert "Running stage" not in again.stdout
+    status = _run([str(BIN / "dvc"), "status"], root)
+    assert "up to date" in status.stdout, status.stdout
+
+
+@pytest.mark.slow
+def test_dvc_metrics_show_reads_the_reports(repro) -> None:
+    root, first = repro
+    assert first.returncode == 0
+    shown = _run([str(BIN / "dvc"), "metrics", "show"], root)
+    assert shown.returncode == 0 and "validation.json" in shown.stdout, shown.stdout + shown.stderr
+
+
+@pytest.mark.slow
+def test_no_personal_data_after_validation(repro) -> None:
+    root, first = repro
+    assert first.returncode == 0
+    raw = pd.read_parquet(root / "data/synthetic/book/customers.parquet")
+    values = set(raw[["name", "phone", "id_number"]].stack().dropna().astype(str))
+    assert len(values) > 1000
+    for f in (root / "data/interim").rglob("*.parquet"):
+        df = pd.read_parquet(f)
+        assert not {"name", "phone", "id_number"} & set(df.columns), f
+        assert not values & set(df.astype(str).stack()), f
+    for f in (root / "data/reports").glob("*.json"):
+        text = f.read_text(encoding="utf-8")
+        assert not any(v in text for v in values), f

@@ -1,0 +1,54 @@
+"""Atomic, all-or-nothing stage outputs."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines.io import staged_outputs
+
+
+def test_outputs_appear_only_on_success(tmp_path: Path) -> None:
+    a, b = tmp_path / "x/a.parquet", tmp_path / "y/b.json"
+    with staged_outputs() as out:
+        out.parquet(pd.DataFrame({"v": [1, 2]}), a)
+        out.json({"k": 1}, b)
+        assert not a.exists() and not b.exists()
+    assert pd.read_parquet(a)["v"].tolist() == [1, 2]
+    assert b.read_text().strip().startswith("{")
+    assert not list(tmp_path.rglob(".*tmp-*"))
+
+
+def test_failure_leaves_previous_outputs_untouched(tmp_path: Path) -> None:
+    a = tmp_path / "a.parquet"
+    pd.DataFrame({"v": [0]}).to_parquet(a)
+    with pytest.raises(RuntimeError), staged_outputs() as out:
+        out.parquet(pd.DataFrame({"v": [1]}), a)
+        raise RuntimeError("boom")
+    assert pd.read_parquet(a)["v"].tolist() == [0]
+    assert not list(tmp_path.rglob(".*tmp-*"))
+
+
+def test_killed_writer_never_leaves_a_partial_or_mixed_set(tmp_path: Path) -> None:
+    """SIGKILL between writing and publishing: destinations keep their old, complete content."""
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    for p in (a, b):
+        pd.DataFrame({"v": [0]}).to_parquet(p)
+    script = textwrap.dedent(f"""
+        import os, signal, pandas as pd
+        from pipelines.io import staged_outputs
+        with staged_outputs() as out:
+            out.parquet(pd.DataFrame({{"v": [1]}}), {str(a)!r})
+            out.parquet(pd.DataFrame({{"v": [1]}}), {str(b)!r})
+            os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], check=False)
+    assert proc.returncode == -signal.SIGKILL
+    assert pd.read_parquet(a)["v"].tolist() == [0]
+    assert pd.read_parquet(b)["v"].tolist() == [0]

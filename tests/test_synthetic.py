@@ -1,0 +1,141 @@
+"""The synthetic book behaves like a real one: properties, not golden numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+from features.synthetic import OUTBOUND_SALES_CHANNELS, SyntheticBook, simulate_book
+from pipelines.params import Params
+
+
+def _tiny(p: Params, **upd):
+    sp = p.synthetic()
+    size = sp.size.model_copy(update={"n_customers": upd.pop("n", 300), "history_days": 400})
+    return sp.model_copy(update={"size": size, "truth_replicates": 1, **upd})
+
+
+def test_same_seed_same_book_and_other_seed_other_book(small_params: Params) -> None:
+    a, b = simulate_book(_tiny(small_params)), simulate_book(_tiny(small_params))
+    for name in a.tables():
+        pd.testing.assert_frame_equal(a.tables()[name], b.tables()[name])
+    pd.testing.assert_frame_equal(a.truth, b.truth)
+    c = simulate_book(_tiny(small_params, seed=small_params.generate.seed + 1))
+    assert not a.contacts["contact_ts"].equals(c.contacts["contact_ts"])
+
+
+def test_truth_is_a_probability_for_every_customer(small_book: SyntheticBook) -> None:
+    t = small_book.truth
+    assert t["customer_id"].is_unique
+    assert set(t["customer_id"]) == set(small_book.customers["customer_id"])
+    prob = t.filter(like="p_")
+    assert ((prob >= 0) & (prob <= 1) | prob.isna()).all().all()
+    lapse = t.filter(like="p_lapse")
+    assert lapse.isna().all(axis=1).equals(~t["holds_in_force"])  # lapse defined for holders only
+
+
+def test_contacts_raise_purchase_with_channel_specific_effects(small_book: SyntheticBook) -> None:
+    t = small_book.truth
+    base = t["p_purchase_no_contact"].mean()
+    effect = {ch: t[f"p_purchase_{ch}"].mean() - base for ch in OUTBOUND_SALES_CHANNELS}
+    assert all(v > 0 for v in effect.values()), effect
+    assert effect["visit"] > effect["phone"] > effect["sms"] > 0
+    assert effect["visit"] > 2 * effect["email"]
+    # business as usual (agents + campaigns) sells more than leaving the book alone
+    assert t["p_purchase"].mean() > base
+
+
+def test_a_touch_lowers_lapse(small_book: SyntheticBook) -> None:
+    t = small_book.truth.dropna(subset=["p_lapse"])
+    assert t["p_lapse_visit"].mean() < t["p_lapse_no_contact"].mean()
+
+
+def test_purchase_driven_by_ability_willingness_and_need(small_book: SyntheticBook) -> None:
+    t = small_book.truth
+    for driver in ("latent_willingness", "latent_need", "latent_ability"):
+        rho = spearmanr(t[driver], t["p_purchase_no_contact"]).statistic
+        assert rho > 0.1, (driver, rho)
+
+
+def _prior_touches(co: pd.DataFrame, days: int) -> pd.Series:
+    """Number of earlier live touches of the same customer within ``days`` before each touch."""
+    co = co.sort_values(["customer_id", "contact_ts"]).reset_index(drop=True)
+    ts = (co["contact_ts"] - pd.Timestamp(0)).dt.total_seconds().to_numpy()
+    cust = co["customer_id"].to_numpy()
+    out = np.zeros(len(co), int)
+    start = 0
+    for i in range(len(co)):
+        if i and cust[i] != cust[i - 1]:
+            start = i
+        j = start
+        while ts[i] - ts[j] > days * 86400:
+            j += 1
+        start = j
+        out[i] = i - j
+    return pd.Series(out, index=co.index), co
+
+
+def test_fatigue_raises_complaints_and_opt_outs(small_book: SyntheticBook) -> None:
+    co = small_book.contacts
+    co = co[~co["holdout"] & (co["direction"] == "outbound") & co["outcome"].notna()]
+    prior, co = _prior_touches(co, 7)
+    neg = co["outcome"].isin(["complaint", "opt_out"])
+    calm, busy = neg[prior == 0].mean(), neg[prior >= 3].mean()
+    assert busy > 1.5 * calm, (calm, busy, int((prior >= 3).sum()))
+
+
+def test_fast_quote_followup_converts_more(small_book: SyntheticBook) -> None:
+    co = small_book.contacts
+    quotes = co[co["outcome"] == "quote"][["customer_id", "contact_ts"]]
+    fu = co[co["purpose"] == "quote_followup"][["customer_id", "contact_ts"]].rename(columns={"contact_ts": "fu_ts"})
+    m = quotes.merge(fu, on="customer_id")
+    m = m[(m["fu_ts"] > m["contact_ts"]) & (m["fu_ts"] <= m["contact_ts"] + pd.Timedelta(days=45))]
+    first = m.groupby(["customer_id", "contact_ts"])["fu_ts"].min().reset_index()
+    first["delay"] = (first["fu_ts"].dt.normalize() - first["contact_ts"].dt.normalize()).dt.days
+    pol = small_book.policies[["customer_id", "issue_date"]]
+    j = first.merge(pol, on="customer_id", how="left")
+    j["won"] = (j["issue_date"] >= j["contact_ts"].dt.normalize()) & (
+        j["issue_date"] <= j["contact_ts"] + pd.Timedelta(days=30))
+    won = j.groupby(["customer_id", "contact_ts", "delay"])["won"].any().reset_index()
+    fast, slow = won.loc[won["delay"] <= 1, "won"].mean(), won.loc[won["delay"] >= 5, "won"].mean()
+    assert fast > slow, (fast, slow, len(won))
+
+
+def test_book_shape_is_realistic(small_book: SyntheticBook) -> None:
+    cu, po, co = small_book.customers, small_book.policies, small_book.contacts
+    as_of = pd.Timestamp(small_book.summary["as_of"])
+    start = as_of - pd.Timedelta(days=365)
+    alive = cu[cu["created_date"] < start]
+    buyers = po[(po["issue_date"] >= start) & po["customer_id"].isin(alive["customer_id"])]["customer_id"].nunique()
+    assert 0.06 < buyers / len(alive) < 0.35
+    camp = co[co["campaign_id"].notna()]
+    assert 0.05 < camp["holdout"].mean() < 0.15
+    assert small_book.summary["customers_without_contacts"] > 0  # some customers are never touched
+    assert set(co["channel"]) >= {"phone", "sms", "wechat", "visit", "event", "service"}
+    assert co["outcome"].isna().sum() == co["holdout"].sum()
+    # referrers were customers before the people they referred
+    ref = cu.dropna(subset=["referred_by"]).drop_duplicates("customer_id")
+    created = cu.drop_duplicates("customer_id").set_index("customer_id")["created_date"]
+    assert (created.reindex(ref["referred_by"]).to_numpy() <= ref["created_date"].to_numpy()).all()
+    # realistic gaps: optional fields are sometimes blank, required never
+    assert 0 < cu["income_band"].isna().mean() < 0.2
+    assert cu["needs_class"].notna().all()
+
+
+@pytest.mark.parametrize("channel", ["sms"])
+def test_drift_collapses_a_channels_response(small_params: Params, channel: str) -> None:
+    sp = _tiny(small_params, n=600)
+    start = sp.as_of - pd.Timedelta(days=200)
+    drifted = sp.model_copy(update={"drift": sp.drift.model_copy(
+        update={"start": start, "channel_response": {channel: 0.1}})})
+    a, b = simulate_book(sp), simulate_book(drifted)
+
+    def reach(book: SyntheticBook) -> float:
+        co = book.contacts
+        co = co[(co["channel"] == channel) & (co["contact_ts"] >= pd.Timestamp(start)) & ~co["holdout"]
+                & (co["direction"] == "outbound")]
+        return float((co["outcome"] != "no_answer").mean())
+
+    assert reach(b) < 0.5 * reach(a)
