@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from features.snapshots import FeatureParams
 from features.synthetic import BookSize, DriftParams, SyntheticParams
 from pipelines.errors import ConfigError
 
@@ -85,10 +86,22 @@ class ValidateParams(Strict):
     max_reject_share: float = Field(ge=0, le=1)
 
 
+class EngineParams(Strict):
+    """DuckDB resources: bounded memory, spilling to a temporary folder beyond it."""
+
+    threads: int = Field(ge=1, le=256)
+    memory_limit: str = Field(pattern=r"^\d+(\.\d+)?\s*(MB|GB|MiB|GiB)$")
+
+
+class FeaturesSection(FeatureParams):
+    engine: EngineParams
+
+
 class Params(Strict):
     book: BookParams
     generate: GenerateParams
     validate_: ValidateParams = Field(alias="validate")
+    features: FeaturesSection
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -61,6 +61,13 @@ def test_dvc_repro_builds_the_tiny_book(repro) -> None:
     for table, rules in gen["dirty_rows_injected"].items():
         assert report["tables"][table]["quarantined"] >= 1, (table, rules)
     assert not list((root / "data").rglob(".*.tmp-*")), "staging files left behind"
+    feats = pd.read_parquet(root / "data/features/features.parquet")
+    dic = json.loads((root / "data/features/dictionary.json").read_text(encoding="utf-8"))
+    assert [d["name"] for d in dic] == [c for c in feats.columns if c not in ("customer_id", "snapshot_date")]
+    assert not feats.duplicated(["customer_id", "snapshot_date"]).any()
+    scoring = feats[feats["snapshot_date"] == feats["snapshot_date"].max()]
+    assert scoring["purchase_h"].isna().all() and len(scoring) == report["tables"]["customers"]["accepted"]
+    assert feats["purchase_h"].notna().sum() > 10_000
 
 
 @pytest.mark.slow
@@ -90,7 +97,7 @@ def test_no_personal_data_after_validation(repro) -> None:
     raw = pd.read_parquet(root / "data/synthetic/book/customers.parquet")
     values = set(raw[["name", "phone", "id_number"]].stack().dropna().astype(str))
     assert len(values) > 1000
-    for f in (root / "data/interim").rglob("*.parquet"):
+    for f in [*(root / "data/interim").rglob("*.parquet"), *(root / "data/features").rglob("*.parquet")]:
         df = pd.read_parquet(f)
         assert not {"name", "phone", "id_number"} & set(df.columns), f
         assert not values & set(df.astype(str).stack()), f

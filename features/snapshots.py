@@ -1,0 +1,451 @@
+"""Point-in-time features and labels per (customer, snapshot), in portable SQL run by DuckDB.
+
+Every feature is declared once (``FeatureDef``): its name, family, window, type, a one-line
+description in English and Chinese, and its SQL expression. The SQL, the feature dictionary and
+``docs/features.md`` all come from that list.
+
+**Point in time.** A snapshot ``s`` sees only what happened strictly before ``s``: events with a
+date/timestamp ``< s``. The customer archive is a current-state extract, so anything in it that
+changes over time (consent flags, first policy date, policy status) is *re-derived from the event
+tables* as of ``s`` rather than read from the archive; only slowly-changing profile fields are used
+as they are.
+
+**Labels** look at ``[s, s + H)``. A snapshot whose horizon has not fully passed (``s + H > as_of``)
+gets null labels.
+
+**Speed.** Windowed counts scan only the events inside the longest window, with one ``FILTER``
+aggregate per feature; recency comes from a separate, simpler query over all history; the number of
+distinct channels is derived from the per-channel counts instead of ``COUNT(DISTINCT)``.
+
+**Portability.** Standard SQL (``FILTER``, ``CASE``, ``LEAST``, ``GREATEST``, ``DATE``/``INTERVAL``
+literals); the only dialect-specific pieces are ``_days_between`` and ``_sample_predicate``.
+
+Pure: the caller passes a DuckDB connection in which ``customers``, ``policies``, ``claims`` and
+``contacts`` are relations (views over Parquet in the pipeline, DataFrames in the tests).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from features.contract import CHANNELS, OUTCOMES, PRODUCT_LINES, TABLES
+
+log = logging.getLogger(__name__)
+ANSWERED_SQL = "outcome IS NOT NULL AND outcome <> 'no_answer'"
+INCOME_RANK = {code: i for i, code in enumerate(TABLES["customers"].column("income_band").allowed or ())}
+# Mid-points of the income bands (CNY / year), for the premium-burden ratio.
+INCOME_MID = {"lt_100k": 60_000, "100k_200k": 150_000, "200k_500k": 320_000, "500k_1m": 700_000, "gt_1m": 1_800_000}
+MONTH_DAYS = 30.4375
+
+
+class FeatureParams(BaseModel):
+    """What to compute. Lists are validated against the contract's codes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_train_snapshots: int = Field(ge=1, le=120)
+    snapshot_step_months: int = Field(ge=1, le=12)
+    windows_days: list[int] = Field(min_length=1)
+    channels: list[str] = Field(min_length=1)
+    outcomes: list[str] = Field(min_length=1)
+    product_lines: list[str] = Field(min_length=1)
+    claim_windows_days: list[int] = Field(min_length=1)
+    holdout_window_days: int = Field(ge=1, le=365)
+    train_sample_max_customers: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _codes(self) -> FeatureParams:
+        for name, values, allowed in (("channels", self.channels, CHANNELS), ("outcomes", self.outcomes, OUTCOMES),
+                                      ("product_lines", self.product_lines, PRODUCT_LINES)):
+            bad = [v for v in values if v not in allowed]
+            if bad:
+                raise ValueError(f"{name}: unknown code(s) {bad}; allowed: {list(allowed)}")
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name}: duplicates in {values}")
+        for name, ws in (("windows_days", self.windows_days), ("claim_windows_days", self.claim_windows_days)):
+            if sorted(set(ws)) != ws or ws[0] < 1 or ws[-1] > 3650:
+                raise ValueError(f"{name} must be strictly increasing day counts in 1..3650, got {ws}")
+        return self
+
+
+@dataclass(frozen=True)
+class FeatureDef:
+    name: str
+    family: str  # profile | holdings | claims | referrals | contacts | outcomes | recency | engagement
+    dtype: str  # int | float | category | bool
+    window_days: int | None
+    en: str
+    zh: str
+    sql: str  # expression over the joined snapshot relation (see _snapshot_sql)
+
+
+def _w(w: int) -> str:
+    return f"{w}d"
+
+
+# ---------------------------------------------------------------------------------------------
+# Feature declarations
+# ---------------------------------------------------------------------------------------------
+def feature_defs(p: FeatureParams) -> list[FeatureDef]:
+    """All features, in output order, for these parameters."""
+    C, O = CHANNELS, OUTCOMES
+    f: list[FeatureDef] = []
+
+    def add(*a: object) -> None:
+        f.append(FeatureDef(*a))  # type: ignore[arg-type]
+
+    # profile (slowly-changing archive fields, used as they are)
+    add("age_years", "profile", "float", None, "Age in years", "年龄(岁)",
+        "CAST(_days(birth_date) AS DOUBLE) / 365.25")
+    add("gender", "profile", "category", None, "Gender", "性别", "gender")
+    add("province", "profile", "category", None, "Province", "省份", "province")
+    add("occupation_class", "profile", "int", None, "Occupation risk class (1-6)", "职业类别(1-6)", "occupation_class")
+    add("income_band", "profile", "category", None, "Income band", "收入档次", "income_band")
+    add("income_rank", "profile", "int", None, "Income band as a rank (0 = lowest)", "收入档次序号(0为最低)",
+        "CASE income_band " + " ".join(f"WHEN '{k}' THEN {v}" for k, v in INCOME_RANK.items()) + " END")
+    add("marital_status", "profile", "category", None, "Marital status", "婚姻状况", "marital_status")
+    add("children", "profile", "int", None, "Number of children", "子女数", "children")
+    add("needs_class", "profile", "category", None, "Needs class", "需求类别", "needs_class")
+    add("acquisition_source", "profile", "category", None, "Acquisition source", "获客来源", "acquisition_source")
+    add("tenure_months", "profile", "int", None, "Months since the customer record was created", "客户关系月数",
+        f"CAST(FLOOR(_days(created_date) / {MONTH_DAYS}) AS INTEGER)")
+    add("was_referred", "profile", "bool", None, "Came through a referral", "转介绍获客",
+        "referred_by IS NOT NULL")
+    add("has_agent", "profile", "bool", None, "Has a servicing agent (not an orphan account)", "有服务代理人(非孤儿单)",
+        "agent_id IS NOT NULL")
+    # holdings at the snapshot
+    add("n_inforce", "holdings", "int", None, "In-force policies", "有效保单数", "COALESCE(n_inforce, 0)")
+    add("premium_inforce", "holdings", "float", None, "Annual premium of in-force policies (CNY)",
+        "有效保单年缴保费(元)", "COALESCE(premium_inforce, 0)")
+    add("sum_assured_inforce", "holdings", "float", None, "Sum assured of in-force policies (CNY)",
+        "有效保单总保额(元)", "COALESCE(sum_assured_inforce, 0)")
+    for ln in p.product_lines:
+        add(f"n_inforce_{ln}", "holdings", "int", None, f"In-force {ln.replace('_', ' ')} policies",
+            f"有效{PRODUCT_LINES[ln]}保单数", f"COALESCE(n_inforce_{ln}, 0)")
+        add(f"premium_inforce_{ln}", "holdings", "float", None, f"Annual premium of in-force {ln.replace('_', ' ')} (CNY)",
+            f"有效{PRODUCT_LINES[ln]}年缴保费(元)", f"COALESCE(premium_inforce_{ln}, 0)")
+    add("n_lines_held", "holdings", "int", None, "Distinct product lines in force", "持有险种数",
+        " + ".join(f"CASE WHEN COALESCE(n_inforce_{ln}, 0) > 0 THEN 1 ELSE 0 END" for ln in p.product_lines))
+    add("main_payment_mode", "holdings", "category", None, "Payment mode of the largest in-force policy",
+        "主力保单缴费方式", "main_payment_mode")
+    add("n_inforce_monthly", "holdings", "int", None, "In-force policies paid monthly", "月缴有效保单数",
+        "COALESCE(n_inforce_monthly, 0)")
+    add("premium_to_income", "holdings", "float", None, "In-force premium / income band mid-point (burden)",
+        "保费收入比(缴费负担)",
+        "COALESCE(premium_inforce, 0) / CASE income_band "
+        + " ".join(f"WHEN '{k}' THEN {v}.0" for k, v in INCOME_MID.items()) + " END")
+    add("n_policies_ever", "holdings", "int", None, "Policies ever bought", "累计投保件数", "COALESCE(n_policies_ever, 0)")
+    add("n_lapsed", "holdings", "int", None, "Policies lapsed so far", "累计失效保单数", "COALESCE(n_lapsed, 0)")
+    add("n_surrendered", "holdings", "int", None, "Policies surrendered so far", "累计退保保单数",
+        "COALESCE(n_surrendered, 0)")
+    add("n_matured", "holdings", "int", None, "Policies matured so far", "累计满期保单数", "COALESCE(n_matured, 0)")
+    add("months_since_first_policy", "holdings", "int", None, "Months since the first policy", "首单至今月数",
+        f"CAST(FLOOR(_days(first_issue) / {MONTH_DAYS}) AS INTEGER)")
+    add("months_since_last_purchase", "holdings", "int", None, "Months since the last new policy", "距上次投保月数",
+        f"CAST(FLOOR(_days(last_issue) / {MONTH_DAYS}) AS INTEGER)")
+    add("months_since_last_lapse", "holdings", "int", None, "Months since the last lapse or surrender",
+        "距上次失效/退保月数", f"CAST(FLOOR(_days(last_lapse) / {MONTH_DAYS}) AS INTEGER)")
+    # claims
+    for w in p.claim_windows_days:
+        add(f"n_claims_{_w(w)}", "claims", "int", w, f"Claims in the last {w} days", f"近{w}天理赔次数",
+            f"COALESCE(n_claims_{_w(w)}, 0)")
+        add(f"claim_amount_{_w(w)}", "claims", "float", w, f"Amount claimed in the last {w} days (CNY)",
+            f"近{w}天理赔金额(元)", f"COALESCE(claim_amount_{_w(w)}, 0)")
+    wl = p.claim_windows_days[-1]
+    add(f"n_claims_rejected_{_w(wl)}", "claims", "int", wl, f"Rejected claims in the last {wl} days",
+        f"近{wl}天拒赔次数", f"COALESCE(n_claims_rejected_{_w(wl)}, 0)")
+    add("referrals_made", "referrals", "int", None, "Customers this customer referred (chain)", "转介绍客户数",
+        "COALESCE(referrals_made, 0)")
+    # contacts per channel and window; totals; outcomes
+    for w in p.windows_days:
+        for ch in p.channels:
+            add(f"n_{ch}_{_w(w)}", "contacts", "int", w, f"{ch} touches in the last {w} days",
+                f"近{w}天{C[ch]}接触次数", f"COALESCE(n_{ch}_{_w(w)}, 0)")
+        add(f"n_contacts_{_w(w)}", "contacts", "int", w, f"Touches of any kind in the last {w} days",
+            f"近{w}天接触总次数", f"COALESCE(n_contacts_{_w(w)}, 0)")
+        add(f"n_outbound_{_w(w)}", "contacts", "int", w, f"Touches we initiated in the last {w} days (fatigue)",
+            f"近{w}天主动接触次数(疲劳度)", f"COALESCE(n_outbound_{_w(w)}, 0)")
+        add(f"n_inbound_{_w(w)}", "contacts", "int", w, f"Touches the customer initiated in the last {w} days",
+            f"近{w}天客户主动来访/来电次数", f"COALESCE(n_inbound_{_w(w)}, 0)")
+        for o in p.outcomes:
+            add(f"n_{o}_{_w(w)}", "outcomes", "int", w, f"Touches ending '{o.replace('_', ' ')}' in the last {w} days",
+                f"近{w}天结果为{O[o]}的次数", f"COALESCE(n_{o}_{_w(w)}, 0)")
+        add(f"reached_rate_{_w(w)}", "outcomes", "float", w,
+            f"Share of touches answered in the last {w} days (null without touches)", f"近{w}天接通率",
+            f"CAST(n_answered_{_w(w)} AS DOUBLE) / NULLIF(n_contacts_{_w(w)}, 0)")
+    wmax = p.windows_days[-1]
+    add(f"n_distinct_channels_{_w(wmax)}", "engagement", "int", wmax, f"Distinct channels used in the last {wmax} days",
+        f"近{wmax}天使用的渠道数",
+        " + ".join(f"CASE WHEN COALESCE(n_{ch}_{_w(wmax)}, 0) > 0 THEN 1 ELSE 0 END" for ch in p.channels))
+    add(f"events_attended_{_w(wmax)}", "engagement", "int", wmax, f"Events attended in the last {wmax} days",
+        f"近{wmax}天参加活动次数", f"COALESCE(events_attended_{_w(wmax)}, 0)")
+    add("in_campaign_holdout", "engagement", "bool", p.holdout_window_days,
+        f"In a campaign holdout group in the last {p.holdout_window_days} days",
+        f"近{p.holdout_window_days}天在活动对照组", "COALESCE(n_holdout, 0) > 0")
+    add("opted_out", "engagement", "bool", None, "Has asked not to be contacted (opt-out before the snapshot)",
+        "曾要求不再联系", "COALESCE(n_opt_out_ever, 0) > 0")
+    # recency over all history
+    for key, en, zh in (("contact", "any touch", "任意接触"), ("answered", "an answered touch", "接通"),
+                        ("quote", "a quote", "报价"), ("complaint", "a complaint", "投诉")):
+        add(f"days_since_last_{key}", "recency", "int", None, f"Days since {en} (null if never)",
+            f"距上次{zh}天数(从未则为空)", f"_days(CAST(last_{key}_ts AS DATE))")
+    add("open_quote", "recency", "bool", None, "A quote not yet followed up and not yet bought",
+        "有未跟进且未成交的报价",
+        "last_quote_ts IS NOT NULL AND (last_outbound_ts IS NULL OR last_outbound_ts <= last_quote_ts) "
+        "AND (last_issue IS NULL OR last_issue < CAST(last_quote_ts AS DATE))")
+    add("open_quote_age_days", "recency", "int", None, "Age of that open quote in days (null if none)",
+        "未跟进报价的天数",
+        "CASE WHEN last_quote_ts IS NOT NULL AND (last_outbound_ts IS NULL OR last_outbound_ts <= last_quote_ts) "
+        "AND (last_issue IS NULL OR last_issue < CAST(last_quote_ts AS DATE)) "
+        "THEN _days(CAST(last_quote_ts AS DATE)) END")
+    return f
+
+
+LABELS = {
+    "purchase_h": ("int", "A new policy within the horizon", "观察期内新投保"),
+    "lapse_h": ("int", "An in-force policy lapses or is surrendered within the horizon (holders only)",
+                "观察期内有效保单失效或退保(仅持有人)"),
+    "premium_h": ("float", "Annual premium of new policies within the horizon (CNY)", "观察期内新保单年缴保费(元)"),
+}
+KEYS = ["customer_id", "snapshot_date"]
+
+
+def dictionary(p: FeatureParams, horizon_days: int) -> list[dict[str, object]]:
+    """The feature dictionary: what each column is, in English and Chinese."""
+    rows = [{k: v for k, v in asdict(d).items() if k != "sql"} | {"role": "feature"} for d in feature_defs(p)]
+    for name, (dtype, en, zh) in LABELS.items():
+        rows.append({"name": name, "family": "label", "dtype": dtype, "window_days": horizon_days,
+                     "en": en, "zh": zh, "role": "label"})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# SQL
+# ---------------------------------------------------------------------------------------------
+def _lit(d: dt.date) -> str:
+    return f"DATE '{d.isoformat()}'"
+
+
+def _days_between(expr: str, s: str) -> str:
+    """Whole days from ``expr`` (a DATE) to the snapshot. Spark: datediff(s, expr)."""
+    return f"date_diff('day', {expr}, {s})"
+
+
+def _sample_predicate(fraction: float) -> str:
+    """A stable per-customer sample (the same customers at every training snapshot).
+
+    Spark: ``pmod(xxhash64(customer_id), 1000000) < ...``.
+    """
+    return f"(hash(customer_id || '#sample') % 1000000) < {int(round(fraction * 1_000_000))}"
+
+
+def snapshot_sql(p: FeatureParams, s: dt.date, horizon_days: int, labels_known: bool,
+                 sample_fraction: float | None = None) -> str:
+    """The query for one snapshot: one row per customer existing before ``s``."""
+    S = _lit(s)
+    wmax = p.windows_days[-1]
+    cmax = p.claim_windows_days[-1]
+    end_h = f"({S} + INTERVAL '{horizon_days}' DAY)"
+    defs = feature_defs(p)
+
+    def days(expr: str) -> str:
+        return _days_between(expr, S)
+
+    win_aggs = []
+    live = "NOT holdout"
+    for w in p.windows_days:
+        inw = f"contact_ts >= {S} - INTERVAL '{w}' DAY"
+        for ch in p.channels:
+            win_aggs.append(f"COUNT(*) FILTER (WHERE {live} AND {inw} AND channel = '{ch}') AS n_{ch}_{_w(w)}")
+        win_aggs.append(f"COUNT(*) FILTER (WHERE {live} AND {inw}) AS n_contacts_{_w(w)}")
+        win_aggs.append(f"COUNT(*) FILTER (WHERE {live} AND {inw} AND direction = 'outbound') AS n_outbound_{_w(w)}")
+        win_aggs.append(f"COUNT(*) FILTER (WHERE {live} AND {inw} AND direction = 'inbound') AS n_inbound_{_w(w)}")
+        for o in p.outcomes:
+            win_aggs.append(f"COUNT(*) FILTER (WHERE {live} AND {inw} AND outcome = '{o}') AS n_{o}_{_w(w)}")
+        win_aggs.append(f"COUNT(*) FILTER (WHERE {live} AND {inw} AND {ANSWERED_SQL}) AS n_answered_{_w(w)}")
+    win_aggs.append(f"COUNT(*) FILTER (WHERE {live} AND channel = 'event' AND {ANSWERED_SQL}) "
+                    f"AS events_attended_{_w(wmax)}")
+    win_aggs.append(f"COUNT(*) FILTER (WHERE holdout AND contact_ts >= {S} - INTERVAL '{p.holdout_window_days}' DAY)"
+                    " AS n_holdout")
+    hold_window = max(wmax, p.holdout_window_days)
+
+    pol_aggs = [
+        "COUNT(*) FILTER (WHERE inforce) AS n_inforce",
+        "SUM(annual_premium) FILTER (WHERE inforce) AS premium_inforce",
+        "COALESCE(SUM(sum_assured) FILTER (WHERE inforce), 0) AS sum_assured_inforce",
+        "COUNT(*) FILTER (WHERE inforce AND payment_mode = 'monthly') AS n_inforce_monthly",
+        "COUNT(*) AS n_policies_ever",
+        f"COUNT(*) FILTER (WHERE lapse_date < {S}) AS n_lapsed",
+        f"COUNT(*) FILTER (WHERE surrender_date < {S}) AS n_surrendered",
+        f"COUNT(*) FILTER (WHERE maturity_date < {S} AND end_date = maturity_date) AS n_matured",
+        "MIN(issue_date) AS first_issue",
+        "MAX(issue_date) AS last_issue",
+        f"MAX(GREATEST(CASE WHEN lapse_date < {S} THEN lapse_date END, "
+        f"CASE WHEN surrender_date < {S} THEN surrender_date END)) AS last_lapse",
+    ]
+    for ln in p.product_lines:
+        pol_aggs.append(f"COUNT(*) FILTER (WHERE inforce AND product_line = '{ln}') AS n_inforce_{ln}")
+        pol_aggs.append(f"SUM(annual_premium) FILTER (WHERE inforce AND product_line = '{ln}') AS premium_inforce_{ln}")
+
+    clm_aggs = []
+    for w in p.claim_windows_days:
+        inw = f"claim_date >= CAST({S} - INTERVAL '{w}' DAY AS DATE)"
+        clm_aggs.append(f"COUNT(*) FILTER (WHERE {inw}) AS n_claims_{_w(w)}")
+        clm_aggs.append(f"SUM(amount) FILTER (WHERE {inw}) AS claim_amount_{_w(w)}")
+    clm_aggs.append(f"COUNT(*) FILTER (WHERE status = 'rejected') AS n_claims_rejected_{_w(cmax)}")
+
+    if labels_known:
+        lab = f"""
+    lab AS (
+        SELECT customer_id,
+            CASE WHEN COUNT(*) FILTER (WHERE issue_date >= {S}) > 0 THEN 1 ELSE 0 END AS purchase_h,
+            COALESCE(SUM(annual_premium) FILTER (WHERE issue_date >= {S}), 0) AS premium_h,
+            COUNT(*) FILTER (WHERE inforce) AS held,
+            COUNT(*) FILTER (WHERE inforce AND ((lapse_date >= {S} AND lapse_date < {end_h})
+                                                OR (surrender_date >= {S} AND surrender_date < {end_h}))) AS lapsed
+        FROM pol_s WHERE issue_date < {end_h}
+        GROUP BY customer_id
+    )"""
+        lab_cols = ("COALESCE(lab.purchase_h, 0) AS purchase_h, "
+                    "CASE WHEN lab.held > 0 THEN CASE WHEN lab.lapsed > 0 THEN 1 ELSE 0 END END AS lapse_h, "
+                    "CAST(COALESCE(lab.premium_h, 0) AS DOUBLE) AS premium_h")
+        lab_join = "LEFT JOIN lab USING (customer_id)"
+    else:
+        lab = ""
+        lab_cols = ("CAST(NULL AS INTEGER) AS purchase_h, CAST(NULL AS INTEGER) AS lapse_h, "
+                    "CAST(NULL AS DOUBLE) AS premium_h")
+        lab_join = ""
+
+    sample = f" AND {_sample_predicate(sample_fraction)}" if sample_fraction is not None else ""
+    select = []
+    for d in defs:
+        expr = d.sql.replace("_days(", "__DAYS__(")
+        # _days(x) -> date_diff('day', x, s); done by hand to keep the declarations dialect-free
+        while "__DAYS__(" in expr:
+            i = expr.index("__DAYS__(") + len("__DAYS__(")
+            depth, j = 1, i
+            while depth:
+                depth += {"(": 1, ")": -1}.get(expr[j], 0)
+                j += 1
+            expr = expr[: expr.index("__DAYS__(")] + days(expr[i : j - 1]) + expr[j:]
+        cast = {"int": "BIGINT", "float": "DOUBLE", "category": "VARCHAR", "bool": "BOOLEAN"}[d.dtype]
+        select.append(f"CAST({expr} AS {cast}) AS {d.name}")
+
+    return f"""
+WITH pop AS (
+    SELECT customer_id, birth_date, gender, province, occupation_class, income_band, marital_status, children,
+           needs_class, acquisition_source, referred_by, agent_id, created_date
+    FROM customers WHERE created_date < {S}{sample}
+),
+pol_s AS (
+    SELECT *, (issue_date < {S} AND (end_date IS NULL OR end_date >= {S})) AS inforce
+    FROM (SELECT customer_id, product_line, issue_date, lapse_date, surrender_date, maturity_date, annual_premium,
+                 sum_assured, payment_mode,
+                 LEAST(lapse_date, surrender_date, maturity_date) AS end_date
+          FROM policies) p
+),
+pol AS (
+    SELECT customer_id, {", ".join(pol_aggs)}
+    FROM pol_s WHERE issue_date < {S}
+    GROUP BY customer_id
+),
+main_mode AS (
+    SELECT customer_id, payment_mode AS main_payment_mode FROM (
+        SELECT customer_id, payment_mode,
+               ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY annual_premium DESC, issue_date, payment_mode) AS rk
+        FROM pol_s WHERE inforce) m
+    WHERE rk = 1
+),
+clm AS (
+    SELECT customer_id, {", ".join(clm_aggs)}
+    FROM claims WHERE claim_date < {S} AND claim_date >= CAST({S} - INTERVAL '{cmax}' DAY AS DATE)
+    GROUP BY customer_id
+),
+refs AS (
+    SELECT referred_by AS customer_id, COUNT(*) AS referrals_made
+    FROM customers WHERE created_date < {S} AND referred_by IS NOT NULL
+    GROUP BY referred_by
+),
+win AS (
+    SELECT customer_id, {", ".join(win_aggs)}
+    FROM contacts WHERE contact_ts >= {S} - INTERVAL '{hold_window}' DAY AND contact_ts < {S}
+    GROUP BY customer_id
+),
+rec AS (
+    SELECT customer_id,
+        MAX(contact_ts) AS last_contact_ts,
+        MAX(contact_ts) FILTER (WHERE {ANSWERED_SQL}) AS last_answered_ts,
+        MAX(contact_ts) FILTER (WHERE outcome = 'quote') AS last_quote_ts,
+        MAX(contact_ts) FILTER (WHERE outcome = 'complaint') AS last_complaint_ts,
+        MAX(contact_ts) FILTER (WHERE direction = 'outbound') AS last_outbound_ts,
+        COUNT(*) FILTER (WHERE outcome = 'opt_out') AS n_opt_out_ever
+    FROM contacts WHERE contact_ts < {S} AND NOT holdout
+    GROUP BY customer_id
+){"," if lab else ""}{lab}
+SELECT customer_id, {S} AS snapshot_date,
+    {(","+chr(10)+"    ").join(select)},
+    {lab_cols}
+FROM pop
+LEFT JOIN pol USING (customer_id)
+LEFT JOIN main_mode USING (customer_id)
+LEFT JOIN clm USING (customer_id)
+LEFT JOIN refs USING (customer_id)
+LEFT JOIN win USING (customer_id)
+LEFT JOIN rec USING (customer_id)
+{lab_join}
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Snapshot plan and execution
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Snapshot:
+    date: dt.date
+    labels_known: bool  # the horizon [date, date + H) ended on or before as-of
+    scoring: bool
+
+
+def snapshot_plan(as_of: dt.date, p: FeatureParams, horizon_days: int, history_start: dt.date | None = None) \
+        -> list[Snapshot]:
+    """Monthly snapshots back from ``as_of`` (oldest first); ``as_of`` itself is the scoring snapshot.
+
+    Snapshots earlier than one longest window after ``history_start`` are dropped: their windowed
+    counts would be truncated by the start of the data, not by the customer's behaviour.
+    """
+    out = []
+    for k in range(p.n_train_snapshots, -1, -1):
+        s = (pd.Timestamp(as_of) - pd.DateOffset(months=k * p.snapshot_step_months)).date()
+        if history_start is not None and k and s < history_start + dt.timedelta(days=p.windows_days[-1]):
+            continue
+        out.append(Snapshot(s, labels_known=s + dt.timedelta(days=horizon_days) <= as_of, scoring=k == 0))
+    return out
+
+
+def sample_fraction(p: FeatureParams, n_customers: int) -> float | None:
+    """Share of customers kept at training snapshots (None = all).
+
+    Why sampling rather than reusing work: each snapshot's windows cover a different stretch of the
+    history, so a per-snapshot scan of the events inside the longest window is already the minimum
+    work per snapshot; what grows with the book is the number of customers. Keeping the same stable
+    sample of customers at every training snapshot bounds the training cost for any book size while
+    the scoring snapshot always covers everyone.
+    """
+    if p.train_sample_max_customers and n_customers > p.train_sample_max_customers:
+        return p.train_sample_max_customers / n_customers
+    return None
+
+
+def features_frame(con: object, p: FeatureParams, plan: Iterable[Snapshot], horizon_days: int,
+                   n_customers: int = 0) -> pd.DataFrame:
+    """Execute the plan on ``con`` (a DuckDB connection) and return one DataFrame (small books, tests)."""
+    frac = sample_fraction(p, n_customers)
+    parts = [con.execute(snapshot_sql(p, s.date, horizon_days, s.labels_known,  # type: ignore[attr-defined]
+                                  None if s.scoring else frac)).df() for s in plan]
+    return pd.concat(parts, ignore_index=True)

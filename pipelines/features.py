@@ -1,0 +1,115 @@
+"""Point-in-time features and labels for every snapshot (DVC stage ``features``).
+
+Reads the validated tables in ``data/interim/``, runs one DuckDB query per snapshot straight from
+Parquet to Parquet (memory stays bounded by ``features.engine.memory_limit``), and writes
+``data/features/features.parquet`` (one row per customer and snapshot), the feature dictionary
+``data/features/dictionary.json`` and ``data/reports/features.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+from features.snapshots import KEYS, dictionary, sample_fraction, snapshot_plan, snapshot_sql
+from pipelines.cli import base_parser, run_stage
+from pipelines.errors import InputError
+from pipelines.io import staged_outputs
+from pipelines.params import EngineParams, load_params
+
+log = logging.getLogger("pipelines.features")
+INTERIM = Path("data/interim")
+OUT = Path("data/features")
+REPORT = Path("data/reports/features.json")
+EMPTY_CLAIMS = ("SELECT CAST(NULL AS VARCHAR) AS claim_id, CAST(NULL AS VARCHAR) AS policy_id, "
+                "CAST(NULL AS VARCHAR) AS customer_id, CAST(NULL AS DATE) AS claim_date, "
+                "CAST(NULL AS DOUBLE) AS amount, CAST(NULL AS VARCHAR) AS status WHERE FALSE")
+
+
+def connect(engine: EngineParams, spill_dir: str) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute(f"SET threads = {engine.threads}")
+    con.execute(f"SET memory_limit = '{engine.memory_limit}'")
+    con.execute(f"SET temp_directory = '{spill_dir}'")
+    con.execute("SET preserve_insertion_order = false")
+    return con
+
+
+def register_tables(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
+    """Views over the validated Parquet files; dates as DATE so the SQL compares like with like."""
+    casts = {
+        "customers": "* REPLACE (CAST(created_date AS DATE) AS created_date, CAST(birth_date AS DATE) AS birth_date, "
+                     "CAST(first_policy_date AS DATE) AS first_policy_date)",
+        "policies": "* REPLACE (CAST(issue_date AS DATE) AS issue_date, CAST(lapse_date AS DATE) AS lapse_date, "
+                    "CAST(surrender_date AS DATE) AS surrender_date, CAST(maturity_date AS DATE) AS maturity_date)",
+        "claims": "* REPLACE (CAST(claim_date AS DATE) AS claim_date)",
+        "contacts": "*",
+    }
+    for name, cols in casts.items():
+        path = folder / f"{name}.parquet"
+        if not path.is_file():
+            if name == "claims":
+                log.info("no claims table: claim features are zero")
+                con.execute(f"CREATE OR REPLACE VIEW claims AS {EMPTY_CLAIMS}")
+                continue
+            raise InputError(f"{path} not found: run the validate stage first (dvc repro validate)")
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM read_parquet('{path.as_posix()}')")
+
+
+def main(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    fp, H, as_of = params.features, params.book.horizon_days, params.book.as_of
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="duckdb-spill-") as spill:
+        con = connect(fp.engine, spill)
+        register_tables(con, INTERIM)
+        n_customers = con.execute("SELECT COUNT(*) FROM customers").fetchone()[0]  # type: ignore[index]
+        first = con.execute("SELECT CAST(MIN(contact_ts) AS DATE) FROM contacts").fetchone()[0]  # type: ignore[index]
+        plan = snapshot_plan(as_of, fp, H, history_start=first)
+        frac = sample_fraction(fp, n_customers)
+        log.info("%d snapshots from %s to %s over %s customers%s", len(plan), plan[0].date, plan[-1].date,
+                 f"{n_customers:,}", f" (training snapshots sample {frac:.1%})" if frac else "")
+        per_snapshot = []
+        with staged_outputs() as out, tempfile.TemporaryDirectory(prefix="features-", dir=spill) as parts:
+            for i, snap in enumerate(plan, 1):
+                ts = time.perf_counter()
+                sql = snapshot_sql(fp, snap.date, H, snap.labels_known, None if snap.scoring else frac)
+                part = Path(parts) / f"{i:03d}.parquet"
+                con.execute(f"COPY ({sql}) TO '{part.as_posix()}' (FORMAT parquet)")
+                stats = con.execute(
+                    f"SELECT COUNT(*), AVG(purchase_h), AVG(lapse_h), COUNT(lapse_h) FROM read_parquet('{part}')"
+                ).fetchone()
+                row = {"snapshot_date": str(snap.date), "scoring": snap.scoring, "labels_known": snap.labels_known,
+                       "rows": stats[0], "purchase_rate": stats[1], "lapse_rate": stats[2], "lapse_defined": stats[3],
+                       "seconds": round(time.perf_counter() - ts, 2)}
+                per_snapshot.append(row)
+                log.info("[%d/%d] snapshot %s: %s rows in %.1fs%s", i, len(plan), snap.date, f"{stats[0]:,}",
+                         row["seconds"], "" if not snap.labels_known else
+                         f" (purchase {stats[1]:.2%}, lapse {stats[2] or 0:.2%})")
+            target = out.path(OUT / "features.parquet")
+            con.execute(f"COPY (SELECT * FROM read_parquet('{parts}/*.parquet') ORDER BY {', '.join(KEYS)}) "
+                        f"TO '{target.as_posix()}' (FORMAT parquet, ROW_GROUP_SIZE 122880)")
+            dic = dictionary(fp, H)
+            out.json(dic, OUT / "dictionary.json")
+            total = sum(r["rows"] for r in per_snapshot)
+            out.json({"as_of": str(as_of), "horizon_days": H, "rows": total, "n_features":
+                      sum(1 for d in dic if d["role"] == "feature"), "n_snapshots": len(plan),
+                      "train_sample_fraction": frac, "seconds": round(time.perf_counter() - t0, 1),
+                      "snapshots": per_snapshot}, REPORT)
+        con.close()
+    log.info("wrote %s (%s rows, %d features)", OUT / "features.parquet", f"{total:,}",
+             sum(1 for d in dic if d["role"] == "feature"))
+
+
+def cli(argv: list[str] | None = None) -> int:
+    return run_stage("features", main, base_parser("features", __doc__), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,222 @@
+"""Snapshot features: identical to the pandas reference, blind to the future, complete per customer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.snapshots import KEYS, Snapshot, dictionary, feature_defs, features_frame, snapshot_plan
+from features.synthetic import SyntheticBook
+from features.validation import validate_book
+from pipelines.features import register_tables
+from pipelines.params import Params
+from tests.reference_features import reference_snapshot
+
+H = 90
+
+
+@pytest.fixture(scope="module")
+def validated(small_book: SyntheticBook, tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
+    as_of = small_book.truth["as_of"].iloc[0].date()
+    res = validate_book({k: v.copy() for k, v in small_book.tables().items()}, as_of)
+    return {k: r.accepted for k, r in res.items()}
+
+
+def _con(tables: dict[str, pd.DataFrame], folder: Path) -> duckdb.DuckDBPyConnection:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+        df.to_parquet(folder / f"{name}.parquet", index=False)
+    con = duckdb.connect()
+    register_tables(con, folder)
+    return con
+
+
+def _sql(tables: dict[str, pd.DataFrame], folder: Path, p, plan: list[Snapshot]) -> pd.DataFrame:
+    con = _con(tables, folder)
+    try:
+        return features_frame(con, p, plan, H).sort_values(KEYS).reset_index(drop=True)
+    finally:
+        con.close()
+
+
+def _ref(tables: dict[str, pd.DataFrame], p, plan: list[Snapshot]) -> pd.DataFrame:
+    parts = [reference_snapshot(tables, p, s.date, H, s.labels_known) for s in plan]
+    return pd.concat(parts, ignore_index=True).sort_values(KEYS).reset_index(drop=True)
+
+
+def assert_same(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    assert list(got.columns) == list(want.columns)
+    assert len(got) == len(want)
+    assert (got["customer_id"].to_numpy() == want["customer_id"].to_numpy()).all()
+    for c in got.columns:
+        g, w = got[c], want[c]
+        assert (g.isna().to_numpy() == w.isna().to_numpy()).all(), f"{c}: nulls differ"
+        m = g.notna().to_numpy()
+        gv, wv = g[m].to_numpy(), w[m].to_numpy()
+        if pd.api.types.is_float_dtype(g) or pd.api.types.is_float_dtype(w):
+            np.testing.assert_allclose(gv.astype(float), wv.astype(float), rtol=1e-9, atol=1e-9, err_msg=c)
+        elif c == "snapshot_date":
+            assert (pd.to_datetime(gv) == pd.to_datetime(wv)).all()
+        else:
+            bad = [(a, b) for a, b in zip(gv, wv, strict=True) if a != b and str(a) != str(b)]
+            assert not bad, f"{c}: {len(bad)} values differ, e.g. {bad[:3]}"
+
+
+def _plan(small_params: Params, n: int = 6) -> list[Snapshot]:
+    fp = small_params.features.model_copy(update={"n_train_snapshots": n, "snapshot_step_months": 2})
+    return fp, snapshot_plan(small_params.book.as_of, fp, H)
+
+
+def test_duckdb_stage_equals_the_pandas_reference(validated, small_params, tmp_path) -> None:
+    fp, plan = _plan(small_params)
+    assert any(s.labels_known for s in plan) and any(not s.labels_known for s in plan)
+    got = _sql(validated, tmp_path, fp, plan)
+    want = _ref(validated, fp, plan)
+    assert_same(got, want)
+    # the comparison is not vacuous: the features carry signal and the labels have positives
+    assert got["n_phone_365d"].sum() > 0 and got["purchase_h"].sum() > 10 and got["lapse_h"].sum() > 5
+    assert got["open_quote"].any() and got["in_campaign_holdout"].any() and got["n_claims_1095d"].sum() > 0
+
+
+def _future_edits(tables: dict[str, pd.DataFrame], s: pd.Timestamp, rng: np.random.Generator) -> dict:
+    """Add, remove and change events on or after ``s``; nothing before ``s`` changes."""
+    t = {k: v.copy() for k, v in tables.items()}
+    co = t["contacts"]
+    after = co["contact_ts"] >= s
+    drop = after & (rng.random(len(co)) < 0.5)
+    co = co[~drop].copy()
+    change = (co["contact_ts"] >= s) & (rng.random(len(co)) < 0.5) & ~co["holdout"]
+    co.loc[change, "outcome"] = "complaint"
+    co.loc[change, "channel"] = "visit"
+    extra = co.sample(200, random_state=1, replace=True).copy()
+    extra["contact_id"] = [f"KX{i}" for i in range(len(extra))]
+    extra["contact_ts"] = s + pd.to_timedelta(rng.integers(0, 86400 * 60, len(extra)), unit="s")
+    extra["outcome"] = np.where(extra["holdout"], None, "quote")
+    t["contacts"] = pd.concat([co, extra], ignore_index=True)
+    po = t["policies"]
+    later = po["lapse_date"] >= s
+    po.loc[later, "lapse_date"] = po.loc[later, "lapse_date"] + pd.Timedelta(days=7)
+    new = po.sample(100, random_state=2).copy()
+    new["policy_id"] = [f"PX{i}" for i in range(len(new))]
+    new["issue_date"] = s + pd.to_timedelta(rng.integers(0, 60, len(new)), unit="D")
+    new["lapse_date"] = pd.NaT
+    new["surrender_date"] = pd.NaT
+    t["policies"] = pd.concat([po, new], ignore_index=True)
+    cl = t["claims"]
+    cl = cl[cl["claim_date"] < s]
+    t["claims"] = pd.concat([cl, t["claims"].head(20).assign(claim_date=s, claim_id=lambda d: "LX" + d["claim_id"])])
+    cu = t["customers"]
+    joined = cu.sample(30, random_state=3).copy()
+    joined["customer_id"] = [f"CX{i}" for i in range(len(joined))]
+    joined["created_date"] = s
+    joined["referred_by"] = cu["customer_id"].iloc[0]
+    t["customers"] = pd.concat([cu, joined], ignore_index=True)
+    return t
+
+
+@pytest.mark.parametrize("months_back", [4, 12])
+def test_events_on_or_after_a_snapshot_never_change_its_features(validated, small_params, tmp_path,
+                                                                 months_back: int) -> None:
+    fp = small_params.features
+    s = (pd.Timestamp(small_params.book.as_of) - pd.DateOffset(months=months_back)).date()
+    plan = [Snapshot(s, labels_known=False, scoring=False)]
+    before = _sql(validated, tmp_path / "a", fp, plan)
+    edited = _future_edits(validated, pd.Timestamp(s), np.random.default_rng(months_back))
+    after = _sql(edited, tmp_path / "b", fp, plan)
+    assert_same(after, before)
+
+
+def test_labels_only_see_the_horizon(validated, small_params, tmp_path) -> None:
+    fp = small_params.features
+    s = (pd.Timestamp(small_params.book.as_of) - pd.DateOffset(months=8)).date()
+    plan = [Snapshot(s, labels_known=True, scoring=False)]
+    base = _sql(validated, tmp_path / "a", fp, plan)
+    t = {k: v.copy() for k, v in validated.items()}
+    po = t["policies"]
+    late = po.sample(300, random_state=5).copy()  # bought and lapsed only after the horizon ended
+    late["policy_id"] = [f"PL{i}" for i in range(len(late))]
+    late["issue_date"] = pd.Timestamp(s) + pd.Timedelta(days=H)
+    t["policies"] = pd.concat([po, late], ignore_index=True)
+    after = _sql(t, tmp_path / "b", fp, plan)
+    assert_same(after, base)
+    # ...while a purchase inside the horizon does change them
+    inside = late.assign(issue_date=pd.Timestamp(s) + pd.Timedelta(days=H - 1))
+    t["policies"] = pd.concat([po, inside], ignore_index=True)
+    moved = _sql(t, tmp_path / "c", fp, plan)
+    assert moved["purchase_h"].sum() > base["purchase_h"].sum()
+
+
+def test_immature_snapshots_have_null_labels(validated, small_params, tmp_path) -> None:
+    fp, plan = _plan(small_params)
+    got = _sql(validated, tmp_path, fp, plan)
+    for s in plan:
+        rows = got[got["snapshot_date"] == pd.Timestamp(s.date)]
+        assert rows[["purchase_h", "lapse_h", "premium_h"]].isna().all().all() != s.labels_known
+        if s.labels_known:
+            assert rows["purchase_h"].notna().all()
+            # lapse is defined exactly for the holders of an in-force policy
+            assert rows["lapse_h"].notna().equals(rows["n_inforce"] > 0)
+
+
+def test_customer_without_contacts_gets_a_row_of_zeros_and_nulls(validated, small_params, tmp_path) -> None:
+    fp, plan = _plan(small_params, n=2)
+    silent = set(validated["customers"]["customer_id"]) - set(validated["contacts"]["customer_id"])
+    assert silent
+    got = _sql(validated, tmp_path, fp, plan)
+    rows = got[got["customer_id"].isin(silent)]
+    existing = validated["customers"]
+    for s in plan:
+        expected = existing[(existing["created_date"] < pd.Timestamp(s.date)) & existing["customer_id"].isin(silent)]
+        assert len(rows[rows["snapshot_date"] == pd.Timestamp(s.date)]) == len(expected)
+    counts = [c for c in rows.columns if c.startswith(("n_phone", "n_contacts", "n_outbound", "n_quote"))]
+    assert (rows[counts] == 0).all().all()
+    assert rows["days_since_last_contact"].isna().all() and rows["reached_rate_30d"].isna().all()
+    assert not rows["open_quote"].any() and not rows["in_campaign_holdout"].any()
+
+
+def test_snapshot_plan(small_params) -> None:
+    fp = small_params.features
+    as_of = small_params.book.as_of
+    plan = snapshot_plan(as_of, fp, H, history_start=as_of - dt.timedelta(days=1095))
+    assert plan[-1].date == as_of and plan[-1].scoring and not plan[-1].labels_known
+    assert [s.date for s in plan] == sorted(s.date for s in plan)
+    for s in plan:
+        assert s.labels_known == (s.date + dt.timedelta(days=H) <= as_of)
+        assert s.scoring or s.date >= as_of - dt.timedelta(days=1095) + dt.timedelta(days=fp.windows_days[-1])
+
+
+def test_dictionary_describes_every_column(small_params, validated, tmp_path) -> None:
+    fp, plan = _plan(small_params, n=1)
+    got = _sql(validated, tmp_path, fp, plan)
+    dic = dictionary(fp, H)
+    assert [d["name"] for d in dic] == [c for c in got.columns if c not in KEYS]
+    for d in dic:
+        assert d["en"] and d["zh"] and d["family"] and d["dtype"] in {"int", "float", "category", "bool"}
+    assert len({d.name for d in feature_defs(fp)}) == len(feature_defs(fp))
+
+
+def test_windows_channels_and_outcomes_come_from_params(small_params) -> None:
+    fp = small_params.features.model_copy(update={"windows_days": [14, 60], "channels": ["phone", "visit"],
+                                                  "outcomes": ["quote"]})
+    names = {d.name for d in feature_defs(fp)}
+    assert {"n_phone_14d", "n_visit_60d", "n_quote_14d", "n_distinct_channels_60d"} <= names
+    contact_like = {n for n in names if d_family(fp, n) in {"contacts", "outcomes", "engagement"}}
+    assert not any(n.startswith(("n_sms_", "n_complaint_")) or n.endswith("_365d") for n in contact_like)
+    assert contact_like
+
+
+def d_family(fp, name: str) -> str:
+    return next(d.family for d in feature_defs(fp) if d.name == name)
+
+
+def test_features_doc_is_current() -> None:
+    from pipelines.docs import render_features
+    from tests.conftest import REPO
+
+    doc = (REPO / "docs" / "features.md").read_text(encoding="utf-8")
+    assert doc == render_features(REPO / "params.yaml"), "docs/features.md is stale: run `make docs`"
