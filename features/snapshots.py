@@ -178,7 +178,7 @@ def feature_defs(p: FeatureParams) -> list[FeatureDef]:
                 f"近{w}天结果为{O[o]}的次数", f"COALESCE(n_{o}_{_w(w)}, 0)")
         add(f"reached_rate_{_w(w)}", "outcomes", "float", w,
             f"Share of touches answered in the last {w} days (null without touches)", f"近{w}天接通率",
-            f"CAST(n_answered_{_w(w)} AS DOUBLE) / NULLIF(n_contacts_{_w(w)}, 0)")
+            f"CAST(COALESCE(n_answered_{_w(w)}, 0) AS DOUBLE) / NULLIF(n_contacts_{_w(w)}, 0)")
     wmax = p.windows_days[-1]
     add(f"n_distinct_channels_{_w(wmax)}", "engagement", "int", wmax, f"Distinct channels used in the last {wmax} days",
         f"近{wmax}天使用的渠道数",
@@ -245,9 +245,59 @@ def _sample_predicate(fraction: float) -> str:
     return f"(hash(customer_id || '#sample') % 1000000) < {int(round(fraction * 1_000_000))}"
 
 
+POP_COLUMNS = ["customer_id", "birth_date", "gender", "province", "occupation_class", "income_band",
+               "marital_status", "children", "needs_class", "acquisition_source", "referred_by", "agent_id",
+               "created_date"]
+# Recency: the latest touch of each kind. Touches inside the longest window come from the bucket
+# aggregate; only older touches are scanned again (``rec``), so every event is aggregated once.
+RECENCY = {
+    "last_contact_ts": "TRUE",
+    "last_answered_ts": ANSWERED_SQL,
+    "last_quote_ts": "outcome = 'quote'",
+    "last_complaint_ts": "outcome = 'complaint'",
+    "last_outbound_ts": "direction = 'outbound'",
+}
+REC_AGGS = [f"MAX(contact_ts) FILTER (WHERE {cond}) AS {name}" for name, cond in RECENCY.items()] + [
+    "COUNT(*) FILTER (WHERE outcome = 'opt_out') AS n_opt_out_ever"]
+
+
+def _aliases(aggs: list[str], table: str) -> list[str]:
+    """``table.alias`` for each ``<expression> AS alias``: explicit columns instead of ``* EXCLUDE``."""
+    return [f"{table}.{a.rsplit(' AS ', 1)[1].strip()}" for a in aggs]
+
+
+@dataclass(frozen=True)
+class SnapshotQuery:
+    """One snapshot's computation: named intermediate relations and the final select over them."""
+
+    parts: list[tuple[str, str]]
+    final: str
+
+    def as_sql(self) -> str:
+        """A single portable statement (WITH ... SELECT), e.g. for Spark or small books."""
+        return "WITH " + ",\n".join(f"{name} AS (\n    {body}\n)" for name, body in self.parts) + "\n" + self.final
+
+    def as_script(self) -> list[str]:
+        """Statements that materialise each aggregate as a temporary table, then the final select.
+
+        Run one at a time, each aggregate has the engine's whole memory budget to itself; as one
+        statement they all compete for it and a large book spills (docs/benchmarks.md).
+        """
+        views = {"pop", "pol_s"}  # cheap projections, recomputed where used
+        stmts = [f"CREATE OR REPLACE TEMP {'VIEW' if name in views else 'TABLE'} {name} AS {body}"
+                 for name, body in self.parts]
+        return [*stmts, self.final]
+
+
 def snapshot_sql(p: FeatureParams, s: dt.date, horizon_days: int, labels_known: bool,
                  sample_fraction: float | None = None) -> str:
-    """The query for one snapshot: one row per customer existing before ``s``."""
+    """The query for one snapshot as a single statement: one row per customer existing before ``s``."""
+    return snapshot_query(p, s, horizon_days, labels_known, sample_fraction).as_sql()
+
+
+def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known: bool,
+                   sample_fraction: float | None = None) -> SnapshotQuery:
+    """The computation for one snapshot, as named parts (see ``SnapshotQuery``)."""
     S = _lit(s)
     wmax = p.windows_days[-1]
     cmax = p.claim_windows_days[-1]
@@ -257,23 +307,36 @@ def snapshot_sql(p: FeatureParams, s: dt.date, horizon_days: int, labels_known: 
     def days(expr: str) -> str:
         return _days_between(expr, S)
 
-    win_aggs = []
-    live = "NOT holdout"
-    for w in p.windows_days:
-        inw = f"contact_ts >= {S} - INTERVAL '{w}' DAY"
-        for ch in p.channels:
-            win_aggs.append(f"COUNT(*) FILTER (WHERE {live} AND {inw} AND channel = '{ch}') AS n_{ch}_{_w(w)}")
-        win_aggs.append(f"COUNT(*) FILTER (WHERE {live} AND {inw}) AS n_contacts_{_w(w)}")
-        win_aggs.append(f"COUNT(*) FILTER (WHERE {live} AND {inw} AND direction = 'outbound') AS n_outbound_{_w(w)}")
-        win_aggs.append(f"COUNT(*) FILTER (WHERE {live} AND {inw} AND direction = 'inbound') AS n_inbound_{_w(w)}")
-        for o in p.outcomes:
-            win_aggs.append(f"COUNT(*) FILTER (WHERE {live} AND {inw} AND outcome = '{o}') AS n_{o}_{_w(w)}")
-        win_aggs.append(f"COUNT(*) FILTER (WHERE {live} AND {inw} AND {ANSWERED_SQL}) AS n_answered_{_w(w)}")
-    win_aggs.append(f"COUNT(*) FILTER (WHERE {live} AND channel = 'event' AND {ANSWERED_SQL}) "
-                    f"AS events_attended_{_w(wmax)}")
-    win_aggs.append(f"COUNT(*) FILTER (WHERE holdout AND contact_ts >= {S} - INTERVAL '{p.holdout_window_days}' DAY)"
-                    " AS n_holdout")
+    # Narrow aggregation, then pivot. Each live touch falls in exactly one disjoint bucket:
+    # bucket i = [s - windows[i], s - windows[i-1]); campaign holdout rows of the holdout window get
+    # bucket -1. Events are counted per (customer, bucket) with a few FILTER counts (a narrow aggregate
+    # state), the buckets are pivoted with joins, and window i is the sum of buckets 0..i. A single
+    # GROUP BY customer with one FILTER aggregate per feature keeps ~90 states per customer and is
+    # several times slower on large books (docs/benchmarks.md).
     hold_window = max(wmax, p.holdout_window_days)
+    bucket = ("CASE WHEN holdout THEN CASE WHEN contact_ts >= "
+              f"{S} - INTERVAL '{p.holdout_window_days}' DAY THEN -1 ELSE 99 END "
+              + " ".join(f"WHEN contact_ts >= {S} - INTERVAL '{w}' DAY THEN {i}" for i, w in enumerate(p.windows_days))
+              + " ELSE 99 END")
+    counts = {f"n_{ch}": f"channel = '{ch}'" for ch in p.channels}
+    counts |= {"n_contacts": "TRUE", "n_outbound": "direction = 'outbound'", "n_inbound": "direction = 'inbound'"}
+    counts |= {f"n_{o}": f"outcome = '{o}'" for o in p.outcomes}
+    counts |= {"n_answered": ANSWERED_SQL, "events_attended": f"channel = 'event' AND {ANSWERED_SQL}"}
+    bucket_aggs = ", ".join([f"COUNT(*) FILTER (WHERE {cond}) AS {name}" for name, cond in counts.items()]
+                            + REC_AGGS)
+    win_cols = []
+    for i, w in enumerate(p.windows_days):
+        for name in counts:
+            if name == "events_attended" and i != len(p.windows_days) - 1:
+                continue
+            win_cols.append(" + ".join(f"COALESCE(w{j}.{name}, 0)" for j in range(i + 1)) + f" AS {name}_{_w(w)}")
+    win_cols.append("COALESCE(wh.n_contacts, 0) AS n_holdout")
+    live = [f"w{j}" for j in range(len(p.windows_days))] + ["rec"]
+    rec_cols = [f"GREATEST({', '.join(f'{t}.{name}' for t in live)}) AS {name}" for name in RECENCY]
+    rec_cols.append("(" + " + ".join(f"COALESCE({t}.n_opt_out_ever, 0)" for t in live) + ") AS n_opt_out_ever")
+    win_joins = "\n".join(f"LEFT JOIN (SELECT * FROM win_b WHERE b = {j}) w{j} ON w{j}.customer_id = pop.customer_id"
+                          for j in range(len(p.windows_days)))
+    win_joins += "\nLEFT JOIN (SELECT * FROM win_b WHERE b = -1) wh ON wh.customer_id = pop.customer_id"
 
     pol_aggs = [
         "COUNT(*) FILTER (WHERE inforce) AS n_inforce",
@@ -302,7 +365,6 @@ def snapshot_sql(p: FeatureParams, s: dt.date, horizon_days: int, labels_known: 
 
     if labels_known:
         lab = f"""
-    lab AS (
         SELECT customer_id,
             CASE WHEN COUNT(*) FILTER (WHERE issue_date >= {S}) > 0 THEN 1 ELSE 0 END AS purchase_h,
             COALESCE(SUM(annual_premium) FILTER (WHERE issue_date >= {S}), 0) AS premium_h,
@@ -310,8 +372,7 @@ def snapshot_sql(p: FeatureParams, s: dt.date, horizon_days: int, labels_known: 
             COUNT(*) FILTER (WHERE inforce AND ((lapse_date >= {S} AND lapse_date < {end_h})
                                                 OR (surrender_date >= {S} AND surrender_date < {end_h}))) AS lapsed
         FROM pol_s WHERE issue_date < {end_h}
-        GROUP BY customer_id
-    )"""
+        GROUP BY customer_id"""
         lab_cols = ("COALESCE(lab.purchase_h, 0) AS purchase_h, "
                     "CASE WHEN lab.held > 0 THEN CASE WHEN lab.lapsed > 0 THEN 1 ELSE 0 END END AS lapse_h, "
                     "CAST(COALESCE(lab.premium_h, 0) AS DOUBLE) AS premium_h")
@@ -337,69 +398,53 @@ def snapshot_sql(p: FeatureParams, s: dt.date, horizon_days: int, labels_known: 
         cast = {"int": "BIGINT", "float": "DOUBLE", "category": "VARCHAR", "bool": "BOOLEAN"}[d.dtype]
         select.append(f"CAST({expr} AS {cast}) AS {d.name}")
 
-    return f"""
-WITH pop AS (
-    SELECT customer_id, birth_date, gender, province, occupation_class, income_band, marital_status, children,
-           needs_class, acquisition_source, referred_by, agent_id, created_date
-    FROM customers WHERE created_date < {S}{sample}
-),
-pol_s AS (
-    SELECT *, (issue_date < {S} AND (end_date IS NULL OR end_date >= {S})) AS inforce
+    parts = [
+        ("pop", f"SELECT {', '.join(POP_COLUMNS)} FROM customers WHERE created_date < {S}{sample}"),
+        ("pol_s", f"""SELECT *, (issue_date < {S} AND (end_date IS NULL OR end_date >= {S})) AS inforce
     FROM (SELECT customer_id, product_line, issue_date, lapse_date, surrender_date, maturity_date, annual_premium,
-                 sum_assured, payment_mode,
-                 LEAST(lapse_date, surrender_date, maturity_date) AS end_date
-          FROM policies) p
-),
-pol AS (
-    SELECT customer_id, {", ".join(pol_aggs)}
-    FROM pol_s WHERE issue_date < {S}
-    GROUP BY customer_id
-),
-main_mode AS (
-    SELECT customer_id, payment_mode AS main_payment_mode FROM (
+                 sum_assured, payment_mode, LEAST(lapse_date, surrender_date, maturity_date) AS end_date
+          FROM policies) p"""),
+        ("pol", f"SELECT customer_id, {', '.join(pol_aggs)} FROM pol_s WHERE issue_date < {S} GROUP BY customer_id"),
+        ("main_mode", """SELECT customer_id, payment_mode AS main_payment_mode FROM (
         SELECT customer_id, payment_mode,
                ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY annual_premium DESC, issue_date, payment_mode) AS rk
         FROM pol_s WHERE inforce) m
-    WHERE rk = 1
-),
-clm AS (
-    SELECT customer_id, {", ".join(clm_aggs)}
+    WHERE rk = 1"""),
+        ("clm", f"""SELECT customer_id, {', '.join(clm_aggs)}
     FROM claims WHERE claim_date < {S} AND claim_date >= CAST({S} - INTERVAL '{cmax}' DAY AS DATE)
-    GROUP BY customer_id
-),
-refs AS (
-    SELECT referred_by AS customer_id, COUNT(*) AS referrals_made
-    FROM customers WHERE created_date < {S} AND referred_by IS NOT NULL
-    GROUP BY referred_by
-),
-win AS (
-    SELECT customer_id, {", ".join(win_aggs)}
-    FROM contacts WHERE contact_ts >= {S} - INTERVAL '{hold_window}' DAY AND contact_ts < {S}
-    GROUP BY customer_id
-),
-rec AS (
-    SELECT customer_id,
-        MAX(contact_ts) AS last_contact_ts,
-        MAX(contact_ts) FILTER (WHERE {ANSWERED_SQL}) AS last_answered_ts,
-        MAX(contact_ts) FILTER (WHERE outcome = 'quote') AS last_quote_ts,
-        MAX(contact_ts) FILTER (WHERE outcome = 'complaint') AS last_complaint_ts,
-        MAX(contact_ts) FILTER (WHERE direction = 'outbound') AS last_outbound_ts,
-        COUNT(*) FILTER (WHERE outcome = 'opt_out') AS n_opt_out_ever
-    FROM contacts WHERE contact_ts < {S} AND NOT holdout
-    GROUP BY customer_id
-){"," if lab else ""}{lab}
-SELECT customer_id, {S} AS snapshot_date,
+    GROUP BY customer_id"""),
+        ("refs", f"""SELECT referred_by AS customer_id, COUNT(*) AS referrals_made
+    FROM customers WHERE created_date < {S} AND referred_by IS NOT NULL GROUP BY referred_by"""),
+        ("win_b", f"""SELECT customer_id, b, {bucket_aggs}
+    FROM (SELECT customer_id, {bucket} AS b, contact_ts, channel, direction, outcome
+          FROM contacts WHERE contact_ts >= {S} - INTERVAL '{hold_window}' DAY AND contact_ts < {S}) e
+    GROUP BY customer_id, b"""),
+        ("rec", f"""SELECT customer_id, {', '.join(REC_AGGS)}
+    FROM contacts WHERE contact_ts < {S} - INTERVAL '{wmax}' DAY AND NOT holdout
+    GROUP BY customer_id"""),
+    ]
+    if lab:
+        parts.append(("lab", lab))
+    final = f"""SELECT customer_id, {S} AS snapshot_date,
     {(","+chr(10)+"    ").join(select)},
     {lab_cols}
-FROM pop
-LEFT JOIN pol USING (customer_id)
-LEFT JOIN main_mode USING (customer_id)
-LEFT JOIN clm USING (customer_id)
-LEFT JOIN refs USING (customer_id)
-LEFT JOIN win USING (customer_id)
-LEFT JOIN rec USING (customer_id)
-{lab_join}
-"""
+FROM (
+    -- one streaming pass of the population through narrow per-customer relations
+    SELECT {", ".join(f"pop.{c}" for c in POP_COLUMNS)},
+        {", ".join(_aliases(pol_aggs, "pol"))}, main_mode.main_payment_mode,
+        {", ".join(_aliases(clm_aggs, "clm"))}, refs.referrals_made,
+        {", ".join(rec_cols)},
+        {", ".join(win_cols)}
+    FROM pop
+    LEFT JOIN pol ON pol.customer_id = pop.customer_id
+    LEFT JOIN main_mode ON main_mode.customer_id = pop.customer_id
+    LEFT JOIN clm ON clm.customer_id = pop.customer_id
+    LEFT JOIN refs ON refs.customer_id = pop.customer_id
+    LEFT JOIN rec ON rec.customer_id = pop.customer_id
+    {win_joins}
+) j
+{lab_join}"""
+    return SnapshotQuery(parts, final)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,6 +491,11 @@ def features_frame(con: object, p: FeatureParams, plan: Iterable[Snapshot], hori
                    n_customers: int = 0) -> pd.DataFrame:
     """Execute the plan on ``con`` (a DuckDB connection) and return one DataFrame (small books, tests)."""
     frac = sample_fraction(p, n_customers)
-    parts = [con.execute(snapshot_sql(p, s.date, horizon_days, s.labels_known,  # type: ignore[attr-defined]
-                                  None if s.scoring else frac)).df() for s in plan]
-    return pd.concat(parts, ignore_index=True)
+    out = []
+    for snap in plan:
+        *stmts, final = snapshot_query(p, snap.date, horizon_days, snap.labels_known,
+                                       None if snap.scoring else frac).as_script()
+        for stmt in stmts:
+            con.execute(stmt)  # type: ignore[attr-defined]
+        out.append(con.execute(final).df())  # type: ignore[attr-defined]
+    return pd.concat(out, ignore_index=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from features.snapshots import KEYS, dictionary, sample_fraction, snapshot_plan, snapshot_sql
+from features.snapshots import KEYS, dictionary, sample_fraction, snapshot_plan, snapshot_query
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError
 from pipelines.io import staged_outputs
@@ -79,9 +79,12 @@ def main(args: argparse.Namespace) -> None:
         with staged_outputs() as out, tempfile.TemporaryDirectory(prefix="features-", dir=spill) as parts:
             for i, snap in enumerate(plan, 1):
                 ts = time.perf_counter()
-                sql = snapshot_sql(fp, snap.date, H, snap.labels_known, None if snap.scoring else frac)
+                *stmts, final = snapshot_query(fp, snap.date, H, snap.labels_known,
+                                               None if snap.scoring else frac).as_script()
+                for stmt in stmts:
+                    con.execute(stmt)
                 part = Path(parts) / f"{i:03d}.parquet"
-                con.execute(f"COPY ({sql}) TO '{part.as_posix()}' (FORMAT parquet)")
+                con.execute(f"COPY ({final}) TO '{part.as_posix()}' (FORMAT parquet)")
                 stats = con.execute(
                     f"SELECT COUNT(*), AVG(purchase_h), AVG(lapse_h), COUNT(lapse_h) FROM read_parquet('{part}')"
                 ).fetchone()

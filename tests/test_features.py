@@ -220,3 +220,19 @@ def test_features_doc_is_current() -> None:
 
     doc = (REPO / "docs" / "features.md").read_text(encoding="utf-8")
     assert doc == render_features(REPO / "params.yaml"), "docs/features.md is stale: run `make docs`"
+
+
+def test_single_statement_and_staged_script_agree(validated, small_params, tmp_path) -> None:
+    """The portable one-statement form (for Spark) and the staged script (DuckDB) give the same rows."""
+    from features.snapshots import snapshot_query
+
+    fp, plan = _plan(small_params, n=3)
+    con = _con(validated, tmp_path)
+    for snap in plan:
+        q = snapshot_query(fp, snap.date, H, snap.labels_known)
+        one = con.execute(q.as_sql()).df().sort_values("customer_id").reset_index(drop=True)
+        *stmts, final = q.as_script()
+        for stmt in stmts:
+            con.execute(stmt)
+        staged = con.execute(final).df().sort_values("customer_id").reset_index(drop=True)
+        assert_same(staged, one)

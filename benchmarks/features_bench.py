@@ -1,0 +1,267 @@
+"""Benchmark of the features stage: time and peak memory for one snapshot at 100k / 1M / 5M customers.
+
+Books are random but contract-shaped (about 20 contacts per customer over two years, written in time
+order as exports usually are) and generated straight to Parquet in chunks, so the 5M-customer /
+100M-contact book never has to fit in memory. Each measurement runs in a child process, so the peak
+memory reported is that process's own maximum resident set size (from ``wait4``).
+
+    .venv/bin/python benchmarks/features_bench.py                       # 100k, 1M, 5M; pandas up to 1M
+    .venv/bin/python benchmarks/features_bench.py --sizes 100000 --pandas-max 100000   # quick look
+
+Results are printed as a markdown table (and written with ``--markdown FILE``); docs/benchmarks.md
+holds the reference run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from features.contract import (  # noqa: E402
+    ACQUISITION_SOURCES, CHANNELS, INCOME_BANDS, MARITAL_STATUSES, NEEDS_CLASSES, OUTCOMES, PAYMENT_MODES,
+    PRODUCT_LINES, PURPOSES,
+)
+
+log = logging.getLogger("features_bench")
+AS_OF = dt.date(2026, 9, 30)
+HISTORY_DAYS = 730
+CHUNK = 10_000_000
+EPOCH = np.datetime64("1970-01-01")
+
+
+def _ids(prefix: str, idx: np.ndarray, width: int) -> pa.Array:
+    s = pc.utf8_lpad(pa.array(idx, pa.int64()).cast(pa.string()), width, "0")
+    return pc.binary_join_element_wise(pa.scalar(prefix), s, "")
+
+
+def _pick(rng: np.random.Generator, codes: list[str], n: int, p: list[float] | None = None) -> pa.Array:
+    idx = rng.choice(len(codes), n, p=p).astype(np.int32)
+    return pa.DictionaryArray.from_arrays(pa.array(idx), pa.array(codes)).cast(pa.string())
+
+
+def _dates(days_since_epoch: np.ndarray) -> pa.Array:
+    return pa.array(days_since_epoch.astype("datetime64[D]").astype("datetime64[us]"))
+
+
+def make_book(n: int, folder: Path, seed: int = 1, contacts_per_customer: float = 20.0) -> dict[str, int]:
+    """Write customers / policies / claims / contacts Parquet files in the validated (interim) shape."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    as_of = (np.datetime64(AS_OF) - EPOCH).astype(int)
+    created = as_of - rng.integers(1, 3650, n)
+    birth = created - rng.integers(18 * 365, 70 * 365, n)
+    referred = np.where(rng.random(n) < 0.1, rng.integers(0, n, n), -1)
+    customers = pa.table({
+        "customer_id": _ids("C", np.arange(n), 9),
+        "created_date": _dates(created), "birth_date": _dates(birth),
+        "gender": _pick(rng, ["F", "M"], n), "province": _pick(rng, ["广东", "江苏", "浙江", "山东", "北京"], n),
+        "city": _pick(rng, ["广州", "南京", "杭州", "济南", "北京"], n),
+        "occupation_class": pa.array(rng.integers(1, 7, n)),
+        "income_band": _pick(rng, list(INCOME_BANDS), n), "marital_status": _pick(rng, list(MARITAL_STATUSES), n),
+        "children": pa.array(rng.integers(0, 4, n)), "needs_class": _pick(rng, list(NEEDS_CLASSES), n),
+        "acquisition_source": _pick(rng, list(ACQUISITION_SOURCES), n),
+        "referred_by": pc.if_else(pa.array(referred >= 0), _ids("C", np.maximum(referred, 0), 9),
+                                  pa.scalar(None, pa.string())),
+        "first_policy_date": _dates(created), "agent_id": _ids("A", rng.integers(0, 5000, n), 5),
+        "do_not_call": pa.array(rng.random(n) < 0.03), "do_not_sms": pa.array(rng.random(n) < 0.03),
+    })
+    pq.write_table(customers, folder / "customers.parquet")
+
+    n_pol = rng.poisson(1.5, n)
+    cust = np.repeat(np.arange(n), n_pol)
+    m = len(cust)
+    issue = created[cust] + (rng.random(m) * (as_of - created[cust])).astype(np.int64)
+    u = rng.random(m)
+    ended = issue + (rng.random(m) * (as_of - issue)).astype(np.int64)
+    lapse = np.where(u < 0.15, ended, -1)
+    surr = np.where((u >= 0.15) & (u < 0.2), ended, -1)
+    mat = np.where((u >= 0.2) & (u < 0.25), ended, np.where(rng.random(m) < 0.5, as_of + rng.integers(1, 9000, m), -1))
+    null_date = pa.scalar(None, pa.timestamp("us"))
+    policies = pa.table({
+        "policy_id": _ids("P", np.arange(m), 10), "customer_id": _ids("C", cust, 9),
+        "product_line": _pick(rng, list(PRODUCT_LINES), m), "issue_date": _dates(issue),
+        "status": pa.array(np.where(lapse >= 0, "lapsed", np.where(surr >= 0, "surrendered",
+                                    np.where((mat >= 0) & (mat <= as_of), "matured", "in_force")))),
+        "lapse_date": pc.if_else(pa.array(lapse >= 0), _dates(np.maximum(lapse, 0)), null_date),
+        "surrender_date": pc.if_else(pa.array(surr >= 0), _dates(np.maximum(surr, 0)), null_date),
+        "maturity_date": pc.if_else(pa.array(mat >= 0), _dates(np.maximum(mat, 0)), null_date),
+        "annual_premium": pa.array(np.round(rng.lognormal(8.5, 1.0, m), 2)),
+        "sum_assured": pa.array(np.round(rng.lognormal(12, 1.0, m), -2)),
+        "payment_mode": _pick(rng, list(PAYMENT_MODES), m),
+    })
+    pq.write_table(policies, folder / "policies.parquet")
+
+    k = n // 10
+    pol = rng.integers(0, m, k)
+    claims = pa.table({
+        "claim_id": _ids("L", np.arange(k), 10), "policy_id": _ids("P", pol, 10), "customer_id": _ids("C", cust[pol], 9),
+        "claim_date": _dates(as_of - rng.integers(1, 1500, k)), "amount": pa.array(np.round(rng.lognormal(8, 1, k), 2)),
+        "status": _pick(rng, ["paid", "rejected", "pending"], k, [0.85, 0.1, 0.05]),
+    })
+    pq.write_table(claims, folder / "claims.parquet")
+
+    total = int(n * contacts_per_customer)
+    start_us = (as_of - HISTORY_DAYS) * 86_400_000_000
+    span_us = HISTORY_DAYS * 86_400_000_000
+    writer = None
+    for lo in range(0, total, CHUNK):
+        c = min(CHUNK, total - lo)
+        # each chunk covers its own slice of time, sorted: the file is in time order like an export
+        t0 = start_us + span_us * lo // total
+        t1 = start_us + span_us * (lo + c) // total
+        ts = np.sort(rng.integers(t0, t1, c)).astype("datetime64[us]")
+        hold = rng.random(c) < 0.02
+        outcome = _pick(rng, list(OUTCOMES), c, [0.35, 0.35, 0.12, 0.06, 0.04, 0.04, 0.02, 0.02])
+        chunk = pa.table({
+            "contact_id": _ids("K", np.arange(lo, lo + c), 11), "customer_id": _ids("C", rng.integers(0, n, c), 9),
+            "contact_ts": pa.array(ts), "channel": _pick(rng, list(CHANNELS), c),
+            "direction": _pick(rng, ["outbound", "inbound"], c, [0.85, 0.15]),
+            "purpose": _pick(rng, list(PURPOSES), c),
+            "outcome": pc.if_else(pa.array(hold), pa.scalar(None, pa.string()), outcome),
+            "duration_sec": pa.array(rng.exponential(200, c)), "agent_id": _ids("A", rng.integers(0, 5000, c), 5),
+            "campaign_id": pa.nulls(c, pa.string()), "holdout": pa.array(hold),
+        })
+        if writer is None:
+            writer = pq.ParquetWriter(folder / "contacts.parquet", chunk.schema)
+        writer.write_table(chunk, row_group_size=1_000_000)
+    assert writer is not None
+    writer.close()
+    return {"customers": n, "policies": m, "claims": k, "contacts": total}
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements (each in its own process)
+# ---------------------------------------------------------------------------------------------
+def _params(sample_max: int = 500_000):  # noqa: ANN202
+    from pipelines.params import load_params
+
+    p = load_params(REPO / "params.yaml")
+    return p.features.model_copy(update={"train_sample_max_customers": sample_max}), p.book.horizon_days
+
+
+def _run(con, query, path: str) -> None:  # noqa: ANN001
+    """Exactly what the features stage does for one snapshot."""
+    *stmts, final = query.as_script()
+    for stmt in stmts:
+        con.execute(stmt)
+    con.execute(f"COPY ({final}) TO '{path}' (FORMAT parquet)")
+
+
+def measure_duckdb(folder: Path, n_train: int) -> dict[str, object]:
+    from features.snapshots import sample_fraction, snapshot_plan, snapshot_query
+    from pipelines.features import connect, register_tables
+
+    fp, H = _params()
+    out: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        con = connect(fp.engine, tmp)
+        register_tables(con, folder)
+        n = con.execute("SELECT COUNT(*) FROM customers").fetchall()[0][0]
+        t = time.perf_counter()
+        _run(con, snapshot_query(fp, AS_OF, H, labels_known=False), f"{tmp}/scoring.parquet")
+        out["scoring_seconds"] = round(time.perf_counter() - t, 2)
+        out["rows"] = con.execute(f"SELECT COUNT(*) FROM read_parquet('{tmp}/scoring.parquet')").fetchall()[0][0]
+        if n_train:
+            fpt = fp.model_copy(update={"n_train_snapshots": n_train})
+            plan = [s for s in snapshot_plan(AS_OF, fpt, H) if not s.scoring]
+            frac = sample_fraction(fp, n)
+            t = time.perf_counter()
+            for i, s in enumerate(plan):
+                _run(con, snapshot_query(fp, s.date, H, s.labels_known, frac), f"{tmp}/train_{i}.parquet")
+            out["train_snapshots"] = len(plan)
+            out["train_sample_fraction"] = frac
+            out["train_seconds_per_snapshot"] = round((time.perf_counter() - t) / len(plan), 2)
+        con.close()
+    return out
+
+
+def measure_pandas(folder: Path) -> dict[str, object]:
+    import pandas as pd
+
+    from tests.reference_features import reference_snapshot
+
+    fp, H = _params()
+    t = time.perf_counter()
+    tables = {name: pd.read_parquet(folder / f"{name}.parquet") for name in ("customers", "policies", "claims", "contacts")}
+    load = time.perf_counter() - t
+    t = time.perf_counter()
+    df = reference_snapshot(tables, fp, AS_OF, H, labels_known=False)
+    return {"scoring_seconds": round(time.perf_counter() - t, 2), "load_seconds": round(load, 2), "rows": len(df)}
+
+
+def _child(kind: str, folder: Path, n_train: int) -> tuple[dict[str, object], float]:
+    cmd = [sys.executable, __file__, "--measure", kind, "--data", str(folder), "--train-snapshots", str(n_train)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    out = proc.stdout.read() if proc.stdout else ""
+    err = proc.stderr.read() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{kind} measurement failed:\n{err[-3000:]}")
+    return json.loads(out.strip().splitlines()[-1]), usage.ru_maxrss / 1024 / 1024  # GiB
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 5_000_000])
+    ap.add_argument("--pandas-max", type=int, default=1_000_000, help="largest size to run the pandas reference on")
+    ap.add_argument("--train-snapshots", type=int, default=3, help="training snapshots to time per size (0 = none)")
+    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cp-features-bench")
+    ap.add_argument("--markdown", type=Path, help="also write the results table here")
+    ap.add_argument("--measure", choices=["duckdb", "pandas"], help=argparse.SUPPRESS)
+    ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.measure:
+        res = measure_duckdb(a.data, a.train_snapshots) if a.measure == "duckdb" else measure_pandas(a.data)
+        print(json.dumps(res))
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    rows = []
+    for n in a.sizes:
+        folder = a.workdir / f"book_{n}"
+        if not (folder / "contacts.parquet").is_file():
+            t = time.perf_counter()
+            sizes = make_book(n, folder)
+            log.info("generated %s in %.0fs: %s", folder, time.perf_counter() - t, sizes)
+        duck, duck_mem = _child("duckdb", folder, a.train_snapshots)
+        log.info("duckdb %s: %s, peak %.2f GiB", f"{n:,}", duck, duck_mem)
+        row = {"customers": n, "contacts": int(n * 20), "duckdb_s": duck["scoring_seconds"], "duckdb_gib": duck_mem,
+               "train_s": duck.get("train_seconds_per_snapshot"), "train_frac": duck.get("train_sample_fraction"),
+               "rows": duck["rows"], "pandas_s": None, "pandas_gib": None}
+        if n <= a.pandas_max:
+            pand, pand_mem = _child("pandas", folder, 0)
+            log.info("pandas %s: %s, peak %.2f GiB", f"{n:,}", pand, pand_mem)
+            row.update(pandas_s=pand["scoring_seconds"], pandas_gib=pand_mem)
+        rows.append(row)
+    lines = ["| customers | contacts | DuckDB one snapshot (s) | DuckDB peak RSS (GiB) | DuckDB per training snapshot (s, sample) "
+             "| pandas reference (s) | pandas peak RSS (GiB) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        train = f"{r['train_s']} ({'all' if not r['train_frac'] else format(r['train_frac'], '.0%')})" if r["train_s"] else "–"
+        pandas_s = f"{r['pandas_s']}" if r["pandas_s"] is not None else "not run"
+        pandas_m = f"{r['pandas_gib']:.2f}" if r["pandas_gib"] is not None else "–"
+        lines.append(f"| {r['customers']:,} | {r['contacts']:,} | {r['duckdb_s']} | {r['duckdb_gib']:.2f} | {train} "
+                     f"| {pandas_s} | {pandas_m} |")
+    table = "\n".join(lines)
+    print(table)
+    if a.markdown:
+        a.markdown.write_text(table + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
