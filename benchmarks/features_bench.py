@@ -155,12 +155,13 @@ def _params(sample_max: int = 500_000):  # noqa: ANN202
     return p.features.model_copy(update={"train_sample_max_customers": sample_max}), p.book.horizon_days
 
 
-def _run(con, query, path: str) -> None:  # noqa: ANN001
+def _run(con, query, path: str, partitions: int) -> None:  # noqa: ANN001
     """Exactly what the features stage does for one snapshot."""
-    *stmts, final = query.as_script()
+    stmts, finals = query.as_script(partitions)
     for stmt in stmts:
         con.execute(stmt)
-    con.execute(f"COPY ({final}) TO '{path}' (FORMAT parquet)")
+    for k, final in enumerate(finals):
+        con.execute(f"COPY ({final}) TO '{path}.{k}.parquet' (FORMAT parquet)")
 
 
 def measure_duckdb(folder: Path, n_train: int) -> dict[str, object]:
@@ -174,16 +175,19 @@ def measure_duckdb(folder: Path, n_train: int) -> dict[str, object]:
         register_tables(con, folder)
         n = con.execute("SELECT COUNT(*) FROM customers").fetchall()[0][0]
         t = time.perf_counter()
-        _run(con, snapshot_query(fp, AS_OF, H, labels_known=False), f"{tmp}/scoring.parquet")
+        parts = fp.engine.partitions(n)
+        _run(con, snapshot_query(fp, AS_OF, H, labels_known=False), f"{tmp}/scoring", parts)
         out["scoring_seconds"] = round(time.perf_counter() - t, 2)
-        out["rows"] = con.execute(f"SELECT COUNT(*) FROM read_parquet('{tmp}/scoring.parquet')").fetchall()[0][0]
+        out["partitions"] = parts
+        out["rows"] = con.execute(f"SELECT COUNT(*) FROM read_parquet('{tmp}/scoring.*.parquet')").fetchall()[0][0]
         if n_train:
             fpt = fp.model_copy(update={"n_train_snapshots": n_train})
             plan = [s for s in snapshot_plan(AS_OF, fpt, H) if not s.scoring]
             frac = sample_fraction(fp, n)
             t = time.perf_counter()
             for i, s in enumerate(plan):
-                _run(con, snapshot_query(fp, s.date, H, s.labels_known, frac), f"{tmp}/train_{i}.parquet")
+                _run(con, snapshot_query(fp, s.date, H, s.labels_known, frac), f"{tmp}/train_{i}",
+                     fpt.engine.partitions(int(n * (frac or 1.0))))
             out["train_snapshots"] = len(plan)
             out["train_sample_fraction"] = frac
             out["train_seconds_per_snapshot"] = round((time.perf_counter() - t) / len(plan), 2)

@@ -237,19 +237,25 @@ def _days_between(expr: str, s: str) -> str:
     return f"date_diff('day', {expr}, {s})"
 
 
-def _sample_predicate(fraction: float) -> str:
+def _partition_of(n: int) -> str:
+    """Partition number of a customer, 0..n-1. Spark: ``pmod(xxhash64(customer_id), n)``."""
+    return f"CAST(hash(customer_id || '#part') % {n} AS INTEGER)"
+
+
+def _sample_predicate(fraction: float, column: str = "customer_id") -> str:
     """A stable per-customer sample (the same customers at every training snapshot).
 
-    Spark: ``pmod(xxhash64(customer_id), 1000000) < ...``.
+    Applied to every table's customer column, so the aggregates only ever see the sampled
+    customers' rows. Spark: ``pmod(xxhash64(customer_id), 1000000) < ...``.
     """
-    return f"(hash(customer_id || '#sample') % 1000000) < {int(round(fraction * 1_000_000))}"
+    return f"(hash({column} || '#sample') % 1000000) < {int(round(fraction * 1_000_000))}"
 
 
 POP_COLUMNS = ["customer_id", "birth_date", "gender", "province", "occupation_class", "income_band",
                "marital_status", "children", "needs_class", "acquisition_source", "referred_by", "agent_id",
                "created_date"]
-# Recency: the latest touch of each kind. Touches inside the longest window come from the bucket
-# aggregate; only older touches are scanned again (``rec``), so every event is aggregated once.
+# Recency: the latest touch of each kind, from a separate simple aggregate over all history (few,
+# narrow states: cheaper than carrying maxima through the bucket aggregate).
 RECENCY = {
     "last_contact_ts": "TRUE",
     "last_answered_ts": ANSWERED_SQL,
@@ -271,22 +277,33 @@ class SnapshotQuery:
     """One snapshot's computation: named intermediate relations and the final select over them."""
 
     parts: list[tuple[str, str]]
-    final: str
+    final: Callable[[str], str]  # partition predicate on customer_id -> final select
 
     def as_sql(self) -> str:
         """A single portable statement (WITH ... SELECT), e.g. for Spark or small books."""
-        return "WITH " + ",\n".join(f"{name} AS (\n    {body}\n)" for name, body in self.parts) + "\n" + self.final
+        return ("WITH " + ",\n".join(f"{name} AS (\n    {body}\n)" for name, body in self.parts) + "\n"
+                + self.final("TRUE"))
 
-    def as_script(self) -> list[str]:
-        """Statements that materialise each aggregate as a temporary table, then the final select.
+    def as_script(self, partitions: int = 1) -> tuple[list[str], list[str]]:
+        """(statements materialising each aggregate as a temporary table, final selects per partition).
 
         Run one at a time, each aggregate has the engine's whole memory budget to itself; as one
-        statement they all compete for it and a large book spills (docs/benchmarks.md).
+        statement they all compete for it and a large book spills or runs out of memory. The final
+        join is split into ``partitions`` customer partitions so that its hash tables stay small
+        (docs/benchmarks.md).
         """
-        views = {"pop", "pol_s"}  # cheap projections, recomputed where used
-        stmts = [f"CREATE OR REPLACE TEMP {'VIEW' if name in views else 'TABLE'} {name} AS {body}"
-                 for name, body in self.parts]
-        return [*stmts, self.final]
+        # Views are recomputed where used: pol_s is a cheap projection; win_b is aggregated once per
+        # bucket table, the bucket filter pushed below the GROUP BY so each pass keeps few groups.
+        views = {"pol_s", "win_b"}
+        stmts = []
+        for name, body in self.parts:
+            if partitions > 1 and name not in views:  # partition number computed once per row
+                body = f"SELECT *, {_partition_of(partitions)} AS part FROM ({body}) x"
+            kind = "VIEW" if name in views else "TABLE"
+            stmts.append(f"CREATE OR REPLACE {kind} {name} AS {body}")
+        if partitions <= 1:
+            return stmts, [self.final("TRUE")]
+        return stmts, [self.final(f"part = {i}") for i in range(partitions)]
 
 
 def snapshot_sql(p: FeatureParams, s: dt.date, horizon_days: int, labels_known: bool,
@@ -322,8 +339,7 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
     counts |= {"n_contacts": "TRUE", "n_outbound": "direction = 'outbound'", "n_inbound": "direction = 'inbound'"}
     counts |= {f"n_{o}": f"outcome = '{o}'" for o in p.outcomes}
     counts |= {"n_answered": ANSWERED_SQL, "events_attended": f"channel = 'event' AND {ANSWERED_SQL}"}
-    bucket_aggs = ", ".join([f"COUNT(*) FILTER (WHERE {cond}) AS {name}" for name, cond in counts.items()]
-                            + REC_AGGS)
+    bucket_aggs = ", ".join(f"COUNT(*) FILTER (WHERE {cond}) AS {name}" for name, cond in counts.items())
     win_cols = []
     for i, w in enumerate(p.windows_days):
         for name in counts:
@@ -331,9 +347,7 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
                 continue
             win_cols.append(" + ".join(f"COALESCE(w{j}.{name}, 0)" for j in range(i + 1)) + f" AS {name}_{_w(w)}")
     win_cols.append("COALESCE(wh.n_contacts, 0) AS n_holdout")
-    live = [f"w{j}" for j in range(len(p.windows_days))] + ["rec"]
-    rec_cols = [f"GREATEST({', '.join(f'{t}.{name}' for t in live)}) AS {name}" for name in RECENCY]
-    rec_cols.append("(" + " + ".join(f"COALESCE({t}.n_opt_out_ever, 0)" for t in live) + ") AS n_opt_out_ever")
+    rec_cols = [f"rec.{name}" for name in RECENCY] + ["rec.n_opt_out_ever"]
     win_joins = "\n".join(f"LEFT JOIN (SELECT * FROM win_b WHERE b = {j}) w{j} ON w{j}.customer_id = pop.customer_id"
                           for j in range(len(p.windows_days)))
     win_joins += "\nLEFT JOIN (SELECT * FROM win_b WHERE b = -1) wh ON wh.customer_id = pop.customer_id"
@@ -364,8 +378,7 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
     clm_aggs.append(f"COUNT(*) FILTER (WHERE status = 'rejected') AS n_claims_rejected_{_w(cmax)}")
 
     if labels_known:
-        lab = f"""
-        SELECT customer_id,
+        lab = f"""SELECT customer_id,
             CASE WHEN COUNT(*) FILTER (WHERE issue_date >= {S}) > 0 THEN 1 ELSE 0 END AS purchase_h,
             COALESCE(SUM(annual_premium) FILTER (WHERE issue_date >= {S}), 0) AS premium_h,
             COUNT(*) FILTER (WHERE inforce) AS held,
@@ -376,14 +389,14 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
         lab_cols = ("COALESCE(lab.purchase_h, 0) AS purchase_h, "
                     "CASE WHEN lab.held > 0 THEN CASE WHEN lab.lapsed > 0 THEN 1 ELSE 0 END END AS lapse_h, "
                     "CAST(COALESCE(lab.premium_h, 0) AS DOUBLE) AS premium_h")
-        lab_join = "LEFT JOIN lab USING (customer_id)"
     else:
         lab = ""
         lab_cols = ("CAST(NULL AS INTEGER) AS purchase_h, CAST(NULL AS INTEGER) AS lapse_h, "
                     "CAST(NULL AS DOUBLE) AS premium_h")
-        lab_join = ""
 
-    sample = f" AND {_sample_predicate(sample_fraction)}" if sample_fraction is not None else ""
+    def sample(column: str = "customer_id") -> str:
+        return f" AND {_sample_predicate(sample_fraction, column)}" if sample_fraction is not None else ""
+
     select = []
     for d in defs:
         expr = d.sql.replace("_days(", "__DAYS__(")
@@ -399,11 +412,11 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
         select.append(f"CAST({expr} AS {cast}) AS {d.name}")
 
     parts = [
-        ("pop", f"SELECT {', '.join(POP_COLUMNS)} FROM customers WHERE created_date < {S}{sample}"),
+        ("pop", f"SELECT {', '.join(POP_COLUMNS)} FROM customers WHERE created_date < {S}{sample()}"),
         ("pol_s", f"""SELECT *, (issue_date < {S} AND (end_date IS NULL OR end_date >= {S})) AS inforce
     FROM (SELECT customer_id, product_line, issue_date, lapse_date, surrender_date, maturity_date, annual_premium,
                  sum_assured, payment_mode, LEAST(lapse_date, surrender_date, maturity_date) AS end_date
-          FROM policies) p"""),
+          FROM policies WHERE TRUE{sample()}) p"""),
         ("pol", f"SELECT customer_id, {', '.join(pol_aggs)} FROM pol_s WHERE issue_date < {S} GROUP BY customer_id"),
         ("main_mode", """SELECT customer_id, payment_mode AS main_payment_mode FROM (
         SELECT customer_id, payment_mode,
@@ -411,21 +424,33 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
         FROM pol_s WHERE inforce) m
     WHERE rk = 1"""),
         ("clm", f"""SELECT customer_id, {', '.join(clm_aggs)}
-    FROM claims WHERE claim_date < {S} AND claim_date >= CAST({S} - INTERVAL '{cmax}' DAY AS DATE)
+    FROM claims WHERE claim_date < {S} AND claim_date >= CAST({S} - INTERVAL '{cmax}' DAY AS DATE){sample()}
     GROUP BY customer_id"""),
         ("refs", f"""SELECT referred_by AS customer_id, COUNT(*) AS referrals_made
-    FROM customers WHERE created_date < {S} AND referred_by IS NOT NULL GROUP BY referred_by"""),
+    FROM customers WHERE created_date < {S} AND referred_by IS NOT NULL{sample("referred_by")} GROUP BY referred_by"""),
         ("win_b", f"""SELECT customer_id, b, {bucket_aggs}
-    FROM (SELECT customer_id, {bucket} AS b, contact_ts, channel, direction, outcome
-          FROM contacts WHERE contact_ts >= {S} - INTERVAL '{hold_window}' DAY AND contact_ts < {S}) e
+    FROM (SELECT customer_id, {bucket} AS b, channel, direction, outcome
+          FROM contacts WHERE contact_ts >= {S} - INTERVAL '{hold_window}' DAY AND contact_ts < {S}{sample()}) e
     GROUP BY customer_id, b"""),
         ("rec", f"""SELECT customer_id, {', '.join(REC_AGGS)}
-    FROM contacts WHERE contact_ts < {S} - INTERVAL '{wmax}' DAY AND NOT holdout
+    FROM contacts WHERE contact_ts < {S} AND NOT holdout{sample()}
     GROUP BY customer_id"""),
     ]
+    parts += [(f"w{j}", f"SELECT * FROM win_b WHERE b = {j}") for j in range(len(p.windows_days))]
+    parts.append(("wh", "SELECT * FROM win_b WHERE b = -1"))
     if lab:
         parts.append(("lab", lab))
-    final = f"""SELECT customer_id, {S} AS snapshot_date,
+    def final(pf: str) -> str:
+        """The final select over the customers satisfying ``pf`` (every relation is filtered alike)."""
+
+        def rel(name: str) -> str:
+            return f"(SELECT * FROM {name} WHERE {pf})"
+
+        joins = "\n    ".join(
+            f"LEFT JOIN {rel(n)} {n} ON {n}.customer_id = pop.customer_id"
+            for n in ("pol", "main_mode", "clm", "refs", "rec", *(f"w{j}" for j in range(len(p.windows_days))), "wh"))
+        lab_join = f"LEFT JOIN {rel('lab')} lab ON lab.customer_id = j.customer_id" if lab else ""
+        return f"""SELECT j.customer_id, {S} AS snapshot_date,
     {(","+chr(10)+"    ").join(select)},
     {lab_cols}
 FROM (
@@ -435,15 +460,11 @@ FROM (
         {", ".join(_aliases(clm_aggs, "clm"))}, refs.referrals_made,
         {", ".join(rec_cols)},
         {", ".join(win_cols)}
-    FROM pop
-    LEFT JOIN pol ON pol.customer_id = pop.customer_id
-    LEFT JOIN main_mode ON main_mode.customer_id = pop.customer_id
-    LEFT JOIN clm ON clm.customer_id = pop.customer_id
-    LEFT JOIN refs ON refs.customer_id = pop.customer_id
-    LEFT JOIN rec ON rec.customer_id = pop.customer_id
-    {win_joins}
+    FROM {rel("pop")} pop
+    {joins}
 ) j
 {lab_join}"""
+
     return SnapshotQuery(parts, final)
 
 
@@ -488,14 +509,14 @@ def sample_fraction(p: FeatureParams, n_customers: int) -> float | None:
 
 
 def features_frame(con: object, p: FeatureParams, plan: Iterable[Snapshot], horizon_days: int,
-                   n_customers: int = 0) -> pd.DataFrame:
+                   n_customers: int = 0, partitions: int = 1) -> pd.DataFrame:
     """Execute the plan on ``con`` (a DuckDB connection) and return one DataFrame (small books, tests)."""
     frac = sample_fraction(p, n_customers)
     out = []
     for snap in plan:
-        *stmts, final = snapshot_query(p, snap.date, horizon_days, snap.labels_known,
-                                       None if snap.scoring else frac).as_script()
+        stmts, finals = snapshot_query(p, snap.date, horizon_days, snap.labels_known,
+                                       None if snap.scoring else frac).as_script(partitions)
         for stmt in stmts:
             con.execute(stmt)  # type: ignore[attr-defined]
-        out.append(con.execute(final).df())  # type: ignore[attr-defined]
+        out += [con.execute(f).df() for f in finals]  # type: ignore[attr-defined]
     return pd.concat(out, ignore_index=True)

@@ -33,7 +33,8 @@ EMPTY_CLAIMS = ("SELECT CAST(NULL AS VARCHAR) AS claim_id, CAST(NULL AS VARCHAR)
 
 
 def connect(engine: EngineParams, spill_dir: str) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
+    """A scratch database on disk: intermediate tables can leave memory for the next aggregate."""
+    con = duckdb.connect(str(Path(spill_dir) / "scratch.duckdb"))
     con.execute(f"SET threads = {engine.threads}")
     con.execute(f"SET memory_limit = '{engine.memory_limit}'")
     con.execute(f"SET temp_directory = '{spill_dir}'")
@@ -69,25 +70,27 @@ def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="duckdb-spill-") as spill:
         con = connect(fp.engine, spill)
         register_tables(con, INTERIM)
-        n_customers = con.execute("SELECT COUNT(*) FROM customers").fetchone()[0]  # type: ignore[index]
-        first = con.execute("SELECT CAST(MIN(contact_ts) AS DATE) FROM contacts").fetchone()[0]  # type: ignore[index]
+        n_customers = con.execute("SELECT COUNT(*) FROM customers").fetchall()[0][0]
+        first = con.execute("SELECT CAST(MIN(contact_ts) AS DATE) FROM contacts").fetchall()[0][0]
         plan = snapshot_plan(as_of, fp, H, history_start=first)
         frac = sample_fraction(fp, n_customers)
+        partitions = fp.engine.partitions(n_customers)
         log.info("%d snapshots from %s to %s over %s customers%s", len(plan), plan[0].date, plan[-1].date,
                  f"{n_customers:,}", f" (training snapshots sample {frac:.1%})" if frac else "")
         per_snapshot = []
         with staged_outputs() as out, tempfile.TemporaryDirectory(prefix="features-", dir=spill) as parts:
             for i, snap in enumerate(plan, 1):
                 ts = time.perf_counter()
-                *stmts, final = snapshot_query(fp, snap.date, H, snap.labels_known,
-                                               None if snap.scoring else frac).as_script()
+                stmts, finals = snapshot_query(fp, snap.date, H, snap.labels_known,
+                                               None if snap.scoring else frac).as_script(partitions)
                 for stmt in stmts:
                     con.execute(stmt)
-                part = Path(parts) / f"{i:03d}.parquet"
-                con.execute(f"COPY ({final}) TO '{part.as_posix()}' (FORMAT parquet)")
+                for k, final in enumerate(finals):
+                    part = Path(parts) / f"{i:03d}_{k:03d}.parquet"
+                    con.execute(f"COPY ({final}) TO '{part.as_posix()}' (FORMAT parquet)")
                 stats = con.execute(
-                    f"SELECT COUNT(*), AVG(purchase_h), AVG(lapse_h), COUNT(lapse_h) FROM read_parquet('{part}')"
-                ).fetchone()
+                    "SELECT COUNT(*), AVG(purchase_h), AVG(lapse_h), COUNT(lapse_h) "
+                    f"FROM read_parquet('{parts}/{i:03d}_*.parquet')").fetchall()[0]
                 row = {"snapshot_date": str(snap.date), "scoring": snap.scoring, "labels_known": snap.labels_known,
                        "rows": stats[0], "purchase_rate": stats[1], "lapse_rate": stats[2], "lapse_defined": stats[3],
                        "seconds": round(time.perf_counter() - ts, 2)}

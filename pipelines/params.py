@@ -91,6 +91,10 @@ class EngineParams(Strict):
 
     threads: int = Field(ge=1, le=256)
     memory_limit: str = Field(pattern=r"^\d+(\.\d+)?\s*(MB|GB|MiB|GiB)$")
+    partition_rows: int = Field(ge=10_000)  # customers per partition of the final join
+
+    def partitions(self, n_customers: int) -> int:
+        return max(1, -(-n_customers // self.partition_rows))
 
 
 class FeaturesSection(FeatureParams):

@@ -231,8 +231,28 @@ def test_single_statement_and_staged_script_agree(validated, small_params, tmp_p
     for snap in plan:
         q = snapshot_query(fp, snap.date, H, snap.labels_known)
         one = con.execute(q.as_sql()).df().sort_values("customer_id").reset_index(drop=True)
-        *stmts, final = q.as_script()
+        stmts, finals = q.as_script(partitions=3)
+        assert len(finals) == 3
         for stmt in stmts:
             con.execute(stmt)
-        staged = con.execute(final).df().sort_values("customer_id").reset_index(drop=True)
+        parts = [con.execute(f).df() for f in finals]
+        assert all(len(part) > 0 for part in parts)
+        staged = pd.concat(parts).sort_values("customer_id").reset_index(drop=True)
         assert_same(staged, one)
+
+
+def test_training_sample_is_stable_and_exact(validated, small_params, tmp_path) -> None:
+    """A sampled snapshot holds a stable subset of customers with exactly their unsampled values."""
+    fp, plan = _plan(small_params, n=3)
+    train = [s for s in plan if not s.scoring]
+    con = _con(validated, tmp_path)
+    n = len(validated["customers"])
+    full = features_frame(con, fp, train, H, n_customers=n)
+    half = features_frame(con, fp.model_copy(update={"train_sample_max_customers": n // 2}), train, H, n_customers=n)
+    assert 0.3 < len(half) / len(full) < 0.7
+    kept = half.groupby("snapshot_date")["customer_id"].apply(set)
+    ids = list(kept)
+    # the same customers at every snapshot (apart from customers who joined in between)
+    assert ids[0] <= ids[-1]
+    ref = full.merge(half[KEYS], on=KEYS).sort_values(KEYS).reset_index(drop=True)
+    assert_same(half.sort_values(KEYS).reset_index(drop=True), ref)
