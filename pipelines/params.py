@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from features.snapshots import FeatureParams
 from features.synthetic import BookSize, DriftParams, SyntheticParams
+from models.baselines import RuleParams
+from models.gbm import GBMParams
 from pipelines.errors import ConfigError
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -101,11 +103,19 @@ class FeaturesSection(FeatureParams):
     engine: EngineParams
 
 
+class TrainParams(Strict):
+    gbm: GBMParams
+    rules: RuleParams
+    min_train_snapshots: int = Field(ge=1, le=120)
+    lr_max_rows: int = Field(ge=1000)  # rows sampled to fit the logistic baseline
+
+
 class Params(Strict):
     book: BookParams
     generate: GenerateParams
     validate_: ValidateParams = Field(alias="validate")
     features: FeaturesSection
+    train: TrainParams
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

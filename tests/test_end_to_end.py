@@ -29,8 +29,8 @@ def _copy_worktree(dst: Path) -> None:
 
 
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
-           "PYTHONPATH": ""}
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # the copy's embedded store
+    env |= {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1", "PYTHONPATH": ""}
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
@@ -68,6 +68,12 @@ def test_dvc_repro_builds_the_tiny_book(repro) -> None:
     scoring = feats[feats["snapshot_date"] == feats["snapshot_date"].max()]
     assert scoring["purchase_h"].isna().all() and len(scoring) == report["tables"]["customers"]["accepted"]
     assert feats["purchase_h"].notna().sum() > 10_000
+    train = json.loads((root / "data/reports/train.json").read_text(encoding="utf-8"))
+    for model in ("purchase", "lapse", "value"):
+        assert (root / f"data/models/{model}/model.txt").read_text().startswith("tree")
+        assert model in train["models"]
+    assert train["models"]["purchase"]["lightgbm"]["roc_auc"] > 0.6
+    assert (root / "mlflow.db").is_file()
 
 
 @pytest.mark.slow
@@ -101,6 +107,6 @@ def test_no_personal_data_after_validation(repro) -> None:
         df = pd.read_parquet(f)
         assert not {"name", "phone", "id_number"} & set(df.columns), f
         assert not values & set(df.astype(str).stack()), f
-    for f in (root / "data/reports").glob("*.json"):
+    for f in [*(root / "data/reports").glob("*.json"), *(root / "data/models").rglob("*.json")]:
         text = f.read_text(encoding="utf-8")
         assert not any(v in text for v in values), f

@@ -1,0 +1,79 @@
+"""The two baselines every model is compared with: a logistic regression and the playbook's rules.
+
+The rule baseline is what sales teams do today (DOMAIN.md): rank customers by the ability ×
+willingness quadrant — 宠爱 pamper first, then 耕耘 cultivate, 维系 maintain, 开发 develop — and, for
+churn, by the risk signals the playbook names (complaints, opt-outs, no recent answered touch,
+heavy premium burden).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from models.gbm import FeatureSpec
+
+
+class RuleParams(BaseModel):
+    """Thresholds of the rule-based quadrant (the segments issue refines them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ability_income_rank_min: int = Field(ge=0, le=4)  # income band rank at or above: high ability
+    ability_premium_min: float = Field(ge=0)  # or in-force annual premium at or above
+    willingness_answered_90d_min: int = Field(ge=0)  # answered touches in 90 days at or above: warm
+    willingness_tenure_months_min: int = Field(ge=0)  # or a long relationship with a policy in force
+
+
+def quadrant(df: pd.DataFrame, r: RuleParams) -> pd.Series:
+    """Rule quadrant per row: pamper / cultivate / maintain / develop."""
+    ability = (df["income_rank"].fillna(-1) >= r.ability_income_rank_min) | (
+        df["premium_inforce"].fillna(0) >= r.ability_premium_min)
+    will = (df["n_reached_90d"].fillna(0) + df["n_interested_90d"].fillna(0) + df["n_quote_90d"].fillna(0)
+            + df["n_appointment_90d"].fillna(0) + df["n_purchase_90d"].fillna(0)
+            >= r.willingness_answered_90d_min) | (
+        (df["tenure_months"].fillna(0) >= r.willingness_tenure_months_min) & (df["n_inforce"].fillna(0) > 0))
+    return pd.Series(np.select([ability & will, ability & ~will, ~ability & will], ["pamper", "cultivate", "maintain"],
+                               "develop"), index=df.index)
+
+
+QUADRANT_RANK = {"pamper": 4, "cultivate": 3, "maintain": 2, "develop": 1}
+
+
+def rule_purchase_score(df: pd.DataFrame, r: RuleParams) -> np.ndarray:
+    """Quadrant rank; ties broken by recent engagement, as an agent working the list would."""
+    rank = quadrant(df, r).map(QUADRANT_RANK).to_numpy(float)
+    return rank + np.minimum(df["n_contacts_90d"].fillna(0).to_numpy(float), 9) / 10.0
+
+
+def rule_lapse_score(df: pd.DataFrame) -> np.ndarray:
+    """Count of the playbook's risk signals."""
+    s = (2 * (df["n_complaint_365d"].fillna(0) > 0).astype(float) + df["opted_out"].fillna(False).astype(float)
+         + (df["days_since_last_answered"].fillna(10_000) > 180).astype(float)
+         + (df["premium_to_income"].fillna(0) > 0.1).astype(float) + (df["n_inforce_monthly"].fillna(0) > 0))
+    return s.to_numpy(float)
+
+
+def logistic_baseline(spec: FeatureSpec, seed: int) -> Pipeline:
+    """Logistic regression on the same features: median-imputed, scaled numerics; one-hot categoricals."""
+    pre = ColumnTransformer([
+        ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+                              StandardScaler()), spec.numeric),
+        ("cat", OneHotEncoder(handle_unknown="ignore", categories=[spec.categorical[c] for c in spec.categorical]),
+         list(spec.categorical)),
+    ])
+    return Pipeline([("pre", pre), ("lr", LogisticRegression(max_iter=500, C=0.1, random_state=seed))])
+
+
+def lr_frame(X: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """The logistic pipeline's input: categoricals as strings with a 'missing' level."""
+    out = X.copy()
+    for c in spec.categorical:
+        out[c] = out[c].astype("object").where(out[c].notna(), "__missing__")
+    return out

@@ -1,0 +1,108 @@
+"""LightGBM models on the snapshot features: design matrix with fixed categories, deterministic fits."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class GBMParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    learning_rate: float = Field(gt=0, le=1)
+    num_leaves: int = Field(ge=2, le=4096)
+    min_child_samples: int = Field(ge=1)
+    feature_fraction: float = Field(gt=0, le=1)
+    bagging_fraction: float = Field(gt=0, le=1)
+    bagging_freq: int = Field(ge=0)
+    lambda_l2: float = Field(ge=0)
+    max_rounds: int = Field(ge=1, le=100_000)
+    early_stopping_rounds: int = Field(ge=1)
+    seed: int = Field(ge=0)
+    num_threads: int = Field(ge=1)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which columns the model uses and, for categoricals, the category list fixed at training."""
+
+    numeric: list[str]
+    categorical: dict[str, list[str]]
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> FeatureSpec:
+        return cls(numeric=list(d["numeric"]), categorical={k: list(v) for k, v in d["categorical"].items()})  # type: ignore[union-attr]
+
+
+def feature_spec(train: pd.DataFrame, dictionary: list[dict[str, object]]) -> FeatureSpec:
+    """Features from the dictionary; categories are the values seen in the training rows."""
+    numeric, categorical = [], {}
+    for d in dictionary:
+        if d["role"] != "feature":
+            continue
+        name = str(d["name"])
+        if d["dtype"] == "category":
+            categorical[name] = sorted(str(v) for v in train[name].dropna().unique())
+        else:
+            numeric.append(name)
+    return FeatureSpec(numeric, categorical)
+
+
+def design(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """The model's input: floats, and categoricals with the training categories (unseen -> missing)."""
+    missing = [c for c in spec.columns if c not in df.columns]
+    if missing:
+        raise KeyError(f"feature columns missing from the input: {missing}")
+    out = {c: pd.to_numeric(df[c], errors="coerce").astype("float64") for c in spec.numeric}
+    for c, cats in spec.categorical.items():
+        vals = df[c].astype("object")
+        out[c] = pd.Categorical(vals.where(vals.isin(cats), None), categories=cats)  # unseen -> missing
+    return pd.DataFrame(out, index=df.index)[spec.columns]
+
+
+def _lgb_params(p: GBMParams, objective: Literal["binary", "regression"]) -> dict[str, object]:
+    return {
+        "objective": objective, "learning_rate": p.learning_rate, "num_leaves": p.num_leaves,
+        "min_child_samples": p.min_child_samples, "feature_fraction": p.feature_fraction,
+        "bagging_fraction": p.bagging_fraction, "bagging_freq": p.bagging_freq, "lambda_l2": p.lambda_l2,
+        "seed": p.seed, "num_threads": p.num_threads, "deterministic": True, "force_row_wise": True,
+        "verbosity": -1, "metric": "binary_logloss" if objective == "binary" else "l2",
+    }
+
+
+def fit(X_train: pd.DataFrame, y_train: np.ndarray, X_valid: pd.DataFrame, y_valid: np.ndarray,
+        p: GBMParams, objective: Literal["binary", "regression"],
+        on_round: object | None = None) -> lgb.Booster:
+    """Boost on the training snapshots, stop early on the validation snapshot. Same inputs, same model."""
+    train = lgb.Dataset(X_train, label=y_train, categorical_feature=list(X_train.select_dtypes("category")),
+                        free_raw_data=False)
+    valid = lgb.Dataset(X_valid, label=y_valid, reference=train)
+    callbacks = [lgb.early_stopping(p.early_stopping_rounds, verbose=False)]
+    if on_round is not None:
+        callbacks.append(on_round)  # type: ignore[arg-type]
+    return lgb.train(_lgb_params(p, objective), train, num_boost_round=p.max_rounds, valid_sets=[valid],
+                     valid_names=["valid"], callbacks=callbacks)
+
+
+def predict(booster: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
+    return np.asarray(booster.predict(X, num_iteration=booster.best_iteration or None), dtype=float)
+
+
+def mean_abs_contributions(booster: lgb.Booster, X: pd.DataFrame, max_rows: int = 20_000) -> pd.Series:
+    """Mean |SHAP contribution| per feature (LightGBM's own pred_contrib), on a stable row sample."""
+    sample = X.iloc[np.linspace(0, len(X) - 1, min(max_rows, len(X))).astype(int)] if len(X) else X
+    contrib = booster.predict(sample, pred_contrib=True, num_iteration=booster.best_iteration or None)
+    vals = np.abs(np.asarray(contrib)[:, :-1]).mean(axis=0)
+    return pd.Series(vals, index=X.columns).sort_values(ascending=False)

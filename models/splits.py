@@ -1,0 +1,58 @@
+"""Out-of-time splits of labelled snapshots, purged so no label window crosses into a later split."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Snapshot dates per role. Each role's label horizon ends on or before the next role's snapshot."""
+
+    train: list[dt.date]
+    valid: dt.date  # early stopping
+    calib: dt.date  # calibration: never seen by training or early stopping
+    test: dt.date  # out-of-time evaluation: the most recent snapshot with matured labels
+
+    def role(self, d: dt.date) -> str | None:
+        if d == self.test:
+            return "test"
+        if d == self.calib:
+            return "calib"
+        if d == self.valid:
+            return "valid"
+        return "train" if d in self.train else None
+
+
+class SplitError(ValueError):
+    """Not enough labelled history for an honest out-of-time split."""
+
+
+def time_split(labelled: list[dt.date], horizon_days: int, min_train: int = 3) -> TimeSplit:
+    """Test = latest labelled snapshot; calib, valid and train each end a full horizon earlier.
+
+    A snapshot ``s`` labels ``[s, s + H)``; if a training snapshot's window overlapped the test
+    snapshot, the model would be trained on outcomes that happen after the test features were taken,
+    which flatters out-of-time results. Purging by one horizon between roles rules that out.
+    """
+    dates = sorted(set(labelled))
+    if not dates:
+        raise SplitError("no snapshot has matured labels: extend the history or shorten book.horizon_days")
+    gap = dt.timedelta(days=horizon_days)
+    test = dates[-1]
+
+    def latest_before(limit: dt.date) -> dt.date:
+        ok = [d for d in dates if d + gap <= limit]
+        if not ok:
+            raise SplitError(f"no labelled snapshot ends its {horizon_days}-day horizon by {limit}; "
+                             f"labelled snapshots: {[str(d) for d in dates]}")
+        return ok[-1]
+
+    calib = latest_before(test)
+    valid = latest_before(calib)
+    train = [d for d in dates if d + gap <= valid]
+    if len(train) < min_train:
+        raise SplitError(f"only {len(train)} training snapshot(s) before {valid} (need {min_train}): "
+                         "add features.n_train_snapshots or history")
+    return TimeSplit(train=train, valid=valid, calib=calib, test=test)

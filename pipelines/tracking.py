@@ -1,0 +1,69 @@
+"""MLflow tracking: an embedded SQLite store in the repository unless MLFLOW_TRACKING_URI says otherwise."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+DEFAULT_URI = "sqlite:///mlflow.db"
+EXPERIMENT = "contact-priority"
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def fingerprint(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file (the data a run was trained on)."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out |= flatten(v, key + ".")
+        else:
+            out[key] = v
+    return out
+
+
+@contextmanager
+def run(stage: str, inputs: dict[str, Path]) -> Iterator[Any]:
+    """An MLflow run tagged with the git commit, the dvc.lock hash and fingerprints of the inputs."""
+    import mlflow
+
+    for noisy in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_experiment(EXPERIMENT)
+    tags = {"stage": stage, "git_commit": git_commit()}
+    if Path("dvc.lock").is_file():
+        tags["dvc_lock_sha256"] = fingerprint("dvc.lock")
+    for name, path in inputs.items():
+        tags[f"input.{name}.sha256"] = fingerprint(path)
+    with mlflow.start_run(run_name=stage, tags=tags) as active:
+        log.info("MLflow run %s in %s", active.info.run_id, tracking_uri())
+        yield mlflow

@@ -1,0 +1,166 @@
+"""Train the propensity, churn and value models out-of-time, beside their baselines (DVC stage ``train``).
+
+Reads ``data/features/``; writes native LightGBM text models and JSON metadata to
+``data/models/<model>/``, raw scores of the calibration and test snapshots to
+``data/models/scores.parquet`` (for calibration), and ``data/reports/train.json``; logs the run to MLflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models import baselines, gbm
+from models.metrics import classification_metrics, regression_metrics
+from models.splits import SplitError, time_split
+from pipelines import tracking
+from pipelines.cli import base_parser, run_stage
+from pipelines.errors import InputError, UserError
+from pipelines.io import staged_outputs
+from pipelines.params import load_params
+
+log = logging.getLogger("pipelines.train")
+FEATURES = Path("data/features/features.parquet")
+DICTIONARY = Path("data/features/dictionary.json")
+MODELS = Path("data/models")
+REPORT = Path("data/reports/train.json")
+RANK_METRICS = ("roc_auc", "pr_auc", "lift_at_5", "capture_at_5", "lift_at_10", "capture_at_10", "lift_at_20",
+                "capture_at_20")
+TARGETS = {"purchase": "purchase_h", "lapse": "lapse_h", "value": "premium_h"}
+
+
+def _progress(name: str) -> Any:
+    def cb(env: Any) -> None:
+        if (env.iteration + 1) % 100 == 0:
+            res = env.evaluation_result_list[0] if env.evaluation_result_list else None
+            log.info("  %s: round %d%s", name, env.iteration + 1, f", valid {res[1]} {res[2]:.5f}" if res else "")
+    return cb
+
+
+def _rows(df: pd.DataFrame, model: str) -> pd.DataFrame:
+    if model == "purchase":
+        return df[df["purchase_h"].notna()]
+    if model == "lapse":
+        return df[df["lapse_h"].notna()]
+    return df[df["purchase_h"].eq(1)]  # value: premium given a purchase
+
+
+def main(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    tp = params.train
+    for p in (FEATURES, DICTIONARY):
+        if not p.is_file():
+            raise InputError(f"{p} not found: run the features stage first (dvc repro features)")
+    df = pd.read_parquet(FEATURES)
+    dictionary = json.loads(DICTIONARY.read_text(encoding="utf-8"))
+    df["snapshot_date"] = pd.to_datetime(df["snapshot_date"]).dt.date
+    labelled = sorted(df.loc[df["purchase_h"].notna(), "snapshot_date"].unique())
+    try:
+        split = time_split(labelled, params.book.horizon_days, tp.min_train_snapshots)
+    except SplitError as e:
+        raise UserError(str(e)) from None
+    df["role"] = df["snapshot_date"].map(split.role)
+    log.info("split: train %s..%s (%d snapshots), valid %s, calib %s, test %s", split.train[0], split.train[-1],
+             len(split.train), split.valid, split.calib, split.test)
+    spec = gbm.feature_spec(df[df["role"] == "train"], dictionary)
+    report: dict[str, Any] = {"split": {"train": [str(d) for d in split.train], "valid": str(split.valid),
+                                        "calib": str(split.calib), "test": str(split.test)},
+                              "n_features": len(spec.columns), "models": {}}
+    held = df[df["role"].isin(["calib", "test"])][["customer_id", "snapshot_date", "role", *TARGETS.values()]].copy()
+    boosters: dict[str, Any] = {}
+    metas: dict[str, Any] = {}
+    for model, target in TARGETS.items():
+        rows = _rows(df, model)
+        parts = {r: rows[rows["role"] == r] for r in ("train", "valid", "calib", "test")}
+        for r, part in parts.items():
+            if part.empty:
+                raise UserError(f"model '{model}': no {r} rows on snapshot(s) of role {r}")
+        y = {r: part[target].to_numpy(float) for r, part in parts.items()}
+        objective = "regression" if model == "value" else "binary"
+        if objective == "regression":  # premiums are heavy-tailed: fit log1p, report in CNY
+            y_fit = {r: np.log1p(v) for r, v in y.items()}
+        else:
+            y_fit = y
+        X = {r: gbm.design(part, spec) for r, part in parts.items()}
+        log.info("%s: %s training rows (%s), early stopping on %s", model, f"{len(X['train']):,}",
+                 f"{y['train'].mean():.2%} positive" if objective == "binary" else f"mean {y['train'].mean():,.0f} CNY",
+                 split.valid)
+        booster = gbm.fit(X["train"], y_fit["train"], X["valid"], y_fit["valid"], tp.gbm, objective,
+                          on_round=_progress(model))
+        boosters[model] = booster
+        raw = {r: gbm.predict(booster, X[r]) for r in ("calib", "test")}
+        if objective == "regression":
+            raw = {r: np.expm1(v) for r, v in raw.items()}
+        entry: dict[str, Any] = {"best_iteration": booster.best_iteration, "rows": {r: len(p) for r, p in parts.items()}}
+        if objective == "binary":
+            entry["lightgbm"] = classification_metrics(y["test"], raw["test"])
+            lr_rows = parts["train"].sample(min(tp.lr_max_rows, len(parts["train"])), random_state=tp.gbm.seed)
+            lr = baselines.logistic_baseline(spec, tp.gbm.seed)
+            lr.fit(baselines.lr_frame(gbm.design(lr_rows, spec), spec), lr_rows[target].to_numpy(int))
+            p_lr = lr.predict_proba(baselines.lr_frame(X["test"], spec))[:, 1]
+            entry["logistic"] = classification_metrics(y["test"], p_lr)
+            rule = (baselines.rule_purchase_score(parts["test"], tp.rules) if model == "purchase"
+                    else baselines.rule_lapse_score(parts["test"]))
+            rule_m = classification_metrics(y["test"], (rule - rule.min()) / (np.ptp(rule) or 1.0))
+            entry["rules"] = {k: rule_m[k] for k in RANK_METRICS}
+            entry["beats_logistic"] = entry["lightgbm"]["roc_auc"] > entry["logistic"]["roc_auc"]
+            entry["beats_rules"] = entry["lightgbm"]["roc_auc"] > entry["rules"]["roc_auc"]
+        else:
+            entry["lightgbm"] = regression_metrics(y["test"], raw["test"])
+            band_mean = parts["train"].groupby("income_band", dropna=False)[target].mean()
+            rule = parts["test"]["income_band"].map(band_mean).fillna(parts["train"][target].mean()).to_numpy(float)
+            entry["rules"] = regression_metrics(y["test"], rule)
+            entry["beats_rules"] = entry["lightgbm"]["gini"] > entry["rules"]["gini"]
+        imp = gbm.mean_abs_contributions(booster, X["test"])
+        entry["top_features"] = {k: float(v) for k, v in imp.head(20).items()}
+        report["models"][model] = entry
+        metas[model] = {"objective": objective, "target": target,
+                        "target_transform": "log1p" if objective == "regression" else None,
+                        "best_iteration": booster.best_iteration, "features": spec.to_dict(),
+                        "params": tp.gbm.model_dump(), "split": report["split"]}
+        # raw scores for every calib/test row of the book (lapse and value are scored for everyone)
+        for r in ("calib", "test"):
+            mask = held["role"] == r
+            pred = gbm.predict(booster, gbm.design(df[df["role"] == r], spec))
+            held.loc[mask, f"score_{model}"] = np.expm1(pred) if objective == "regression" else pred
+        m = entry["lightgbm"]
+        log.info("%s on test %s: %s", model, split.test, ", ".join(f"{k} {m[k]:.4f}" for k in (
+            ("roc_auc", "pr_auc", "brier", "lift_at_10") if objective == "binary" else ("mae", "gini"))))
+    with staged_outputs() as out:
+        for model, booster in boosters.items():
+            booster.save_model(str(out.path(MODELS / model / "model.txt")), num_iteration=booster.best_iteration)
+            out.json(metas[model], MODELS / model / "meta.json")
+        out.parquet(held, MODELS / "scores.parquet")
+        out.json(report, REPORT)
+    with tracking.run("train", {"features": FEATURES}) as mlflow:
+        mlflow.log_params(tracking.flatten({"gbm": tp.gbm.model_dump(), "rules": tp.rules.model_dump(),
+                                            "horizon_days": params.book.horizon_days, "as_of": str(params.book.as_of),
+                                            "split.test": str(split.test), "split.calib": str(split.calib)}))
+        for model, entry in report["models"].items():
+            for who in ("lightgbm", "logistic", "rules"):
+                for k, v in entry.get(who, {}).items():
+                    if isinstance(v, float) and np.isfinite(v):
+                        mlflow.log_metric(f"{model}.{who}.{k}", v)
+        for model in boosters:
+            mlflow.log_artifact(str(MODELS / model / "model.txt"), artifact_path=f"models/{model}")
+            mlflow.log_artifact(str(MODELS / model / "meta.json"), artifact_path=f"models/{model}")
+        mlflow.log_artifact(str(REPORT), artifact_path="reports")
+    for model, entry in report["models"].items():
+        verdict = ", ".join(f"{'beats' if entry[k] else 'does NOT beat'} {k.split('_')[1]}"
+                            for k in ("beats_logistic", "beats_rules") if k in entry)
+        log.info("%s: LightGBM %s on the out-of-time test", model, verdict)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    return run_stage("train", main, base_parser("train", __doc__), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,113 @@
+"""Models layer: purged out-of-time splits, metric properties, deterministic LightGBM, baselines."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from models import baselines, gbm
+from models.metrics import classification_metrics, expected_calibration_error, gini, lift_capture
+from models.splits import SplitError, time_split
+
+H = 90
+
+
+def _monthly(n: int) -> list[dt.date]:
+    return [(pd.Timestamp("2024-01-31") + pd.DateOffset(months=k)).date() for k in range(n)]
+
+
+def test_time_split_purges_one_horizon_between_roles() -> None:
+    dates = _monthly(20)
+    s = time_split(dates, H)
+    assert s.test == dates[-1]
+    gap = dt.timedelta(days=H)
+    assert s.calib + gap <= s.test and s.valid + gap <= s.calib
+    assert all(d + gap <= s.valid for d in s.train)
+    assert len(s.train) >= 3 and {s.role(d) for d in s.train} == {"train"}
+    # nothing is used twice
+    assert len({*s.train, s.valid, s.calib, s.test}) == len(s.train) + 3
+
+
+def test_time_split_refuses_short_history() -> None:
+    with pytest.raises(SplitError, match="training snapshot"):
+        time_split(_monthly(9), H)
+    with pytest.raises(SplitError, match="no snapshot"):
+        time_split([], H)
+
+
+def test_metric_properties() -> None:
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 0.3, 200_000)
+    y = (rng.random(len(p)) < p).astype(int)
+    calibrated = expected_calibration_error(y, p)
+    assert calibrated < 0.005
+    assert expected_calibration_error(y, np.clip(p * 1.8, 0, 1)) > 5 * calibrated
+    m = classification_metrics(y, p)
+    assert m["roc_auc"] == pytest.approx(roc_auc_score(y, p))
+    assert m["lift_at_5"] > m["lift_at_20"] > 1 and 0 < m["capture_at_5"] < m["capture_at_20"] < 1
+    lift, capture = lift_capture(y, y.astype(float), y.mean())  # a perfect ranking finds every positive
+    assert capture == pytest.approx(1.0) and lift == pytest.approx(1 / y.mean())
+    v = rng.lognormal(8, 1, 5000)
+    assert gini(v, v) == pytest.approx(1.0)
+    assert gini(v, -v) < -0.9
+    assert abs(gini(v, rng.random(len(v)))) < 0.1
+
+
+def _toy(n: int = 6000, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"x": rng.normal(size=n), "z": rng.normal(size=n),
+                       "c": rng.choice(["a", "b", "c"], n)})
+    logit = 1.5 * df["x"] + np.where(df["c"] == "a", 1.0, -0.5) - 2
+    df["y"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return df
+
+
+TOY_DICT = [{"name": "x", "dtype": "float", "role": "feature"}, {"name": "z", "dtype": "float", "role": "feature"},
+            {"name": "c", "dtype": "category", "role": "feature"}, {"name": "y", "dtype": "int", "role": "label"}]
+
+
+def test_design_fixes_categories_at_training() -> None:
+    train = _toy()
+    spec = gbm.feature_spec(train, TOY_DICT)
+    assert spec.categorical == {"c": ["a", "b", "c"]} and spec.numeric == ["x", "z"]
+    new = pd.DataFrame({"x": [1.0], "z": ["oops"], "c": ["never seen"]})
+    X = gbm.design(new, spec)
+    assert list(X.columns) == ["x", "z", "c"]
+    assert np.isnan(X["z"].iloc[0]) and pd.isna(X["c"].iloc[0]) and list(X["c"].cat.categories) == ["a", "b", "c"]
+    with pytest.raises(KeyError, match="missing"):
+        gbm.design(new.drop(columns=["x"]), spec)
+    assert gbm.FeatureSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_lightgbm_is_deterministic_and_learns(small_params) -> None:
+    p = small_params.train.gbm.model_copy(update={"max_rounds": 200, "early_stopping_rounds": 20,
+                                                  "min_child_samples": 20})
+    tr, va, te = _toy(seed=1), _toy(seed=2), _toy(seed=3)
+    spec = gbm.feature_spec(tr, TOY_DICT)
+    fits = [gbm.fit(gbm.design(tr, spec), tr["y"].to_numpy(), gbm.design(va, spec), va["y"].to_numpy(), p, "binary")
+            for _ in range(2)]
+    assert fits[0].model_to_string() == fits[1].model_to_string()
+    auc = roc_auc_score(te["y"], gbm.predict(fits[0], gbm.design(te, spec)))
+    assert auc > 0.8
+    imp = gbm.mean_abs_contributions(fits[0], gbm.design(te, spec))
+    assert imp.index[0] in {"x", "c"} and imp["z"] < imp["x"]
+
+
+def test_rule_quadrant() -> None:
+    r = baselines.RuleParams(ability_income_rank_min=2, ability_premium_min=10_000, willingness_answered_90d_min=1,
+                             willingness_tenure_months_min=36)
+    base = {"income_rank": 0, "premium_inforce": 0.0, "n_reached_90d": 0, "n_interested_90d": 0, "n_quote_90d": 0,
+            "n_appointment_90d": 0, "n_purchase_90d": 0, "tenure_months": 0, "n_inforce": 0, "n_contacts_90d": 0}
+    rows = pd.DataFrame([
+        base | {"income_rank": 3, "n_reached_90d": 1},        # rich and warm
+        base | {"premium_inforce": 20_000.0},                 # rich (premium capacity), cold
+        base | {"tenure_months": 48, "n_inforce": 1},         # long relationship, modest means
+        base,                                                 # neither
+    ])
+    assert baselines.quadrant(rows, r).tolist() == ["pamper", "cultivate", "maintain", "develop"]
+    s = baselines.rule_purchase_score(rows, r)
+    assert list(np.argsort(-s)) == [0, 1, 2, 3]
