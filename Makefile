@@ -40,7 +40,7 @@ test: venv
 	$(BIN)/python -m pytest $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS)) $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/ruff check features models pipelines tests
+	$(BIN)/ruff check features models pipelines tests benchmarks
 	$(BIN)/mypy features models pipelines
 
 docs: venv

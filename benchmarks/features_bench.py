@@ -34,8 +34,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from features.contract import (  # noqa: E402
-    ACQUISITION_SOURCES, CHANNELS, INCOME_BANDS, MARITAL_STATUSES, NEEDS_CLASSES, OUTCOMES, PAYMENT_MODES,
-    PRODUCT_LINES, PURPOSES,
+    ACQUISITION_SOURCES,
+    CHANNELS,
+    INCOME_BANDS,
+    MARITAL_STATUSES,
+    NEEDS_CLASSES,
+    OUTCOMES,
+    PAYMENT_MODES,
+    PRODUCT_LINES,
+    PURPOSES,
 )
 
 log = logging.getLogger("features_bench")
@@ -110,7 +117,8 @@ def make_book(n: int, folder: Path, seed: int = 1, contacts_per_customer: float 
     k = n // 10
     pol = rng.integers(0, m, k)
     claims = pa.table({
-        "claim_id": _ids("L", np.arange(k), 10), "policy_id": _ids("P", pol, 10), "customer_id": _ids("C", cust[pol], 9),
+        "claim_id": _ids("L", np.arange(k), 10), "policy_id": _ids("P", pol, 10),
+        "customer_id": _ids("C", cust[pol], 9),
         "claim_date": _dates(as_of - rng.integers(1, 1500, k)), "amount": pa.array(np.round(rng.lognormal(8, 1, k), 2)),
         "status": _pick(rng, ["paid", "rejected", "pending"], k, [0.85, 0.1, 0.05]),
     })
@@ -202,7 +210,8 @@ def measure_pandas(folder: Path) -> dict[str, object]:
 
     fp, H = _params()
     t = time.perf_counter()
-    tables = {name: pd.read_parquet(folder / f"{name}.parquet") for name in ("customers", "policies", "claims", "contacts")}
+    names = ("customers", "policies", "claims", "contacts")
+    tables = {name: pd.read_parquet(folder / f"{name}.parquet") for name in names}
     load = time.perf_counter() - t
     t = time.perf_counter()
     df = reference_snapshot(tables, fp, AS_OF, H, labels_known=False)
@@ -252,10 +261,12 @@ def main() -> int:
             log.info("pandas %s: %s, peak %.2f GiB", f"{n:,}", pand, pand_mem)
             row.update(pandas_s=pand["scoring_seconds"], pandas_gib=pand_mem)
         rows.append(row)
-    lines = ["| customers | contacts | DuckDB one snapshot (s) | DuckDB peak RSS (GiB) | DuckDB per training snapshot (s, sample) "
+    lines = ["| customers | contacts | DuckDB one snapshot (s) | DuckDB peak RSS (GiB) "
+             "| DuckDB per training snapshot (s, sample) "
              "| pandas reference (s) | pandas peak RSS (GiB) |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        train = f"{r['train_s']} ({'all' if not r['train_frac'] else format(r['train_frac'], '.0%')})" if r["train_s"] else "–"
+        share = "all" if not r["train_frac"] else format(r["train_frac"], ".0%")
+        train = f"{r['train_s']} ({share})" if r["train_s"] else "–"
         pandas_s = f"{r['pandas_s']}" if r["pandas_s"] is not None else "not run"
         pandas_m = f"{r['pandas_gib']:.2f}" if r["pandas_gib"] is not None else "–"
         lines.append(f"| {r['customers']:,} | {r['contacts']:,} | {r['duckdb_s']} | {r['duckdb_gib']:.2f} | {train} "

@@ -271,7 +271,8 @@ RULE_TEXT: dict[str, str] = {
     "birth_before_first_policy": "first_policy_date is before birth_date, or age at as-of is not 18-100",
     "status_dates_consistent": (
         "status and status dates disagree (lapsed needs lapse_date, surrendered needs surrender_date, "
-        "matured needs maturity_date on or before as-of, in_force needs no lapse or surrender date and no maturity before as-of)"
+        "matured needs maturity_date on or before as-of, in_force needs no lapse or surrender date "
+        "and no maturity before as-of)"
     ),
     "dates_after_issue": "lapse, surrender or maturity date is before the issue date",
     "holdout_has_no_outcome": "holdout rows must have no outcome and other rows must have one",

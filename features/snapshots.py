@@ -94,7 +94,7 @@ def _w(w: int) -> str:
 # ---------------------------------------------------------------------------------------------
 def feature_defs(p: FeatureParams) -> list[FeatureDef]:
     """All features, in output order, for these parameters."""
-    C, O = CHANNELS, OUTCOMES
+    ch_zh, out_zh = CHANNELS, OUTCOMES
     f: list[FeatureDef] = []
 
     def add(*a: object) -> None:
@@ -128,7 +128,8 @@ def feature_defs(p: FeatureParams) -> list[FeatureDef]:
     for ln in p.product_lines:
         add(f"n_inforce_{ln}", "holdings", "int", None, f"In-force {ln.replace('_', ' ')} policies",
             f"有效{PRODUCT_LINES[ln]}保单数", f"COALESCE(n_inforce_{ln}, 0)")
-        add(f"premium_inforce_{ln}", "holdings", "float", None, f"Annual premium of in-force {ln.replace('_', ' ')} (CNY)",
+        add(f"premium_inforce_{ln}", "holdings", "float", None,
+            f"Annual premium of in-force {ln.replace('_', ' ')} (CNY)",
             f"有效{PRODUCT_LINES[ln]}年缴保费(元)", f"COALESCE(premium_inforce_{ln}, 0)")
     add("n_lines_held", "holdings", "int", None, "Distinct product lines in force", "持有险种数",
         " + ".join(f"CASE WHEN COALESCE(n_inforce_{ln}, 0) > 0 THEN 1 ELSE 0 END" for ln in p.product_lines))
@@ -140,7 +141,8 @@ def feature_defs(p: FeatureParams) -> list[FeatureDef]:
         "保费收入比(缴费负担)",
         "COALESCE(premium_inforce, 0) / CASE income_band "
         + " ".join(f"WHEN '{k}' THEN {v}.0" for k, v in INCOME_MID.items()) + " END")
-    add("n_policies_ever", "holdings", "int", None, "Policies ever bought", "累计投保件数", "COALESCE(n_policies_ever, 0)")
+    add("n_policies_ever", "holdings", "int", None, "Policies ever bought", "累计投保件数",
+        "COALESCE(n_policies_ever, 0)")
     add("n_lapsed", "holdings", "int", None, "Policies lapsed so far", "累计失效保单数", "COALESCE(n_lapsed, 0)")
     add("n_surrendered", "holdings", "int", None, "Policies surrendered so far", "累计退保保单数",
         "COALESCE(n_surrendered, 0)")
@@ -166,7 +168,7 @@ def feature_defs(p: FeatureParams) -> list[FeatureDef]:
     for w in p.windows_days:
         for ch in p.channels:
             add(f"n_{ch}_{_w(w)}", "contacts", "int", w, f"{ch} touches in the last {w} days",
-                f"近{w}天{C[ch]}接触次数", f"COALESCE(n_{ch}_{_w(w)}, 0)")
+                f"近{w}天{ch_zh[ch]}接触次数", f"COALESCE(n_{ch}_{_w(w)}, 0)")
         add(f"n_contacts_{_w(w)}", "contacts", "int", w, f"Touches of any kind in the last {w} days",
             f"近{w}天接触总次数", f"COALESCE(n_contacts_{_w(w)}, 0)")
         add(f"n_outbound_{_w(w)}", "contacts", "int", w, f"Touches we initiated in the last {w} days (fatigue)",
@@ -175,7 +177,7 @@ def feature_defs(p: FeatureParams) -> list[FeatureDef]:
             f"近{w}天客户主动来访/来电次数", f"COALESCE(n_inbound_{_w(w)}, 0)")
         for o in p.outcomes:
             add(f"n_{o}_{_w(w)}", "outcomes", "int", w, f"Touches ending '{o.replace('_', ' ')}' in the last {w} days",
-                f"近{w}天结果为{O[o]}的次数", f"COALESCE(n_{o}_{_w(w)}, 0)")
+                f"近{w}天结果为{out_zh[o]}的次数", f"COALESCE(n_{o}_{_w(w)}, 0)")
         add(f"reached_rate_{_w(w)}", "outcomes", "float", w,
             f"Share of touches answered in the last {w} days (null without touches)", f"近{w}天接通率",
             f"CAST(COALESCE(n_answered_{_w(w)}, 0) AS DOUBLE) / NULLIF(n_contacts_{_w(w)}, 0)")

@@ -584,7 +584,8 @@ class _World:
             outcome[appoint] = 4
             neg_mult = np.exp(0.8 * np.maximum(0.0, fat - 1.5)) * (1 + self.C[c])
             complaint = reached & ~inbound & (rng.random(k) < COMPLAINT[ch] * neg_mult)
-            opt = reached & ~inbound & ~complaint & (rng.random(k) < OPT_OUT[ch] * neg_mult * np.exp(-0.3 * self.will[c]))
+            p_opt = OPT_OUT[ch] * neg_mult * np.exp(-0.3 * self.will[c])
+            opt = reached & ~inbound & ~complaint & (rng.random(k) < p_opt)
             outcome[complaint] = 6
             outcome[opt] = 7
             live = ~hold

@@ -84,10 +84,8 @@ def main(args: argparse.Namespace) -> None:
                 raise UserError(f"model '{model}': no {r} rows on snapshot(s) of role {r}")
         y = {r: part[target].to_numpy(float) for r, part in parts.items()}
         objective = "regression" if model == "value" else "binary"
-        if objective == "regression":  # premiums are heavy-tailed: fit log1p, report in CNY
-            y_fit = {r: np.log1p(v) for r, v in y.items()}
-        else:
-            y_fit = y
+        # premiums are heavy-tailed: fit log1p, report in CNY
+        y_fit = {r: np.log1p(v) for r, v in y.items()} if objective == "regression" else y
         X = {r: gbm.design(part, spec) for r, part in parts.items()}
         log.info("%s: %s training rows (%s), early stopping on %s", model, f"{len(X['train']):,}",
                  f"{y['train'].mean():.2%} positive" if objective == "binary" else f"mean {y['train'].mean():,.0f} CNY",
@@ -98,7 +96,8 @@ def main(args: argparse.Namespace) -> None:
         raw = {r: gbm.predict(booster, X[r]) for r in ("calib", "test")}
         if objective == "regression":
             raw = {r: np.expm1(v) for r, v in raw.items()}
-        entry: dict[str, Any] = {"best_iteration": booster.best_iteration, "rows": {r: len(p) for r, p in parts.items()}}
+        entry: dict[str, Any] = {"best_iteration": booster.best_iteration,
+                                 "rows": {r: len(p) for r, p in parts.items()}}
         if objective == "binary":
             entry["lightgbm"] = classification_metrics(y["test"], raw["test"])
             lr_rows = parts["train"].sample(min(tp.lr_max_rows, len(parts["train"])), random_state=tp.gbm.seed)

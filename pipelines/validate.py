@@ -80,7 +80,8 @@ def main(args: argparse.Namespace) -> None:
             out.parquet(r.accepted, INTERIM / f"{name}.parquet")
             out.parquet(r.quarantine, QUARANTINE / f"{name}.parquet")
         out.json(report, REPORT)
-    for name in (n for n in TABLE_ORDER if n not in results):  # an optional table that is gone must not leave last run's copy behind
+    # an optional table that is gone must not leave last run's copy behind
+    for name in (n for n in TABLE_ORDER if n not in results):
         for p in (INTERIM / f"{name}.parquet", QUARANTINE / f"{name}.parquet"):
             p.unlink(missing_ok=True)
     for name, t in report["tables"].items():

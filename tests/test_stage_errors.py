@@ -109,7 +109,8 @@ def test_gbk_file_when_gbk_declared(clean_book, tmp_path, monkeypatch, capsys) -
     code, err = _run(capsys)
     assert code == 0, err
     acc = pd.read_parquet(root / "data/interim/customers.parquet")
-    assert set(acc["province"].dropna()) <= {"广东", "江苏", "浙江", "山东", "四川", "河南", "湖北", "北京", "上海", "福建"}
+    provinces = {"广东", "江苏", "浙江", "山东", "四川", "河南", "湖北", "北京", "上海", "福建"}
+    assert set(acc["province"].dropna()) <= provinces
 
 
 def test_utf8_with_bom_is_read(clean_book, tmp_path, monkeypatch, capsys) -> None:
