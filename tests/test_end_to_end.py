@@ -74,6 +74,11 @@ def test_dvc_repro_builds_the_tiny_book(repro) -> None:
         assert model in train["models"]
     assert train["models"]["purchase"]["lightgbm"]["roc_auc"] > 0.6
     assert (root / "mlflow.db").is_file()
+    cal = json.loads((root / "data/reports/calibration.json").read_text(encoding="utf-8"))
+    for model in ("purchase", "lapse"):
+        c = json.loads((root / f"data/calibrators/{model}.json").read_text(encoding="utf-8"))
+        assert c["method"] in ("isotonic", "sigmoid") and cal[model]["method"] == c["method"]
+        assert (root / f"data/plots/calibration_{model}.csv").is_file()
 
 
 @pytest.mark.slow
@@ -93,7 +98,12 @@ def test_dvc_metrics_show_reads_the_reports(repro) -> None:
     root, first = repro
     assert first.returncode == 0
     shown = _run([str(BIN / "dvc"), "metrics", "show"], root)
-    assert shown.returncode == 0 and "validation.json" in shown.stdout, shown.stdout + shown.stderr
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    for report in ("validation.json", "train.json", "calibration.json"):
+        assert report in shown.stdout
+    plots = _run([str(BIN / "dvc"), "plots", "show", "-o", "plots_html"], root)
+    assert plots.returncode == 0, plots.stdout + plots.stderr
+    assert (root / "plots_html" / "index.html").is_file()
 
 
 @pytest.mark.slow

@@ -1,0 +1,94 @@
+"""Calibrate the propensity and churn scores into true probabilities (DVC stage ``calibrate``).
+
+Fits isotonic and sigmoid calibration on the calibration snapshot (which training and early stopping
+never saw), keeps the one with the lower cross-validated Brier score, and evaluates raw vs calibrated
+probabilities on the out-of-time test snapshot. Writes ``data/calibrators/<model>.json``,
+``data/reports/calibration.json`` (DVC metrics) and the DVC plots in ``data/plots/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models import calibration
+from models.metrics import classification_metrics
+from pipelines import tracking
+from pipelines.cli import base_parser, run_stage
+from pipelines.errors import InputError, UserError
+from pipelines.io import staged_outputs
+from pipelines.params import load_params
+
+log = logging.getLogger("pipelines.calibrate")
+SCORES = Path("data/models/scores.parquet")
+TRAIN_REPORT = Path("data/reports/train.json")
+CALIBRATORS = Path("data/calibrators")
+REPORT = Path("data/reports/calibration.json")
+PLOTS = Path("data/plots")
+CALIBRATED = {"purchase": "purchase_h", "lapse": "lapse_h"}
+
+
+def main(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    for p in (SCORES, TRAIN_REPORT):
+        if not p.is_file():
+            raise InputError(f"{p} not found: run the train stage first (dvc repro train)")
+    scores = pd.read_parquet(SCORES)
+    train_report = json.loads(TRAIN_REPORT.read_text(encoding="utf-8"))
+    report: dict[str, Any] = {}
+    calibrators: dict[str, dict[str, Any]] = {}
+    curves: dict[str, pd.DataFrame] = {}
+    for model, label in CALIBRATED.items():
+        rows = scores[scores[label].notna()]
+        cal_rows, test_rows = rows[rows["role"] == "calib"], rows[rows["role"] == "test"]
+        if cal_rows[label].nunique() < 2:
+            raise UserError(f"{model}: the calibration snapshot has no positive or no negative '{label}'")
+        cal, cv_brier = calibration.choose(cal_rows[f"score_{model}"].to_numpy(), cal_rows[label].to_numpy(int),
+                                           seed=params.train.gbm.seed)
+        calibrators[model] = cal | {"fitted_on_snapshot": str(cal_rows["snapshot_date"].iloc[0]),
+                                    "cv_brier": cv_brier}
+        y = test_rows[label].to_numpy(int)
+        raw = test_rows[f"score_{model}"].to_numpy()
+        p = calibration.apply(cal, raw)
+        report[model] = {"method": cal["method"], "cv_brier": cv_brier,
+                         "test_raw": classification_metrics(y, raw), "test": classification_metrics(y, p)}
+        curves[f"calibration_{model}"] = pd.DataFrame(calibration.reliability(y, p))
+        curves[f"gains_{model}"] = pd.DataFrame(calibration.gains(y, p))
+        t = report[model]["test"]
+        log.info("%s: %s calibration (cv Brier isotonic %.5f, sigmoid %.5f); test ECE %.4f -> %.4f, Brier %.5f",
+                 model, cal["method"], cv_brier["isotonic"], cv_brier["sigmoid"], report[model]["test_raw"]["ece"],
+                 t["ece"], t["brier"])
+    for model, entry in train_report["models"].items():
+        curves[f"importance_{model}"] = pd.DataFrame(
+            {"feature": list(entry["top_features"]), "mean_abs_contribution": list(entry["top_features"].values())})
+    with staged_outputs() as out:
+        for model, cal in calibrators.items():
+            out.json(cal, CALIBRATORS / f"{model}.json")
+        for name, frame in curves.items():
+            frame.to_csv(out.path(PLOTS / f"{name}.csv"), index=False)
+        out.json(report, REPORT)
+    with tracking.run("calibrate", {"scores": SCORES}) as mlflow:
+        for model, entry in report.items():
+            mlflow.log_param(f"{model}.method", entry["method"])
+            for k, v in entry["test"].items():
+                if np.isfinite(v):
+                    mlflow.log_metric(f"{model}.calibrated.{k}", v)
+            mlflow.log_artifact(str(CALIBRATORS / f"{model}.json"), artifact_path=f"models/{model}")
+        mlflow.log_artifact(str(REPORT), artifact_path="reports")
+        for f in sorted(PLOTS.glob("*.csv")):
+            mlflow.log_artifact(str(f), artifact_path="plots")
+
+
+def cli(argv: list[str] | None = None) -> int:
+    return run_stage("calibrate", main, base_parser("calibrate", __doc__), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

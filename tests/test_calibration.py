@@ -1,0 +1,57 @@
+"""Calibration turns scores into probabilities: properties on data with a known truth."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from models import calibration
+from models.metrics import expected_calibration_error
+
+
+def _scores(n: int = 40_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    p = rng.beta(1, 20, n)  # true probabilities, rare positives like a purchase
+    y = (rng.random(n) < p).astype(int)
+    score = np.sqrt(p)  # a good ranking but not a probability
+    return score, y, p
+
+
+@pytest.mark.parametrize("method", calibration.METHODS)
+def test_calibration_fixes_probabilities_and_keeps_the_order(method: str) -> None:
+    score, y, _ = _scores()
+    cal = calibration.fit(method, score, y)
+    cal = json.loads(json.dumps(cal))  # saved as JSON and read back
+    test_score, test_y, _ = _scores(seed=1)
+    p = calibration.apply(cal, test_score)
+    assert expected_calibration_error(test_y, p) < 0.25 * expected_calibration_error(test_y, test_score)
+    order = np.argsort(test_score)
+    assert np.all(np.diff(p[order]) >= -1e-12)  # monotone: the ranking is unchanged
+    assert (p >= 0).all() and (p <= 1).all()
+
+
+def test_choice_is_cross_validated_and_prefers_the_right_shape() -> None:
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=30_000)
+    y = (rng.random(len(z)) < 1 / (1 + np.exp(-(1.7 * z - 3)))).astype(int)
+    score = 1 / (1 + np.exp(-z))  # exactly a sigmoid away from the truth
+    cal, brier = calibration.choose(score, y)
+    assert set(brier) == set(calibration.METHODS)
+    assert cal["method"] == "sigmoid" and cal["a"] == pytest.approx(1.7, abs=0.15)
+
+
+def test_curves() -> None:
+    score, y, _ = _scores()
+    rel = calibration.reliability(y, score, bins=10)
+    assert len(rel) == 10 and sum(r["n"] for r in rel) == len(y)
+    g = calibration.gains(y, score)
+    assert g[0] == {"contacted": 0.0, "captured": 0.0} and g[-1]["captured"] == pytest.approx(1.0)
+    assert all(b["captured"] >= a["captured"] for a, b in zip(g, g[1:], strict=False))
+    assert g[2]["captured"] > g[2]["contacted"]  # better than random at 10%
+
+
+def test_unknown_method_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown calibration method"):
+        calibration.fit("platt-ish", np.array([0.1, 0.2]), np.array([0, 1]))
