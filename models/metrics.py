@@ -64,3 +64,24 @@ def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, f
     a, p = np.asarray(actual, float), np.asarray(predicted, float)
     return {"n": float(len(a)), "mae": float(np.mean(np.abs(a - p))), "gini": gini(a, p),
             "mean_actual": float(a.mean()), "mean_predicted": float(p.mean())}
+
+
+def expected_auc(p_true: np.ndarray, score: np.ndarray) -> float:
+    """AUC of ``score`` expected over outcomes drawn with probabilities ``p_true``.
+
+    Each row counts as a positive with weight p and a negative with weight 1 - p; scoring
+    ``p_true`` itself gives the best AUC any model can expect on this population.
+    """
+    p = np.asarray(p_true, float)
+    w = np.concatenate([p, 1 - p])
+    y = np.concatenate([np.ones(len(p)), np.zeros(len(p))])
+    s = np.concatenate([score, score])
+    return float(roc_auc_score(y, s, sample_weight=w))
+
+
+def calibration_error_vs_truth(p_true: np.ndarray, p_model: np.ndarray, bins: int = 10) -> float:
+    """Like ECE, but against the true probabilities: bins of predicted probability, |mean true - mean predicted|."""
+    t, m = np.asarray(p_true, float), np.asarray(p_model, float)
+    order = np.argsort(m, kind="stable")
+    return float(sum(len(c) * abs(t[c].mean() - m[c].mean()) for c in np.array_split(order, bins) if len(c))
+                 / len(m))

@@ -79,6 +79,11 @@ def test_dvc_repro_builds_the_tiny_book(repro) -> None:
         c = json.loads((root / f"data/calibrators/{model}.json").read_text(encoding="utf-8"))
         assert c["method"] in ("isotonic", "sigmoid") and cal[model]["method"] == c["method"]
         assert (root / f"data/plots/calibration_{model}.csv").is_file()
+    truth = json.loads((root / "data/reports/truth_check.json").read_text(encoding="utf-8"))
+    for model in ("purchase", "lapse"):
+        t = truth[model]
+        assert 0.5 < t["expected_auc_model"] <= t["expected_auc_truth"] + 1e-9
+        assert t["spearman_vs_truth"] > 0.3 and t["ece_vs_truth"] < 0.05
 
 
 @pytest.mark.slow
@@ -99,7 +104,7 @@ def test_dvc_metrics_show_reads_the_reports(repro) -> None:
     assert first.returncode == 0
     shown = _run([str(BIN / "dvc"), "metrics", "show"], root)
     assert shown.returncode == 0, shown.stdout + shown.stderr
-    for report in ("validation.json", "train.json", "calibration.json"):
+    for report in ("validation.json", "train.json", "calibration.json", "truth_check.json"):
         assert report in shown.stdout
     plots = _run([str(BIN / "dvc"), "plots", "show", "-o", "plots_html"], root)
     assert plots.returncode == 0, plots.stdout + plots.stderr

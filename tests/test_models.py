@@ -111,3 +111,19 @@ def test_rule_quadrant() -> None:
     assert baselines.quadrant(rows, r).tolist() == ["pamper", "cultivate", "maintain", "develop"]
     s = baselines.rule_purchase_score(rows, r)
     assert list(np.argsort(-s)) == [0, 1, 2, 3]
+
+
+def test_truth_metrics() -> None:
+    from models.metrics import calibration_error_vs_truth, expected_auc
+
+    rng = np.random.default_rng(5)
+    p = rng.beta(1, 15, 50_000)
+    ceiling = expected_auc(p, p)
+    noisy = p * np.exp(rng.normal(0, 1.0, len(p)))
+    assert 0.5 < expected_auc(p, noisy) < ceiling  # the truth is the best ranking one can expect
+    assert expected_auc(p, rng.random(len(p))) == pytest.approx(0.5, abs=0.01)
+    # the expected AUC is what sampled outcomes give on average
+    draws = [roc_auc_score(rng.random(len(p)) < p, noisy) for _ in range(5)]
+    assert np.mean(draws) == pytest.approx(expected_auc(p, noisy), abs=0.01)
+    assert calibration_error_vs_truth(p, p) == pytest.approx(0.0)
+    assert calibration_error_vs_truth(p, 2 * p) == pytest.approx(p.mean(), rel=0.05)
