@@ -1,8 +1,10 @@
-"""Turn model scores into true probabilities: isotonic or sigmoid (Platt), chosen by Brier score.
+"""Turn model scores into true probabilities: isotonic, sigmoid (Platt) or none, chosen by Brier score.
 
 A calibrator is a small JSON-able dict, so it is saved natively (no pickles) and applied anywhere:
 ``{"method": "isotonic", "x": [...], "y": [...]}`` (piecewise-linear through the fitted steps) or
-``{"method": "sigmoid", "a": .., "b": ..}`` (``p = 1 / (1 + exp(-(a * logit(score) + b)))``).
+``{"method": "sigmoid", "a": .., "b": ..}`` (``p = 1 / (1 + exp(-(a * logit(score) + b)))``), or
+``{"method": "identity"}`` when the model's own probabilities are already the best calibrated (LightGBM's
+binary objective often is, and a needless calibrator only adds noise).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
 from sklearn.model_selection import StratifiedKFold
 
-METHODS = ("isotonic", "sigmoid")
+METHODS = ("identity", "isotonic", "sigmoid")
 _EPS = 1e-6
 
 
@@ -26,6 +28,8 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 def fit(method: str, scores: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     s, y = np.asarray(scores, float), np.asarray(y, int)
+    if method == "identity":
+        return {"method": "identity"}
     if method == "isotonic":
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(s, y)
         return {"method": "isotonic", "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
@@ -37,6 +41,8 @@ def fit(method: str, scores: np.ndarray, y: np.ndarray) -> dict[str, Any]:
 
 def apply(cal: dict[str, Any], scores: np.ndarray) -> np.ndarray:
     s = np.asarray(scores, float)
+    if cal["method"] == "identity":
+        return np.clip(s, 0.0, 1.0)
     if cal["method"] == "isotonic":
         return np.interp(s, np.asarray(cal["x"], float), np.asarray(cal["y"], float))
     if cal["method"] == "sigmoid":

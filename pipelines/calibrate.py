@@ -1,6 +1,7 @@
 """Calibrate the propensity and churn scores into true probabilities (DVC stage ``calibrate``).
 
-Fits isotonic and sigmoid calibration on the calibration snapshot (which training and early stopping
+Fits isotonic and sigmoid calibration (and keeps the raw probabilities as a third candidate) on the
+calibration snapshot (which training and early stopping
 never saw), keeps the one with the lower cross-validated Brier score, and evaluates raw vs calibrated
 probabilities on the out-of-time test snapshot. Writes ``data/calibrators/<model>.json``,
 ``data/reports/calibration.json`` (DVC metrics) and the DVC plots in ``data/plots/``.
@@ -28,7 +29,7 @@ from pipelines.params import load_params
 
 log = logging.getLogger("pipelines.calibrate")
 SCORES = Path("data/models/scores.parquet")
-TRAIN_REPORT = Path("data/reports/train.json")
+IMPORTANCE = Path("data/models/importance.json")
 CALIBRATORS = Path("data/calibrators")
 REPORT = Path("data/reports/calibration.json")
 PLOTS = Path("data/plots")
@@ -37,11 +38,11 @@ CALIBRATED = {"purchase": "purchase_h", "lapse": "lapse_h"}
 
 def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    for p in (SCORES, TRAIN_REPORT):
+    for p in (SCORES, IMPORTANCE):
         if not p.is_file():
             raise InputError(f"{p} not found: run the train stage first (dvc repro train)")
     scores = pd.read_parquet(SCORES)
-    train_report = json.loads(TRAIN_REPORT.read_text(encoding="utf-8"))
+    importance = json.loads(IMPORTANCE.read_text(encoding="utf-8"))
     report: dict[str, Any] = {}
     calibrators: dict[str, dict[str, Any]] = {}
     curves: dict[str, pd.DataFrame] = {}
@@ -62,12 +63,12 @@ def main(args: argparse.Namespace) -> None:
         curves[f"calibration_{model}"] = pd.DataFrame(calibration.reliability(y, p))
         curves[f"gains_{model}"] = pd.DataFrame(calibration.gains(y, p))
         t = report[model]["test"]
-        log.info("%s: %s calibration (cv Brier isotonic %.5f, sigmoid %.5f); test ECE %.4f -> %.4f, Brier %.5f",
-                 model, cal["method"], cv_brier["isotonic"], cv_brier["sigmoid"], report[model]["test_raw"]["ece"],
+        log.info("%s: %s calibration (cv Brier %s); test ECE %.4f -> %.4f, Brier %.5f", model, cal["method"],
+                 ", ".join(f"{k} {v:.5f}" for k, v in cv_brier.items()), report[model]["test_raw"]["ece"],
                  t["ece"], t["brier"])
-    for model, entry in train_report["models"].items():
+    for model, top in importance.items():
         curves[f"importance_{model}"] = pd.DataFrame(
-            {"feature": list(entry["top_features"]), "mean_abs_contribution": list(entry["top_features"].values())})
+            {"feature": list(top), "mean_abs_contribution": list(top.values())})
     with staged_outputs() as out:
         for model, cal in calibrators.items():
             out.json(cal, CALIBRATORS / f"{model}.json")

@@ -34,6 +34,7 @@ REPORT = Path("data/reports/train.json")
 RANK_METRICS = ("roc_auc", "pr_auc", "lift_at_5", "capture_at_5", "lift_at_10", "capture_at_10", "lift_at_20",
                 "capture_at_20")
 TARGETS = {"purchase": "purchase_h", "lapse": "lapse_h", "value": "premium_h"}
+IMPORTANCE = MODELS / "importance.json"  # not a DVC metric: nested maps make `dvc metrics show` unreadable
 
 
 def _progress(name: str) -> Any:
@@ -76,6 +77,7 @@ def main(args: argparse.Namespace) -> None:
     held = df[df["role"].isin(["calib", "test"])][["customer_id", "snapshot_date", "role", *TARGETS.values()]].copy()
     boosters: dict[str, Any] = {}
     metas: dict[str, Any] = {}
+    importance: dict[str, dict[str, float]] = {}
     for model, target in TARGETS.items():
         rows = _rows(df, model)
         parts = {r: rows[rows["role"] == r] for r in ("train", "valid", "calib", "test")}
@@ -118,7 +120,7 @@ def main(args: argparse.Namespace) -> None:
             entry["rules"] = regression_metrics(y["test"], rule)
             entry["beats_rules"] = entry["lightgbm"]["gini"] > entry["rules"]["gini"]
         imp = gbm.mean_abs_contributions(booster, X["test"])
-        entry["top_features"] = {k: float(v) for k, v in imp.head(20).items()}
+        importance[model] = {k: float(v) for k, v in imp.head(20).items()}
         report["models"][model] = entry
         metas[model] = {"objective": objective, "target": target,
                         "target_transform": "log1p" if objective == "regression" else None,
@@ -137,6 +139,7 @@ def main(args: argparse.Namespace) -> None:
             booster.save_model(str(out.path(MODELS / model / "model.txt")), num_iteration=booster.best_iteration)
             out.json(metas[model], MODELS / model / "meta.json")
         out.parquet(held, MODELS / "scores.parquet")
+        out.json(importance, IMPORTANCE)
         out.json(report, REPORT)
     with tracking.run("train", {"features": FEATURES}) as mlflow:
         mlflow.log_params(tracking.flatten({"gbm": tp.gbm.model_dump(), "rules": tp.rules.model_dump(),
