@@ -18,7 +18,8 @@ aggregate per feature; recency comes from a separate, simpler query over all his
 distinct channels is derived from the per-channel counts instead of ``COUNT(DISTINCT)``.
 
 **Portability.** Standard SQL (``FILTER``, ``CASE``, ``LEAST``, ``GREATEST``, ``DATE``/``INTERVAL``
-literals); the only dialect-specific pieces are ``_days_between`` and ``_sample_predicate``.
+literals); the only dialect-specific pieces are ``_days_between``, ``_sample_predicate`` and
+``_partition_of``, each with its Spark equivalent in its docstring.
 
 Pure: the caller passes a DuckDB connection in which ``customers``, ``policies``, ``claims`` and
 ``contacts`` are relations (views over Parquet in the pipeline, DataFrames in the tests).

@@ -111,7 +111,7 @@ def _parse_column(raw: pd.Series, col: ColumnSpec) -> tuple[pd.Series, pd.Series
     return out, type_failed
 
 
-def _pandera_schema(spec: TableSpec, as_of: dt.date) -> pa.DataFrameSchema:
+def _pandera_schema(spec: TableSpec) -> pa.DataFrameSchema:
     """The contract's column-level checks as a pandera schema (on parsed columns)."""
     dtypes = {"string": "string", "int": "Int64", "float": "float64", "date": "datetime64[us]",
               "timestamp": "datetime64[us]", "bool": "boolean"}
@@ -204,7 +204,7 @@ def validate_table(
     df = pd.DataFrame(parsed)
 
     # Column-level contract checks through pandera (lazy: collect every failure case).
-    schema = _pandera_schema(spec, as_of)
+    schema = _pandera_schema(spec)
     try:
         schema.validate(df, lazy=True)
     except SchemaErrors as err:
