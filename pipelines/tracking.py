@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pipelines.errors import UserError
+
 log = logging.getLogger(__name__)
 DEFAULT_URI = "sqlite:///mlflow.db"
 EXPERIMENT = "contact-priority"
@@ -54,11 +56,17 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def run(stage: str, inputs: dict[str, Path]) -> Iterator[Any]:
     """An MLflow run tagged with the git commit, the dvc.lock hash and fingerprints of the inputs."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     for noisy in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    mlflow.set_tracking_uri(tracking_uri())
-    mlflow.set_experiment(EXPERIMENT)
+    uri = tracking_uri()
+    try:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment(EXPERIMENT)
+    except (MlflowException, OSError, ValueError) as e:
+        raise UserError(f"MLflow tracking store {uri!r} is not usable ({type(e).__name__}: {str(e)[:300]}); "
+                        "unset MLFLOW_TRACKING_URI to use the embedded store sqlite:///mlflow.db") from None
     tags = {"stage": stage, "git_commit": git_commit()}
     if Path("dvc.lock").is_file():
         tags["dvc_lock_sha256"] = fingerprint("dvc.lock")

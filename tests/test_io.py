@@ -52,3 +52,13 @@ def test_killed_writer_never_leaves_a_partial_or_mixed_set(tmp_path: Path) -> No
     assert proc.returncode == -signal.SIGKILL
     assert pd.read_parquet(a)["v"].tolist() == [0]
     assert pd.read_parquet(b)["v"].tolist() == [0]
+
+
+def test_unusable_tracking_store_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines import tracking
+    from pipelines.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "notascheme://nowhere")
+    with pytest.raises(UserError, match="notascheme://nowhere"), tracking.run("train", {}):
+        pass
