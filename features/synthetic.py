@@ -29,6 +29,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -318,6 +319,7 @@ class _World:
                                 "holdout": bool})
         self.claims = _Store({"pol": np.int64, "day": np.int32, "amount": np.float64, "status": np.int8})
         self.campaigns = self._campaign_plan(H + p.horizon_days + 1)
+        self._today: tuple[np.ndarray, ...] | None = None  # today's touches, for outcomes and recording
         self._initial_policies()
 
     # --- helpers -------------------------------------------------------------------------------
@@ -402,9 +404,10 @@ class _World:
         self.pol.status[idx[lapsed]] = np.where(surrender[lapsed], 2, 1)
         self.pol.end[idx[lapsed]] = end[lapsed]
 
-    def _campaign_plan(self, days: int) -> dict[int, list[dict[str, object]]]:
+    def _campaign_plan(self, days: int) -> dict[int, list[dict[str, Any]]]:
         """Monthly campaigns: a target rule, a channel, a purpose and a random holdout."""
-        rng, plan = self.rng, {}
+        rng = self.rng
+        plan: dict[int, list[dict[str, Any]]] = {}
         for m0 in range(0, days, 30):
             for k in range(self.p.campaigns_per_month):
                 day = int(m0 + rng.integers(0, 30))
@@ -502,25 +505,25 @@ class _World:
             rc = rc[reachable[rc] & (rng.random(len(rc)) < 0.7)]
             add(rc, np.where(self.dns[rc], CH.index("phone"), CH.index("sms")), PURP.index("renewal"))
             # campaigns with a random holdout
-            for camp in self.campaigns.get(t, []):
+            for cp in self.campaigns.get(t, []):
                 elig = reachable & ~self.opted_out
-                tg = camp["target"]
+                tg = cp["target"]
                 if tg == "needs":
-                    elig &= self.needs == camp["needs"]
+                    elig &= self.needs == cp["needs"]
                 elif tg == "income":
                     elig &= self.income >= 2
                 elif tg == "holders":
                     elig &= n_inforce > 0
                 elif tg == "prospects":
                     elig &= n_inforce == 0
-                if camp["ch"] == CH.index("sms"):
+                if cp["ch"] == CH.index("sms"):
                     elig &= ~self.dns
-                if camp["ch"] == CH.index("phone"):
+                if cp["ch"] == CH.index("phone"):
                     elig &= ~self.dnc
-                sel = np.flatnonzero(elig & (rng.random(n) < camp["share"]))
+                sel = np.flatnonzero(elig & (rng.random(n) < cp["share"]))
                 hold = rng.random(len(sel)) < p.holdout_share
-                add(sel[~hold], int(camp["ch"]), int(camp["purpose"]), int(camp["id"]))
-                add(sel[hold], int(camp["ch"]), int(camp["purpose"]), int(camp["id"]), hold=True)
+                add(sel[~hold], int(cp["ch"]), int(cp["purpose"]), int(cp["id"]))
+                add(sel[hold], int(cp["ch"]), int(cp["purpose"]), int(cp["id"]), hold=True)
         elif outbound != "none":
             add(np.flatnonzero(active), CH.index(outbound), PURP.index("sales"))
 
@@ -736,9 +739,10 @@ def _tables(w: _World, p: SyntheticParams, rng: np.random.Generator) -> dict[str
         "children": pd.array(w.children.astype(int), dtype="Int64"),
         "needs_class": np.array(NEEDS, dtype=object)[w.needs],
         "acquisition_source": SOURCES_ARR.astype(object)[w.source],
-        "referred_by": np.where(w.referred_by >= 0, cid[np.maximum(w.referred_by, 0)], None),
+        "referred_by": np.where(w.referred_by >= 0, cid[np.maximum(w.referred_by, 0)], None),  # type: ignore[call-overload]
         "first_policy_date": pd.Series(w.date(np.where(fp < H, fp, 0))).where(fp < H).dt.normalize().to_numpy(),
-        "agent_id": np.where(w.agent >= 0, np.char.add("A", np.char.zfill(np.maximum(w.agent, 0).astype(str), 4)),
+        "agent_id": np.where(w.agent >= 0,  # type: ignore[call-overload]
+                             np.char.add("A", np.char.zfill(np.maximum(w.agent, 0).astype(str), 4)),
                              None).astype(object),
         "do_not_call": w.dnc.copy(),
         "do_not_sms": w.dns.copy(),
@@ -804,7 +808,8 @@ def _tables(w: _World, p: SyntheticParams, rng: np.random.Generator) -> dict[str
         "purpose": np.array(PURP, dtype=object)[ct["purpose"]],
         "outcome": outcome,
         "duration_sec": dur,
-        "agent_id": np.where(agent >= 0, np.char.add("A", np.char.zfill(np.maximum(agent, 0).astype(str), 4)),
+        "agent_id": np.where(agent >= 0,  # type: ignore[call-overload]
+                             np.char.add("A", np.char.zfill(np.maximum(agent, 0).astype(str), 4)),
                              None).astype(object),
         "campaign_id": np.array([camp_code.get(int(x)) for x in ct["campaign"]], dtype=object)
         if m else np.array([], dtype=object),
@@ -905,7 +910,7 @@ def _truth(w: _World, p: SyntheticParams, progress: Callable[[str], None]) -> pd
     inforce_at[: P.n] = P.status[: P.n] == 0
     holder = np.bincount(P.cust[: P.n][inforce_at], minlength=n) > 0
     scenarios = ["bau", "none"] + OUTBOUND_SALES_CHANNELS
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     template = copy.copy(w)
     template.contacts = None  # type: ignore[assignment]  # nothing is recorded in truth mode
     template.claims = None  # type: ignore[assignment]

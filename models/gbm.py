@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import lightgbm as lgb
 import numpy as np
@@ -42,8 +42,8 @@ class FeatureSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, object]) -> FeatureSpec:
-        return cls(numeric=list(d["numeric"]), categorical={k: list(v) for k, v in d["categorical"].items()})  # type: ignore[union-attr]
+    def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
+        return cls(numeric=list(d["numeric"]), categorical={k: list(v) for k, v in d["categorical"].items()})
 
 
 def feature_spec(train: pd.DataFrame, dictionary: list[dict[str, object]]) -> FeatureSpec:
@@ -89,7 +89,7 @@ def fit(X_train: pd.DataFrame, y_train: np.ndarray, X_valid: pd.DataFrame, y_val
     train = lgb.Dataset(X_train, label=y_train, categorical_feature=list(X_train.select_dtypes("category")),
                         free_raw_data=False)
     valid = lgb.Dataset(X_valid, label=y_valid, reference=train)
-    callbacks = [lgb.early_stopping(p.early_stopping_rounds, verbose=False)]
+    callbacks: list[Any] = [lgb.early_stopping(p.early_stopping_rounds, verbose=False)]
     if on_round is not None:
         callbacks.append(on_round)  # type: ignore[arg-type]
     return lgb.train(_lgb_params(p, objective), train, num_boost_round=p.max_rounds, valid_sets=[valid],

@@ -38,9 +38,9 @@ CALIBRATED = {"purchase": "purchase_h", "lapse": "lapse_h"}
 
 def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    for p in (SCORES, IMPORTANCE):
-        if not p.is_file():
-            raise InputError(f"{p} not found: run the train stage first (dvc repro train)")
+    for path in (SCORES, IMPORTANCE):
+        if not path.is_file():
+            raise InputError(f"{path} not found: run the train stage first (dvc repro train)")
     scores = pd.read_parquet(SCORES)
     importance = json.loads(IMPORTANCE.read_text(encoding="utf-8"))
     report: dict[str, Any] = {}

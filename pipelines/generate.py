@@ -34,7 +34,8 @@ def main(args: argparse.Namespace) -> None:
             out.parquet(df, BOOK_DIR / f"{name}.parquet")
         out.parquet(book.truth, TRUTH)
         out.json({"profile": params.book.profile, **book.summary}, SUMMARY)
-    rows = ", ".join(f"{k} {v:,}" for k, v in book.summary["rows"].items())  # type: ignore[union-attr]
+    counts: dict[str, int] = book.summary["rows"]  # type: ignore[assignment]
+    rows = ", ".join(f"{k} {v:,}" for k, v in counts.items())
     log.info("wrote %s (%s) and %s", BOOK_DIR, rows, TRUTH)
 
 

@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -85,7 +85,7 @@ def main(args: argparse.Namespace) -> None:
             if part.empty:
                 raise UserError(f"model '{model}': no {r} rows on snapshot(s) of role {r}")
         y = {r: part[target].to_numpy(float) for r, part in parts.items()}
-        objective = "regression" if model == "value" else "binary"
+        objective: Literal["binary", "regression"] = "regression" if model == "value" else "binary"
         # premiums are heavy-tailed: fit log1p, report in CNY
         y_fit = {r: np.log1p(v) for r, v in y.items()} if objective == "regression" else y
         X = {r: gbm.design(part, spec) for r, part in parts.items()}
