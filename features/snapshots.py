@@ -351,9 +351,6 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
             win_cols.append(" + ".join(f"COALESCE(w{j}.{name}, 0)" for j in range(i + 1)) + f" AS {name}_{_w(w)}")
     win_cols.append("COALESCE(wh.n_contacts, 0) AS n_holdout")
     rec_cols = [f"rec.{name}" for name in RECENCY] + ["rec.n_opt_out_ever"]
-    win_joins = "\n".join(f"LEFT JOIN (SELECT * FROM win_b WHERE b = {j}) w{j} ON w{j}.customer_id = pop.customer_id"
-                          for j in range(len(p.windows_days)))
-    win_joins += "\nLEFT JOIN (SELECT * FROM win_b WHERE b = -1) wh ON wh.customer_id = pop.customer_id"
 
     pol_aggs = [
         "COUNT(*) FILTER (WHERE inforce) AS n_inforce",
@@ -443,6 +440,7 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
     parts.append(("wh", "SELECT * FROM win_b WHERE b = -1"))
     if lab:
         parts.append(("lab", lab))
+
     def final(pf: str) -> str:
         """The final select over the customers satisfying ``pf`` (every relation is filtered alike)."""
 

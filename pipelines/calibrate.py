@@ -38,6 +38,7 @@ CALIBRATED = {"purchase": "purchase_h", "lapse": "lapse_h"}
 
 def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
+    tracking.ensure_store()  # fail fast on a misconfigured MLFLOW_TRACKING_URI, before any work
     for path in (SCORES, IMPORTANCE):
         if not path.is_file():
             raise InputError(f"{path} not found: run the train stage first (dvc repro train)")

@@ -1,7 +1,8 @@
 """Point-in-time features and labels for every snapshot (DVC stage ``features``).
 
-Reads the validated tables in ``data/interim/``, runs one DuckDB query per snapshot straight from
-Parquet to Parquet (memory stays bounded by ``features.engine.memory_limit``), and writes
+Reads the validated tables in ``data/interim/``, runs each snapshot's staged script (aggregates
+materialised one by one in a scratch DuckDB database, the final join in customer partitions, so
+memory stays bounded by ``features.engine.memory_limit``), and writes
 ``data/features/features.parquet`` (one row per customer and snapshot), the feature dictionary
 ``data/features/dictionary.json`` and ``data/reports/features.json``.
 """
@@ -97,7 +98,7 @@ def main(args: argparse.Namespace) -> None:
                 per_snapshot.append(row)
                 log.info("[%d/%d] snapshot %s: %s rows in %.1fs%s", i, len(plan), snap.date, f"{stats[0]:,}",
                          row["seconds"], "" if not snap.labels_known else
-                         f" (purchase {stats[1]:.2%}, lapse {stats[2] or 0:.2%})")
+                         f" (purchase {stats[1] or 0:.2%}, lapse {stats[2] or 0:.2%})")
             target = out.path(OUT / "features.parquet")
             con.execute(f"COPY (SELECT * FROM read_parquet('{parts}/*.parquet') ORDER BY {', '.join(KEYS)}) "
                         f"TO '{target.as_posix()}' (FORMAT parquet, ROW_GROUP_SIZE 122880)")

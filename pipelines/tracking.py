@@ -52,9 +52,12 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-@contextmanager
-def run(stage: str, inputs: dict[str, Path]) -> Iterator[Any]:
-    """An MLflow run tagged with the git commit, the dvc.lock hash and fingerprints of the inputs."""
+def ensure_store() -> Any:
+    """Connect to the tracking store (creating the experiment); a bad URI is a clear UserError.
+
+    Stages call this before their work, so a misconfigured store fails in seconds, not after training
+    has published its outputs.
+    """
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -67,6 +70,13 @@ def run(stage: str, inputs: dict[str, Path]) -> Iterator[Any]:
     except (MlflowException, OSError, ValueError) as e:
         raise UserError(f"MLflow tracking store {uri!r} is not usable ({type(e).__name__}: {str(e)[:300]}); "
                         "unset MLFLOW_TRACKING_URI to use the embedded store sqlite:///mlflow.db") from None
+    return mlflow
+
+
+@contextmanager
+def run(stage: str, inputs: dict[str, Path]) -> Iterator[Any]:
+    """An MLflow run tagged with the git commit, the dvc.lock hash and fingerprints of the inputs."""
+    mlflow = ensure_store()
     tags = {"stage": stage, "git_commit": git_commit()}
     if Path("dvc.lock").is_file():
         tags["dvc_lock_sha256"] = fingerprint("dvc.lock")

@@ -55,6 +55,7 @@ def _rows(df: pd.DataFrame, model: str) -> pd.DataFrame:
 
 def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
+    tracking.ensure_store()  # fail fast on a misconfigured MLFLOW_TRACKING_URI, before any work
     tp = params.train
     for p in (FEATURES, DICTIONARY):
         if not p.is_file():
@@ -95,9 +96,8 @@ def main(args: argparse.Namespace) -> None:
         booster = gbm.fit(X["train"], y_fit["train"], X["valid"], y_fit["valid"], tp.gbm, objective,
                           on_round=_progress(model))
         boosters[model] = booster
-        raw = {r: gbm.predict(booster, X[r]) for r in ("calib", "test")}
-        if objective == "regression":
-            raw = {r: np.expm1(v) for r, v in raw.items()}
+        pred_test = gbm.predict(booster, X["test"])
+        raw = {"test": np.expm1(pred_test) if objective == "regression" else pred_test}
         entry: dict[str, Any] = {"best_iteration": booster.best_iteration,
                                  "rows": {r: len(p) for r, p in parts.items()}}
         if objective == "binary":

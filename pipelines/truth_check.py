@@ -47,6 +47,7 @@ def score_snapshot(df: pd.DataFrame, model: str) -> np.ndarray:
 
 def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
+    tracking.ensure_store()  # fail fast on a misconfigured MLFLOW_TRACKING_URI, before any work
     for p in (TRUTH, FEATURES):
         if not p.is_file():
             raise InputError(f"{p} not found: this check needs the synthetic book (dvc repro generate features)")
