@@ -18,6 +18,7 @@ from sklearn.metrics import brier_score_loss
 from sklearn.model_selection import StratifiedKFold
 
 METHODS = ("identity", "isotonic", "sigmoid")
+SIMPLEST_FIRST = ("identity", "sigmoid", "isotonic")  # fewest fitted parameters first
 _EPS = 1e-6
 
 
@@ -50,11 +51,15 @@ def apply(cal: dict[str, Any], scores: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown calibration method {cal['method']!r}")
 
 
-def choose(scores: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> tuple[dict[str, Any], dict[str, float]]:
-    """Pick the method with the lower cross-validated Brier score on the calibration snapshot, refit on all of it.
+def choose(scores: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0,
+           min_relative_gain: float = 0.0) -> tuple[dict[str, Any], dict[str, float]]:
+    """Pick the method with the lowest cross-validated Brier score on the calibration snapshot, refit on all of it.
 
     Cross-validation matters: scored on its own fitting data, the more flexible isotonic fit would
-    always look better.
+    always look better. Methods are tried simplest first (identity, sigmoid, isotonic); a more flexible
+    one replaces the current choice only when it lowers the Brier score by more than
+    ``min_relative_gain`` (a share of the current Brier score), so a difference within noise keeps the
+    simpler calibrator.
     """
     s, y = np.asarray(scores, float), np.asarray(y, int)
     k = int(min(folds, max(2, min(y.sum(), len(y) - y.sum()))))
@@ -65,7 +70,10 @@ def choose(scores: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> 
         for tr, te in cv.split(s, y):
             pred[te] = apply(fit(m, s[tr], y[tr]), s[te])
         brier[m] = float(brier_score_loss(y, pred))
-    best = min(brier, key=lambda m: brier[m])
+    best = SIMPLEST_FIRST[0]
+    for m in SIMPLEST_FIRST[1:]:
+        if brier[m] < brier[best] * (1.0 - min_relative_gain):
+            best = m
     return fit(best, s, y), brier
 
 

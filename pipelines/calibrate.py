@@ -30,6 +30,7 @@ from pipelines.params import load_params
 log = logging.getLogger("pipelines.calibrate")
 SCORES = Path("data/models/scores.parquet")
 IMPORTANCE = Path("data/models/importance.json")
+RUN_FILE = Path("data/models/mlflow_run.json")
 CALIBRATORS = Path("data/calibrators")
 REPORT = Path("data/reports/calibration.json")
 PLOTS = Path("data/plots")
@@ -52,8 +53,9 @@ def main(args: argparse.Namespace) -> None:
         cal_rows, test_rows = rows[rows["role"] == "calib"], rows[rows["role"] == "test"]
         if cal_rows[label].nunique() < 2:
             raise UserError(f"{model}: the calibration snapshot has no positive or no negative '{label}'")
+        cp = params.calibrate
         cal, cv_brier = calibration.choose(cal_rows[f"score_{model}"].to_numpy(), cal_rows[label].to_numpy(int),
-                                           seed=params.train.gbm.seed)
+                                           folds=cp.folds, seed=cp.seed, min_relative_gain=cp.min_relative_gain)
         calibrators[model] = cal | {"fitted_on_snapshot": str(cal_rows["snapshot_date"].iloc[0]),
                                     "cv_brier": cv_brier}
         y = test_rows[label].to_numpy(int)
@@ -76,9 +78,10 @@ def main(args: argparse.Namespace) -> None:
         for name, frame in curves.items():
             frame.to_csv(out.path(PLOTS / f"{name}.csv"), index=False)
         out.json(report, REPORT)
-    with tracking.run("calibrate", {"scores": SCORES}) as mlflow:
+    with tracking.run("calibrate", {"scores": SCORES}, resume=tracking.read_run_id(RUN_FILE)) as mlflow:
         for model, entry in report.items():
-            mlflow.log_param(f"{model}.method", entry["method"])
+            # a tag, not a param: calibrate may re-run on the same train run and choose differently
+            mlflow.set_tag(f"{model}.calibration", entry["method"])
             for k, v in entry["test"].items():
                 if np.isfinite(v):
                     mlflow.log_metric(f"{model}.calibrated.{k}", v)

@@ -19,6 +19,7 @@ from features.snapshots import FeatureParams
 from features.synthetic import BookSize, DriftParams, SyntheticParams
 from models.baselines import RuleParams
 from models.gbm import GBMParams
+from models.tuning import TuningParams
 from pipelines.errors import ConfigError
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -103,11 +104,33 @@ class FeaturesSection(FeatureParams):
     engine: EngineParams
 
 
+class MinPositives(Strict):
+    """Below these counts a model is not trained: its numbers would be noise (commercial tools refuse too)."""
+
+    train: int = Field(ge=1)
+    holdout: int = Field(ge=1)  # each of the valid, calibration and test snapshots
+
+
 class TrainParams(Strict):
     gbm: GBMParams
+    tuning: TuningParams
     rules: RuleParams
     min_train_snapshots: int = Field(ge=1, le=120)
+    min_positives: MinPositives
     lr_max_rows: int = Field(ge=1000)  # rows sampled to fit the logistic baseline
+
+
+class CalibrateParams(Strict):
+    folds: int = Field(ge=2, le=20)
+    min_relative_gain: float = Field(ge=0, le=0.5)  # a more flexible calibrator must beat the simpler by this
+    seed: int = Field(ge=0)
+
+
+class RegistryParams(Strict):
+    """MLflow registered models: ``<prefix>-purchase``, ``<prefix>-lapse``, ``<prefix>-value``."""
+
+    model_name_prefix: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    input_example_rows: int = Field(ge=1, le=100)
 
 
 class Params(Strict):
@@ -116,6 +139,8 @@ class Params(Strict):
     validate_: ValidateParams = Field(alias="validate")
     features: FeaturesSection
     train: TrainParams
+    calibrate: CalibrateParams
+    registry: RegistryParams
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import subprocess
@@ -63,6 +64,7 @@ def ensure_store() -> Any:
 
     for noisy in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in stage logs
     uri = tracking_uri()
     try:
         mlflow.set_tracking_uri(uri)
@@ -73,15 +75,43 @@ def ensure_store() -> Any:
     return mlflow
 
 
+def read_run_id(path: Path) -> str | None:
+    """The MLflow run the train stage opened (``data/models/mlflow_run.json``), if it recorded one."""
+    if not path.is_file():
+        return None
+    return str(json.loads(path.read_text(encoding="utf-8")).get("run_id") or "") or None
+
+
 @contextmanager
-def run(stage: str, inputs: dict[str, Path]) -> Iterator[Any]:
-    """An MLflow run tagged with the git commit, the dvc.lock hash and fingerprints of the inputs."""
+def run(stage: str, inputs: dict[str, Path], resume: str | None = None) -> Iterator[Any]:
+    """An MLflow run tagged with the git commit, the dvc.lock hash and fingerprints of the inputs.
+
+    ``train`` opens the run; ``calibrate``, ``register`` and ``truth_check`` pass its id as ``resume`` and
+    add to the same run, so one run holds everything about one trained model set (params, metrics,
+    plots, models). When that run is not in the current store (a different MLFLOW_TRACKING_URI, a deleted
+    store), a new run is opened and tagged with the missing id instead of failing.
+    """
+    from mlflow.exceptions import MlflowException
+
     mlflow = ensure_store()
-    tags = {"stage": stage, "git_commit": git_commit()}
+    tags = {"git_commit": git_commit()}
     if Path("dvc.lock").is_file():
         tags["dvc_lock_sha256"] = fingerprint("dvc.lock")
     for name, path in inputs.items():
         tags[f"input.{name}.sha256"] = fingerprint(path)
-    with mlflow.start_run(run_name=stage, tags=tags) as active:
+    if resume is not None:
+        try:
+            mlflow.get_run(resume)
+        except MlflowException:
+            log.warning("MLflow run %s (from the train stage) is not in %s: logging %s to a new run",
+                        resume, tracking_uri(), stage)
+            tags["train_run_id"] = resume
+            resume = None
+    if resume is None:
+        ctx = mlflow.start_run(run_name=stage, tags={"stage": stage, **tags})
+    else:
+        ctx = mlflow.start_run(run_id=resume)
+        mlflow.set_tags({f"{stage}.{k}": v for k, v in tags.items()})
+    with ctx as active:
         log.info("MLflow run %s in %s", active.info.run_id, tracking_uri())
         yield mlflow

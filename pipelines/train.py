@@ -17,14 +17,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from models import baselines, gbm
+from models import baselines, gbm, tuning
 from models.metrics import classification_metrics, regression_metrics
 from models.splits import SplitError, time_split
 from pipelines import tracking
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError, UserError
 from pipelines.io import staged_outputs
-from pipelines.params import load_params
+from pipelines.params import MinPositives, TrainParams, load_params
 
 log = logging.getLogger("pipelines.train")
 FEATURES = Path("data/features/features.parquet")
@@ -34,6 +34,7 @@ REPORT = Path("data/reports/train.json")
 RANK_METRICS = ("roc_auc", "pr_auc", "lift_at_5", "capture_at_5", "lift_at_10", "capture_at_10", "lift_at_20",
                 "capture_at_20")
 TARGETS = {"purchase": "purchase_h", "lapse": "lapse_h", "value": "premium_h"}
+RUN_FILE = MODELS / "mlflow_run.json"  # the run calibrate, register and truth_check add to
 IMPORTANCE = MODELS / "importance.json"  # not a DVC metric: nested maps make `dvc metrics show` unreadable
 
 
@@ -51,6 +52,43 @@ def _rows(df: pd.DataFrame, model: str) -> pd.DataFrame:
     if model == "lapse":
         return df[df["lapse_h"].notna()]
     return df[df["purchase_h"].eq(1)]  # value: premium given a purchase
+
+
+def check_enough_data(model: str, target: str, y: dict[str, np.ndarray], objective: str,
+                      min_pos: MinPositives) -> None:
+    """Refuse to train on too few positives, naming the counts: a model fitted on noise is worse than none."""
+    if objective != "binary":
+        counts = {r: int(len(v)) for r, v in y.items()}
+        need = {r: (min_pos.train if r == "train" else min_pos.holdout) for r in y}
+        what = "purchases (rows with a premium)"
+    else:
+        counts = {r: int(np.nansum(v)) for r, v in y.items()}
+        need = {r: (min_pos.train if r == "train" else min_pos.holdout) for r in y}
+        what = f"positive '{target}' labels"
+    short = {r: c for r, c in counts.items() if c < need[r]}
+    if short:
+        detail = ", ".join(f"{r}: {c} (need {need[r]})" for r, c in short.items())
+        raise UserError(f"not enough data to train the {model} model: too few {what} - {detail}. "
+                        f"Counts per role: {counts}. Use more history (features.n_train_snapshots), a larger "
+                        "book, or lower train.min_positives if you accept a noisier model.")
+
+
+def _tune(model: str, X: dict[str, pd.DataFrame], y: dict[str, np.ndarray], tp: TrainParams,
+          objective: Literal["binary", "regression"], mlflow: Any) -> tuple[gbm.GBMParams, list[dict[str, Any]]]:
+    """Optuna search on the validation snapshot, each trial a nested MLflow run."""
+    def on_trial(number: int, params: dict[str, Any], value: float, best_iteration: int) -> None:
+        with mlflow.start_run(run_name=f"tune-{model}-{number}", nested=True, tags={"stage": "tuning",
+                                                                                   "model": model}):
+            mlflow.log_params(params)
+            mlflow.log_metrics({"valid_loss": value, "best_iteration": best_iteration})
+        log.info("  %s tuning trial %d: valid loss %.5f at %d rounds %s", model, number, value, best_iteration,
+                 params)
+
+    best, history = tuning.search(X["train"], y["train"], X["valid"], y["valid"], tp.gbm, objective, tp.tuning,
+                                  on_trial=on_trial)
+    log.info("%s: tuned over %d trials; best %s", model, len(history),
+             {k: getattr(best, k) for k in ("num_leaves", "min_child_samples", "feature_fraction", "lambda_l2")})
+    return best, history
 
 
 def main(args: argparse.Namespace) -> None:
@@ -76,9 +114,54 @@ def main(args: argparse.Namespace) -> None:
                                         "calib": str(split.calib), "test": str(split.test)},
                               "n_features": len(spec.columns), "models": {}}
     held = df[df["role"].isin(["calib", "test"])][["customer_id", "snapshot_date", "role", *TARGETS.values()]].copy()
+    for model, target in TARGETS.items():  # before any run is opened: refuse early, with the counts
+        rows = _rows(df, model)
+        check_enough_data(model, target, {r: rows.loc[rows["role"] == r, target].to_numpy(float)
+                                          for r in ("train", "valid", "calib", "test")},
+                          "regression" if model == "value" else "binary", tp.min_positives)
+    with tracking.run("train", {"features": FEATURES}) as mlflow:
+        run_id = mlflow.active_run().info.run_id
+        boosters, metas, importance, tuned = _train_all(df, spec, split, tp, report, held, mlflow)
+        with staged_outputs() as out:
+            for model, booster in boosters.items():
+                booster.save_model(str(out.path(MODELS / model / "model.txt")),
+                                   num_iteration=booster.best_iteration)
+                out.json(metas[model], MODELS / model / "meta.json")
+            out.parquet(held, MODELS / "scores.parquet")
+            out.json(importance, IMPORTANCE)
+            out.json(report, REPORT)
+            out.json({"run_id": run_id, "tracking_uri": tracking.tracking_uri(), "experiment": tracking.EXPERIMENT},
+                     RUN_FILE)
+        mlflow.log_params(tracking.flatten({"gbm": tp.gbm.model_dump(), "rules": tp.rules.model_dump(),
+                                            "tuning.enabled": tp.tuning.enabled,
+                                            "horizon_days": params.book.horizon_days, "as_of": str(params.book.as_of),
+                                            "split.test": str(split.test), "split.calib": str(split.calib)}))
+        for model, best in tuned.items():
+            mlflow.log_params({f"tuned.{model}.{k}": v for k, v in best.items()})
+        for model, entry in report["models"].items():
+            for who in ("lightgbm", "logistic", "rules"):
+                for k, v in entry.get(who, {}).items():
+                    if isinstance(v, float) and np.isfinite(v):
+                        mlflow.log_metric(f"{model}.{who}.{k}", v)
+        for model in boosters:
+            mlflow.log_artifact(str(MODELS / model / "model.txt"), artifact_path=f"models/{model}")
+            mlflow.log_artifact(str(MODELS / model / "meta.json"), artifact_path=f"models/{model}")
+        mlflow.log_artifact(str(REPORT), artifact_path="reports")
+        mlflow.log_artifact(str(IMPORTANCE), artifact_path="reports")
+    for model, entry in report["models"].items():
+        verdict = ", ".join(f"{'beats' if entry[k] else 'does NOT beat'} {k.split('_')[1]}"
+                            for k in ("beats_logistic", "beats_rules") if k in entry)
+        log.info("%s: LightGBM %s on the out-of-time test", model, verdict)
+
+
+def _train_all(df: pd.DataFrame, spec: gbm.FeatureSpec, split: Any, tp: TrainParams, report: dict[str, Any],
+               held: pd.DataFrame, mlflow: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any],
+                                                         dict[str, dict[str, Any]]]:
+    """Fit each model (tuned first when asked) with its baselines; fills ``report`` and ``held`` in place."""
     boosters: dict[str, Any] = {}
     metas: dict[str, Any] = {}
     importance: dict[str, dict[str, float]] = {}
+    tuned: dict[str, dict[str, Any]] = {}
     for model, target in TARGETS.items():
         rows = _rows(df, model)
         parts = {r: rows[rows["role"] == r] for r in ("train", "valid", "calib", "test")}
@@ -93,7 +176,13 @@ def main(args: argparse.Namespace) -> None:
         log.info("%s: %s training rows (%s), early stopping on %s", model, f"{len(X['train']):,}",
                  f"{y['train'].mean():.2%} positive" if objective == "binary" else f"mean {y['train'].mean():,.0f} CNY",
                  split.valid)
-        booster = gbm.fit(X["train"], y_fit["train"], X["valid"], y_fit["valid"], tp.gbm, objective,
+        gbm_params = tp.gbm
+        if tp.tuning.enabled:
+            gbm_params, history = _tune(model, X, y_fit, tp, objective, mlflow)
+            tuned[model] = {k: v for k, v in gbm_params.model_dump().items() if v != getattr(tp.gbm, k)}
+            report.setdefault("tuning", {})[model] = {"trials": len(history), "best": gbm_params.model_dump(),
+                                                       "best_valid_loss": min(h["value"] for h in history)}
+        booster = gbm.fit(X["train"], y_fit["train"], X["valid"], y_fit["valid"], gbm_params, objective,
                           on_round=_progress(model))
         boosters[model] = booster
         pred_test = gbm.predict(booster, X["test"])
@@ -125,7 +214,7 @@ def main(args: argparse.Namespace) -> None:
         metas[model] = {"objective": objective, "target": target,
                         "target_transform": "log1p" if objective == "regression" else None,
                         "best_iteration": booster.best_iteration, "features": spec.to_dict(),
-                        "params": tp.gbm.model_dump(), "split": report["split"]}
+                        "params": gbm_params.model_dump(), "split": report["split"]}
         # raw scores for every calib/test row of the book (lapse and value are scored for everyone)
         for r in ("calib", "test"):
             mask = held["role"] == r
@@ -134,30 +223,7 @@ def main(args: argparse.Namespace) -> None:
         m = entry["lightgbm"]
         log.info("%s on test %s: %s", model, split.test, ", ".join(f"{k} {m[k]:.4f}" for k in (
             ("roc_auc", "pr_auc", "brier", "lift_at_10") if objective == "binary" else ("mae", "gini"))))
-    with staged_outputs() as out:
-        for model, booster in boosters.items():
-            booster.save_model(str(out.path(MODELS / model / "model.txt")), num_iteration=booster.best_iteration)
-            out.json(metas[model], MODELS / model / "meta.json")
-        out.parquet(held, MODELS / "scores.parquet")
-        out.json(importance, IMPORTANCE)
-        out.json(report, REPORT)
-    with tracking.run("train", {"features": FEATURES}) as mlflow:
-        mlflow.log_params(tracking.flatten({"gbm": tp.gbm.model_dump(), "rules": tp.rules.model_dump(),
-                                            "horizon_days": params.book.horizon_days, "as_of": str(params.book.as_of),
-                                            "split.test": str(split.test), "split.calib": str(split.calib)}))
-        for model, entry in report["models"].items():
-            for who in ("lightgbm", "logistic", "rules"):
-                for k, v in entry.get(who, {}).items():
-                    if isinstance(v, float) and np.isfinite(v):
-                        mlflow.log_metric(f"{model}.{who}.{k}", v)
-        for model in boosters:
-            mlflow.log_artifact(str(MODELS / model / "model.txt"), artifact_path=f"models/{model}")
-            mlflow.log_artifact(str(MODELS / model / "meta.json"), artifact_path=f"models/{model}")
-        mlflow.log_artifact(str(REPORT), artifact_path="reports")
-    for model, entry in report["models"].items():
-        verdict = ", ".join(f"{'beats' if entry[k] else 'does NOT beat'} {k.split('_')[1]}"
-                            for k in ("beats_logistic", "beats_rules") if k in entry)
-        log.info("%s: LightGBM %s on the out-of-time test", model, verdict)
+    return boosters, metas, importance, tuned
 
 
 def cli(argv: list[str] | None = None) -> int:

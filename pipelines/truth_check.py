@@ -79,7 +79,8 @@ def main(args: argparse.Namespace) -> None:
                  r["spearman_vs_truth"], r["expected_auc_model"], r["expected_auc_truth"])
     with staged_outputs() as out:
         out.json(report, REPORT)
-    with tracking.run("truth_check", {"truth": TRUTH, "features": FEATURES}) as mlflow:
+    with tracking.run("truth_check", {"truth": TRUTH, "features": FEATURES},
+                      resume=tracking.read_run_id(MODELS / "mlflow_run.json")) as mlflow:
         for model in ("purchase", "lapse"):
             for k, v in report[model].items():
                 mlflow.log_metric(f"{model}.truth.{k}", v)

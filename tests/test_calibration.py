@@ -66,3 +66,17 @@ def test_already_calibrated_scores_are_left_alone_or_barely_moved() -> None:
     _, y2, p2 = _scores(seed=5)
     assert expected_calibration_error(y2, calibration.apply(cal, p2)) <= expected_calibration_error(y2, p2) + 0.002
     assert calibration.apply({"method": "identity"}, np.array([-0.1, 0.3, 1.2])).tolist() == [0.0, 0.3, 1.0]
+
+
+def test_a_gain_within_the_tolerance_keeps_the_simpler_calibrator() -> None:
+    """Already calibrated scores: a flexible method can only win by noise, and the margin refuses it."""
+    _, y, p = _scores(seed=6)
+    cal, brier = calibration.choose(p, y, min_relative_gain=0.01)
+    assert cal["method"] == "identity"
+    assert min(brier.values()) >= brier["identity"] * 0.99
+    # a real miscalibration still wins by far more than the margin
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=30_000)
+    yy = (rng.random(len(z)) < 1 / (1 + np.exp(-(1.7 * z - 3)))).astype(int)
+    cal2, _ = calibration.choose(1 / (1 + np.exp(-z)), yy, min_relative_gain=0.01)
+    assert cal2["method"] == "sigmoid"

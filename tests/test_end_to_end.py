@@ -15,6 +15,8 @@ import yaml
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.xdist_group("e2e")  # one worker builds the tiny book once for all these tests
+
 BIN = Path(sys.executable).parent
 
 
@@ -125,3 +127,69 @@ def test_no_personal_data_after_validation(repro) -> None:
     for f in [*(root / "data/reports").glob("*.json"), *(root / "data/models").rglob("*.json")]:
         text = f.read_text(encoding="utf-8")
         assert not any(v in text for v in values), f
+
+
+def _mlflow_client(root: Path):  # noqa: ANN202
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+
+
+@pytest.mark.slow
+def test_one_mlflow_run_holds_everything_and_the_models_are_registered(repro) -> None:
+    root, first = repro
+    assert first.returncode == 0
+    run_id = json.loads((root / "data/models/mlflow_run.json").read_text(encoding="utf-8"))["run_id"]
+    client = _mlflow_client(root)
+    run = client.get_run(run_id)
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    assert {"gbm.learning_rate", "gbm.num_leaves", "horizon_days", "as_of"} <= set(params)
+    assert {tags["purchase.calibration"], tags["lapse.calibration"]} <= {"identity", "isotonic", "sigmoid"}
+    for model in ("purchase", "lapse"):
+        for key in ("lightgbm.roc_auc", "logistic.roc_auc", "rules.roc_auc", "calibrated.ece", "calibrated.brier",
+                    "truth.ece_vs_truth", "truth.expected_auc_model"):
+            assert f"{model}.{key}" in metrics, (model, key)
+    assert {"value.lightgbm.gini", "value.rules.gini"} <= set(metrics)
+    from pipelines.tracking import fingerprint
+
+    assert tags["input.features.sha256"] == fingerprint(root / "data/features/features.parquet")
+    assert len(tags["git_commit"]) >= 7 and "calibrate.input.scores.sha256" in tags
+    assert "dvc_lock_sha256" in tags or "calibrate.dvc_lock_sha256" in tags
+    top = {a.path for a in client.list_artifacts(run_id)}
+    assert {"models", "reports", "plots"} <= top, top
+    registry = json.loads((root / "data/registry/registry.json").read_text(encoding="utf-8"))
+    for model in ("purchase", "lapse", "value"):
+        entry = registry["models"][model]
+        mv = client.get_model_version(entry["name"], str(entry["version"]))
+        assert mv.run_id == run_id and entry["version"] == 1
+        assert mv.tags["as_of"] == registry["as_of"]
+    # the registered pyfunc, loaded as a CRM-side user would, returns the calibrated probabilities
+    check = (
+        "import json, numpy as np, pandas as pd, mlflow\n"
+        "from pipelines.truth_check import score_snapshot\n"
+        "f = pd.read_parquet('data/features/features.parquet')\n"
+        "s = f[f.snapshot_date == f.snapshot_date.max()].head(300)\n"
+        "m = mlflow.pyfunc.load_model('models:/contact-priority-purchase/1')\n"
+        "assert m.metadata.signature is not None and m.metadata.saved_input_example_info is not None\n"
+        "d = np.abs(np.asarray(m.predict(s)) - score_snapshot(s, 'purchase')).max()\n"
+        "assert d < 1e-9, d\n"
+        "print('pyfunc ok')\n")
+    proc = _run([sys.executable, "-c", check], root)
+    assert "pyfunc ok" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_retraining_gives_the_same_models_and_a_new_registered_version(repro) -> None:
+    """Runs last in this module (it adds a run): same params and data -> byte-identical models."""
+    root, first = repro
+    assert first.returncode == 0
+    before = {m: (root / f"data/models/{m}/model.txt").read_bytes() for m in ("purchase", "lapse", "value")}
+    for stage in ("train", "calibrate", "register"):
+        proc = _run([sys.executable, "-m", f"pipelines.{stage}"], root)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    for m, text in before.items():
+        assert (root / f"data/models/{m}/model.txt").read_bytes() == text, f"{m} model changed on retraining"
+    registry = json.loads((root / "data/registry/registry.json").read_text(encoding="utf-8"))
+    assert {e["version"] for e in registry["models"].values()} == {2}
+    client = _mlflow_client(root)
+    assert len(client.search_model_versions("name='contact-priority-purchase'")) == 2
