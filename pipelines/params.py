@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from features.snapshots import FeatureParams
 from features.synthetic import BookSize, DriftParams, SyntheticParams
 from models.baselines import RuleParams
+from models.contact_plan import CapacityParams, PlanParams
 from models.gbm import GBMParams
+from models.segments import CutPoints, SegmentRules, TierParams, ValueParams
 from models.tuning import TuningParams
 from pipelines.errors import ConfigError
 
@@ -114,10 +116,39 @@ class MinPositives(Strict):
 class TrainParams(Strict):
     gbm: GBMParams
     tuning: TuningParams
-    rules: RuleParams
     min_train_snapshots: int = Field(ge=1, le=120)
     min_positives: MinPositives
     lr_max_rows: int = Field(ge=1000)  # rows sampled to fit the logistic baseline
+
+
+class RulesSection(SegmentRules):
+    """Today's rule-based segments: the vocabulary sales teams use and the baseline the models must beat."""
+
+    quadrant: RuleParams
+
+
+class SegmentParams(Strict):
+    """Contact value, ML segments and tiers aligned with the rules, and the contact plan (docs/segments.md)."""
+
+    value: ValueParams
+    capacity: CapacityParams
+    tiers: TierParams
+    cutpoints: Literal["refit", "frozen"]
+    frozen: CutPoints | None = None
+    plan: PlanParams
+
+    @model_validator(mode="after")
+    def _frozen_given(self) -> SegmentParams:
+        if self.cutpoints == "frozen" and self.frozen is None:
+            raise ValueError("cutpoints: frozen needs the 'frozen' cut-points (copy them from "
+                             "data/segments/cutpoints.json of the run whose tiers you want to keep)")
+        unknown = set(self.capacity.per_agent_per_week) - self.plan.channels()
+        if unknown:
+            raise ValueError(f"capacity.per_agent_per_week names channels the plan never uses: {sorted(unknown)}")
+        missing = self.plan.channels() - set(self.value.channel_cost)
+        if missing:
+            raise ValueError(f"value.channel_cost has no cost for the plan's channels {sorted(missing)}")
+        return self
 
 
 class CalibrateParams(Strict):
@@ -138,8 +169,10 @@ class Params(Strict):
     generate: GenerateParams
     validate_: ValidateParams = Field(alias="validate")
     features: FeaturesSection
+    rules: RulesSection
     train: TrainParams
     calibrate: CalibrateParams
+    segment: SegmentParams
     registry: RegistryParams
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -121,7 +121,8 @@ def main(args: argparse.Namespace) -> None:
                           "regression" if model == "value" else "binary", tp.min_positives)
     with tracking.run("train", {"features": FEATURES}) as mlflow:
         run_id = mlflow.active_run().info.run_id
-        boosters, metas, importance, tuned = _train_all(df, spec, split, tp, report, held, mlflow)
+        boosters, metas, importance, tuned = _train_all(df, spec, split, tp, params.rules.quadrant, report, held,
+                                                        mlflow)
         with staged_outputs() as out:
             for model, booster in boosters.items():
                 booster.save_model(str(out.path(MODELS / model / "model.txt")),
@@ -132,7 +133,7 @@ def main(args: argparse.Namespace) -> None:
             out.json(report, REPORT)
             out.json({"run_id": run_id, "tracking_uri": tracking.tracking_uri(), "experiment": tracking.EXPERIMENT},
                      RUN_FILE)
-        mlflow.log_params(tracking.flatten({"gbm": tp.gbm.model_dump(), "rules": tp.rules.model_dump(),
+        mlflow.log_params(tracking.flatten({"gbm": tp.gbm.model_dump(), "rules": params.rules.quadrant.model_dump(),
                                             "tuning.enabled": tp.tuning.enabled,
                                             "horizon_days": params.book.horizon_days, "as_of": str(params.book.as_of),
                                             "split.test": str(split.test), "split.calib": str(split.calib)}))
@@ -154,7 +155,8 @@ def main(args: argparse.Namespace) -> None:
         log.info("%s: LightGBM %s on the out-of-time test", model, verdict)
 
 
-def _train_all(df: pd.DataFrame, spec: gbm.FeatureSpec, split: Any, tp: TrainParams, report: dict[str, Any],
+def _train_all(df: pd.DataFrame, spec: gbm.FeatureSpec, split: Any, tp: TrainParams, rules: baselines.RuleParams,
+               report: dict[str, Any],
                held: pd.DataFrame, mlflow: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any],
                                                          dict[str, dict[str, Any]]]:
     """Fit each model (tuned first when asked) with its baselines; fills ``report`` and ``held`` in place."""
@@ -196,7 +198,7 @@ def _train_all(df: pd.DataFrame, spec: gbm.FeatureSpec, split: Any, tp: TrainPar
             lr.fit(baselines.lr_frame(gbm.design(lr_rows, spec), spec), lr_rows[target].to_numpy(int))
             p_lr = lr.predict_proba(baselines.lr_frame(X["test"], spec))[:, 1]
             entry["logistic"] = classification_metrics(y["test"], p_lr)
-            rule = (baselines.rule_purchase_score(parts["test"], tp.rules) if model == "purchase"
+            rule = (baselines.rule_purchase_score(parts["test"], rules) if model == "purchase"
                     else baselines.rule_lapse_score(parts["test"]))
             rule_m = classification_metrics(y["test"], (rule - rule.min()) / (np.ptp(rule) or 1.0))
             entry["rules"] = {k: rule_m[k] for k in RANK_METRICS}

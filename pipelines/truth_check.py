@@ -9,20 +9,17 @@ probabilities can expect (both over outcomes drawn from the truth; the latter is
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from models import calibration, gbm
 from models.metrics import calibration_error_vs_truth, expected_auc
-from pipelines import tracking
+from pipelines import scoring, tracking
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError
 from pipelines.io import staged_outputs
@@ -38,11 +35,7 @@ REPORT = Path("data/reports/truth_check.json")
 
 def score_snapshot(df: pd.DataFrame, model: str) -> np.ndarray:
     """Calibrated probabilities for ``df`` from the saved LightGBM model and calibrator."""
-    meta = json.loads((MODELS / model / "meta.json").read_text(encoding="utf-8"))
-    booster = lgb.Booster(model_file=str(MODELS / model / "model.txt"))
-    raw = gbm.predict(booster, gbm.design(df, gbm.FeatureSpec.from_dict(meta["features"])))
-    cal = json.loads((CALIBRATORS / f"{model}.json").read_text(encoding="utf-8"))
-    return calibration.apply(cal, raw)
+    return scoring.load_model(model, MODELS, CALIBRATORS).predict(df)
 
 
 def main(args: argparse.Namespace) -> None:

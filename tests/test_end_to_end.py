@@ -120,13 +120,62 @@ def test_no_personal_data_after_validation(repro) -> None:
     raw = pd.read_parquet(root / "data/synthetic/book/customers.parquet")
     values = set(raw[["name", "phone", "id_number"]].stack().dropna().astype(str))
     assert len(values) > 1000
-    for f in [*(root / "data/interim").rglob("*.parquet"), *(root / "data/features").rglob("*.parquet")]:
+    for f in [*(root / "data/interim").rglob("*.parquet"), *(root / "data/features").rglob("*.parquet"),
+              *(root / "data/segments").rglob("*.parquet")]:
         df = pd.read_parquet(f)
         assert not {"name", "phone", "id_number"} & set(df.columns), f
         assert not values & set(df.astype(str).stack()), f
-    for f in [*(root / "data/reports").glob("*.json"), *(root / "data/models").rglob("*.json")]:
+    for f in [*(root / "data/reports").glob("*.json"), *(root / "data/models").rglob("*.json"),
+              *(root / "data/segments").rglob("*.csv"), *(root / "data/registry").glob("*.json")]:
         text = f.read_text(encoding="utf-8")
         assert not any(v in text for v in values), f
+
+
+@pytest.mark.slow
+def test_segments_tiers_and_plan_on_the_tiny_book(repro) -> None:
+    root, first = repro
+    assert first.returncode == 0
+    seg = pd.read_parquet(root / "data/segments/segments.parquet")
+    customers = pd.read_parquet(root / "data/interim/customers.parquet")
+    assert len(seg) == len(customers) and seg["customer_id"].is_unique
+    rule, ml = seg["rule_quadrant"].value_counts(), seg["ml_quadrant"].value_counts()
+    for q in ("pamper", "cultivate", "maintain", "develop"):
+        assert abs(int(ml.get(q, 0)) - int(rule.get(q, 0))) <= 2, (q, ml.to_dict(), rule.to_dict())
+    assert set(seg["priority_tier"]) == {"P1", "P2", "P3", "P4"}
+    cuts = json.loads((root / "data/segments/cutpoints.json").read_text(encoding="utf-8"))
+    assert len(cuts["tiers"]) == 3 and cuts["mode"] == "refit"
+    # consent and suppression
+    flags = seg.merge(customers[["customer_id", "do_not_call", "do_not_sms"]], on="customer_id")
+    assert not ((flags["channel"] == "phone") & flags["do_not_call"]).any()
+    assert not ((flags["channel"] == "sms") & flags["do_not_sms"]).any()
+    feats = pd.read_parquet(root / "data/features/features.parquet")
+    scoring = feats[feats["snapshot_date"] == feats["snapshot_date"].max()].set_index("customer_id")
+    opted = seg["customer_id"].map(scoring["opted_out"]).fillna(False).astype(bool)
+    assert opted.any() and (seg.loc[opted, "suppress_reason"] == "opt_out").all()
+    assert seg.loc[seg["suppressed"], "channel"].isna().all()
+    assert seg.loc[~seg["suppressed"], "next_contact_date"].notna().all()
+    # frequency caps hold for every planned touch, counted from the real contact history
+    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    caps = params["segment"]["plan"]["caps"]
+    contacts = pd.read_parquet(root / "data/interim/contacts.parquet")
+    out = contacts[(contacts["direction"] == "outbound") & ~contacts["holdout"]]
+    out = out.assign(date=pd.to_datetime(out["contact_ts"]).dt.normalize())
+    planned = seg[~seg["suppressed"]].assign(d=lambda x: pd.to_datetime(x["next_contact_date"]))
+    j = planned.merge(out, on=["customer_id", "channel"])
+    for days, key in ((7, "per_7d"), (30, "per_30d")):
+        inside = j[(j["date"] >= j["d"] - pd.Timedelta(days=days)) & (j["date"] < j["d"])]
+        n = inside.groupby(["customer_id", "channel"]).size().reset_index(name="n")
+        n["cap"] = n["channel"].map({c: v[key] for c, v in caps.items()})
+        assert (n["n"] < n["cap"]).all(), n[n["n"] >= n["cap"]].head()
+    report = json.loads((root / "data/reports/segments.json").read_text(encoding="utf-8"))
+    bt = report["backtest"]
+    assert {"tiers_monotone_purchase_rate", "pamper_vs_rule_pamper", "p1_vs_rule_top"} <= set(bt)
+    assert sum(t["customers"] for t in bt["tiers"].values()) == bt["customers"]
+    vol = pd.read_csv(root / "data/segments/plan_volume.csv")
+    capped = vol[vol["capacity"].notna()]
+    assert (capped["contacts"] <= capped["capacity"]).all()
+    for f in ("crosstab_rule_vs_ml", "priority_tier", "rule_tier", "ml_quadrant", "rule_quadrant", "value_tier"):
+        assert (root / f"data/segments/backtest/{f}.csv").is_file()
 
 
 def _mlflow_client(root: Path):  # noqa: ANN202

@@ -1,0 +1,213 @@
+"""Contact plan: for each customer, the next channel and date, or why they must not be contacted.
+
+The cadence comes from the playbook (DOMAIN.md, seeds): a per-segment channel preference and interval
+(SMS 1-2 a week and at least 6 a month for nurturing; quote follow-up within 24 hours, then every few
+days; scheduled visits; events for high-value segments). Consent (do-not-call, do-not-SMS), opt-outs and
+recent complaints are honoured, and per-channel frequency caps are counted from the most recent
+contacts, so the plan never proposes a touch that would exceed a cap: it moves the date instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from models.segments import QUADRANTS, TIERS
+
+CONSENT_BLOCKS = {"do_not_call": "phone", "do_not_sms": "sms"}  # consent flag -> channel it forbids
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Cadence(_Strict):
+    channels: list[str] = Field(min_length=1)  # in order of preference
+    interval_days: int = Field(ge=1)           # days between touches
+
+
+class QuoteFollowup(_Strict):
+    channels: list[str] = Field(min_length=1)
+    then_every_days: int = Field(ge=1)         # after the first follow-up (due at once: within 24 h)
+    active_days: int = Field(ge=1)             # a quote this recent keeps the follow-up cadence
+
+
+class Cap(_Strict):
+    per_7d: int = Field(ge=1)
+    per_30d: int = Field(ge=1)
+
+
+class CapacityParams(_Strict):
+    """What the sales force can do in a week: agent-led channels are limited, batch channels are not."""
+
+    agents: int = Field(ge=1)
+    per_agent_per_week: dict[str, float]       # e.g. phone: 8, visit: 2
+
+    def weekly(self) -> dict[str, int]:
+        return {ch: int(self.agents * n) for ch, n in self.per_agent_per_week.items()}
+
+    @property
+    def total_weekly(self) -> int:
+        return int(sum(self.weekly().values()))
+
+
+class PlanParams(_Strict):
+    cadence: dict[str, Cadence]                # per ML quadrant
+    quote_followup: QuoteFollowup
+    caps: dict[str, Cap]                       # per channel; a channel without a cap is not capped
+    tier_interval_multiple: dict[str, float]   # P1..P4: lower priority, longer intervals
+    channel_min_tier: dict[str, str]           # e.g. visit: P2 -> visits only for P1 and P2
+    complaint_suppress_days: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> PlanParams:
+        if set(self.cadence) != set(QUADRANTS):
+            raise ValueError(f"cadence needs exactly the quadrants {list(QUADRANTS)}, got {sorted(self.cadence)}")
+        if set(self.tier_interval_multiple) != set(TIERS):
+            raise ValueError(f"tier_interval_multiple needs exactly {list(TIERS)}")
+        bad = {c: t for c, t in self.channel_min_tier.items() if t not in TIERS}
+        if bad:
+            raise ValueError(f"channel_min_tier values must be one of {list(TIERS)}: {bad}")
+        return self
+
+    def channels(self) -> set[str]:
+        out = set(self.quote_followup.channels)
+        for c in self.cadence.values():
+            out |= set(c.channels)
+        return out
+
+
+PLAN_COLUMNS = ["customer_id", "channel", "next_contact_date", "plan_reason", "suppressed", "suppress_reason"]
+
+
+def _first_free(full: dict[int, int], w: int) -> int:
+    """The first week at or after ``w`` that is not full (union-find with path compression)."""
+    root = w
+    while root in full:
+        root = full[root]
+    while w in full and full[w] != root:
+        full[w], w = root, full[w]
+    return root
+
+
+def schedule_capacity(planned: pd.DataFrame, priority: np.ndarray, as_of: dt.date, weekly: dict[str, int],
+                      ) -> pd.DataFrame:
+    """Spread agent-led touches over weeks so no channel exceeds its weekly capacity.
+
+    Weeks start at as-of (days 0-6 are week 0). Due quote follow-ups are served first (within 24 hours is
+    the playbook's rule), then customers in order of priority: each takes the
+    first week, on or after the week their touch is due, with a free slot on its channel, and the date
+    moves to that week's first day if it was earlier. Rows without a capped channel are left alone.
+    """
+    out = planned.copy()
+    start = pd.Timestamp(as_of)
+    due = pd.to_datetime(out["next_contact_date"])
+    week = ((due - start).dt.days // 7).to_numpy()
+    urgent = (out["plan_reason"] == "quote_followup_due").to_numpy() if "plan_reason" in out else \
+        np.zeros(len(out), bool)
+    order = np.lexsort((-np.asarray(priority, float), ~urgent))  # due quote follow-ups first, then by priority
+    dates = due.to_numpy().copy()
+    channels = out["channel"].to_numpy()
+    for ch, cap in weekly.items():
+        if cap <= 0:
+            continue
+        used: dict[int, int] = {}
+        full: dict[int, int] = {}  # full week -> a later week to look at next (path-compressed)
+        for i in order[channels[order] == ch]:
+            w = _first_free(full, int(week[i]))
+            used[w] = used.get(w, 0) + 1
+            if used[w] >= cap:
+                full[w] = w + 1
+            if w != week[i]:
+                dates[i] = np.datetime64(start + pd.Timedelta(days=7 * w))
+    out["next_contact_date"] = pd.to_datetime(dates).date
+    return out
+
+
+def suppression(customers: pd.DataFrame, p: PlanParams) -> pd.Series:
+    """Why a customer must not be contacted now ('' when they may): opt-out, then a recent complaint."""
+    opted = customers["opted_out"].fillna(False).astype(bool).to_numpy()
+    days = customers["days_since_last_complaint"].astype("float64").to_numpy()
+    complained = np.nan_to_num(days, nan=np.inf) <= p.complaint_suppress_days
+    reason = np.select([opted, complained], ["opt_out", f"complaint_within_{p.complaint_suppress_days}d"], "")
+    return pd.Series(reason, index=customers.index)
+
+
+def cap_free_dates(recent: pd.DataFrame, caps: dict[str, Cap]) -> pd.DataFrame:
+    """Per (customer, channel): the first date a new touch keeps both caps.
+
+    ``recent``: one row per past outbound touch with customer_id, channel, date (all before the plan
+    starts). A touch on day d is allowed when fewer than ``per_7d`` touches fall in [d-7, d) and fewer
+    than ``per_30d`` in [d-30, d); with only past touches that is d >= (k-th most recent touch) + 8 days
+    (resp. + 31), k being the cap.
+    """
+    if recent.empty:
+        return pd.DataFrame(columns=["customer_id", "channel", "free_date"])
+    r = recent[recent["channel"].isin(list(caps))].copy()
+    r["date"] = pd.to_datetime(r["date"])
+    r["rank"] = r.groupby(["customer_id", "channel"])["date"].rank(method="first", ascending=False)
+    k7 = r["channel"].map({c: v.per_7d for c, v in caps.items()})
+    k30 = r["channel"].map({c: v.per_30d for c, v in caps.items()})
+    free7 = r["date"].where(r["rank"] == k7) + pd.Timedelta(days=8)
+    free30 = r["date"].where(r["rank"] == k30) + pd.Timedelta(days=31)
+    r["free_date"] = pd.concat([free7, free30], axis=1).max(axis=1)
+    out = r.groupby(["customer_id", "channel"], as_index=False)["free_date"].max()
+    return out[out["free_date"].notna()]
+
+
+def plan(customers: pd.DataFrame, recent: pd.DataFrame, as_of: dt.date, p: PlanParams) -> pd.DataFrame:
+    """The next touch per customer.
+
+    ``customers`` (one row each): customer_id, ml_quadrant, priority_tier, opted_out,
+    days_since_last_complaint, open_quote, days_since_last_quote, last_outbound_date, do_not_call,
+    do_not_sms. ``recent``: past outbound touches (customer_id, channel, date) in the last 30 days at least.
+    The earliest date is as-of for an open quote (follow-up is due within 24 hours), else the last outbound
+    touch plus the cadence interval (times the tier's multiple). Among the permitted channels, the one
+    free soonest under the caps is chosen, ties going to the segment's preference order.
+    """
+    start = pd.Timestamp(as_of)
+    c = customers.reset_index(drop=True)
+    reason = suppression(c, p)
+    open_quote = c["open_quote"].fillna(False).astype(bool).to_numpy()
+    quote_days = np.nan_to_num(c["days_since_last_quote"].astype("float64").to_numpy(), nan=np.inf)
+    quoting = open_quote | (quote_days <= p.quote_followup.active_days)
+    mult = c["priority_tier"].map(p.tier_interval_multiple).astype(float).to_numpy()
+    interval = np.where(quoting, p.quote_followup.then_every_days,
+                        c["ml_quadrant"].map({q: v.interval_days for q, v in p.cadence.items()}).astype(float) * mult)
+    last = pd.to_datetime(c["last_outbound_date"])
+    earliest = (last + pd.to_timedelta(np.ceil(interval), unit="D")).where(last.notna(), start)
+    earliest = earliest.where(earliest > start, start).where(~open_quote, start)
+    why = np.where(open_quote, "quote_followup_due", np.where(
+        quoting, f"quote_followup_every_{p.quote_followup.then_every_days}d",
+        "cadence_" + c["ml_quadrant"].astype(str) + "_every_" + pd.Series(np.ceil(interval)).astype(int).astype(str)
+        + "d"))
+    # candidate channels, in preference order
+    tier_rank = c["priority_tier"].map({t: i for i, t in enumerate(TIERS)}).to_numpy()
+    prefs = c["ml_quadrant"].map({q: v.channels for q, v in p.cadence.items()})
+    prefs = prefs.where(~quoting, pd.Series([p.quote_followup.channels] * len(c), index=c.index))
+    cand = prefs.explode().rename("channel").rename_axis("row").reset_index()
+    cand["pref"] = cand.groupby("row").cumcount()
+    cand["customer_id"] = c["customer_id"].to_numpy()[cand["row"]]
+    allowed = np.ones(len(cand), bool)
+    for flag, ch in CONSENT_BLOCKS.items():
+        allowed &= ~((cand["channel"] == ch).to_numpy() & c[flag].fillna(False).astype(bool).to_numpy()[cand["row"]])
+    for ch, min_tier in p.channel_min_tier.items():
+        allowed &= ~((cand["channel"] == ch).to_numpy() & (tier_rank[cand["row"]] > TIERS.index(min_tier)))
+    cand = cand[allowed]
+    cand = cand.merge(cap_free_dates(recent, p.caps), on=["customer_id", "channel"], how="left")
+    cand["date"] = earliest.to_numpy()[cand["row"]]
+    cand["date"] = cand[["date", "free_date"]].max(axis=1)
+    best = cand.sort_values(["row", "date", "pref"], kind="stable").drop_duplicates("row")
+    out = pd.DataFrame({"customer_id": c["customer_id"], "channel": None, "next_contact_date": pd.NaT,
+                        "plan_reason": why, "suppressed": reason != "", "suppress_reason": reason})
+    out.loc[best["row"].to_numpy(), "channel"] = best["channel"].to_numpy()
+    out.loc[best["row"].to_numpy(), "next_contact_date"] = best["date"].to_numpy()
+    no_channel = out["channel"].isna() & ~out["suppressed"]
+    out.loc[no_channel, ["suppressed", "suppress_reason"]] = [True, "no_permitted_channel"]
+    out.loc[out["suppressed"], ["channel", "next_contact_date"]] = [None, pd.NaT]
+    out.loc[out["suppressed"], "plan_reason"] = ""
+    out["next_contact_date"] = pd.to_datetime(out["next_contact_date"]).dt.date
+    return out[PLAN_COLUMNS]

@@ -1,0 +1,58 @@
+"""Load the trained model set (native LightGBM text models, meta.json, JSON calibrators) and score snapshots."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from models import calibration, gbm
+from pipelines.errors import InputError
+
+MODELS = Path("data/models")
+CALIBRATORS = Path("data/calibrators")
+NAMES = ("purchase", "lapse", "value")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    booster: lgb.Booster
+    spec: gbm.FeatureSpec
+    meta: dict[str, Any]
+    calibrator: dict[str, Any] | None
+
+    def predict(self, df: pd.DataFrame) -> np.ndarray:
+        raw = gbm.predict(self.booster, gbm.design(df, self.spec))
+        if self.meta.get("target_transform") == "log1p":
+            return np.expm1(raw)
+        return calibration.apply(self.calibrator, raw) if self.calibrator is not None else raw
+
+
+def load_model(name: str, models: Path = MODELS, calibrators: Path = CALIBRATORS) -> LoadedModel:
+    files = [models / name / "model.txt", models / name / "meta.json"]
+    if name != "value":
+        files.append(calibrators / f"{name}.json")
+    for f in files:
+        if not f.is_file():
+            raise InputError(f"{f} not found: run the train and calibrate stages first (dvc repro calibrate)")
+    meta = json.loads(files[1].read_text(encoding="utf-8"))
+    cal = json.loads(files[2].read_text(encoding="utf-8")) if name != "value" else None
+    return LoadedModel(lgb.Booster(model_file=str(files[0])), gbm.FeatureSpec.from_dict(meta["features"]), meta, cal)
+
+
+def score(df: pd.DataFrame, models: Path = MODELS, calibrators: Path = CALIBRATORS) -> pd.DataFrame:
+    """Calibrated p_purchase and p_lapse, and expected premium if bought, for each row of ``df``.
+
+    p_lapse is 0 for customers with no policy in force: there is nothing to lapse.
+    """
+    out = pd.DataFrame(index=df.index)
+    out["p_purchase"] = load_model("purchase", models, calibrators).predict(df)
+    holder = df["n_inforce"].fillna(0).to_numpy(float) > 0
+    out["p_lapse"] = np.where(holder, load_model("lapse", models, calibrators).predict(df), 0.0)
+    out["expected_premium"] = np.maximum(load_model("value", models, calibrators).predict(df), 0.0)
+    return out

@@ -1,0 +1,214 @@
+"""Rule segments, contact value, ML segments and priority tiers, contact plan and backtest (DVC stage ``segment``).
+
+Scores the as-of snapshot with the calibrated models, assigns the playbook's rule segments and the ML
+quadrant and P1-P4 tiers aligned with them, and plans each customer's next touch (channel and date)
+under consent, suppression and frequency caps. Backtests both schemes on the most recent snapshot whose
+labels have matured (the train stage's test snapshot). Writes ``data/segments/`` (segments.parquet,
+cutpoints.json, plan_volume.csv, backtest/*.csv), ``data/reports/segments.json`` (DVC metrics) and
+``data/plots/tiers.csv`` (DVC plot); adds the metrics to the train stage's MLflow run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from models import baselines, contact_plan
+from models import segments as sg
+from pipelines import scoring, tracking
+from pipelines.cli import base_parser, run_stage
+from pipelines.errors import InputError
+from pipelines.io import staged_outputs
+from pipelines.params import Params, load_params
+
+log = logging.getLogger("pipelines.segment")
+FEATURES = Path("data/features/features.parquet")
+CUSTOMERS = Path("data/interim/customers.parquet")
+CONTACTS = Path("data/interim/contacts.parquet")
+TRAIN_REPORT = Path("data/reports/train.json")
+OUT = Path("data/segments")
+REPORT = Path("data/reports/segments.json")
+PLOT = Path("data/plots/tiers.csv")
+RUN_FILE = Path("data/models/mlflow_run.json")
+GROUPS = {"rule_quadrant": sg.QUADRANTS, "ml_quadrant": sg.QUADRANTS, "priority_tier": sg.TIERS,
+          "rule_tier": sg.TIERS, "value_tier": sg.VALUE_TIERS, "closeness": sg.CLOSENESS,
+          "behaviour": sg.BEHAVIOURS}
+
+
+def _consent(frame: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
+    flags = customers.set_index("customer_id")[list(contact_plan.CONSENT_BLOCKS)]
+    out = frame.join(flags, on="customer_id")
+    for f in contact_plan.CONSENT_BLOCKS:
+        out[f] = out[f].astype("boolean").fillna(False).astype(bool)
+    return out
+
+
+def _quoting(frame: pd.DataFrame, params: Params) -> np.ndarray:
+    qf = params.segment.plan.quote_followup
+    days = np.nan_to_num(frame["days_since_last_quote"].astype("float64").to_numpy(), nan=np.inf)
+    return frame["open_quote"].fillna(False).astype(bool).to_numpy() | (days <= qf.active_days)
+
+
+def segment_snapshot(frame: pd.DataFrame, params: Params, cuts: sg.CutPoints | None,
+                     ) -> tuple[pd.DataFrame, sg.CutPoints]:
+    """Scores, rule and ML segments, contact value and tiers for one snapshot's rows."""
+    sp = params.segment
+    quoting = _quoting(frame, params)
+
+    def cost_for(ml_quadrants: np.ndarray) -> np.ndarray:
+        return sg.cheapest_permitted_cost(frame, ml_quadrants, {q: c.channels for q, c in sp.plan.cadence.items()},
+                                         sp.plan.quote_followup.channels, quoting, contact_plan.CONSENT_BLOCKS,
+                                         sp.value.channel_cost)
+
+    return sg.assign(frame, scoring.score(frame), params.rules.quadrant, params.rules, sp.value, sp.tiers, cost_for,
+                     cuts, weekly_capacity=sp.capacity.total_weekly)
+
+
+def _recent_contacts(as_of: pd.Timestamp, days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Outbound touches (not campaign holdouts) of the last ``days`` days, and each customer's last one."""
+    con = duckdb.connect()
+    src = f"read_parquet('{CONTACTS.as_posix()}')"
+    where = "direction = 'outbound' AND NOT holdout AND contact_ts < CAST(? AS TIMESTAMP)"
+    recent = con.execute(f"SELECT customer_id, channel, CAST(contact_ts AS DATE) AS date FROM {src} WHERE {where} "
+                         "AND contact_ts >= CAST(? AS TIMESTAMP)",
+                         [as_of.to_pydatetime(), (as_of - pd.Timedelta(days=days)).to_pydatetime()]).df()
+    last = con.execute(f"SELECT customer_id, MAX(CAST(contact_ts AS DATE)) AS last_outbound_date FROM {src} "
+                       f"WHERE {where} GROUP BY customer_id", [as_of.to_pydatetime()]).df()
+    con.close()
+    return recent, last
+
+
+def plan_volume(seg: pd.DataFrame, as_of: pd.Timestamp, weekly: dict[str, int]) -> pd.DataFrame:
+    """Planned first touches per plan week (weeks start at as-of) and channel, beside the weekly capacity."""
+    planned = seg[~seg["suppressed"]]
+    week = (pd.to_datetime(planned["next_contact_date"]) - as_of).dt.days // 7
+    vol = planned.assign(week=week).groupby(["week", "channel"]).size().rename("contacts").reset_index()
+    vol["week_start"] = [(as_of + pd.Timedelta(days=7 * int(w))).date() for w in vol["week"]]
+    vol["capacity"] = vol["channel"].map(weekly).astype("Int64")
+    return vol[["week", "week_start", "channel", "contacts", "capacity"]]
+
+
+def backtest(bt: pd.DataFrame, rule_score: np.ndarray) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """Both schemes on a snapshot with matured labels: tables per segment and tier, and the headline checks."""
+    tables = {by: sg.backtest_table(bt, by, order) for by, order in GROUPS.items()}
+    tables["crosstab_rule_vs_ml"] = pd.crosstab(bt["rule_quadrant"], bt["ml_quadrant"]).reindex(
+        index=list(sg.QUADRANTS), columns=list(sg.QUADRANTS), fill_value=0).rename_axis(
+        index="rule_quadrant", columns=None).reset_index()
+    ml, rule = tables["priority_tier"], tables["rule_tier"]
+    report: dict[str, Any] = {
+        "snapshot": str(bt["snapshot_date"].iloc[0]), "customers": len(bt),
+        "tiers_monotone_purchase_rate": sg.is_monotone_decreasing(ml["realised_purchase_rate"]),
+        "tiers_monotone_premium": sg.is_monotone_decreasing(ml["realised_premium_per_customer"]),
+        "rule_tiers_monotone_purchase_rate": sg.is_monotone_decreasing(rule["realised_purchase_rate"]),
+        "pamper_vs_rule_pamper": sg.same_size_comparison(bt, (bt["ml_quadrant"] == "pamper").to_numpy(),
+                                                         rule_score, (bt["rule_quadrant"] == "pamper").to_numpy()),
+        "p1_vs_rule_top": sg.same_size_comparison(bt, (bt["priority_tier"] == "P1").to_numpy(), rule_score),
+        "tiers": {r["priority_tier"]: {k: float(r[k]) for k in ("customers", "expected_purchases",
+                                                                 "realised_purchases", "expected_lapses",
+                                                                 "realised_lapses", "realised_premium")}
+                  for r in ml.to_dict("records")},
+    }
+    return report, tables
+
+
+def main(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    tracking.ensure_store()
+    for p in (FEATURES, CUSTOMERS, CONTACTS, TRAIN_REPORT):
+        if not p.is_file():
+            raise InputError(f"{p} not found: run the earlier stages first (dvc repro calibrate)")
+    as_of = pd.Timestamp(params.book.as_of)
+    test_date = pd.Timestamp(json.loads(TRAIN_REPORT.read_text(encoding="utf-8"))["split"]["test"])
+    feats = pd.read_parquet(FEATURES)
+    dates = pd.to_datetime(feats["snapshot_date"])
+    customers = pd.read_parquet(CUSTOMERS, columns=["customer_id", *contact_plan.CONSENT_BLOCKS])
+    scoring_rows = _consent(feats[dates == as_of].reset_index(drop=True), customers)
+    bt_rows = _consent(feats[dates == test_date].reset_index(drop=True), customers)
+    if scoring_rows.empty or bt_rows.empty:
+        raise InputError(f"{FEATURES} has no rows for the as-of date {as_of.date()} or the test snapshot "
+                         f"{test_date.date()}: re-run the features and train stages")
+    sp = params.segment
+    frozen = sp.frozen if sp.cutpoints == "frozen" else None
+    scored, cuts = segment_snapshot(scoring_rows, params, frozen)
+    log.info("scored %s customers at %s; cut-points %s (%s)", f"{len(scored):,}", as_of.date(), cuts.model_dump(),
+             sp.cutpoints)
+    # plan the next touch
+    max_window = 31
+    recent, last = _recent_contacts(as_of, max_window)
+    plan_in = pd.concat([scoring_rows[["customer_id", "opted_out", "days_since_last_complaint", "open_quote",
+                                       "days_since_last_quote", *contact_plan.CONSENT_BLOCKS]],
+                         scored[["ml_quadrant", "priority_tier"]]], axis=1)
+    plan_in = plan_in.merge(last, on="customer_id", how="left")
+    plan = contact_plan.plan(plan_in, recent, as_of.date(), sp.plan)
+    plan = contact_plan.schedule_capacity(plan, scored["priority_value"].to_numpy(), as_of.date(),
+                                          sp.capacity.weekly())
+    scored = sg.net_of_channel(scored, plan["channel"], sp.value.channel_cost)
+    seg = pd.concat([scoring_rows[["customer_id"]].assign(as_of=as_of.date()),
+                     scored, plan.drop(columns=["customer_id"])], axis=1)
+    # backtest on the latest matured snapshot, cut-points fitted there the same label-free way
+    bt_scored, _ = segment_snapshot(bt_rows, params, frozen)
+    bt = pd.concat([bt_rows[["customer_id", "snapshot_date", "purchase_h", "lapse_h", "premium_h"]],
+                    bt_scored], axis=1)
+    bt["premium_h"] = bt["premium_h"].fillna(0.0)
+    rule_score = baselines.rule_purchase_score(bt_rows, params.rules.quadrant)
+    bt["rule_tier"] = sg.rule_tiers(rule_score, bt["priority_tier"].to_numpy())
+    bt_report, tables = backtest(bt, rule_score)
+    volume = plan_volume(seg, as_of, sp.capacity.weekly())
+    report = {"as_of": str(as_of.date()), "cutpoints_mode": sp.cutpoints, "backtest": bt_report,
+              "scoring": {
+                  "customers": len(seg),
+                  "tiers": seg["priority_tier"].value_counts().reindex(list(sg.TIERS), fill_value=0).to_dict(),
+                  "ml_quadrant": seg["ml_quadrant"].value_counts().reindex(list(sg.QUADRANTS), fill_value=0).to_dict(),
+                  "rule_quadrant": seg["rule_quadrant"].value_counts().reindex(list(sg.QUADRANTS),
+                                                                               fill_value=0).to_dict(),
+                  "suppressed": int(seg["suppressed"].sum()),
+                  "suppress_reasons": seg.loc[seg["suppressed"], "suppress_reason"].value_counts().to_dict(),
+                  "channels": seg["channel"].value_counts().to_dict(),
+                  "contact_value_total": float(seg.loc[seg["contact_value"] > 0, "contact_value"].sum())}}
+    _log_backtest(bt_report)
+    tiers_plot = tables["priority_tier"][["priority_tier", "realised_purchase_rate", "realised_premium_per_customer"]]
+    tiers_plot = tiers_plot.rename(columns={"priority_tier": "tier", "realised_purchase_rate": "ml_purchase_rate",
+                                            "realised_premium_per_customer": "ml_premium_per_customer"})
+    rule_t = tables["rule_tier"].set_index("rule_tier")
+    tiers_plot["rule_purchase_rate"] = tiers_plot["tier"].map(rule_t["realised_purchase_rate"])
+    tiers_plot["rule_premium_per_customer"] = tiers_plot["tier"].map(rule_t["realised_premium_per_customer"])
+    with staged_outputs() as out:
+        out.parquet(seg, OUT / "segments.parquet")
+        out.json(cuts.model_dump() | {"fitted_on": str(as_of.date()), "mode": sp.cutpoints}, OUT / "cutpoints.json")
+        volume.to_csv(out.path(OUT / "plan_volume.csv"), index=False)
+        for name, table in tables.items():
+            table.to_csv(out.path(OUT / "backtest" / f"{name}.csv"), index=False)
+        tiers_plot.to_csv(out.path(PLOT), index=False)
+        out.json(report, REPORT)
+    with tracking.run("segment", {"features": FEATURES}, resume=tracking.read_run_id(RUN_FILE)) as mlflow:
+        flat = tracking.flatten({"segment": report})
+        mlflow.log_metrics({k: float(v) for k, v in flat.items()
+                            if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)})
+        mlflow.log_artifact(str(REPORT), artifact_path="reports")
+        mlflow.log_artifact(str(OUT / "cutpoints.json"), artifact_path="segments")
+
+
+def _log_backtest(r: dict[str, Any]) -> None:
+    log.info("backtest on %s (%s customers): ML tiers monotone in purchase rate: %s, in premium: %s",
+             r["snapshot"], f"{r['customers']:,}", r["tiers_monotone_purchase_rate"], r["tiers_monotone_premium"])
+    for key, what in (("pamper_vs_rule_pamper", "ML 宠爱 pamper vs rule 宠爱"), ("p1_vs_rule_top", "P1 vs rule top")):
+        c = r[key]
+        log.info("%s (%s vs %s customers): realised premium %s vs %s CNY (%+.1f%%)", what, f"{c['customers_ml']:,}",
+                 f"{c['customers_rule']:,}", f"{c['realised_premium_ml']:,.0f}", f"{c['realised_premium_rule']:,.0f}",
+                 c["uplift_pct"])
+
+
+def cli(argv: list[str] | None = None) -> int:
+    return run_stage("segment", main, base_parser("segment", __doc__), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
