@@ -80,3 +80,19 @@ def test_a_gain_within_the_tolerance_keeps_the_simpler_calibrator() -> None:
     yy = (rng.random(len(z)) < 1 / (1 + np.exp(-(1.7 * z - 3)))).astype(int)
     cal2, _ = calibration.choose(1 / (1 + np.exp(-z)), yy, min_relative_gain=0.01)
     assert cal2["method"] == "sigmoid"
+
+
+@pytest.mark.parametrize("distortion", ["sqrt", "square", "none", "shifted"])
+def test_the_chosen_calibrator_never_worsens_brier_on_held_out_data(distortion: str) -> None:
+    """Fit and choose on one sample, score another: Brier is not worse than the raw scores' (within noise)."""
+    from sklearn.metrics import brier_score_loss
+
+    warp = {"sqrt": np.sqrt, "square": np.square, "none": lambda p: p,
+            "shifted": lambda p: np.clip(p + 0.03, 0, 1)}[distortion]
+    _, y, p = _scores(seed=10)
+    cal, _ = calibration.choose(warp(p), y, min_relative_gain=0.002)
+    _, y2, p2 = _scores(seed=11)
+    raw, calibrated = brier_score_loss(y2, warp(p2)), brier_score_loss(y2, calibration.apply(cal, warp(p2)))
+    assert calibrated <= raw * 1.001, (distortion, cal["method"], raw, calibrated)
+    if distortion != "none":
+        assert calibrated < raw  # a real distortion is actually repaired
