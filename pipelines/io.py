@@ -47,14 +47,31 @@ class StagedOutputs:
         self.path(dest).write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n",
                                    encoding="utf-8")
 
-    def commit(self) -> None:
+    def commit(self, marker: Path | None = None) -> None:
+        """Publish every staged file. With ``marker`` (a manifest among the staged files), follow a commit
+        protocol readers can rely on: the old marker is removed first, the data files are renamed, and the
+        new marker is renamed in last, each flushed to disk before. A kill at any point leaves either the
+        old files with their marker, or no marker (not ready), or the new files with theirs; never a
+        marker that disagrees with its files."""
         for tmp, dest in self._pending:
             if not tmp.exists():
                 raise RuntimeError(f"staged output {dest} was never written")
-        for tmp, dest in self._pending:
+        pending = list(self._pending)
+        if marker is not None:
+            marker = Path(marker)
+            if marker not in [d for _, d in pending]:
+                raise RuntimeError(f"marker {marker} is not among the staged outputs")
+            for tmp, _ in pending:
+                _fsync(tmp)
+            pending = [(t, d) for t, d in pending if d != marker] + [(t, d) for t, d in pending if d == marker]
+            marker.unlink(missing_ok=True)
+            _fsync_dir(marker.parent)
+        for tmp, dest in pending:
             if dest.is_dir():
                 shutil.rmtree(dest)
             os.replace(tmp, dest)
+        if marker is not None:
+            _fsync_dir(marker.parent)
         self._pending.clear()
 
     def discard(self) -> None:
@@ -63,15 +80,39 @@ class StagedOutputs:
         self._pending.clear()
 
 
+def _fsync(path: Path) -> None:
+    with path.open("rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_staging(folder: Path) -> int:
+    """Delete temporary files a killed run left in ``folder`` (they were never published)."""
+    stale = list(Path(folder).glob(".*.tmp-*")) if Path(folder).is_dir() else []
+    for f in stale:
+        f.unlink(missing_ok=True)
+    if stale:
+        log.warning("removed %d unpublished temporary file(s) from an interrupted run in %s", len(stale), folder)
+    return len(stale)
+
+
 @contextmanager
-def staged_outputs() -> Iterator[StagedOutputs]:
+def staged_outputs(marker: str | Path | None = None) -> Iterator[StagedOutputs]:
+    """Stage outputs; publish them together when the block succeeds (see ``StagedOutputs.commit``)."""
     out = StagedOutputs()
     try:
         yield out
     except BaseException:
         out.discard()
         raise
-    out.commit()
+    out.commit(Path(marker) if marker is not None else None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -151,6 +151,20 @@ class SegmentParams(Strict):
         return self
 
 
+class DatabaseParams(Strict):
+    table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    schema_name: str | None = Field(default=None, alias="schema", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ExportParams(Strict):
+    """The CRM score files (docs/score_file.md)."""
+
+    delimiter: str = Field(min_length=1, max_length=1)
+    db: DatabaseParams
+
+
 class CalibrateParams(Strict):
     folds: int = Field(ge=2, le=20)
     min_relative_gain: float = Field(ge=0, le=0.5)  # a more flexible calibrator must beat the simpler by this
@@ -174,6 +188,7 @@ class Params(Strict):
     calibrate: CalibrateParams
     segment: SegmentParams
     registry: RegistryParams
+    export: ExportParams
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

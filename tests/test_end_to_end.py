@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -121,14 +122,22 @@ def test_no_personal_data_after_validation(repro) -> None:
     values = set(raw[["name", "phone", "id_number"]].stack().dropna().astype(str))
     assert len(values) > 1000
     for f in [*(root / "data/interim").rglob("*.parquet"), *(root / "data/features").rglob("*.parquet"),
-              *(root / "data/segments").rglob("*.parquet")]:
+              *(root / "data/segments").rglob("*.parquet"), *(root / "data/scores").glob("*.parquet")]:
         df = pd.read_parquet(f)
         assert not {"name", "phone", "id_number"} & set(df.columns), f
         assert not values & set(df.astype(str).stack()), f
+    mlflow_files = [p for p in (root / "mlruns").rglob("*") if p.is_file() and p.suffix in
+                    {".json", ".txt", ".csv", ".yaml", ".yml", ""}]
+    assert any(p.name == "serving_input_example.json" for p in mlflow_files), "no MLflow artifacts to scan"
     for f in [*(root / "data/reports").glob("*.json"), *(root / "data/models").rglob("*.json"),
-              *(root / "data/segments").rglob("*.csv"), *(root / "data/registry").glob("*.json")]:
-        text = f.read_text(encoding="utf-8")
+              *(root / "data/segments").rglob("*.csv"), *(root / "data/registry").glob("*.json"),
+              *(root / "data/scores").glob("*.csv"), *(root / "data/scores").glob("*.json"),
+              *mlflow_files]:
+        text = f.read_text(encoding="utf-8-sig")
         assert not any(v in text for v in values), f
+    for f in (root / "data/scores").glob("*.csv"):
+        header = f.read_text(encoding="utf-8-sig").splitlines()[0].split(",")
+        assert not {"name", "phone", "id_number"} & set(header), f
 
 
 @pytest.mark.slow
@@ -176,6 +185,82 @@ def test_segments_tiers_and_plan_on_the_tiny_book(repro) -> None:
     assert (capped["contacts"] <= capped["capacity"]).all()
     for f in ("crosstab_rule_vs_ml", "priority_tier", "rule_tier", "ml_quadrant", "rule_quadrant", "value_tier"):
         assert (root / f"data/segments/backtest/{f}.csv").is_file()
+
+
+def _delivery_state(root: Path) -> str:
+    """'none' (no manifest: not ready) or the manifest's creation time, after checking every file against it."""
+    import hashlib
+
+    folder = root / "data/scores"
+    manifests = sorted(folder.glob("manifest_*.json"))
+    if not manifests:
+        return "none"
+    m = json.loads(manifests[0].read_text(encoding="utf-8"))
+    for f in m["files"].values():
+        assert hashlib.sha256((folder / f["name"]).read_bytes()).hexdigest() == f["sha256"], f["name"]
+    assert not [p for p in folder.iterdir() if not p.name.startswith(".")
+                and p.name not in {m["files"]["csv"]["name"], m["files"]["parquet"]["name"], manifests[0].name}]
+    return str(m["created_at"])
+
+
+@pytest.mark.slow
+def test_export_delivers_score_files_a_crm_can_load(repro) -> None:
+    root, first = repro
+    assert first.returncode == 0
+    from pipelines import score_file
+
+    as_of = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))["book"]["as_of"]
+    folder = root / "data/scores"
+    manifest = json.loads((folder / f"manifest_{as_of}.json").read_text(encoding="utf-8"))
+    raw = (folder / f"scores_{as_of}.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    csv = pd.read_csv(folder / f"scores_{as_of}.csv", encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    pq = pd.read_parquet(folder / f"scores_{as_of}.parquet")
+    customers = pd.read_parquet(root / "data/interim/customers.parquet")
+    assert list(csv.columns) == list(pq.columns) == score_file.NAMES == manifest["columns"]
+    assert len(csv) == len(pq) == manifest["rows"] == len(customers)
+    assert manifest["schema_version"] == score_file.SCHEMA_VERSION and _delivery_state(root) != "none"
+    registry = json.loads((root / "data/registry/registry.json").read_text(encoding="utf-8"))
+    assert set(pq["model_version_purchase"]) == {str(registry["models"]["purchase"]["version"])}
+    assert set(pq["mlflow_run_id"]) == {registry["run_id"]}
+    assert len(manifest["tier_cutpoints"]["contact_value_at_least"]) == 3
+    active = pq[~pq["suppressed"]]
+    assert active["reason_for_1"].str.contains(" / ").mean() > 0.9
+    assert set(pq["ml_quadrant_zh"]) <= {"宠爱", "耕耘", "维系", "开发"}
+    # loading into SQLite through the CLI, twice (idempotent)
+    url = f"sqlite:///{root / 'crm.db'}"
+    for _ in range(2):
+        proc = _run([sys.executable, "-m", "pipelines.export", "--to", url], root)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM crm_scores_staging")).scalar_one() == len(pq)
+    engine.dispose()
+
+
+@pytest.mark.slow
+def test_killing_the_export_never_leaves_a_manifest_that_disagrees(repro) -> None:
+    import random
+    import signal
+
+    root, first = repro
+    assert first.returncode == 0
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"PYTHONPATH": ""}
+    states = set()
+    rng = random.Random(7)
+    for _ in range(6):
+        proc = subprocess.Popen([sys.executable, "-m", "pipelines.export"], cwd=root, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(1.0, 6.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        states.add(_delivery_state(root))  # asserts the invariant
+    done = _run([sys.executable, "-m", "pipelines.export"], root)  # the next run cleans up and delivers
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _delivery_state(root) != "none"
+    assert not list((root / "data/scores").glob(".*.tmp-*"))
 
 
 def _mlflow_client(root: Path):  # noqa: ANN202

@@ -1,0 +1,67 @@
+"""Reasons a human can read: the features that pushed a customer's score up or down, in English and Chinese.
+
+LightGBM's per-row feature contributions (``pred_contrib``, SHAP values in log-odds for the propensity
+model) say how much each feature moved this customer's score away from the average. The top positive
+ones are the reasons *for* contacting, the most negative the reasons *against*. Each is rendered through
+the feature dictionary with the customer's own value, e.g.
+"Quotes in the last 90 days: 3 / 近90天报价次数: 3".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+NONE_EN, NONE_ZH = "none", "无"
+
+
+def contributions(booster: lgb.Booster, X: pd.DataFrame) -> pd.DataFrame:
+    """Per-row, per-feature contributions (the bias column dropped), indexed like ``X``."""
+    raw = booster.predict(X, pred_contrib=True, num_iteration=booster.best_iteration or None)
+    return pd.DataFrame(np.asarray(raw)[:, :-1], index=X.index, columns=X.columns)
+
+
+def _value(v: Any, dtype: str) -> tuple[str, str]:
+    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+        return NONE_EN, NONE_ZH
+    if dtype == "bool":
+        return ("yes", "是") if bool(v) else ("no", "否")
+    if dtype == "int":
+        return f"{int(round(float(v))):,}", f"{int(round(float(v)))}"
+    if dtype == "float":
+        f = float(v)
+        text = f"{f:,.0f}" if abs(f) >= 100 else f"{f:.2f}".rstrip("0").rstrip(".")
+        return text, text.replace(",", "")
+    return str(v), str(v)
+
+
+def render(feature: str, value: Any, dictionary: dict[str, dict[str, Any]]) -> str:
+    """"<description>: <value> / <中文描述>: <值>" for one feature of one customer."""
+    d = dictionary.get(feature, {})
+    en, zh = _value(value, str(d.get("dtype", "float")))
+    return f"{d.get('en', feature)}: {en} / {d.get('zh', feature)}: {zh}"
+
+
+def top_reasons(contrib: pd.DataFrame, values: pd.DataFrame, dictionary: dict[str, dict[str, Any]], k: int = 3,
+                min_abs: float = 1e-6) -> pd.DataFrame:
+    """Columns ``reason_for_1..k`` and ``reason_against_1..k`` (empty string when fewer qualify).
+
+    Ties are broken by feature order so the same model and data always give the same reasons.
+    """
+    c = contrib.to_numpy(float)
+    names = np.asarray(contrib.columns)
+    order_desc = np.argsort(-c, axis=1, kind="stable")[:, :k]
+    order_asc = np.argsort(c, axis=1, kind="stable")[:, :k]
+    vals = values[list(contrib.columns)].to_numpy(object)
+    out: dict[str, list[str]] = {f"reason_{side}_{i + 1}": [] for side in ("for", "against") for i in range(k)}
+    for r in range(len(c)):
+        row = vals[r]
+        for side, order, sign in (("for", order_desc, 1.0), ("against", order_asc, -1.0)):
+            for i in range(k):
+                j = order[r, i]
+                ok = sign * c[r, j] > min_abs
+                out[f"reason_{side}_{i + 1}"].append(render(names[j], row[j], dictionary) if ok else "")
+    return pd.DataFrame(out, index=contrib.index)

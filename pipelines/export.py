@@ -1,0 +1,202 @@
+"""CRM score export: score files with readable reasons, a manifest, and loading into a database (stage ``export``).
+
+``python -m pipelines.export`` writes ``data/scores/scores_<as_of>.csv`` (UTF-8 with BOM) and ``.parquet``,
+one row per customer, and ``manifest_<as_of>.json`` (schema version, row count, SHA-256 of each file,
+as_of, model versions, tier cut-points, creation time). The manifest is the commit marker: removed before
+the files are replaced, written last (docs/score_file.md).
+
+``python -m pipelines.export --to <database URL>`` loads the files of the manifest (verified against
+their SHA-256) into a staging table in one transaction, keyed by (customer_id, as_of), and checks the row
+count and a checksum before committing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from models import gbm, reasons
+from models import segments as sg
+from pipelines import score_file, scoring
+from pipelines.cli import base_parser, run_stage
+from pipelines.errors import InputError, UserError
+from pipelines.io import remove_stale_staging, staged_outputs
+from pipelines.params import load_params
+
+log = logging.getLogger("pipelines.export")
+SEGMENTS = Path("data/segments/segments.parquet")
+CUTPOINTS = Path("data/segments/cutpoints.json")
+REGISTRY = Path("data/registry/registry.json")
+FEATURES = Path("data/features/features.parquet")
+DICTIONARY = Path("data/features/dictionary.json")
+SCORES = Path("data/scores")
+ZH = {"rule_quadrant": sg.QUADRANT_ZH, "ml_quadrant": sg.QUADRANT_ZH, "value_tier": sg.VALUE_TIER_ZH,
+      "closeness": sg.CLOSENESS_ZH, "behaviour": sg.BEHAVIOUR_ZH}
+
+
+def paths(as_of: dt.date, folder: Path = SCORES) -> dict[str, Path]:
+    return {"csv": folder / f"scores_{as_of}.csv", "parquet": folder / f"scores_{as_of}.parquet",
+            "manifest": folder / f"manifest_{as_of}.json"}
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def build_scores(seg: pd.DataFrame, scoring_rows: pd.DataFrame, dictionary: list[dict[str, Any]],
+                 registry: dict[str, Any]) -> pd.DataFrame:
+    """The score file's rows, in schema order, from the segment stage's table and the propensity model."""
+    model = scoring.load_model("purchase")
+    rows = scoring_rows.set_index("customer_id").loc[seg["customer_id"]].reset_index()
+    contrib = reasons.contributions(model.booster, gbm.design(rows, model.spec))
+    why = reasons.top_reasons(contrib, rows, {d["name"]: d for d in dictionary}, k=score_file.N_REASONS)
+    out = pd.DataFrame({"customer_id": seg["customer_id"].to_numpy(), "as_of": pd.to_datetime(seg["as_of"]).dt.date})
+    for c in ("p_purchase", "p_lapse", "expected_premium", "contact_value", "priority_tier"):
+        out[c] = seg[c].to_numpy()
+    for c, zh in ZH.items():
+        out[c] = seg[c].to_numpy()
+        out[f"{c}_zh"] = seg[c].map(zh).to_numpy()
+    out["recommended_channel"] = seg["channel"].to_numpy()
+    out["next_contact_date"] = seg["next_contact_date"].to_numpy()
+    out["suppressed"] = seg["suppressed"].astype(bool).to_numpy()
+    out["suppress_reason"] = seg["suppress_reason"].replace("", None).to_numpy()
+    for c in why.columns:
+        out[c] = why[c].replace("", None).to_numpy()
+    for m in ("purchase", "lapse", "value"):
+        out[f"model_version_{m}"] = str(registry["models"][m]["version"])
+    out["mlflow_run_id"] = str(registry["run_id"])
+    return out[score_file.NAMES]
+
+
+def check_schema(df: pd.DataFrame) -> None:
+    """Our own output against the published schema: a failure here is a bug, never a CRM's problem."""
+    problems = []
+    if list(df.columns) != score_file.NAMES:
+        problems.append(f"columns {list(df.columns)} != schema {score_file.NAMES}")
+    for c in score_file.COLUMNS:
+        if c.name not in df:
+            continue
+        col = df[c.name]
+        if not c.nullable and col.isna().any():
+            problems.append(f"{c.name}: {int(col.isna().sum())} null value(s) in a non-null column")
+        if c.enum:
+            bad = set(col.dropna()) - set(c.enum)
+            if bad:
+                problems.append(f"{c.name}: values outside the schema {sorted(bad)[:5]}")
+    if df["customer_id"].duplicated().any():
+        problems.append(f"customer_id: {int(df['customer_id'].duplicated().sum())} duplicate(s)")
+    if problems:
+        raise UserError("score file does not match schema " + score_file.SCHEMA_VERSION + ": " + "; ".join(problems))
+
+
+def write_csv(df: pd.DataFrame, path: Path, delimiter: str) -> None:
+    out = df.copy()
+    out["suppressed"] = out["suppressed"].map({True: "true", False: "false"})
+    out.to_csv(path, index=False, sep=delimiter, encoding="utf-8-sig", lineterminator="\n", float_format="%.10g")
+
+
+def export(params_path: str) -> dict[str, Any]:
+    params = load_params(params_path)
+    for p in (SEGMENTS, CUTPOINTS, REGISTRY, FEATURES, DICTIONARY):
+        if not p.is_file():
+            raise InputError(f"{p} not found: run the earlier stages first (dvc repro segment register)")
+    as_of = params.book.as_of
+    seg = pd.read_parquet(SEGMENTS)
+    if (pd.to_datetime(seg["as_of"]).dt.date != as_of).any():
+        raise InputError(f"{SEGMENTS} was built for another as-of date than book.as_of {as_of}: dvc repro segment")
+    registry = json.loads(REGISTRY.read_text(encoding="utf-8"))
+    cutpoints = json.loads(CUTPOINTS.read_text(encoding="utf-8"))
+    feats = pd.read_parquet(FEATURES)
+    scoring_rows = feats[pd.to_datetime(feats["snapshot_date"]).dt.date == as_of]
+    dictionary = json.loads(DICTIONARY.read_text(encoding="utf-8"))
+    log.info("building the score file for %s: %s customers", as_of, f"{len(seg):,}")
+    df = build_scores(seg, scoring_rows, dictionary, registry)
+    check_schema(df)
+    target = paths(as_of)
+    remove_stale_staging(SCORES)
+    with staged_outputs(marker=target["manifest"]) as out:
+        staged = {"csv": out.path(target["csv"]), "parquet": out.path(target["parquet"])}
+        write_csv(df, staged["csv"], params.export.delimiter)
+        df.to_parquet(staged["parquet"], index=False)
+        manifest = {
+            "schema_version": score_file.SCHEMA_VERSION, "as_of": str(as_of), "rows": len(df),
+            "files": {k: {"name": target[k].name, "sha256": sha256(p), "bytes": p.stat().st_size}
+                      for k, p in staged.items()},
+            "csv": {"encoding": "utf-8-sig", "delimiter": params.export.delimiter},
+            "models": {m: {k: registry["models"][m][k] for k in ("name", "version", "uri")}
+                       for m in ("purchase", "lapse", "value")},
+            "mlflow_run_id": registry["run_id"],
+            "tier_cutpoints": {"mode": cutpoints.get("mode"), "contact_value_at_least": {
+                t: c for t, c in zip(("P1", "P2", "P3"), cutpoints["tiers"], strict=True)},
+                "ml_quadrant": {k: cutpoints[k] for k in ("ability", "willingness_high_ability",
+                                                          "willingness_low_ability")}},
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "columns": score_file.NAMES,
+        }
+        out.json(manifest, target["manifest"])
+    tiers = df["priority_tier"].value_counts().reindex(list(sg.TIERS), fill_value=0)
+    log.info("wrote %s and %s (%s rows; %s; %s suppressed) and %s", target["csv"], target["parquet"].name,
+             f"{len(df):,}", ", ".join(f"{t} {n:,}" for t, n in tiers.items()), f"{int(df['suppressed'].sum()):,}",
+             target["manifest"].name)
+    return manifest
+
+
+def read_delivery(as_of: dt.date, folder: Path = SCORES) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The delivered rows of ``as_of``, after checking the files against their manifest."""
+    target = paths(as_of, folder)
+    if not target["manifest"].is_file():
+        raise InputError(f"{target['manifest']} not found: no complete delivery for {as_of} "
+                         "(run `dvc repro export` first)")
+    manifest = json.loads(target["manifest"].read_text(encoding="utf-8"))
+    for k in ("csv", "parquet"):
+        f = folder / manifest["files"][k]["name"]
+        if not f.is_file() or sha256(f) != manifest["files"][k]["sha256"]:
+            raise InputError(f"{f} does not match its manifest {target['manifest'].name} (missing or changed "
+                             "after export): re-run the export")
+    df = pd.read_parquet(folder / manifest["files"]["parquet"]["name"])
+    if len(df) != manifest["rows"]:
+        raise InputError(f"{target['parquet']} has {len(df)} rows, the manifest says {manifest['rows']}")
+    return df, manifest
+
+
+def main(args: argparse.Namespace) -> None:
+    if args.to is None:
+        export(args.params)
+        return
+    from pipelines import crm_load
+
+    params = load_params(args.params)
+    as_of = dt.date.fromisoformat(args.as_of) if args.as_of else params.book.as_of
+    df, manifest = read_delivery(as_of)
+    result = crm_load.load(args.to, df, as_of, table=args.table or params.export.db.table,
+                           schema=args.schema if args.schema is not None else params.export.db.schema_name)
+    log.info("loaded %s rows for %s into %s (%s); checksum %s verified", f"{result['rows']:,}", as_of,
+             result["table"], crm_load.redact(args.to), result["checksum"][:12])
+
+
+def cli(argv: list[str] | None = None) -> int:
+    parser = base_parser("export", __doc__)
+    parser.add_argument("--to", metavar="DATABASE_URL", default=None,
+                        help="load the delivered scores into this database (e.g. sqlite:///crm.db, "
+                             "postgresql+psycopg://user@host/db) instead of exporting")
+    parser.add_argument("--as-of", default=None, help="which delivery to load (default: book.as_of)")
+    parser.add_argument("--table", default=None, help="staging table (default: export.db.table)")
+    parser.add_argument("--schema", default=None, help="database schema (default: export.db.schema_name)")
+    return run_stage("export", main, parser, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
+

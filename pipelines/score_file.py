@@ -1,0 +1,170 @@
+"""The score file a CRM loads: its columns, declared once, rendered as docs and as a JSON Schema.
+
+A column is never renamed or removed without bumping ``SCHEMA_VERSION`` (major); adding a column bumps the
+minor version. ``tests/test_export.py`` pins the current columns, so a change cannot slip through.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from models.segments import (
+    BEHAVIOUR_ZH,
+    BEHAVIOURS,
+    CLOSENESS,
+    CLOSENESS_ZH,
+    QUADRANT_ZH,
+    QUADRANTS,
+    TIERS,
+    VALUE_TIER_ZH,
+    VALUE_TIERS,
+)
+
+SCHEMA_VERSION = "1.0"
+N_REASONS = 3
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str            # string | number | integer | boolean | date
+    nullable: bool
+    en: str
+    zh: str
+    enum: tuple[str, ...] | None = None
+
+
+def _seg(name: str, codes: tuple[str, ...], zh_names: dict[str, str], en: str, zh: str) -> list[Column]:
+    return [Column(name, "string", False, f"{en} (English code)", f"{zh}(英文代码)", codes),
+            Column(f"{name}_zh", "string", False, f"{en} (Chinese name)", f"{zh}(中文)",
+                   tuple(zh_names[c] for c in codes))]
+
+
+CHANNELS = ("phone", "sms", "wechat", "email", "letter", "visit", "event", "service")
+
+COLUMNS: list[Column] = [
+    Column("customer_id", "string", False, "Customer key (as in the customer archive)", "客户编号"),
+    Column("as_of", "date", False, "Scoring date: history up to the day before", "评分日期(使用前一日及之前的数据)"),
+    Column("p_purchase", "number", False, "Probability of a new policy within the horizon (calibrated)",
+           "观察期内新投保概率(已校准)"),
+    Column("p_lapse", "number", False, "Probability an in-force policy lapses within the horizon (0 if none held)",
+           "观察期内有效保单失效概率(无有效保单为0)"),
+    Column("expected_premium", "number", False, "Expected annual premium if the customer buys, CNY",
+           "若投保的预期年保费(元)"),
+    Column("contact_value", "number", False, "Expected gain of contacting now, CNY (docs/segments.md)",
+           "当前接触的预期收益(元)"),
+    Column("priority_tier", "string", False, "Priority tier, P1 highest", "优先级(P1最高)", TIERS),
+    *_seg("rule_quadrant", QUADRANTS, QUADRANT_ZH, "Rule ability x willingness quadrant", "规则客户分层"),
+    *_seg("ml_quadrant", QUADRANTS, QUADRANT_ZH, "Model ability x willingness quadrant", "模型客户分层"),
+    *_seg("value_tier", VALUE_TIERS, VALUE_TIER_ZH, "Value tier", "客户价值"),
+    *_seg("closeness", CLOSENESS, CLOSENESS_ZH, "Closeness", "关系紧密程度"),
+    *_seg("behaviour", BEHAVIOURS, BEHAVIOUR_ZH, "Behaviour", "行为特征"),
+    Column("recommended_channel", "string", True, "Channel for the next touch (empty when suppressed)",
+           "建议接触渠道(抑制时为空)", CHANNELS),
+    Column("next_contact_date", "date", True, "Date of the next touch (empty when suppressed)",
+           "下次接触日期(抑制时为空)"),
+    Column("suppressed", "boolean", False, "Must not be contacted now", "当前不得接触"),
+    Column("suppress_reason", "string", True,
+           "Why: opt_out, complaint_within_<N>d, no_permitted_channel (empty when not suppressed)",
+           "抑制原因(未抑制时为空)"),
+    *(Column(f"reason_for_{i}", "string", True, f"Reason {i} for contacting (top feature contribution)",
+             f"推荐理由{i}") for i in range(1, N_REASONS + 1)),
+    *(Column(f"reason_against_{i}", "string", True, f"Reason {i} against (most negative contribution)",
+             f"不利因素{i}") for i in range(1, N_REASONS + 1)),
+    Column("model_version_purchase", "string", False, "Registered version of the propensity model",
+           "投保倾向模型版本"),
+    Column("model_version_lapse", "string", False, "Registered version of the churn model", "流失模型版本"),
+    Column("model_version_value", "string", False, "Registered version of the value model", "价值模型版本"),
+    Column("mlflow_run_id", "string", False, "MLflow run that trained and registered the models",
+           "训练该模型的MLflow运行编号"),
+]
+
+NAMES = [c.name for c in COLUMNS]
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of one row of the score file."""
+    props: dict[str, Any] = {}
+    for c in COLUMNS:
+        t: dict[str, Any] = {"date": {"type": "string", "format": "date"}}.get(c.type, {"type": c.type})
+        if c.enum:
+            t["enum"] = list(c.enum)
+        if c.nullable:
+            t = {"anyOf": [t, {"type": "null"}]}
+        props[c.name] = t | {"description": f"{c.en} / {c.zh}"}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": f"https://contact-priority/score_file/{SCHEMA_VERSION}",
+            "title": f"Contact-priority score file row, schema version {SCHEMA_VERSION}",
+            "type": "object", "properties": props, "required": NAMES, "additionalProperties": False}
+
+
+def render_json_schema() -> str:
+    return json.dumps(json_schema(), ensure_ascii=False, indent=2) + "\n"
+
+
+def render_markdown() -> str:
+    lines = [
+        "# Score file (schema version " + SCHEMA_VERSION + ")",
+        "",
+        "<!-- generated by `python -m pipelines.docs` from pipelines/score_file.py; do not edit by hand -->",
+        "",
+        "The `export` stage delivers, for each as-of date, in `data/scores/`:",
+        "",
+        "| file | what |",
+        "|---|---|",
+        "| `scores_<as_of>.csv` | UTF-8 with BOM (Excel and Chinese CRMs open it as is), delimiter "
+        "`export.delimiter` (default `,`), header row, ISO dates, empty cell = null, booleans `true`/`false` |",
+        "| `scores_<as_of>.parquet` | the same rows, typed |",
+        "| `manifest_<as_of>.json` | schema version, row count, SHA-256 of each file, as_of, model versions, "
+        "tier cut-points, creation time |",
+        "",
+        "Machine-readable schema of one row: [`score_file.schema.json`](score_file.schema.json) (JSON Schema "
+        "2020-12).",
+        "",
+        "## Loading safely",
+        "",
+        "1. Read `manifest_<as_of>.json` first. **No manifest means not ready**: the export removes the old "
+        "manifest before it replaces the files and writes the new one last, so a manifest always describes "
+        "complete files.",
+        "2. Check `schema_version`: the major number changes only when a column is renamed or removed.",
+        "3. Verify each file's SHA-256 against the manifest, and the row count.",
+        "4. Key: (`customer_id`, `as_of`). One row per customer in scope; re-running for the same as_of "
+        "replaces the files with the same rows.",
+        "",
+        "Or let the pipeline load it: `python -m pipelines.export --to <database URL>` (see below).",
+        "",
+        "## Columns",
+        "",
+        "| # | column | type | null | description | 说明 | allowed values |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for i, c in enumerate(COLUMNS, 1):
+        enum = ", ".join(f"`{v}`" for v in c.enum) if c.enum else ""
+        lines.append(f"| {i} | `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} | {c.en} | {c.zh} | {enum} |")
+    lines += [
+        "",
+        "Reasons read like `Quotes in the last 90 days: 3 / 近90天报价次数: 3`: a feature's description and this "
+        "customer's value, in English and Chinese, from the propensity model's per-customer feature "
+        "contributions (the largest positive ones *for*, the most negative *against*). An empty reason means "
+        "fewer features moved the score in that direction.",
+        "",
+        "No personal field (name, phone, ID number) is ever in a score file: they are dropped at validation.",
+        "",
+        "## Loading into a database",
+        "",
+        "```bash",
+        "python -m pipelines.export --to sqlite:///crm.db",
+        "python -m pipelines.export --to postgresql+psycopg://user@host:5432/crm --table crm_scores_staging "
+        "--schema staging",
+        "```",
+        "",
+        "It verifies the files against the manifest, creates the table when missing (primary key "
+        "`customer_id, as_of`), and in one transaction replaces the rows of that as_of with the file's rows "
+        "(an upsert by key that also removes customers no longer in the file), then checks the row count and a "
+        "checksum of every loaded value before committing. Running it again is a no-op in effect. Table and "
+        "schema default to `export.db` in `params.yaml`.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,323 @@
+"""Score files: pinned schema, readable reasons, the manifest commit protocol, and loading into databases."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from models import reasons
+from models import segments as sg
+from pipelines import crm_load, export, score_file
+from pipelines.errors import InputError, UserError
+from pipelines.io import staged_outputs
+from tests.conftest import REPO
+
+# The columns of schema version 1.0. Changing this list means a new schema version (a major bump when a
+# column is renamed or removed) and a note for every CRM team that loads the file.
+PINNED_V1 = [
+    "customer_id", "as_of", "p_purchase", "p_lapse", "expected_premium", "contact_value", "priority_tier",
+    "rule_quadrant", "rule_quadrant_zh", "ml_quadrant", "ml_quadrant_zh", "value_tier", "value_tier_zh",
+    "closeness", "closeness_zh", "behaviour", "behaviour_zh", "recommended_channel", "next_contact_date",
+    "suppressed", "suppress_reason", "reason_for_1", "reason_for_2", "reason_for_3", "reason_against_1",
+    "reason_against_2", "reason_against_3", "model_version_purchase", "model_version_lapse",
+    "model_version_value", "mlflow_run_id",
+]
+AS_OF = dt.date(2026, 9, 30)
+
+
+def test_score_file_columns_are_pinned() -> None:
+    assert score_file.SCHEMA_VERSION == "1.0"
+    assert score_file.NAMES == PINNED_V1
+    schema = score_file.json_schema()
+    assert schema["required"] == PINNED_V1 and schema["additionalProperties"] is False
+
+
+def test_score_file_docs_are_current() -> None:
+    assert (REPO / "docs/score_file.md").read_text(encoding="utf-8") == score_file.render_markdown(), \
+        "docs/score_file.md is stale: run `make docs`"
+    assert (REPO / "docs/score_file.schema.json").read_text(encoding="utf-8") == score_file.render_json_schema()
+
+
+def sample_delivery(n: int = 300, seed: int = 0, as_of: dt.date = AS_OF) -> pd.DataFrame:
+    """Rows that satisfy the score-file schema, Chinese text included."""
+    rng = np.random.default_rng(seed)
+    quad = rng.choice(sg.QUADRANTS, n)
+    supp = rng.random(n) < 0.1
+    df = pd.DataFrame({
+        "customer_id": [f"C{i:07d}" for i in range(n)], "as_of": as_of,
+        "p_purchase": rng.random(n) * 0.2, "p_lapse": rng.random(n) * 0.05, "expected_premium": rng.random(n) * 1e4,
+        "contact_value": rng.normal(100, 50, n), "priority_tier": rng.choice(sg.TIERS, n),
+        "rule_quadrant": quad, "rule_quadrant_zh": [sg.QUADRANT_ZH[q] for q in quad],
+        "ml_quadrant": quad, "ml_quadrant_zh": [sg.QUADRANT_ZH[q] for q in quad],
+        "value_tier": "high", "value_tier_zh": "高价值", "closeness": "warm", "closeness_zh": "温和",
+        "behaviour": "active", "behaviour_zh": "活跃",
+        "recommended_channel": np.where(supp, None, "phone"),
+        "next_contact_date": [None if s else as_of + dt.timedelta(days=int(d)) for s, d in
+                              zip(supp, rng.integers(0, 30, n), strict=True)],
+        "suppressed": supp, "suppress_reason": np.where(supp, "opt_out", None),
+        **{f"reason_for_{i}": "近90天报价次数: 3 / Quotes in the last 90 days: 3" for i in (1, 2, 3)},
+        **{f"reason_against_{i}": None for i in (1, 2, 3)},
+        "model_version_purchase": "1", "model_version_lapse": "1", "model_version_value": "1",
+        "mlflow_run_id": "0" * 32,
+    })
+    export.check_schema(df[score_file.NAMES])
+    return df[score_file.NAMES]
+
+
+def test_check_schema_refuses_bad_rows() -> None:
+    df = sample_delivery(20)
+    df.loc[3, "priority_tier"] = "P9"
+    df.loc[4, "customer_id"] = df.loc[5, "customer_id"]
+    with pytest.raises(UserError, match="priority_tier.*P9") as e:
+        export.check_schema(df)
+    assert "duplicate" in str(e.value)
+
+
+def test_reasons_are_readable_and_signed() -> None:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"n_quote_90d": rng.poisson(1, 2000).astype(float), "noise": rng.normal(size=2000),
+                      "opted_out": (rng.random(2000) < 0.1).astype(float)})
+    y = (rng.random(2000) < 1 / (1 + np.exp(-(X["n_quote_90d"] - 2 * X["opted_out"] - 1)))).astype(int)
+    booster = lgb.train({"objective": "binary", "verbosity": -1, "num_leaves": 7, "seed": 1},
+                        lgb.Dataset(X, y), num_boost_round=30)
+    contrib = reasons.contributions(booster, X)
+    assert contrib.shape == X.shape
+    dictionary = {"n_quote_90d": {"dtype": "int", "en": "Quotes in the last 90 days", "zh": "近90天报价次数"},
+                  "opted_out": {"dtype": "bool", "en": "Has opted out", "zh": "曾要求不再联系"},
+                  "noise": {"dtype": "float", "en": "Noise", "zh": "噪声"}}
+    why = reasons.top_reasons(contrib, X, dictionary, k=3)
+    i = int(np.argmax(contrib["n_quote_90d"].to_numpy()))
+    assert why.loc[i, "reason_for_1"] == f"Quotes in the last 90 days: {int(X.loc[i, 'n_quote_90d'])} / " \
+                                         f"近90天报价次数: {int(X.loc[i, 'n_quote_90d'])}"
+    j = int(np.argmin(contrib["opted_out"].to_numpy()))
+    assert "Has opted out: yes / 曾要求不再联系: 是" in why.loc[j, [f"reason_against_{k}" for k in (1, 2, 3)]].tolist()
+    # a reason is only given in the direction the feature actually pushed
+    for r in range(50):
+        for k in (1, 2, 3):
+            text = why.loc[r, f"reason_for_{k}"]
+            if text:
+                name = next(n for n, d in dictionary.items() if text.startswith(d["en"]))
+                assert contrib.loc[r, name] > 0
+    assert reasons.render("x", None, {"x": {"dtype": "int", "en": "Days since a quote", "zh": "距上次报价天数"}}) \
+        == "Days since a quote: none / 距上次报价天数: 无"
+
+
+# ---------------------------------------------------------------- the manifest commit protocol
+
+def _deliver(folder: Path, df: pd.DataFrame, tag: str) -> None:
+    target = export.paths(AS_OF, folder)
+    with staged_outputs(marker=target["manifest"]) as out:
+        staged = {"csv": out.path(target["csv"]), "parquet": out.path(target["parquet"])}
+        export.write_csv(df, staged["csv"], ",")
+        df.to_parquet(staged["parquet"], index=False)
+        out.json({"tag": tag, "rows": len(df), "files": {k: {"name": target[k].name, "sha256": export.sha256(p)}
+                                                          for k, p in staged.items()}}, target["manifest"])
+
+
+def _consistent(folder: Path) -> str:
+    """'none' when no manifest (not ready), else the manifest's tag after checking every file against it."""
+    target = export.paths(AS_OF, folder)
+    if not target["manifest"].exists():
+        return "none"
+    m = json.loads(target["manifest"].read_text(encoding="utf-8"))
+    for f in m["files"].values():
+        assert export.sha256(folder / f["name"]) == f["sha256"], f"{f['name']} disagrees with its manifest"
+    return str(m["tag"])
+
+
+def test_a_publish_interrupted_at_any_point_never_leaves_a_disagreeing_manifest(tmp_path: Path, monkeypatch) -> None:
+    old, new = sample_delivery(50, seed=1), sample_delivery(60, seed=2)
+    real_replace = os.replace
+    outcomes = set()
+    for fail_at in range(4):  # 3 renames (csv, parquet, manifest last) and one run that completes
+        folder = tmp_path / f"run{fail_at}"
+        folder.mkdir()
+        _deliver(folder, old, "old")
+        calls = {"n": 0}
+
+        def flaky(src: object, dst: object, _fail_at: int = fail_at, _calls: dict = calls) -> None:
+            if _calls["n"] == _fail_at:
+                raise OSError("killed")
+            _calls["n"] += 1
+            real_replace(src, dst)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(os, "replace", flaky)
+        with contextlib.suppress(OSError):
+            _deliver(folder, new, "new")
+        monkeypatch.setattr(os, "replace", real_replace)
+        outcomes.add(_consistent(folder))
+    assert outcomes == {"none", "new"}  # the old manifest is gone before any file moves
+
+
+def test_a_failure_while_writing_leaves_the_previous_delivery_untouched(tmp_path: Path) -> None:
+    _deliver(tmp_path, sample_delivery(40), "old")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    target = export.paths(AS_OF, tmp_path)
+    with pytest.raises(RuntimeError), staged_outputs(marker=target["manifest"]) as out:
+        out.path(target["csv"]).write_text("partial")
+        raise RuntimeError("disk full")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert _consistent(tmp_path) == "old"
+
+
+def test_read_delivery_refuses_files_that_disagree_with_the_manifest(tmp_path: Path) -> None:
+    df = sample_delivery(30)
+    target = export.paths(AS_OF, tmp_path)
+    with staged_outputs(marker=target["manifest"]) as out:
+        staged = {"csv": out.path(target["csv"]), "parquet": out.path(target["parquet"])}
+        export.write_csv(df, staged["csv"], ",")
+        df.to_parquet(staged["parquet"], index=False)
+        out.json({"rows": len(df), "files": {k: {"name": target[k].name, "sha256": export.sha256(p)}
+                                             for k, p in staged.items()}}, target["manifest"])
+    got, _ = export.read_delivery(AS_OF, tmp_path)
+    assert len(got) == 30
+    with target["csv"].open("a", encoding="utf-8") as fh:
+        fh.write("tampered\n")
+    with pytest.raises(InputError, match="does not match its manifest"):
+        export.read_delivery(AS_OF, tmp_path)
+    with pytest.raises(InputError, match="no complete delivery"):
+        export.read_delivery(AS_OF + dt.timedelta(days=1), tmp_path)
+
+
+def test_csv_is_utf8_with_bom_and_opens_with_the_declared_delimiter(tmp_path: Path) -> None:
+    df = sample_delivery(10)
+    export.write_csv(df, tmp_path / "s.csv", ";")
+    raw = (tmp_path / "s.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf") and "宠爱".encode() in raw or "开发".encode() in raw
+    back = pd.read_csv(tmp_path / "s.csv", sep=";", encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    assert list(back.columns) == score_file.NAMES and len(back) == 10
+    assert set(back["suppressed"]) <= {"true", "false"}
+
+
+# ---------------------------------------------------------------- loading into databases
+
+def _check_load(url: str, schema: str | None = None) -> None:
+    df = sample_delivery(400)
+    first = crm_load.load(url, df, AS_OF, table="crm_scores_staging", schema=schema)
+    assert first["rows"] == 400
+    again = crm_load.load(url, df, AS_OF, table="crm_scores_staging", schema=schema)  # idempotent
+    assert again["checksum"] == first["checksum"]
+    other_day = sample_delivery(50, as_of=AS_OF - dt.timedelta(days=30))
+    crm_load.load(url, other_day, AS_OF - dt.timedelta(days=30), table="crm_scores_staging", schema=schema)
+    smaller = df.iloc[:350]  # a re-delivery without 50 customers: they leave the as_of, nothing else moves
+    crm_load.load(url, smaller, AS_OF, table="crm_scores_staging", schema=schema)
+    engine = sa.create_engine(url)
+    t = crm_load.table_for("crm_scores_staging", schema)
+    with engine.connect() as conn:
+        counts = dict(conn.execute(sa.select(t.c.as_of, sa.func.count()).group_by(t.c.as_of)).all())
+        zh = conn.execute(sa.select(t.c.ml_quadrant_zh).where(t.c.customer_id == "C0000000",
+                                                              t.c.as_of == AS_OF)).scalar_one()
+        rows = [tuple(r) for r in conn.execute(sa.select(*[t.c[c] for c in score_file.NAMES])
+                                                .where(t.c.as_of == AS_OF))]
+    engine.dispose()
+    assert counts == {AS_OF: 350, AS_OF - dt.timedelta(days=30): 50}
+    assert zh == sg.QUADRANT_ZH[df.loc[0, "ml_quadrant"]]
+    assert crm_load.checksum(rows) == crm_load.checksum(smaller)
+
+
+def test_sqlite_load_is_idempotent_and_verified(tmp_path: Path) -> None:
+    _check_load(f"sqlite:///{tmp_path / 'crm.db'}")
+
+
+def test_a_failed_verification_rolls_the_load_back(tmp_path: Path, monkeypatch) -> None:
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    df = sample_delivery(100)
+    crm_load.load(url, df, AS_OF, table="crm_scores_staging")
+    real = crm_load.checksum
+    monkeypatch.setattr(crm_load, "checksum", lambda rows: "0" * 64 if isinstance(rows, list) else real(rows))
+    with pytest.raises(UserError, match="rolled back"):
+        crm_load.load(url, sample_delivery(80, seed=9), AS_OF, table="crm_scores_staging")
+    monkeypatch.setattr(crm_load, "checksum", real)
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        n = conn.execute(sa.text("SELECT count(*) FROM crm_scores_staging")).scalar_one()
+    engine.dispose()
+    assert n == 100  # the earlier load is intact
+
+
+def test_a_bad_database_url_is_a_clear_error() -> None:
+    with pytest.raises(UserError, match="cannot use database URL"):
+        crm_load.load("nosuchdb://x", sample_delivery(5), AS_OF, table="t")
+    assert crm_load.redact("postgresql://bob:secret@host/db") == "postgresql://bob:***@host/db"
+
+
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(versions[-1]) if versions else None
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on loopback (initdb/pg_ctl); skipped without the binaries, never in CI."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not (initdb and pg_ctl):
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL binaries (initdb, pg_ctl) are missing in CI: .ci/run installs Debian's "
+                        "postgresql package")
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found: apt-get install postgresql to run this test")
+    run_as: list[str] = []
+    folder = Path(tempfile.mkdtemp(prefix="cp-pg-"))
+    if os.geteuid() == 0:  # initdb refuses to run as root: use the postgres account
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.fail("running as root and no 'postgres' user to run the throwaway cluster")
+        os.chown(folder, pw.pw_uid, pw.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = folder / "data"
+    subprocess.run([*run_as, initdb, "-D", str(data), "-A", "trust", "-U", "crm", "-E", "UTF8", "--no-locale"],
+                   check=True, capture_output=True, timeout=120)
+    opts = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run([*run_as, pg_ctl, "-D", str(data), "-o", opts, "-l", str(folder / "log"), "-w", "start"],
+                   check=True, capture_output=True, timeout=120)
+    try:
+        url = f"postgresql+psycopg://crm@127.0.0.1:{port}/postgres"
+        for _ in range(50):
+            try:
+                sa.create_engine(url).connect().close()
+                break
+            except sa.exc.OperationalError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_postgresql_load_is_idempotent_and_verified(postgres: str) -> None:
+    _check_load(postgres, schema="staging")
+    engine = sa.create_engine(postgres)
+    with engine.connect() as conn:
+        cols = conn.execute(sa.text("SELECT column_name, data_type FROM information_schema.columns "
+                                    "WHERE table_schema = 'staging' AND table_name = 'crm_scores_staging' "
+                                    "ORDER BY ordinal_position")).all()
+        pk = conn.execute(sa.text(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+            "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = 'staging.crm_scores_staging'::regclass "
+            "AND i.indisprimary")).scalars().all()
+    engine.dispose()
+    assert [c for c, _ in cols] == score_file.NAMES
+    assert dict(cols)["as_of"] == "date" and dict(cols)["p_purchase"] == "double precision"
+    assert set(pk) == {"customer_id", "as_of"}
