@@ -56,9 +56,9 @@ def sha256(path: Path) -> str:
 
 
 def build_scores(seg: pd.DataFrame, scoring_rows: pd.DataFrame, dictionary: list[dict[str, Any]],
-                 registry: dict[str, Any]) -> pd.DataFrame:
+                 registry: dict[str, Any], models_dir: Path = scoring.MODELS) -> pd.DataFrame:
     """The score file's rows, in schema order, from the segment stage's table and the propensity model."""
-    model = scoring.load_model("purchase")
+    model = scoring.load_model("purchase", models_dir)
     rows = scoring_rows.set_index("customer_id").loc[seg["customer_id"]].reset_index()
     contrib = reasons.contributions(model.booster, gbm.design(rows, model.spec))
     why = reasons.top_reasons(contrib, rows, {d["name"]: d for d in dictionary}, k=score_file.N_REASONS)
@@ -118,23 +118,36 @@ def export(params_path: str) -> dict[str, Any]:
         raise InputError(f"{SEGMENTS} was built for another as-of date than book.as_of {as_of}: dvc repro segment")
     registry = json.loads(REGISTRY.read_text(encoding="utf-8"))
     cutpoints = json.loads(CUTPOINTS.read_text(encoding="utf-8"))
+    df = scores_frame(seg, as_of, registry)
+    return deliver(df, as_of, registry, cutpoints, SCORES, params.export.delimiter)
+
+
+def scores_frame(seg: pd.DataFrame, as_of: dt.date, registry: dict[str, Any],
+                 models_dir: Path = scoring.MODELS) -> pd.DataFrame:
+    """Score-file rows for ``seg`` (the segment table of ``as_of``), reasons from ``models_dir``'s model."""
     feats = pd.read_parquet(FEATURES)
     scoring_rows = feats[pd.to_datetime(feats["snapshot_date"]).dt.date == as_of]
     dictionary = json.loads(DICTIONARY.read_text(encoding="utf-8"))
     log.info("building the score file for %s: %s customers", as_of, f"{len(seg):,}")
-    df = build_scores(seg, scoring_rows, dictionary, registry)
+    df = build_scores(seg, scoring_rows, dictionary, registry, models_dir)
     check_schema(df)
-    target = paths(as_of)
-    remove_stale_staging(SCORES)
+    return df
+
+
+def deliver(df: pd.DataFrame, as_of: dt.date, registry: dict[str, Any], cutpoints: dict[str, Any], folder: Path,
+            delimiter: str) -> dict[str, Any]:
+    """Write the CSV, Parquet and manifest of ``as_of`` into ``folder`` (manifest as the commit marker)."""
+    target = paths(as_of, folder)
+    remove_stale_staging(folder)
     with staged_outputs(marker=target["manifest"]) as out:
         staged = {"csv": out.path(target["csv"]), "parquet": out.path(target["parquet"])}
-        write_csv(df, staged["csv"], params.export.delimiter)
+        write_csv(df, staged["csv"], delimiter)
         df.to_parquet(staged["parquet"], index=False)
         manifest = {
             "schema_version": score_file.SCHEMA_VERSION, "as_of": str(as_of), "rows": len(df),
             "files": {k: {"name": target[k].name, "sha256": sha256(p), "bytes": p.stat().st_size}
                       for k, p in staged.items()},
-            "csv": {"encoding": "utf-8-sig", "delimiter": params.export.delimiter},
+            "csv": {"encoding": "utf-8-sig", "delimiter": delimiter},
             "models": {m: {k: registry["models"][m][k] for k in ("name", "version", "uri")}
                        for m in ("purchase", "lapse", "value")},
             "mlflow_run_id": registry["run_id"],

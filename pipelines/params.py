@@ -19,6 +19,7 @@ from features.snapshots import FeatureParams
 from features.synthetic import BookSize, DriftParams, SyntheticParams
 from models.baselines import RuleParams
 from models.contact_plan import CapacityParams, PlanParams
+from models.drift import DriftParams as DriftCheckParams
 from models.gbm import GBMParams
 from models.segments import CutPoints, SegmentRules, TierParams, ValueParams
 from models.tuning import TuningParams
@@ -165,6 +166,24 @@ class ExportParams(Strict):
     db: DatabaseParams
 
 
+class GateParams(Strict):
+    """What a challenger must show before it replaces the champion (docs/retraining.md)."""
+
+    min_test_positives: int = Field(ge=1)    # enough positives on the test snapshot to trust the comparison
+    min_auc: float = Field(ge=0.5, le=1)     # absolute floor (the first run has only these)
+    max_ece: float = Field(gt=0, le=1)       # calibration error ceiling
+    auc_tolerance: float = Field(ge=0, le=0.5)   # AUC may be lower than the champion's by at most this
+    gini_tolerance: float = Field(ge=0, le=1)    # value model Gini, likewise
+    require_monotone_tiers: bool
+
+
+class RetrainParams(Strict):
+    state_dir: str = Field(min_length=1)     # lock, logs, decision reports, promotion history
+    delivery_dir: str = Field(min_length=1)  # the champion's score files, what the CRM reads
+    gates: GateParams
+    drift: DriftCheckParams
+
+
 class CalibrateParams(Strict):
     folds: int = Field(ge=2, le=20)
     min_relative_gain: float = Field(ge=0, le=0.5)  # a more flexible calibrator must beat the simpler by this
@@ -189,6 +208,7 @@ class Params(Strict):
     segment: SegmentParams
     registry: RegistryParams
     export: ExportParams
+    retrain: RetrainParams
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

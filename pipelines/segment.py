@@ -58,6 +58,7 @@ def _quoting(frame: pd.DataFrame, params: Params) -> np.ndarray:
 
 
 def segment_snapshot(frame: pd.DataFrame, params: Params, cuts: sg.CutPoints | None,
+                     model_set: tuple[Path, Path] = (scoring.MODELS, scoring.CALIBRATORS),
                      ) -> tuple[pd.DataFrame, sg.CutPoints]:
     """Scores, rule and ML segments, contact value and tiers for one snapshot's rows."""
     sp = params.segment
@@ -68,8 +69,8 @@ def segment_snapshot(frame: pd.DataFrame, params: Params, cuts: sg.CutPoints | N
                                          sp.plan.quote_followup.channels, quoting, contact_plan.CONSENT_BLOCKS,
                                          sp.value.channel_cost)
 
-    return sg.assign(frame, scoring.score(frame), params.rules.quadrant, params.rules, sp.value, sp.tiers, cost_for,
-                     cuts, weekly_capacity=sp.capacity.total_weekly)
+    return sg.assign(frame, scoring.score(frame, *model_set), params.rules.quadrant, params.rules, sp.value,
+                     sp.tiers, cost_for, cuts, weekly_capacity=sp.capacity.total_weekly)
 
 
 def _recent_contacts(as_of: pd.Timestamp, days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -119,9 +120,10 @@ def backtest(bt: pd.DataFrame, rule_score: np.ndarray) -> tuple[dict[str, Any], 
     return report, tables
 
 
-def main(args: argparse.Namespace) -> None:
-    params = load_params(args.params)
-    tracking.ensure_store()
+def build(params: Params, model_set: tuple[Path, Path] = (scoring.MODELS, scoring.CALIBRATORS),
+          ) -> dict[str, Any]:
+    """Segments, tiers, plan and backtest at the as-of date with the given model files (models, calibrators
+    folders): the pipeline's own, or a registered champion's (retraining scores with it when it is kept)."""
     for p in (FEATURES, CUSTOMERS, CONTACTS, TRAIN_REPORT):
         if not p.is_file():
             raise InputError(f"{p} not found: run the earlier stages first (dvc repro calibrate)")
@@ -137,7 +139,7 @@ def main(args: argparse.Namespace) -> None:
                          f"{test_date.date()}: re-run the features and train stages")
     sp = params.segment
     frozen = sp.frozen if sp.cutpoints == "frozen" else None
-    scored, cuts = segment_snapshot(scoring_rows, params, frozen)
+    scored, cuts = segment_snapshot(scoring_rows, params, frozen, model_set)
     log.info("scored %s customers at %s; cut-points %s (%s)", f"{len(scored):,}", as_of.date(), cuts.model_dump(),
              sp.cutpoints)
     # plan the next touch
@@ -154,7 +156,7 @@ def main(args: argparse.Namespace) -> None:
     seg = pd.concat([scoring_rows[["customer_id"]].assign(as_of=as_of.date()),
                      scored, plan.drop(columns=["customer_id"])], axis=1)
     # backtest on the latest matured snapshot, cut-points fitted there the same label-free way
-    bt_scored, _ = segment_snapshot(bt_rows, params, frozen)
+    bt_scored, _ = segment_snapshot(bt_rows, params, frozen, model_set)
     bt = pd.concat([bt_rows[["customer_id", "snapshot_date", "purchase_h", "lapse_h", "premium_h"]],
                     bt_scored], axis=1)
     bt["premium_h"] = bt["premium_h"].fillna(0.0)
@@ -174,6 +176,15 @@ def main(args: argparse.Namespace) -> None:
                   "channels": seg["channel"].value_counts().to_dict(),
                   "contact_value_total": float(seg.loc[seg["contact_value"] > 0, "contact_value"].sum())}}
     _log_backtest(bt_report)
+    return {"seg": seg, "cuts": cuts, "report": report, "tables": tables, "volume": volume}
+
+
+def main(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    tracking.ensure_store()
+    built = build(params)
+    seg, cuts, report, tables, volume = (built[k] for k in ("seg", "cuts", "report", "tables", "volume"))
+    as_of, sp = pd.Timestamp(params.book.as_of), params.segment
     tiers_plot = tables["priority_tier"][["priority_tier", "realised_purchase_rate", "realised_premium_per_customer"]]
     tiers_plot = tiers_plot.rename(columns={"priority_tier": "tier", "realised_purchase_rate": "ml_purchase_rate",
                                             "realised_premium_per_customer": "ml_premium_per_customer"})

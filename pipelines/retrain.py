@@ -1,0 +1,433 @@
+"""Scheduled retraining: move the as-of date, run the pipeline, promote the challenger only through the gates.
+
+    python -m pipelines.retrain --as-of 2026-10-31     # monthly cycle
+    python -m pipelines.retrain --rollback             # re-deliver with the previous champion
+
+A cycle: take the lock; set ``book.as_of`` in params.yaml; ``dvc repro``; score the challenger (the models
+this run registered) and the champion (registry alias ``champion``) on the same most recent matured
+out-of-time snapshot; check drift between the training and scoring snapshots; apply the gates in
+``retrain.gates``; deliver the score files of the winner to ``retrain.delivery_dir``; then move the alias.
+
+The delivered manifest is the commit point: nothing the CRM or the registry sees changes before it is
+renamed into place, and the alias is moved right after it (and repaired from it at the start of every
+run, should a run die between the two). Exit codes: 0 promoted (or already champion), 3 kept the champion,
+1 failed (pipeline or delivery error; nothing delivered), 4 another run holds the lock, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.validation import ContractError
+from models import drift as dr
+from models.metrics import classification_metrics, regression_metrics
+from pipelines import export, scoring, segment, tracking
+from pipelines.cli import EXIT_USER_ERROR, setup_logging
+from pipelines.errors import UserError
+from pipelines.io import staged_outputs
+from pipelines.params import Params, load_params
+
+log = logging.getLogger("pipelines.retrain")
+EXIT_PROMOTED, EXIT_FAILED, EXIT_KEPT, EXIT_LOCKED = 0, 1, 3, 4
+ALIAS = "champion"
+MODELS = ("purchase", "lapse", "value")
+TARGET = {"purchase": "purchase_h", "lapse": "lapse_h", "value": "premium_h"}
+
+
+class Locked(Exception):
+    pass
+
+
+class PipelineFailed(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- plumbing
+
+@contextmanager
+def run_lock(path: Path) -> Iterator[None]:
+    """An exclusive, non-blocking lock: a second run exits at once instead of overlapping."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = path.open("a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "unknown"
+        fh.close()
+        raise Locked(f"another retraining run holds {path} ({holder}); not starting a second one") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()} since {dt.datetime.now().isoformat(timespec='seconds')}\n")
+    fh.flush()
+    try:
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+def log_to_file(folder: Path, name: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{dt.datetime.now().strftime('%Y%m%dT%H%M%S')}.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return path
+
+
+def set_as_of(params_path: Path, as_of: dt.date) -> bool:
+    """Set ``book.as_of`` in params.yaml in place (other lines and comments kept); True when it changed."""
+    lines = params_path.read_text(encoding="utf-8").splitlines(keepends=True)
+    in_book = False
+    for i, line in enumerate(lines):
+        if re.match(r"^\S", line):  # a top-level key
+            in_book = line.startswith("book:")
+            continue
+        m = re.match(r"^(\s+as_of:\s*)(['\"]?)([0-9]{4}-[0-9]{2}-[0-9]{2})\2(.*)$", line.rstrip("\n"))
+        if in_book and m:
+            if m.group(3) == as_of.isoformat():
+                return False
+            lines[i] = f'{m.group(1)}"{as_of.isoformat()}"{m.group(4)}' + ("\n" if line.endswith("\n") else "")
+            params_path.write_text("".join(lines), encoding="utf-8")
+            return True
+    raise UserError(f"{params_path}: could not find book.as_of (a YYYY-MM-DD date) to move it")
+
+
+def run_pipeline(log_path: Path) -> None:
+    dvc = Path(sys.executable).parent / "dvc"
+    cmd = [str(dvc if dvc.exists() else "dvc"), "repro"]
+    log.info("running %s (output in %s)", " ".join(cmd), log_path)
+    with log_path.open("a", encoding="utf-8") as fh:
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=os.environ | {"DVC_NO_ANALYTICS": "1"})
+    if proc.returncode != 0:
+        raise PipelineFailed(f"dvc repro failed with exit code {proc.returncode}; see {log_path}")
+
+
+# ---------------------------------------------------------------- models
+
+def champion_versions(client: Any, prefix: str) -> dict[str, Any] | None:
+    out = {}
+    for m in MODELS:
+        try:
+            mv = client.get_model_version_by_alias(f"{prefix}-{m}", ALIAS)
+        except Exception:  # noqa: BLE001 - MLflow raises several types for a missing alias or model
+            return None
+        out[m] = {"name": f"{prefix}-{m}", "version": int(mv.version), "uri": f"models:/{prefix}-{m}/{mv.version}",
+                  "run_id": mv.run_id}
+    return out
+
+
+def download_model_set(versions: dict[str, Any], dst: Path) -> tuple[Path, Path]:
+    """The registered models' native files, laid out like data/models and data/calibrators."""
+    import mlflow
+
+    models, cals = dst / "models", dst / "calibrators"
+    for m, v in versions.items():
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=v["uri"], dst_path=str(dst / "dl" / m)))
+        art = local / "artifacts"
+        (models / m).mkdir(parents=True, exist_ok=True)
+        shutil.copy(art / "model.txt", models / m / "model.txt")
+        shutil.copy(art / "meta.json", models / m / "meta.json")
+        if (art / f"{m}.json").is_file():
+            cals.mkdir(parents=True, exist_ok=True)
+            shutil.copy(art / f"{m}.json", cals / f"{m}.json")
+    return models, cals
+
+
+def evaluate(rows: pd.DataFrame, model_set: tuple[Path, Path]) -> dict[str, dict[str, float]]:
+    """AUC/ECE (purchase, lapse) and Gini/MAE (value) of a model set on one matured snapshot."""
+    s = scoring.score(rows, *model_set)
+    out: dict[str, dict[str, float]] = {}
+    for m, col in (("purchase", "p_purchase"), ("lapse", "p_lapse")):
+        mask = rows[TARGET[m]].notna().to_numpy()
+        y = rows.loc[mask, TARGET[m]].to_numpy(int)
+        met = classification_metrics(y, s.loc[mask, col].to_numpy())
+        out[m] = {"roc_auc": met["roc_auc"], "ece": met["ece"], "brier": met["brier"], "positives": int(y.sum())}
+    buyers = rows["purchase_h"].eq(1).to_numpy()
+    reg = regression_metrics(rows.loc[buyers, "premium_h"].to_numpy(float),
+                             s.loc[buyers, "expected_premium"].to_numpy())
+    out["value"] = {"gini": reg["gini"], "mae": reg["mae"], "positives": int(buyers.sum())}
+    return out
+
+
+def gates(params: Params, chal: dict[str, dict[str, float]], champ: dict[str, dict[str, float]] | None,
+          tiers_monotone: bool, drift_block: list[str]) -> list[dict[str, Any]]:
+    g = params.retrain.gates
+    checks: list[dict[str, Any]] = []
+
+    def add(name: str, ok: bool, detail: str) -> None:
+        checks.append({"gate": name, "passed": bool(ok), "detail": detail})
+
+    for m in ("purchase", "lapse"):
+        c = chal[m]
+        add(f"{m}.positives", c["positives"] >= g.min_test_positives,
+            f"{c['positives']} positives on the test snapshot (need {g.min_test_positives})")
+        add(f"{m}.auc_floor", c["roc_auc"] >= g.min_auc, f"AUC {c['roc_auc']:.4f} (floor {g.min_auc})")
+        add(f"{m}.ece", c["ece"] <= g.max_ece, f"ECE {c['ece']:.4f} (ceiling {g.max_ece})")
+        if champ is not None:
+            add(f"{m}.auc_vs_champion", c["roc_auc"] >= champ[m]["roc_auc"] - g.auc_tolerance,
+                f"AUC {c['roc_auc']:.4f} vs champion {champ[m]['roc_auc']:.4f} (tolerance {g.auc_tolerance})")
+    if champ is not None:
+        c, k = chal["value"], champ["value"]
+        add("value.gini_vs_champion", c["gini"] >= k["gini"] - g.gini_tolerance,
+            f"Gini {c['gini']:.4f} vs champion {k['gini']:.4f} (tolerance {g.gini_tolerance})")
+    if g.require_monotone_tiers:
+        add("tiers.monotone", tiers_monotone, "P1..P4 realised purchase rate on the backtest snapshot "
+            + ("decreases" if tiers_monotone else "is NOT monotone"))
+    add("drift", not drift_block, "no score drift beyond the block threshold" if not drift_block
+        else f"score drift blocks promotion: {', '.join(drift_block)}")
+    return checks
+
+
+# ---------------------------------------------------------------- delivery and state
+
+def delivered(folder: Path) -> dict[str, Any] | None:
+    """The most recent complete delivery's manifest (complete = its manifest exists)."""
+    manifests = sorted(folder.glob("manifest_*.json")) if folder.is_dir() else []
+    return json.loads(manifests[-1].read_text(encoding="utf-8")) if manifests else None
+
+
+def same_delivery(folder: Path, as_of: dt.date, versions: dict[str, Any]) -> bool:
+    m = export.paths(as_of, folder)["manifest"]
+    if not m.is_file():
+        return False
+    got = json.loads(m.read_text(encoding="utf-8"))["models"]
+    return all(int(got[k]["version"]) == int(versions[k]["version"]) for k in MODELS)
+
+
+def set_champion(client: Any, versions: dict[str, Any]) -> None:
+    for m in MODELS:
+        client.set_registered_model_alias(versions[m]["name"], ALIAS, str(versions[m]["version"]))
+
+
+def reconcile(client: Any, folder: Path, prefix: str) -> None:
+    """Make the registry's champion alias match the latest delivery (after a run died between the two)."""
+    last = delivered(folder)
+    if last is None:
+        return
+    want = {m: {"name": v["name"], "version": int(v["version"])} for m, v in last["models"].items()}
+    have = champion_versions(client, prefix)
+    if have is None or any(have[m]["version"] != want[m]["version"] for m in MODELS):
+        log.warning("champion alias %s disagrees with the last delivery (%s): repairing it from the delivery",
+                    {m: v["version"] for m, v in (have or {}).items()}, {m: v["version"] for m, v in want.items()})
+        set_champion(client, want)
+
+
+def deliver_with(params: Params, model_set: tuple[Path, Path], versions: dict[str, Any], run_id: str,
+                 folder: Path) -> dict[str, Any]:
+    """Segments and score files at the as-of date with the given model set, delivered to ``folder``."""
+    built = segment.build(params, model_set)
+    registry = {"models": {m: {"name": versions[m]["name"], "version": versions[m]["version"],
+                               "uri": f"models:/{versions[m]['name']}/{versions[m]['version']}"} for m in MODELS},
+                "run_id": run_id}
+    df = export.scores_frame(built["seg"], params.book.as_of, registry, model_set[0])
+    cuts = built["cuts"].model_dump() | {"mode": params.segment.cutpoints}
+    return export.deliver(df, params.book.as_of, registry, cuts, folder, params.export.delimiter)
+
+
+def append_history(state: Path, entry: dict[str, Any]) -> None:
+    with (state / "history.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+
+def history(state: Path) -> list[dict[str, Any]]:
+    f = state / "history.jsonl"
+    return [json.loads(x) for x in f.read_text(encoding="utf-8").splitlines() if x.strip()] if f.is_file() else []
+
+
+# ---------------------------------------------------------------- the cycle
+
+def cycle(params_path: Path, as_of: dt.date, log_path: Path) -> tuple[int, dict[str, Any]]:
+    params = load_params(params_path)
+    rp = params.retrain
+    state, delivery = Path(rp.state_dir), Path(rp.delivery_dir)
+    mlflow = tracking.ensure_store()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    prefix = params.registry.model_name_prefix
+    reconcile(client, delivery, prefix)
+    if set_as_of(params_path, as_of):
+        log.info("book.as_of set to %s in %s", as_of, params_path)
+    params = load_params(params_path)
+    run_pipeline(log_path)
+    registry = json.loads(Path("data/registry/registry.json").read_text(encoding="utf-8"))
+    chal_versions = {m: {"name": v["name"], "version": int(v["version"]), "run_id": registry["run_id"]}
+                     for m, v in registry["models"].items()}
+    champ_versions = champion_versions(client, prefix)
+    train = json.loads(Path("data/reports/train.json").read_text(encoding="utf-8"))
+    seg_report = json.loads(Path("data/reports/segments.json").read_text(encoding="utf-8"))
+    feats = pd.read_parquet(segment.FEATURES)
+    dates = pd.to_datetime(feats["snapshot_date"]).dt.date
+    test = feats[dates == dt.date.fromisoformat(train["split"]["test"])]
+    scoring_rows = feats[dates == as_of]
+    last_train = feats[dates == dt.date.fromisoformat(train["split"]["train"][-1])]
+    chal = evaluate(test, (scoring.MODELS, scoring.CALIBRATORS))
+    report: dict[str, Any] = {"as_of": str(as_of), "test_snapshot": train["split"]["test"],
+                              "challenger": {"versions": {m: v["version"] for m, v in chal_versions.items()},
+                                             "metrics": chal}}
+    with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
+        champ_set = download_model_set(champ_versions, Path(tmp)) if champ_versions else None
+        champ = evaluate(test, champ_set) if champ_set else None
+        if champ_versions:
+            report["champion"] = {"versions": {m: v["version"] for m, v in champ_versions.items()}, "metrics": champ}
+        # drift: last training snapshot vs scoring snapshot (features), test vs scoring snapshot (scores)
+        meta = json.loads((scoring.MODELS / "purchase" / "meta.json").read_text(encoding="utf-8"))
+        spec = meta["features"]
+        fd = dr.feature_drift(last_train, scoring_rows, [*spec["numeric"], *spec["categorical"]],
+                              spec["categorical"], rp.drift)
+        sd = dr.score_drift(scoring.score(test), scoring.score(scoring_rows), rp.drift)
+        warnings = fd[fd["warning"] != ""]
+        block = [f"{k} PSI {v['psi']:.3f}" for k, v in sd.items() if v["level"] == "block"]
+        top = warnings[["feature", "psi", "warning"]].head(20).to_dict("records")
+        report["drift"] = {"reference_snapshot": train["split"]["train"][-1], "features_with_warnings": top,
+                           "n_feature_warnings": int(len(warnings)), "scores": sd, "blocked": block}
+        for _, w in warnings.head(10).iterrows():
+            log.warning("drift: %s %s (PSI %.3f)", w["feature"], w["warning"], w["psi"])
+        checks = gates(params, chal, champ, bool(seg_report["backtest"]["tiers_monotone_purchase_rate"]), block)
+        report["gates"] = checks
+        failed = [c for c in checks if not c["passed"]]
+        already = champ_versions is not None and all(
+            champ_versions[m]["version"] == chal_versions[m]["version"] for m in MODELS)
+        if already:
+            decision, code = "promoted", EXIT_PROMOTED
+            why = "the challenger is already the champion (same registered versions): nothing to promote"
+        elif not failed:
+            decision, code = "promoted", EXIT_PROMOTED
+            why = "all gates hold" + (" (first run: absolute gates)" if champ_versions is None else "")
+        elif champ_versions is None:
+            decision, code = "failed", EXIT_FAILED
+            why = "first run and the gates do not hold: no champion to fall back on, nothing delivered"
+        else:
+            decision, code = "kept", EXIT_KEPT
+            why = "gates failed: " + "; ".join(f"{c['gate']}: {c['detail']}" for c in failed)
+        report |= {"decision": decision, "why": why}
+        winner = chal_versions if decision == "promoted" else champ_versions
+        if winner is not None and decision != "failed":
+            if same_delivery(delivery, as_of, winner):
+                log.info("scores for %s with these models are already delivered: not re-delivering", as_of)
+            elif decision == "promoted":
+                df, _ = export.read_delivery(as_of, export.SCORES)  # the pipeline's export, checked
+                cuts = json.loads(export.CUTPOINTS.read_text(encoding="utf-8"))
+                export.deliver(df, as_of, registry, cuts, delivery, params.export.delimiter)
+            else:
+                assert champ_set is not None and champ_versions is not None
+                deliver_with(params, champ_set, champ_versions, champ_versions["purchase"]["run_id"], delivery)
+            if decision == "promoted" and not already:
+                set_champion(client, chal_versions)
+                append_history(state, {"as_of": str(as_of), "event": "promoted",
+                                       "versions": {m: v["version"] for m, v in chal_versions.items()},
+                                       "at": dt.datetime.now().isoformat(timespec="seconds")})
+    write_report(state, as_of, report)
+    _log_to_mlflow(mlflow, registry["run_id"], report)
+    return code, report
+
+
+def write_report(state: Path, as_of: dt.date, report: dict[str, Any]) -> None:
+    with staged_outputs() as out:
+        out.json(report, state / "reports" / f"retrain_{as_of}.json")
+
+
+def _log_to_mlflow(mlflow: Any, run_id: str, report: dict[str, Any]) -> None:
+    try:
+        with tracking.run("retrain", {}, resume=run_id) as ml:
+            ml.set_tags({"retrain.decision": report["decision"], "retrain.why": report["why"][:500]})
+            ml.log_metrics({f"drift.score.{k}.psi": v["psi"] for k, v in report["drift"]["scores"].items()}
+                           | {"drift.n_feature_warnings": report["drift"]["n_feature_warnings"]})
+    except Exception as e:  # noqa: BLE001 - tracking must never change a decision already delivered
+        log.warning("could not log the retrain decision to MLflow: %s", e)
+
+
+def rollback(params_path: Path) -> tuple[int, dict[str, Any]]:
+    """Re-deliver the current as-of's scores with the champion before the current one, and make it champion."""
+    params = load_params(params_path)
+    rp = params.retrain
+    state, delivery = Path(rp.state_dir), Path(rp.delivery_dir)
+    tracking.ensure_store()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    prefix = params.registry.model_name_prefix
+    reconcile(client, delivery, prefix)
+    promotions = [h for h in history(state) if h["event"] in ("promoted", "rollback")]
+    current = champion_versions(client, prefix)
+    if current is None:
+        raise UserError("no champion to roll back from")
+    cur = {m: current[m]["version"] for m in MODELS}
+    earlier = [h["versions"] for h in promotions if {m: int(v) for m, v in h["versions"].items()} != cur]
+    if not earlier:
+        raise UserError(f"no previous champion to roll back to (history in {state / 'history.jsonl'})")
+    target = {m: int(v) for m, v in earlier[-1].items()}
+    versions: dict[str, Any] = {m: {"name": f"{prefix}-{m}", "version": target[m]} for m in MODELS}
+    run_id = str(client.get_model_version(f"{prefix}-purchase", str(target["purchase"])).run_id)
+    with tempfile.TemporaryDirectory(prefix="rollback-") as tmp:
+        model_set = download_model_set({m: v | {"uri": f"models:/{v['name']}/{v['version']}"}
+                                        for m, v in versions.items()}, Path(tmp))
+        deliver_with(params, model_set, versions, run_id, delivery)
+    set_champion(client, versions)
+    append_history(state, {"as_of": str(params.book.as_of), "event": "rollback", "versions": target,
+                           "from": cur, "at": dt.datetime.now().isoformat(timespec="seconds")})
+    report = {"as_of": str(params.book.as_of), "decision": "rolled_back", "why": f"rolled back from {cur} to {target}",
+              "versions": target}
+    write_report(state, params.book.as_of, report | {"rollback": True})
+    return EXIT_PROMOTED, report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.retrain", description=__doc__.split("\n")[0])
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--as-of", help="new scoring date YYYY-MM-DD (history ends the day before)")
+    what.add_argument("--rollback", action="store_true", help="re-deliver with the previous champion")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    t0 = time.perf_counter()
+    try:
+        params = load_params(args.params)
+        state = Path(params.retrain.state_dir)
+        log_path = log_to_file(state / "logs", "rollback" if args.rollback else f"retrain-{args.as_of}")
+        with run_lock(state / "retrain.lock"):
+            if args.rollback:
+                code, report = rollback(Path(args.params))
+            else:
+                code, report = cycle(Path(args.params), dt.date.fromisoformat(args.as_of), log_path)
+    except Locked as e:
+        log.error("%s", e)
+        return EXIT_LOCKED
+    except (UserError, ContractError, ValueError) as e:
+        log.error("retrain failed: %s", e)
+        return EXIT_USER_ERROR
+    except PipelineFailed as e:
+        log.error("retrain FAILED: %s; the champion and the delivered scores are unchanged", e)
+        return EXIT_FAILED
+    except Exception as e:  # noqa: BLE001 - a scheduler needs one line and an exit code, the log has the rest
+        log.error("retrain FAILED: %s: %s; the champion and the delivered scores are unchanged", type(e).__name__, e)
+        log.debug("details", exc_info=True)
+        return EXIT_FAILED
+    log.info("retrain %s: %s - %s (%.0fs; log %s)", report["as_of"], report["decision"].upper(), report["why"],
+             time.perf_counter() - t0, log_path)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

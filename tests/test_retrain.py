@@ -1,0 +1,155 @@
+"""Three monthly retraining cycles on a small synthetic book (slow; runs in CI).
+
+1. the first cycle promotes (absolute gates), and running it twice changes nothing;
+2. a deliberately weakened challenger is refused, the champion's scores are delivered, and an
+   interrupted run (SIGKILL mid-pipeline; a failure while delivering) leaves champion and delivery as
+   they were;
+3. drift injected into the world (channels stop answering) is flagged; the new challenger is promoted;
+then a rollback re-delivers the scores with the previous champion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.test_end_to_end import BIN, _copy_worktree, _run
+
+pytestmark = pytest.mark.xdist_group("retrain")
+PREFIX = "contact-priority"
+
+
+def _write_params(root: Path, **changes: object) -> None:
+    p = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    for dotted, value in changes.items():
+        node = p
+        keys = dotted.split("__")
+        for k in keys[:-1]:
+            node = node[k]
+        node[keys[-1]] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(p, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+def _retrain(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return _run([sys.executable, "-m", "pipelines.retrain", *args], root)
+
+
+def _delivery(root: Path) -> dict[str, str]:
+    folder = root / "delivery"
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
+            if not p.name.startswith(".")} if folder.is_dir() else {}
+
+
+def _champion(root: Path) -> dict[str, int]:
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    return {m: int(c.get_model_version_by_alias(f"{PREFIX}-{m}", "champion").version)
+            for m in ("purchase", "lapse", "value")}
+
+
+def _report(root: Path, as_of: str) -> dict:
+    return json.loads((root / f"runs/reports/retrain_{as_of}.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.slow
+def test_three_monthly_cycles_gates_drift_interruption_and_rollback(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+    _copy_worktree(root)
+    _run(["git", "init", "-q"], root)
+    _write_params(root, book__profile="tiny", book__profiles__tiny__n_customers=3000, generate__truth_replicates=1,
+                  features__n_train_snapshots=21, retrain__gates__min_test_positives=10,
+                  retrain__gates__min_auc=0.55, retrain__gates__auc_tolerance=0.05,
+                  retrain__gates__gini_tolerance=0.1, retrain__gates__require_monotone_tiers=False)
+
+    # ---- cycle 1: the first run promotes when the gates hold in absolute terms
+    c1 = _retrain(root, "--as-of", "2026-06-30")
+    assert c1.returncode == 0, c1.stderr[-4000:]
+    assert "PROMOTED" in c1.stderr and _champion(root) == {"purchase": 1, "lapse": 1, "value": 1}
+    first = _delivery(root)
+    assert set(first) == {"scores_2026-06-30.csv", "scores_2026-06-30.parquet", "manifest_2026-06-30.json"}
+    again = _retrain(root, "--as-of", "2026-06-30")  # idempotent: nothing re-trained, re-registered or re-delivered
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert _delivery(root) == first and _champion(root) == {"purchase": 1, "lapse": 1, "value": 1}
+    assert list((root / "runs/logs").glob("retrain-2026-06-30-*.log"))
+
+    # ---- cycle 2: a deliberately weakened challenger (no tree can split) is refused
+    _write_params(root, train__gbm__min_child_samples=10_000_000)
+    # an interrupted run (killed while the pipeline runs) leaves champion and delivery untouched
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.retrain", "--as-of", "2026-07-31"], cwd=root,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(20)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert _delivery(root) == first and _champion(root) == {"purchase": 1, "lapse": 1, "value": 1}
+    c2 = _retrain(root, "--as-of", "2026-07-31")
+    assert c2.returncode == 3, c2.stderr[-4000:]  # kept
+    r2 = _report(root, "2026-07-31")
+    assert r2["decision"] == "kept" and any(not g["passed"] and g["gate"].endswith("auc_vs_champion")
+                                            for g in r2["gates"])
+    assert "KEPT" in c2.stderr and "auc" in r2["why"].lower()
+    assert _champion(root) == {"purchase": 1, "lapse": 1, "value": 1}
+    m2 = json.loads((root / "delivery/manifest_2026-07-31.json").read_text(encoding="utf-8"))
+    assert {m["version"] for m in m2["models"].values()} == {1}  # delivered with the champion
+    delivered_2 = _delivery(root)
+    # a failure while delivering (here: the disk fills up) also leaves everything as it was
+    check = (
+        "import sys, pipelines.export as e\n"
+        "def boom(*a, **k): raise OSError('No space left on device')\n"
+        "e.deliver = boom\n"
+        "import pipelines.retrain as r\n"
+        "r.same_delivery = lambda *a, **k: False\n"
+        "sys.exit(r.main(['--as-of', '2026-07-31']))\n")
+    failed = _run([sys.executable, "-c", check], root)
+    assert failed.returncode != 0 and "No space left" in failed.stderr
+    assert _delivery(root) == delivered_2 and _champion(root) == {"purchase": 1, "lapse": 1, "value": 1}
+
+    # ---- cycle 3: channels stop answering from July on; drift is flagged; a sound challenger is promoted
+    _write_params(root, train__gbm__min_child_samples=100, generate__drift__start="2026-07-01",
+                  generate__drift__channel_response={"sms": 0.05, "wechat": 0.05, "phone": 0.2, "email": 0.05})
+    c3 = _retrain(root, "--as-of", "2026-08-31")
+    assert c3.returncode == 0, c3.stderr[-4000:] + json.dumps(_report(root, "2026-08-31").get("gates"))
+    r3 = _report(root, "2026-08-31")
+    assert r3["drift"]["n_feature_warnings"] > 0, r3["drift"]
+    flagged = {w["feature"] for w in r3["drift"]["features_with_warnings"]}
+    assert any(f.startswith(("n_reached", "reached_rate", "n_sms", "n_wechat", "days_since_last_answered"))
+               for f in flagged), flagged
+    assert "drift:" in c3.stderr
+    assert _champion(root) == {"purchase": 3, "lapse": 3, "value": 3}
+    promoted_3 = _delivery(root)
+
+    # ---- rollback: the previous champion's scores come back for the current as-of
+    rb = _retrain(root, "--rollback")
+    assert rb.returncode == 0, rb.stderr[-4000:]
+    assert _champion(root) == {"purchase": 1, "lapse": 1, "value": 1}
+    m3 = json.loads((root / "delivery/manifest_2026-08-31.json").read_text(encoding="utf-8"))
+    assert {m["version"] for m in m3["models"].values()} == {1}
+    assert _delivery(root)["scores_2026-08-31.parquet"] != promoted_3["scores_2026-08-31.parquet"]
+    # the rolled-back scores are what champion 1 says about this month's customers
+    verify = (
+        "import mlflow, numpy as np, pandas as pd\n"
+        "f = pd.read_parquet('data/features/features.parquet')\n"
+        "s = f[f.snapshot_date == f.snapshot_date.max()].set_index('customer_id')\n"
+        "d = pd.read_parquet('delivery/scores_2026-08-31.parquet').set_index('customer_id')\n"
+        "m = mlflow.pyfunc.load_model('models:/contact-priority-purchase/1')\n"
+        "p = m.predict(s.loc[d.index].reset_index())\n"
+        "assert np.abs(p - d['p_purchase'].to_numpy()).max() < 1e-9\n"
+        "print('rollback ok')\n")
+    ok = _run([sys.executable, "-c", verify], root)
+    assert "rollback ok" in ok.stdout, ok.stderr[-3000:]
+    history = [json.loads(x) for x in (root / "runs/history.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [h["event"] for h in history] == ["promoted", "promoted", "rollback"]
+    assert pd.read_parquet(root / "delivery/scores_2026-07-31.parquet")["model_version_purchase"].eq("1").all()
