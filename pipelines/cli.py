@@ -15,12 +15,22 @@ from pipelines.errors import UserError
 EXIT_USER_ERROR = 2
 
 
+PROGRESS = "progress"  # parent of the per-step progress loggers (snapshots, boosting rounds, scenarios)
+
+
+def progress_logger(stage: str) -> logging.Logger:
+    """Where a long stage reports each step; quiet under CI (``CI`` set) unless -v, loud otherwise."""
+    return logging.getLogger(f"{PROGRESS}.{stage}")
+
+
 def setup_logging(verbose: bool = False) -> None:
     level = logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr, force=True)
     for noisy in ("matplotlib", "urllib3", "alembic", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet = bool(os.environ.get("CI")) and not verbose and not os.environ.get("CP_PROGRESS")
+    logging.getLogger(PROGRESS).setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 def base_parser(stage: str, doc: str | None) -> argparse.ArgumentParser:

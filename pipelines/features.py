@@ -19,12 +19,13 @@ from pathlib import Path
 import duckdb
 
 from features.snapshots import KEYS, dictionary, sample_fraction, snapshot_plan, snapshot_query
-from pipelines.cli import base_parser, run_stage
+from pipelines.cli import base_parser, progress_logger, run_stage
 from pipelines.errors import InputError
 from pipelines.io import staged_outputs
 from pipelines.params import EngineParams, load_params
 
 log = logging.getLogger("pipelines.features")
+progress = progress_logger("features")
 INTERIM = Path("data/interim")
 OUT = Path("data/features")
 REPORT = Path("data/reports/features.json")
@@ -96,7 +97,7 @@ def main(args: argparse.Namespace) -> None:
                        "rows": stats[0], "purchase_rate": stats[1], "lapse_rate": stats[2], "lapse_defined": stats[3],
                        "seconds": round(time.perf_counter() - ts, 2)}
                 per_snapshot.append(row)
-                log.info("[%d/%d] snapshot %s: %s rows in %.1fs%s", i, len(plan), snap.date, f"{stats[0]:,}",
+                progress.info("[%d/%d] snapshot %s: %s rows in %.1fs%s", i, len(plan), snap.date, f"{stats[0]:,}",
                          row["seconds"], "" if not snap.labels_known else
                          f" (purchase {stats[1] or 0:.2%}, lapse {stats[2] or 0:.2%})")
             target = out.path(OUT / "features.parquet")

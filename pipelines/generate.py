@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from features.synthetic import simulate_book
-from pipelines.cli import base_parser, run_stage
+from pipelines.cli import base_parser, progress_logger, run_stage
 from pipelines.io import staged_outputs
 from pipelines.params import load_params
 
@@ -28,7 +28,7 @@ def main(args: argparse.Namespace) -> None:
     sp = params.synthetic()
     log.info("profile '%s': %s customers, %s days of history, as-of %s, seed %s", params.book.profile,
              f"{sp.size.n_customers:,}", sp.size.history_days, sp.as_of, sp.seed)
-    book = simulate_book(sp, progress=log.info)
+    book = simulate_book(sp, progress=progress_logger("generate").info)
     with staged_outputs() as out:
         for name, df in book.tables().items():
             out.parquet(df, BOOK_DIR / f"{name}.parquet")

@@ -21,12 +21,13 @@ from models import baselines, gbm, tuning
 from models.metrics import classification_metrics, regression_metrics
 from models.splits import SplitError, time_split
 from pipelines import tracking
-from pipelines.cli import base_parser, run_stage
+from pipelines.cli import base_parser, progress_logger, run_stage
 from pipelines.errors import InputError, UserError
 from pipelines.io import staged_outputs
 from pipelines.params import MinPositives, TrainParams, load_params
 
 log = logging.getLogger("pipelines.train")
+progress = progress_logger("train")
 FEATURES = Path("data/features/features.parquet")
 DICTIONARY = Path("data/features/dictionary.json")
 MODELS = Path("data/models")
@@ -42,7 +43,7 @@ def _progress(name: str) -> Any:
     def cb(env: Any) -> None:
         if (env.iteration + 1) % 100 == 0:
             res = env.evaluation_result_list[0] if env.evaluation_result_list else None
-            log.info("  %s: round %d%s", name, env.iteration + 1, f", valid {res[1]} {res[2]:.5f}" if res else "")
+            progress.info("%s: round %d%s", name, env.iteration + 1, f", valid {res[1]} {res[2]:.5f}" if res else "")
     return cb
 
 
@@ -81,7 +82,7 @@ def _tune(model: str, X: dict[str, pd.DataFrame], y: dict[str, np.ndarray], tp: 
                                                                                    "model": model}):
             mlflow.log_params(params)
             mlflow.log_metrics({"valid_loss": value, "best_iteration": best_iteration})
-        log.info("  %s tuning trial %d: valid loss %.5f at %d rounds %s", model, number, value, best_iteration,
+        progress.info("%s tuning trial %d: valid loss %.5f at %d rounds %s", model, number, value, best_iteration,
                  params)
 
     best, history = tuning.search(X["train"], y["train"], X["valid"], y["valid"], tp.gbm, objective, tp.tuning,

@@ -263,6 +263,38 @@ def test_killing_the_export_never_leaves_a_manifest_that_disagrees(repro) -> Non
     assert not list((root / "data/scores").glob(".*.tmp-*"))
 
 
+@pytest.mark.slow
+def test_report_is_one_self_contained_page_with_every_section(repro) -> None:
+    root, first = repro
+    assert first.returncode == 0
+    page = (root / "data/reports/report.html").read_text(encoding="utf-8")
+    for section in ("data", "models", "curves", "features", "backtest", "plan", "drift"):
+        assert f'<section id="{section}">' in page, section
+    for heading in ("Data summary / 数据概览", "Tier backtest: rules vs models / 分层回测", "Drift / 数据漂移"):
+        assert heading in page
+    assert page.count('src="data:image/png;base64,') >= 7
+    assert "<script" not in page and 'src="http' not in page and "href=\"http" not in page  # opens offline
+    pngs = sorted(p.name for p in (root / "data/reports/figures").glob("*.png"))
+    assert {"tier_backtest.png", "plan_volume.png", "drift.png", "curves_purchase.png"} <= set(pngs)
+    assert all((root / "data/reports/figures" / n).read_bytes().startswith(b"\x89PNG") for n in pngs)
+
+
+@pytest.mark.slow
+def test_notebooks_execute_against_the_tiny_book(repro) -> None:
+    import nbclient
+    import nbformat
+
+    root, first = repro
+    assert first.returncode == 0
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                resources={"metadata": {"path": str(root)}}).execute()
+        errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, (path.name, errors)
+        assert sum(len(c.get("outputs", [])) for c in nb.cells if c.cell_type == "code") >= 4, path.name
+
+
 def _mlflow_client(root: Path):  # noqa: ANN202
     from mlflow.tracking import MlflowClient
 
