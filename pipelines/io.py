@@ -172,9 +172,10 @@ def read_csv_table(path: Path, table: str, encoding: str, delimiter: str) -> pd.
 
 
 def read_table(directory: str | Path, table: str, fmt: str, encoding: str = "utf-8",
-               delimiter: str = ",", required: bool = True) -> tuple[pd.DataFrame | None, Path]:
-    """Read ``<directory>/<table>.<fmt>``; returns (None, path) for an absent optional table."""
-    path = Path(directory) / f"{table}.{fmt}"
+               delimiter: str = ",", required: bool = True, file: str | None = None,
+               ) -> tuple[pd.DataFrame | None, Path]:
+    """Read ``<directory>/<table>.<fmt>`` (or ``<directory>/<file>``); (None, path) for an absent optional table."""
+    path = Path(directory) / (file or f"{table}.{fmt}")
     if not path.is_file():
         if not required:
             log.info("optional table %s not found at %s: skipped", table, path)

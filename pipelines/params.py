@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from features.mapping import TableMapping
 from features.snapshots import FeatureParams
 from features.synthetic import BookSize, DriftParams, SyntheticParams
 from models.baselines import RuleParams
@@ -75,15 +76,22 @@ class SourceParams(Strict):
     format: Literal["parquet", "csv"]
     encoding: str = Field(min_length=1)
     delimiter: str = Field(min_length=1, max_length=1)
+    tables: dict[str, TableMapping] = {}  # bring your own data: per-table mapping (docs/your_data.md)
 
     @model_validator(mode="after")
     def _encoding_known(self) -> SourceParams:
         import codecs
 
-        try:
-            codecs.lookup(self.encoding)
-        except LookupError as e:
-            raise ValueError(f"unknown encoding '{self.encoding}' (use utf-8 or gbk)") from e
+        from features.contract import TABLES
+
+        for enc in [self.encoding, *(m.encoding for m in self.tables.values() if m.encoding)]:
+            try:
+                codecs.lookup(enc)
+            except LookupError as e:
+                raise ValueError(f"unknown encoding '{enc}' (use utf-8 or gbk)") from e
+        unknown = sorted(set(self.tables) - set(TABLES))
+        if unknown:
+            raise ValueError(f"tables: {unknown} are not contract tables ({', '.join(TABLES)})")
         return self
 
 

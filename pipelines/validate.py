@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from features.contract import TABLE_ORDER, TABLES
+from features.mapping import MappingError, apply_mapping
 from features.validation import TableResult, validate_book
 from pipelines.cli import base_parser, run_stage
-from pipelines.errors import RejectThresholdError
+from pipelines.errors import InputError, RejectThresholdError
 from pipelines.io import read_table, staged_outputs
 from pipelines.params import load_params
 
@@ -66,10 +67,19 @@ def main(args: argparse.Namespace) -> None:
     raw, sources = {}, {}
     for name in TABLE_ORDER:
         spec = TABLES[name]
-        df, path = read_table(src.dir, name, src.format, src.encoding, src.delimiter, required=spec.required)
+        m = src.tables.get(name)
+        fmt = (m.format if m and m.format else src.format)
+        df, path = read_table(src.dir, name, fmt, (m.encoding if m and m.encoding else src.encoding),
+                              (m.delimiter if m and m.delimiter else src.delimiter), required=spec.required,
+                              file=m.file if m else None)
         if df is not None:
+            if m is not None:
+                try:
+                    df = apply_mapping(df, m, spec, str(path))
+                except MappingError as e:
+                    raise InputError(str(e)) from None
             raw[name], sources[name] = df, str(path)
-            log.info("read %s: %s rows from %s", name, f"{len(df):,}", path)
+            log.info("read %s: %s rows from %s%s", name, f"{len(df):,}", path, " (mapped)" if m else "")
     results = validate_book(raw, params.book.as_of, sources)
     check_threshold(results, params.validate_.max_reject_share)
     report = reconciliation(results, params.validate_.max_reject_share)
