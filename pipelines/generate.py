@@ -12,6 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from features.synthetic import simulate_book
 from pipelines.cli import base_parser, progress_logger, run_stage
 from pipelines.io import staged_outputs
@@ -23,12 +25,26 @@ TRUTH = Path("data/synthetic/truth.parquet")
 SUMMARY = Path("data/reports/generate.json")
 
 
+def skip(reason: str) -> None:
+    """Write the stage's outputs as explicit 'skipped' placeholders (DVC needs its outputs to exist)."""
+    log.info("generate skipped: %s", reason)
+    with staged_outputs() as out:
+        out.path(BOOK_DIR / "SKIPPED.txt").write_text(f"The synthetic book was not generated: {reason}\n",
+                                                      encoding="utf-8")
+        out.parquet(pd.DataFrame({"customer_id": pd.Series(dtype="string")}), TRUTH)
+        out.json({"skipped": reason}, SUMMARY)
+
+
 def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
+    if not params.synthetic_source:
+        skip(f"validate.source.dir is {params.validate_.source.dir!r} (your own data), not {BOOK_DIR}")
+        return
     sp = params.synthetic()
     log.info("profile '%s': %s customers, %s days of history, as-of %s, seed %s", params.book.profile,
              f"{sp.size.n_customers:,}", sp.size.history_days, sp.as_of, sp.seed)
     book = simulate_book(sp, progress=progress_logger("generate").info)
+    (BOOK_DIR / "SKIPPED.txt").unlink(missing_ok=True)
     with staged_outputs() as out:
         for name, df in book.tables().items():
             out.parquet(df, BOOK_DIR / f"{name}.parquet")

@@ -27,6 +27,7 @@ from models.tuning import TuningParams
 from pipelines.errors import ConfigError
 
 DEFAULT_PARAMS = Path("params.yaml")
+SYNTHETIC_BOOK_DIR = Path("data/synthetic/book")
 
 
 class Strict(BaseModel):
@@ -219,6 +220,12 @@ class Params(Strict):
     retrain: RetrainParams
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def synthetic_source(self) -> bool:
+        """Whether the pipeline reads the synthetic book (else: your own data, and the stages that only make
+        sense for the synthetic book, generate and truth_check, skip themselves with a message)."""
+        return Path(self.validate_.source.dir).resolve() == SYNTHETIC_BOOK_DIR.resolve()
 
     def synthetic(self) -> SyntheticParams:
         g = self.generate

@@ -252,7 +252,9 @@ def _models(train: dict[str, Any], calibration: dict[str, Any], truth: dict[str,
            + "".join(f"<li>{html.escape(v)}</li>" for v in verdicts) + "</ul>"
            + _table(pd.DataFrame(rows), {k: "{:.4f}" for k in ("ROC-AUC", "PR-AUC", "lift@10%", "capture@10%",
                                                                "Gini", "Brier", "ECE")} | {"MAE": "{:,.0f}"}))
-    if truth:
+    if truth and "skipped" in truth:
+        out += f"<p>Check against true probabilities skipped: {html.escape(str(truth['skipped']))}</p>"
+    elif truth:
         t = pd.DataFrame([{"model": m, **{k: truth[m][k] for k in ("ece_vs_truth", "spearman_vs_truth",
                                                                    "expected_auc_model", "expected_auc_truth")}}
                           for m in ("purchase", "lapse") if m in truth])

@@ -40,6 +40,12 @@ def score_snapshot(df: pd.DataFrame, model: str) -> np.ndarray:
 
 def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
+    if not params.synthetic_source:
+        reason = f"validate.source.dir is {params.validate_.source.dir!r}: there is no true probability to compare with"
+        log.info("truth_check skipped: %s", reason)
+        with staged_outputs() as out:
+            out.json({"skipped": reason}, REPORT)
+        return
     tracking.ensure_store()  # fail fast on a misconfigured MLFLOW_TRACKING_URI, before any work
     for p in (TRUTH, FEATURES):
         if not p.is_file():

@@ -86,3 +86,40 @@ def test_unmapped_codes_and_bad_dates_are_left_for_the_contract_to_quarantine() 
     out = apply_mapping(df, TableMapping(values={"gender": {"男": "M"}}, dates={"birth_date": "%Y/%m/%d"}), spec, "x")
     assert out["gender"].tolist() == ["M", "?"]  # '?' stays, so validation reports it
     assert out["birth_date"].tolist() == ["1980/02/30", "1980-02-03"]  # Feb 30 stays as written
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("your_data")
+def test_the_whole_pipeline_runs_on_the_documented_export(small_params, tmp_path: Path) -> None:
+    """`dvc repro` on the worked example's files: generate and truth_check skip themselves, the rest delivers."""
+    import json
+
+    from features.synthetic import simulate_book
+    from tests.test_end_to_end import BIN, _copy_worktree, _run
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    _copy_worktree(root)
+    _run(["git", "init", "-q"], root)
+    raw = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    raw["book"]["profile"] = "tiny"
+    sp = small_params.synthetic().model_copy(update={"dirty_share": 0.0, "truth_replicates": 1})
+    sp = sp.model_copy(update={"size": sp.size.model_copy(update={"n_customers": 2000}), "as_of": raw["book"]["as_of"]})
+    tables = simulate_book(sp).tables()
+    source = doc_source()
+    folder = root / source["dir"]
+    folder.mkdir(parents=True)
+    for table, m in source["tables"].items():
+        _to_source(tables[table], table, m).to_csv(folder / m["file"], index=False,
+                                                   sep=m.get("delimiter", source["delimiter"]),
+                                                   encoding=m.get("encoding", source["encoding"]))
+    raw["validate"]["source"] = source
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    proc = _run([str(BIN / "dvc"), "repro"], root)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "generate skipped" in proc.stdout + proc.stderr and "truth_check skipped" in proc.stdout + proc.stderr
+    assert "skipped" in json.loads((root / "data/reports/generate.json").read_text(encoding="utf-8"))
+    assert not list((root / "data/synthetic/book").glob("*.parquet"))
+    manifest = json.loads((root / f"data/scores/manifest_{raw['book']['as_of']}.json").read_text(encoding="utf-8"))
+    assert manifest["rows"] == len(tables["customers"])
+    assert "Check against true probabilities skipped" in (root / "data/reports/report.html").read_text(encoding="utf-8")
