@@ -11,17 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_end_to_end import BIN, _copy_worktree, _run
+from tests.test_end_to_end import BIN, _run, repo_copy
 
 pytestmark = pytest.mark.xdist_group("default_book")
 
 
 @pytest.mark.slow
 def test_default_book_tiers_are_monotone_and_beat_the_rules(tmp_path: Path) -> None:
-    root = tmp_path / "repo"
-    root.mkdir()
-    _copy_worktree(root)
-    _run(["git", "init", "-q"], root)
+    root = repo_copy(tmp_path)
     proc = _run([str(BIN / "dvc"), "repro", "segment"], root)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     bt = json.loads((root / "data/reports/segments.json").read_text(encoding="utf-8"))["backtest"]

@@ -31,6 +31,15 @@ def _copy_worktree(dst: Path) -> None:
             shutil.copy2(src, dst / f)
 
 
+def repo_copy(tmp_path: Path) -> Path:
+    """A git-initialised copy of the working tree to run `dvc repro` in without touching the checkout."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    _copy_worktree(root)
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    return root
+
+
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # the copy's embedded store
     env |= {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1", "PYTHONPATH": ""}

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.test_end_to_end import BIN, _copy_worktree, _run
+from tests.test_end_to_end import BIN, _run, repo_copy
 
 pytestmark = pytest.mark.xdist_group("retrain")
 PREFIX = "contact-priority"
@@ -64,10 +64,7 @@ def _report(root: Path, as_of: str) -> dict:
 
 @pytest.mark.slow
 def test_three_monthly_cycles_gates_drift_interruption_and_rollback(tmp_path: Path) -> None:
-    root = tmp_path / "repo"
-    root.mkdir()
-    _copy_worktree(root)
-    _run(["git", "init", "-q"], root)
+    root = repo_copy(tmp_path)
     _write_params(root, book__profile="tiny", book__profiles__tiny__n_customers=3000, generate__truth_replicates=1,
                   features__n_train_snapshots=21, retrain__gates__min_test_positives=10,
                   retrain__gates__min_auc=0.55, retrain__gates__auc_tolerance=0.05,

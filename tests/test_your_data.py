@@ -95,12 +95,9 @@ def test_the_whole_pipeline_runs_on_the_documented_export(small_params, tmp_path
     import json
 
     from features.synthetic import simulate_book
-    from tests.test_end_to_end import BIN, _copy_worktree, _run
+    from tests.test_end_to_end import BIN, _run, repo_copy
 
-    root = tmp_path / "repo"
-    root.mkdir()
-    _copy_worktree(root)
-    _run(["git", "init", "-q"], root)
+    root = repo_copy(tmp_path)
     raw = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
     raw["book"]["profile"] = "tiny"
     sp = small_params.synthetic().model_copy(update={"dirty_share": 0.0, "truth_replicates": 1})
