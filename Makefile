@@ -34,6 +34,7 @@ run: venv
 	$(BIN)/dvc repro
 	@echo
 	@echo "Outputs:    data/ (see data/README.md); metrics: $(BIN)/dvc metrics show"
+	@echo "Report:     data/reports/report.html   Score files: data/scores/"
 	@echo "MLflow UI:  $(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI)  then open http://127.0.0.1:5000"
 
 test: venv

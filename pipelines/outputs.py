@@ -26,8 +26,13 @@ def _need(path: Path, stage: str) -> Path:
 def load_book(root: str | Path = ".") -> dict[str, pd.DataFrame]:
     """The validated tables (personal fields already dropped)."""
     base = Path(root) / "data/interim"
-    return {t: pd.read_parquet(_need(base / f"{t}.parquet", "validate")) for t in TABLES
-            if (base / f"{t}.parquet").exists() or t != "claims"}
+    tables = {}
+    for t in TABLES:
+        path = base / f"{t}.parquet"
+        if t == "claims" and not path.exists():
+            continue  # an optional table the source did not have
+        tables[t] = pd.read_parquet(_need(path, "validate"))
+    return tables
 
 
 def load_features(root: str | Path = ".", snapshot: str | None = None) -> pd.DataFrame:
