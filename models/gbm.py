@@ -106,3 +106,17 @@ def mean_abs_contributions(booster: lgb.Booster, X: pd.DataFrame, max_rows: int 
     contrib = booster.predict(sample, pred_contrib=True, num_iteration=booster.best_iteration or None)
     vals = np.abs(np.asarray(contrib)[:, :-1]).mean(axis=0)
     return pd.Series(vals, index=X.columns).sort_values(ascending=False)
+
+
+def predict_output(booster: lgb.Booster, spec: FeatureSpec, df: pd.DataFrame, target_transform: str | None,
+                   calibrator: dict[str, Any] | None) -> np.ndarray:
+    """What a saved model means for ``df``: premium in CNY (log1p target) or a calibrated probability.
+
+    The one definition shared by the pipeline's scoring, the registered MLflow model and its signature.
+    """
+    from models import calibration
+
+    raw = predict(booster, design(df, spec))
+    if target_transform == "log1p":
+        return np.expm1(raw)
+    return calibration.apply(calibrator, raw) if calibrator is not None else raw

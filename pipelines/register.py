@@ -21,11 +21,10 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import pandas as pd
 
-from models import calibration, gbm
-from pipelines import tracking
+from models import gbm
+from pipelines import scoring, tracking
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError
 from pipelines.io import staged_outputs
@@ -53,20 +52,6 @@ def _inputs(model: str) -> dict[str, Path]:
     if model != "value":
         files["calibrator"] = CALIBRATORS / f"{model}.json"
     return files
-
-
-def local_predict(files: dict[str, Path], frame: pd.DataFrame) -> Any:
-    """What the registered pyfunc must return for ``frame``: used for the signature and checked after logging."""
-    meta = json.loads(files["meta"].read_text(encoding="utf-8"))
-    raw = gbm.predict(lgb.Booster(model_file=str(files["model"])),
-                      gbm.design(frame, gbm.FeatureSpec.from_dict(meta["features"])))
-    if meta.get("target_transform") == "log1p":
-        import numpy as np
-
-        return np.expm1(raw)
-    if "calibrator" in files:
-        return calibration.apply(json.loads(files["calibrator"].read_text(encoding="utf-8")), raw)
-    return raw
 
 
 def signature_frame(frame: pd.DataFrame, columns: list[str], categorical: list[str]) -> pd.DataFrame:
@@ -104,8 +89,8 @@ def main(args: argparse.Namespace) -> None:
     cal_report = json.loads(CAL_REPORT.read_text(encoding="utf-8"))
     feats = pd.read_parquet(FEATURES)
     as_of = pd.Timestamp(params.book.as_of)
-    scoring = feats[pd.to_datetime(feats["snapshot_date"]) == as_of].sort_values("customer_id")
-    if scoring.empty:
+    scoring_rows = feats[pd.to_datetime(feats["snapshot_date"]) == as_of].sort_values("customer_id")
+    if scoring_rows.empty:
         raise InputError(f"{FEATURES} has no rows for the as-of date {as_of.date()} (book.as_of)")
     prefix = params.registry.model_name_prefix
     registry: dict[str, Any] = {"as_of": str(as_of.date()), "models": {}}
@@ -117,9 +102,9 @@ def main(args: argparse.Namespace) -> None:
             files = _inputs(model)
             meta = json.loads(files["meta"].read_text(encoding="utf-8"))
             columns = gbm.FeatureSpec.from_dict(meta["features"]).columns
-            example = signature_frame(scoring.head(params.registry.input_example_rows), columns,
+            example = signature_frame(scoring_rows.head(params.registry.input_example_rows), columns,
                                       list(meta["features"]["categorical"]))
-            expected = local_predict(files, example)
+            expected = scoring.load_model(model, MODELS, CALIBRATORS).predict(example)
             name = f"{prefix}-{model}"
             info = mlflow.pyfunc.log_model(
                 name=model, python_model=str(SERVING), artifacts={k: str(v) for k, v in files.items()},

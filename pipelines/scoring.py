@@ -11,7 +11,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from models import calibration, gbm
+from models import gbm
 from pipelines.errors import InputError
 
 MODELS = Path("data/models")
@@ -27,10 +27,7 @@ class LoadedModel:
     calibrator: dict[str, Any] | None
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
-        raw = gbm.predict(self.booster, gbm.design(df, self.spec))
-        if self.meta.get("target_transform") == "log1p":
-            return np.expm1(raw)
-        return calibration.apply(self.calibrator, raw) if self.calibrator is not None else raw
+        return gbm.predict_output(self.booster, self.spec, df, self.meta.get("target_transform"), self.calibrator)
 
 
 def load_model(name: str, models: Path = MODELS, calibrators: Path = CALIBRATORS) -> LoadedModel:

@@ -38,14 +38,9 @@ class CalibratedBooster(PythonModel):
                            if "calibrator" in art else None)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
-        from models import calibration, gbm
+        from models import gbm
 
-        raw = gbm.predict(self.booster, gbm.design(pd.DataFrame(model_input), self.spec))
-        if self.transform == "log1p":
-            return np.expm1(raw)
-        if self.calibrator is not None:
-            return calibration.apply(self.calibrator, raw)
-        return raw
+        return gbm.predict_output(self.booster, self.spec, pd.DataFrame(model_input), self.transform, self.calibrator)
 
 
 mlflow.models.set_model(CalibratedBooster())
