@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.segments import QUADRANTS, TIERS
 
+CAP_WINDOWS_DAYS = (7, 30)  # the frequency caps count touches in these trailing windows
 CONSENT_BLOCKS = {"do_not_call": "phone", "do_not_sms": "sms"}  # consent flag -> channel it forbids
 
 

@@ -85,17 +85,13 @@ class CutPoints(_Strict):
 
 # ---------------------------------------------------------------- rule segments
 
-def _engaged_recency(df: pd.DataFrame) -> pd.Series:
-    return df["days_since_last_answered"].astype("float64")
-
-
 def rule_segments(df: pd.DataFrame, quad: RuleParams, r: SegmentRules) -> pd.DataFrame:
     """The playbook's four rule segmentations for each row, as English codes."""
     premium = df["premium_inforce"].fillna(0).to_numpy(float)
     income = df["income_rank"].fillna(-1).to_numpy(float)
     value = np.select([premium >= r.value_high_premium, income >= r.potential_income_rank_min,
                        premium >= r.value_general_premium], ["high", "potential", "general"], "low")
-    days = _engaged_recency(df).fillna(np.inf).to_numpy(float)
+    days = df["days_since_last_answered"].astype("float64").fillna(np.inf).to_numpy(float)
     close = np.select([days <= r.hot_days, days <= r.warm_days], ["hot", "warm"], "cold")
     inforce = df["n_inforce"].fillna(0).to_numpy(float) > 0
     ever = df["n_policies_ever"].fillna(0).to_numpy(float) > 0

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from features.contract import CHANNELS as CONTRACT_CHANNELS
 from models.segments import (
     BEHAVIOUR_ZH,
     BEHAVIOURS,
@@ -42,7 +43,7 @@ def _seg(name: str, codes: tuple[str, ...], zh_names: dict[str, str], en: str, z
                    tuple(zh_names[c] for c in codes))]
 
 
-CHANNELS = ("phone", "sms", "wechat", "email", "letter", "visit", "event", "service")
+CHANNELS = tuple(CONTRACT_CHANNELS)  # the contract's channels, in its order
 
 COLUMNS: list[Column] = [
     Column("customer_id", "string", False, "Customer key (as in the customer archive)", "客户编号"),

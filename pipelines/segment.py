@@ -143,8 +143,7 @@ def build(params: Params, model_set: tuple[Path, Path] = (scoring.MODELS, scorin
     log.info("scored %s customers at %s; cut-points %s (%s)", f"{len(scored):,}", as_of.date(), cuts.model_dump(),
              sp.cutpoints)
     # plan the next touch
-    max_window = 31
-    recent, last = _recent_contacts(as_of, max_window)
+    recent, last = _recent_contacts(as_of, max(contact_plan.CAP_WINDOWS_DAYS) + 1)
     plan_in = pd.concat([scoring_rows[["customer_id", "opted_out", "days_since_last_complaint", "open_quote",
                                        "days_since_last_quote", *contact_plan.CONSENT_BLOCKS]],
                          scored[["ml_quadrant", "priority_tier"]]], axis=1)
