@@ -1,9 +1,10 @@
 """Benchmark of the features stage: time and peak memory for one snapshot at 100k / 1M / 5M customers.
 
-Books are random but contract-shaped (about 20 contacts per customer over two years, written in time
-order as exports usually are) and generated straight to Parquet in chunks, so the 5M-customer /
-100M-contact book never has to fit in memory. Each measurement runs in a child process, so the peak
-memory reported is that process's own maximum resident set size (from ``wait4``).
+Books are random but contract-shaped (about 20 contacts per customer over two years, in the layout the
+validate stage writes: month by month, by customer within a month) and generated straight to Parquet
+one month at a time, so the 5M-customer / 100M-contact book never has to fit in memory. Each
+measurement runs in a child process, so the peak memory reported is that process's own maximum
+resident set size (from ``wait4``).
 
     .venv/bin/python benchmarks/features_bench.py                       # 100k, 1M, 5M; pandas up to 1M
     .venv/bin/python benchmarks/features_bench.py --sizes 100000 --pandas-max 100000   # quick look
@@ -48,7 +49,6 @@ from features.contract import (  # noqa: E402
 log = logging.getLogger("features_bench")
 AS_OF = dt.date(2026, 9, 30)
 HISTORY_DAYS = 730
-CHUNK = 10_000_000
 EPOCH = np.datetime64("1970-01-01")
 
 
@@ -125,19 +125,23 @@ def make_book(n: int, folder: Path, seed: int = 1, contacts_per_customer: float 
     pq.write_table(claims, folder / "claims.parquet")
 
     total = int(n * contacts_per_customer)
-    start_us = (as_of - HISTORY_DAYS) * 86_400_000_000
-    span_us = HISTORY_DAYS * 86_400_000_000
+    start = as_of - HISTORY_DAYS
+    months = np.unique(np.arange(start, as_of).astype("datetime64[D]").astype("datetime64[M]"))
     writer = None
-    for lo in range(0, total, CHUNK):
-        c = min(CHUNK, total - lo)
-        # each chunk covers its own slice of time, sorted: the file is in time order like an export
-        t0 = start_us + span_us * lo // total
-        t1 = start_us + span_us * (lo + c) // total
-        ts = np.sort(rng.integers(t0, t1, c)).astype("datetime64[us]")
+    lo = 0
+    for mo in months:
+        # the layout validate writes (features.contract: contacts by month, then customer, then time)
+        d0 = max(int((mo.astype("datetime64[D]") - EPOCH).astype(int)), start)
+        d1 = min(int(((mo + 1).astype("datetime64[D]") - EPOCH).astype(int)), as_of)
+        c = int(round(total * (d1 - start) / HISTORY_DAYS)) - lo
+        ts_us = rng.integers(d0 * 86_400_000_000, d1 * 86_400_000_000, c)
+        cust = rng.integers(0, n, c)
+        order = np.lexsort((ts_us, cust))
+        ts, cust = ts_us[order].astype("datetime64[us]"), cust[order]
         hold = rng.random(c) < 0.02
         outcome = _pick(rng, list(OUTCOMES), c, [0.35, 0.35, 0.12, 0.06, 0.04, 0.04, 0.02, 0.02])
         chunk = pa.table({
-            "contact_id": _ids("K", np.arange(lo, lo + c), 11), "customer_id": _ids("C", rng.integers(0, n, c), 9),
+            "contact_id": _ids("K", np.arange(lo, lo + c), 11), "customer_id": _ids("C", cust, 9),
             "contact_ts": pa.array(ts), "channel": _pick(rng, list(CHANNELS), c),
             "direction": _pick(rng, ["outbound", "inbound"], c, [0.85, 0.15]),
             "purpose": _pick(rng, list(PURPOSES), c),
@@ -148,6 +152,7 @@ def make_book(n: int, folder: Path, seed: int = 1, contacts_per_customer: float 
         if writer is None:
             writer = pq.ParquetWriter(folder / "contacts.parquet", chunk.schema)
         writer.write_table(chunk, row_group_size=1_000_000)
+        lo += c
     assert writer is not None
     writer.close()
     return {"customers": n, "policies": m, "claims": k, "contacts": total}

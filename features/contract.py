@@ -126,6 +126,11 @@ class TableSpec:
     duplicate_event_key: tuple[str, ...] = ()
     required: bool = True
     row_rules: tuple[str, ...] = field(default=())  # names of cross-column rules, see RULE_TEXT
+    # Order of the validated (interim) file; "<column>:month" sorts by that timestamp's month.
+    # Contacts are written month by month (so the features stage's time-range scans skip whole row
+    # groups outside each window) and by customer within a month (so its per-customer aggregates
+    # see each customer's rows together); docs/benchmarks.md has the measurements.
+    order_by: tuple[str, ...] = ()
 
     @property
     def column_names(self) -> list[str]:
@@ -252,6 +257,7 @@ CONTACTS = TableSpec(
     foreign_keys=(ForeignKey("customer_id", "customers", "customer_id"),),
     duplicate_event_key=("customer_id", "contact_ts", "channel", "direction", "purpose", "outcome"),
     row_rules=("holdout_has_no_outcome",),
+    order_by=("contact_ts:month", "customer_id", "contact_ts", "contact_id"),
 )
 
 TABLES: dict[str, TableSpec] = {t.name: t for t in (CUSTOMERS, POLICIES, CLAIMS, CONTACTS)}
@@ -325,6 +331,10 @@ def render_markdown() -> str:
                          + " (the later copies are quarantined).")
         if t.row_rules:
             lines.append("Row rules: " + "; ".join(f"`{r}`: {RULE_TEXT[r]}" for r in t.row_rules) + ".")
+        if t.order_by:
+            keys = [f"month of `{c[:-6]}`" if c.endswith(":month") else f"`{c}`" for c in t.order_by]
+            lines.append("The validated file is written ordered by " + ", ".join(keys)
+                         + " (the input may come in any order).")
         lines += ["", "| column | type | nullable | allowed values | meaning | personal |",
                   "|---|---|---|---|---|---|"]
         for c in t.columns:

@@ -13,9 +13,11 @@ as they are.
 **Labels** look at ``[s, s + H)``. A snapshot whose horizon has not fully passed (``s + H > as_of``)
 gets null labels.
 
-**Speed.** Windowed counts scan only the events inside the longest window, with one ``FILTER``
-aggregate per feature; recency comes from a separate, simpler query over all history; the number of
-distinct channels is derived from the per-channel counts instead of ``COUNT(DISTINCT)``.
+**Speed.** Windowed counts are summed from disjoint window buckets, each a plain time range of the
+contacts (so a time-ordered file is read only where the bucket lies) aggregated with narrow ``FILTER``
+counts; recency comes from a separate, simpler query over all history; row conditions other than time
+sit in ``FILTER`` clauses, not ``WHERE``; the number of distinct channels is derived from the
+per-channel counts instead of ``COUNT(DISTINCT)``. Measurements: docs/benchmarks.md.
 
 **Portability.** Standard SQL (``FILTER``, ``CASE``, ``LEAST``, ``GREATEST``, ``DATE``/``INTERVAL``
 literals); the only dialect-specific pieces are ``_days_between``, ``_sample_predicate`` and
@@ -266,8 +268,8 @@ RECENCY = {
     "last_complaint_ts": "outcome = 'complaint'",
     "last_outbound_ts": "direction = 'outbound'",
 }
-REC_AGGS = [f"MAX(contact_ts) FILTER (WHERE {cond}) AS {name}" for name, cond in RECENCY.items()] + [
-    "COUNT(*) FILTER (WHERE outcome = 'opt_out') AS n_opt_out_ever"]
+REC_AGGS = [f"MAX(contact_ts) FILTER (WHERE NOT holdout AND {cond}) AS {name}" for name, cond in RECENCY.items()] + [
+    "COUNT(*) FILTER (WHERE NOT holdout AND outcome = 'opt_out') AS n_opt_out_ever"]
 
 
 def _aliases(aggs: list[str], table: str) -> list[str]:
@@ -295,9 +297,8 @@ class SnapshotQuery:
         join is split into ``partitions`` customer partitions so that its hash tables stay small
         (docs/benchmarks.md).
         """
-        # Views are recomputed where used: pol_s is a cheap projection; win_b is aggregated once per
-        # bucket table, the bucket filter pushed below the GROUP BY so each pass keeps few groups.
-        views = {"pol_s", "win_b"}
+        # pol_s is a cheap projection, recomputed where used.
+        views = {"pol_s"}
         stmts = []
         for name, body in self.parts:
             if partitions > 1 and name not in views:  # partition number computed once per row
@@ -319,7 +320,6 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
                    sample_fraction: float | None = None) -> SnapshotQuery:
     """The computation for one snapshot, as named parts (see ``SnapshotQuery``)."""
     S = _lit(s)
-    wmax = p.windows_days[-1]
     cmax = p.claim_windows_days[-1]
     end_h = f"({S} + INTERVAL '{horizon_days}' DAY)"
     defs = feature_defs(p)
@@ -327,29 +327,26 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
     def days(expr: str) -> str:
         return _days_between(expr, S)
 
-    # Narrow aggregation, then pivot. Each live touch falls in exactly one disjoint bucket:
-    # bucket i = [s - windows[i], s - windows[i-1]); campaign holdout rows of the holdout window get
-    # bucket -1. Events are counted per (customer, bucket) with a few FILTER counts (a narrow aggregate
-    # state), the buckets are pivoted with joins, and window i is the sum of buckets 0..i. A single
-    # GROUP BY customer with one FILTER aggregate per feature keeps ~90 states per customer and is
-    # several times slower on large books (docs/benchmarks.md).
-    hold_window = max(wmax, p.holdout_window_days)
-    bucket = ("CASE WHEN holdout THEN CASE WHEN contact_ts >= "
-              f"{S} - INTERVAL '{p.holdout_window_days}' DAY THEN -1 ELSE 99 END "
-              + " ".join(f"WHEN contact_ts >= {S} - INTERVAL '{w}' DAY THEN {i}" for i, w in enumerate(p.windows_days))
-              + " ELSE 99 END")
+    # Windowed counts: each live touch falls in exactly one disjoint bucket
+    # i = [s - windows[i], s - windows[i-1]); each bucket is its own aggregate over a plain time range
+    # of the contacts, and window i is the sum of buckets 0..i. A time-range predicate lets the scan
+    # skip whole row groups of a time-ordered file (validate writes contacts in time order), so every
+    # bucket reads only its own slice of the history. Everything else (holdout, channel, outcome) sits
+    # in FILTER clauses: rows dropped by WHERE reach the hash aggregate as a selection, which DuckDB
+    # groups several times slower than whole chunks (docs/benchmarks.md).
+    live = "NOT holdout"
     counts = {f"n_{ch}": f"channel = '{ch}'" for ch in p.channels}
     counts |= {"n_contacts": "TRUE", "n_outbound": "direction = 'outbound'", "n_inbound": "direction = 'inbound'"}
     counts |= {f"n_{o}": f"outcome = '{o}'" for o in p.outcomes}
     counts |= {"n_answered": ANSWERED_SQL, "events_attended": f"channel = 'event' AND {ANSWERED_SQL}"}
-    bucket_aggs = ", ".join(f"COUNT(*) FILTER (WHERE {cond}) AS {name}" for name, cond in counts.items())
+    bucket_aggs = ", ".join(f"COUNT(*) FILTER (WHERE {live} AND {cond}) AS {name}" for name, cond in counts.items())
     win_cols = []
     for i, w in enumerate(p.windows_days):
         for name in counts:
             if name == "events_attended" and i != len(p.windows_days) - 1:
                 continue
             win_cols.append(" + ".join(f"COALESCE(w{j}.{name}, 0)" for j in range(i + 1)) + f" AS {name}_{_w(w)}")
-    win_cols.append("COALESCE(wh.n_contacts, 0) AS n_holdout")
+    win_cols.append("COALESCE(wh.n_holdout, 0) AS n_holdout")
     rec_cols = [f"rec.{name}" for name in RECENCY] + ["rec.n_opt_out_ever"]
 
     pol_aggs = [
@@ -428,16 +425,18 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
     GROUP BY customer_id"""),
         ("refs", f"""SELECT referred_by AS customer_id, COUNT(*) AS referrals_made
     FROM customers WHERE created_date < {S} AND referred_by IS NOT NULL{sample("referred_by")} GROUP BY referred_by"""),
-        ("win_b", f"""SELECT customer_id, b, {bucket_aggs}
-    FROM (SELECT customer_id, {bucket} AS b, channel, direction, outcome
-          FROM contacts WHERE contact_ts >= {S} - INTERVAL '{hold_window}' DAY AND contact_ts < {S}{sample()}) e
-    GROUP BY customer_id, b"""),
         ("rec", f"""SELECT customer_id, {', '.join(REC_AGGS)}
-    FROM contacts WHERE contact_ts < {S} AND NOT holdout{sample()}
+    FROM contacts WHERE contact_ts < {S}{sample()}
     GROUP BY customer_id"""),
     ]
-    parts += [(f"w{j}", f"SELECT * FROM win_b WHERE b = {j}") for j in range(len(p.windows_days))]
-    parts.append(("wh", "SELECT * FROM win_b WHERE b = -1"))
+    bounds = [0, *p.windows_days]
+    parts += [(f"w{j}", f"""SELECT customer_id, {bucket_aggs}
+    FROM contacts WHERE contact_ts >= {S} - INTERVAL '{bounds[j + 1]}' DAY
+                    AND contact_ts < {S} - INTERVAL '{bounds[j]}' DAY{sample()}
+    GROUP BY customer_id""") for j in range(len(p.windows_days))]
+    parts.append(("wh", f"""SELECT customer_id, COUNT(*) FILTER (WHERE holdout) AS n_holdout
+    FROM contacts WHERE contact_ts >= {S} - INTERVAL '{p.holdout_window_days}' DAY AND contact_ts < {S}{sample()}
+    GROUP BY customer_id"""))
     if lab:
         parts.append(("lab", lab))
 

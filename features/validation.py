@@ -275,7 +275,12 @@ def validate_table(
         _mark(reason, reason_col, detail, orphan, "orphan_reference", fk.column)
         ok = reason.isna()
 
-    accepted = df.loc[ok].reset_index(drop=True)
+    accepted = df.loc[ok]
+    if spec.order_by and len(accepted):
+        keys = pd.DataFrame({c: (accepted[c[:-6]].dt.to_period("M") if c.endswith(":month") else accepted[c])
+                             for c in spec.order_by})
+        accepted = accepted.loc[keys.sort_values(list(keys.columns), kind="stable").index]
+    accepted = accepted.reset_index(drop=True)
     q = df.loc[~ok].copy()
     # Quarantine keeps the raw text of every field, so the owner sees what arrived.
     for c in spec.column_names:

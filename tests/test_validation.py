@@ -179,3 +179,15 @@ def test_claims_are_optional_but_customers_are_not(clean_book: SyntheticBook) ->
     del t["customers"]
     with pytest.raises(ContractError, match="customers"):
         validate_book(t, AS_OF)
+
+
+def test_validated_contacts_come_out_by_month_then_customer(clean_book: SyntheticBook) -> None:
+    """The features stage's speed relies on this layout; a user's export may come in any order."""
+    raw = _tables(clean_book)
+    raw["contacts"] = raw["contacts"].sample(frac=1.0, random_state=3).reset_index(drop=True)
+    out = validate_book(raw, clean_book.truth["as_of"].iloc[0].date())["contacts"].accepted
+    assert sorted(out["contact_id"]) == sorted(raw["contacts"]["contact_id"])
+    month = out["contact_ts"].dt.to_period("M")
+    assert month.is_monotonic_increasing
+    key = list(zip(month, out["customer_id"], out["contact_ts"], out["contact_id"], strict=True))
+    assert key == sorted(key)
