@@ -41,6 +41,7 @@ from features.contract import CHANNELS, OUTCOMES, PRODUCT_LINES, TABLES
 
 log = logging.getLogger(__name__)
 ANSWERED_SQL = "outcome IS NOT NULL AND outcome <> 'no_answer'"
+LIVE_SQL = "NOT holdout"  # a real touch, not a campaign holdout row
 INCOME_RANK = {code: i for i, code in enumerate(TABLES["customers"].column("income_band").allowed or ())}
 # Mid-points of the income bands (CNY / year), for the premium-burden ratio.
 INCOME_MID = {"lt_100k": 60_000, "100k_200k": 150_000, "200k_500k": 320_000, "500k_1m": 700_000, "gt_1m": 1_800_000}
@@ -268,8 +269,8 @@ RECENCY = {
     "last_complaint_ts": "outcome = 'complaint'",
     "last_outbound_ts": "direction = 'outbound'",
 }
-REC_AGGS = [f"MAX(contact_ts) FILTER (WHERE NOT holdout AND {cond}) AS {name}" for name, cond in RECENCY.items()] + [
-    "COUNT(*) FILTER (WHERE NOT holdout AND outcome = 'opt_out') AS n_opt_out_ever"]
+REC_AGGS = [f"MAX(contact_ts) FILTER (WHERE {LIVE_SQL} AND {cond}) AS {name}" for name, cond in RECENCY.items()] + [
+    f"COUNT(*) FILTER (WHERE {LIVE_SQL} AND outcome = 'opt_out') AS n_opt_out_ever"]
 
 
 def _aliases(aggs: list[str], table: str) -> list[str]:
@@ -330,16 +331,15 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
     # Windowed counts: each live touch falls in exactly one disjoint bucket
     # i = [s - windows[i], s - windows[i-1]); each bucket is its own aggregate over a plain time range
     # of the contacts, and window i is the sum of buckets 0..i. A time-range predicate lets the scan
-    # skip whole row groups of a time-ordered file (validate writes contacts in time order), so every
+    # skip whole row groups of a time-ordered file (validate writes contacts month by month), so every
     # bucket reads only its own slice of the history. Everything else (holdout, channel, outcome) sits
     # in FILTER clauses: rows dropped by WHERE reach the hash aggregate as a selection, which DuckDB
     # groups several times slower than whole chunks (docs/benchmarks.md).
-    live = "NOT holdout"
     counts = {f"n_{ch}": f"channel = '{ch}'" for ch in p.channels}
     counts |= {"n_contacts": "TRUE", "n_outbound": "direction = 'outbound'", "n_inbound": "direction = 'inbound'"}
     counts |= {f"n_{o}": f"outcome = '{o}'" for o in p.outcomes}
     counts |= {"n_answered": ANSWERED_SQL, "events_attended": f"channel = 'event' AND {ANSWERED_SQL}"}
-    bucket_aggs = ", ".join(f"COUNT(*) FILTER (WHERE {live} AND {cond}) AS {name}" for name, cond in counts.items())
+    bucket_aggs = ", ".join(f"COUNT(*) FILTER (WHERE {LIVE_SQL} AND {cond}) AS {name}" for name, cond in counts.items())
     win_cols = []
     for i, w in enumerate(p.windows_days):
         for name in counts:
