@@ -12,7 +12,7 @@ export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 # Tests use both cores unless told otherwise (PYTEST_WORKERS=0 runs them in one process).
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test venv lock lint docs clean help
+.PHONY: run test venv lock lint docs clean help bank-marketing coil2000
 
 help:
 	@echo "make run   - install pinned dependencies into .venv and run the DVC pipeline (dvc repro)"
@@ -20,6 +20,7 @@ help:
 	@echo "make lock  - recompile requirements.lock from pyproject.toml (maintainers)"
 	@echo "make lint  - ruff and mypy"
 	@echo "make docs  - regenerate docs derived from code (data contract)"
+	@echo "make bank-marketing / make coil2000 - the public benchmarks through the pipeline's stages (docs/benchmarks.md)"
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
@@ -43,6 +44,12 @@ test: venv
 lint: venv
 	$(BIN)/ruff check features models pipelines tests benchmarks
 	$(BIN)/mypy features models pipelines
+
+bank-marketing: venv
+	$(BIN)/python -m pipelines.run_source benchmarks/sources/bank_marketing.yaml
+
+coil2000: venv
+	$(BIN)/python -m pipelines.run_source benchmarks/sources/coil2000.yaml
 
 docs: venv
 	$(BIN)/python -m pipelines.docs

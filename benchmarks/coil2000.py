@@ -4,7 +4,7 @@ Trains on ``ticdata2000.txt`` only. The method is chosen by repeated stratified 
 file, using the challenge's own yardstick: buyers found in the top 20% (800 of 4,000). The evaluation labels
 are held back, as they were from the contestants, so this script never reads them.
 
-    .venv/bin/python benchmarks/coil2000.py            # writes data/benchmarks/coil2000_top800.csv (+ .json)
+    .venv/bin/python benchmarks/coil2000.py            # writes data/benchmarks/coil2000_cv_top800.csv (+ .json)
 
 The data is for non-commercial research and education only: it is read from ../shared/datasets, never
 copied into this repository.
@@ -31,7 +31,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 log = logging.getLogger("benchmarks.coil2000")
 DATA = Path(__file__).resolve().parents[1].parent / "shared/datasets/coil2000"
-OUT = Path("data/benchmarks/coil2000_top800.csv")
+OUT = Path("data/benchmarks/coil2000_cv_top800.csv")
 CATEGORICAL = ["MOSTYPE", "MOSHOOFD"]  # customer subtype / main type: codes, not ordinal
 TOP_SHARE = 0.2  # 800 of 4,000
 

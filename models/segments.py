@@ -200,6 +200,19 @@ def backtest_table(df: pd.DataFrame, by: str, order: tuple[str, ...] | None = No
     return out.reset_index()
 
 
+def propensity_backtest(df: pd.DataFrame, by: str = "priority_tier") -> pd.DataFrame:
+    """Per tier of a propensity-only model set (no premiums or lapses): customers, expected vs realised
+    purchases, realised purchase rate and the share of all purchases the tier holds."""
+    g = df.groupby(by, observed=True)
+    out = pd.DataFrame({"customers": g.size(), "expected_purchases": g["p_purchase"].sum(),
+                        "realised_purchases": g["purchase_h"].sum()})
+    out["realised_purchase_rate"] = out["realised_purchases"] / out["customers"]
+    out["purchase_share"] = out["realised_purchases"] / max(float(df["purchase_h"].sum()), 1e-12)
+    out = out.reindex([t for t in TIERS if t in out.index])
+    out.index.name = by
+    return out.reset_index()
+
+
 def is_monotone_decreasing(values: pd.Series | np.ndarray | list[float]) -> bool:
     v = np.asarray(values, float)
     return bool(np.all(np.diff(v) <= 1e-12))

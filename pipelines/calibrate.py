@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.capabilities import ALL_MODELS
 from models import calibration
 from models.metrics import classification_metrics
 from pipelines import tracking
@@ -48,7 +49,8 @@ def main(args: argparse.Namespace) -> None:
     report: dict[str, Any] = {}
     calibrators: dict[str, dict[str, Any]] = {}
     curves: dict[str, pd.DataFrame] = {}
-    for model, label in CALIBRATED.items():
+    caps = params.capabilities
+    for model, label in ((m, lbl) for m, lbl in CALIBRATED.items() if m in caps.models):
         rows = scores[scores[label].notna()]
         cal_rows, test_rows = rows[rows["role"] == "calib"], rows[rows["role"] == "test"]
         if cal_rows[label].nunique() < 2:
@@ -72,6 +74,12 @@ def main(args: argparse.Namespace) -> None:
     for model, top in importance.items():
         curves[f"importance_{model}"] = pd.DataFrame(
             {"feature": list(top), "mean_abs_contribution": list(top.values())})
+    for model in (m for m in ALL_MODELS if m not in caps.models):  # declared DVC plots must exist: header only
+        log.info("%s model: not trained for this source (%s); its plots are empty", model, caps.describe())
+        if model in CALIBRATED:
+            curves[f"calibration_{model}"] = pd.DataFrame(columns=["bin", "predicted", "observed", "n"])
+            curves[f"gains_{model}"] = pd.DataFrame(columns=["contacted", "captured"])
+        curves[f"importance_{model}"] = pd.DataFrame(columns=["feature", "mean_abs_contribution"])
     with staged_outputs() as out:
         for model, cal in calibrators.items():
             out.json(cal, CALIBRATORS / f"{model}.json")

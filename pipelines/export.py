@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from features.capabilities import Capabilities, for_source
 from models import gbm, reasons
 from models import segments as sg
 from pipelines import score_file, scoring
@@ -56,35 +57,43 @@ def sha256(path: Path) -> str:
 
 
 def build_scores(seg: pd.DataFrame, scoring_rows: pd.DataFrame, dictionary: list[dict[str, Any]],
-                 registry: dict[str, Any], models_dir: Path = scoring.MODELS) -> pd.DataFrame:
-    """The score file's rows, in schema order, from the segment stage's table and the propensity model."""
+                 registry: dict[str, Any], models_dir: Path = scoring.MODELS,
+                 columns: list[str] | None = None) -> pd.DataFrame:
+    """The score file's rows, in schema order, from the segment stage's table and the propensity model.
+    ``columns``: a profile's columns (default: all); the segment table only needs to carry those."""
+    names = columns or score_file.NAMES
     model = scoring.load_model("purchase", models_dir)
     rows = scoring_rows.set_index("customer_id").loc[seg["customer_id"]].reset_index()
     contrib = reasons.contributions(model.booster, gbm.design(rows, model.spec))
     why = reasons.top_reasons(contrib, rows, {d["name"]: d for d in dictionary}, k=score_file.N_REASONS)
     out = pd.DataFrame({"customer_id": seg["customer_id"].to_numpy(), "as_of": pd.to_datetime(seg["as_of"]).dt.date})
     for c in ("p_purchase", "p_lapse", "expected_premium", "contact_value", "priority_tier"):
-        out[c] = seg[c].to_numpy()
+        if c in names:
+            out[c] = seg[c].to_numpy()
     for c, zh in ZH.items():
-        out[c] = seg[c].to_numpy()
-        out[f"{c}_zh"] = seg[c].map(zh).to_numpy()
-    out["recommended_channel"] = seg["channel"].to_numpy()
-    out["next_contact_date"] = seg["next_contact_date"].to_numpy()
-    out["suppressed"] = seg["suppressed"].astype(bool).to_numpy()
-    out["suppress_reason"] = seg["suppress_reason"].replace("", None).to_numpy()
+        if c in names:
+            out[c] = seg[c].to_numpy()
+            out[f"{c}_zh"] = seg[c].map(zh).to_numpy()
+    if "recommended_channel" in names:
+        out["recommended_channel"] = seg["channel"].to_numpy()
+        out["next_contact_date"] = seg["next_contact_date"].to_numpy()
+        out["suppressed"] = seg["suppressed"].astype(bool).to_numpy()
+        out["suppress_reason"] = seg["suppress_reason"].replace("", None).to_numpy()
     for c in why.columns:
         out[c] = why[c].replace("", None).to_numpy()
-    for m in ("purchase", "lapse", "value"):
+    for m in registry["models"]:
         out[f"model_version_{m}"] = str(registry["models"][m]["version"])
     out["mlflow_run_id"] = str(registry["run_id"])
-    return out[score_file.NAMES]
+    return out[names]
 
 
-def check_schema(df: pd.DataFrame) -> None:
-    """Our own output against the published schema: a failure here is a bug, never a CRM's problem."""
+def check_schema(df: pd.DataFrame, names: list[str] | None = None) -> None:
+    """Our own output against the published schema (``names``: a profile's columns; default all): a failure
+    here is a bug, never a CRM's problem."""
     problems = []
-    if list(df.columns) != score_file.NAMES:
-        problems.append(f"columns {list(df.columns)} != schema {score_file.NAMES}")
+    names = names or score_file.NAMES
+    if list(df.columns) != names:
+        problems.append(f"columns {list(df.columns)} != schema {names}")
     for c in score_file.COLUMNS:
         if c.name not in df:
             continue
@@ -103,7 +112,8 @@ def check_schema(df: pd.DataFrame) -> None:
 
 def write_csv(df: pd.DataFrame, path: Path, delimiter: str) -> None:
     out = df.copy()
-    out["suppressed"] = out["suppressed"].map({True: "true", False: "false"})
+    if "suppressed" in out:
+        out["suppressed"] = out["suppressed"].map({True: "true", False: "false"})
     out.to_csv(path, index=False, sep=delimiter, encoding="utf-8-sig", lineterminator="\n", float_format="%.10g")
 
 
@@ -118,19 +128,23 @@ def export(params_path: str) -> dict[str, Any]:
         raise InputError(f"{SEGMENTS} was built for another as-of date than book.as_of {as_of}: dvc repro segment")
     registry = json.loads(REGISTRY.read_text(encoding="utf-8"))
     cutpoints = json.loads(CUTPOINTS.read_text(encoding="utf-8"))
-    df = scores_frame(seg, as_of, registry)
+    df = scores_frame(seg, as_of, registry, caps=params.capabilities)
     return deliver(df, as_of, registry, cutpoints, SCORES, params.export.delimiter)
 
 
 def scores_frame(seg: pd.DataFrame, as_of: dt.date, registry: dict[str, Any],
-                 models_dir: Path = scoring.MODELS) -> pd.DataFrame:
-    """Score-file rows for ``seg`` (the segment table of ``as_of``), reasons from ``models_dir``'s model."""
+                 models_dir: Path = scoring.MODELS, caps: Capabilities | None = None) -> pd.DataFrame:
+    """Score-file rows for ``seg`` (the segment table of ``as_of``), reasons from ``models_dir``'s model;
+    the columns of the source's profile (``caps``; default: a book's)."""
+    caps = caps or for_source("tables", synthetic=False)
+    name, cols = score_file.profile(caps)
     feats = pd.read_parquet(FEATURES)
-    scoring_rows = feats[pd.to_datetime(feats["snapshot_date"]).dt.date == as_of]
+    scoring_rows = scoring.scoring_rows(feats, as_of, caps)
     dictionary = json.loads(DICTIONARY.read_text(encoding="utf-8"))
-    log.info("building the score file for %s: %s customers", as_of, f"{len(seg):,}")
-    df = build_scores(seg, scoring_rows, dictionary, registry, models_dir)
-    check_schema(df)
+    log.info("building the score file for %s: %s customers (%s profile)", as_of, f"{len(seg):,}", name)
+    names = [c.name for c in cols]
+    df = build_scores(seg, scoring_rows, dictionary, registry, models_dir, names)
+    check_schema(df, names)
     return df
 
 
@@ -149,21 +163,30 @@ def deliver(df: pd.DataFrame, as_of: dt.date, registry: dict[str, Any], cutpoint
                       for k, p in staged.items()},
             "csv": {"encoding": "utf-8-sig", "delimiter": delimiter},
             "models": {m: {k: registry["models"][m][k] for k in ("name", "version", "uri")}
-                       for m in ("purchase", "lapse", "value")},
+                       for m in registry["models"]},
             "mlflow_run_id": registry["run_id"],
-            "tier_cutpoints": {"mode": cutpoints.get("mode"), "contact_value_at_least": {
-                t: c for t, c in zip(("P1", "P2", "P3"), cutpoints["tiers"], strict=True)},
-                "ml_quadrant": {k: cutpoints[k] for k in ("ability", "willingness_high_ability",
-                                                          "willingness_low_ability")}},
+            "profile": "book" if list(df.columns) == score_file.NAMES else "propensity",
+            "tier_cutpoints": _cutpoints(cutpoints),
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "columns": score_file.NAMES,
+            "columns": list(df.columns),
         }
         out.json(manifest, target["manifest"])
     tiers = df["priority_tier"].value_counts().reindex(list(sg.TIERS), fill_value=0)
-    log.info("wrote %s and %s (%s rows; %s; %s suppressed) and %s", target["csv"], target["parquet"].name,
-             f"{len(df):,}", ", ".join(f"{t} {n:,}" for t, n in tiers.items()), f"{int(df['suppressed'].sum()):,}",
-             target["manifest"].name)
+    suppressed = f"{int(df['suppressed'].sum()):,} suppressed" if "suppressed" in df else "no contact plan"
+    log.info("wrote %s and %s (%s rows; %s; %s) and %s", target["csv"], target["parquet"].name,
+             f"{len(df):,}", ", ".join(f"{t} {n:,}" for t, n in tiers.items()), suppressed, target["manifest"].name)
     return manifest
+
+
+def _cutpoints(cutpoints: dict[str, Any]) -> dict[str, Any]:
+    """The tier cut-points for the manifest: on contact value for a book, on p_purchase for a propensity set."""
+    by = cutpoints.get("ranked_by", "contact_value")
+    out: dict[str, Any] = {"mode": cutpoints.get("mode"), f"{by}_at_least": {
+        t: c for t, c in zip(("P1", "P2", "P3"), cutpoints["tiers"], strict=True)}}
+    if "ability" in cutpoints:
+        out["ml_quadrant"] = {k: cutpoints[k] for k in ("ability", "willingness_high_ability",
+                                                        "willingness_low_ability")}
+    return out
 
 
 def read_delivery(as_of: dt.date, folder: Path = SCORES) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -193,6 +216,10 @@ def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     as_of = dt.date.fromisoformat(args.as_of) if args.as_of else params.book.as_of
     df, manifest = read_delivery(as_of)
+    if manifest.get("profile", "book") != "book":
+        raise UserError(f"the delivery for {as_of} has the {manifest['profile']!r} profile (a source without a "
+                        "policy archive or contact history); database loading takes the book profile only: load "
+                        f"{manifest['files']['csv']['name']} with your CRM's importer")
     result = crm_load.load(args.to, df, as_of, table=args.table or params.export.db.table,
                            schema=args.schema if args.schema is not None else params.export.db.schema_name)
     log.info("loaded %s rows for %s into %s (%s); checksum %s verified", f"{result['rows']:,}", as_of,

@@ -10,6 +10,7 @@ memory stays bounded by ``features.engine.memory_limit``), and writes
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import tempfile
@@ -17,12 +18,14 @@ import time
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from features.snapshots import KEYS, dictionary, sample_fraction, snapshot_plan, snapshot_query
 from pipelines.cli import base_parser, progress_logger, run_stage
 from pipelines.errors import InputError
 from pipelines.io import staged_outputs
-from pipelines.params import EngineParams, load_params
+from pipelines.params import EngineParams, Params, load_params
+from pipelines.validate import TABULAR, TABULAR_DICTIONARY
 
 log = logging.getLogger("pipelines.features")
 progress = progress_logger("features")
@@ -65,8 +68,34 @@ def register_tables(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
         con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM read_parquet('{path.as_posix()}')")
 
 
+def tabular_features(params: Params) -> None:
+    """A tabular source's columns already are its features: publish the validated table and its dictionary
+    in the feature table's place (one row per case; ``role`` carries the source's split)."""
+    for p in (TABULAR, TABULAR_DICTIONARY):
+        if not p.is_file():
+            raise InputError(f"{p} not found: run the validate stage first (dvc repro validate)")
+    df = pd.read_parquet(TABULAR)
+    dic = json.loads(TABULAR_DICTIONARY.read_text(encoding="utf-8"))
+    caps = params.capabilities
+    log.info("%s: no point-in-time snapshots to build; the source's %d columns are the features",
+             caps.describe(), sum(1 for d in dic if d["role"] == "feature"))
+    per_role = df.groupby("role", sort=False).agg(rows=("purchase_h", "size"), purchase_rate=("purchase_h", "mean"))
+    with staged_outputs() as out:
+        out.parquet(df, OUT / "features.parquet")
+        out.json(dic, OUT / "dictionary.json")
+        out.json({"as_of": str(params.book.as_of), "source": caps.source, "rows": len(df),
+                  "n_features": sum(1 for d in dic if d["role"] == "feature"), "n_snapshots": int(
+                      df["snapshot_date"].nunique()), "roles": {str(r): {"rows": int(v["rows"]), "purchase_rate": (
+                          None if pd.isna(v["purchase_rate"]) else float(v["purchase_rate"]))}
+                                                                for r, v in per_role.iterrows()}}, REPORT)
+    log.info("wrote %s (%s rows)", OUT / "features.parquet", f"{len(df):,}")
+
+
 def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
+    if not params.capabilities.snapshots:
+        tabular_features(params)
+        return
     fp, H, as_of = params.features, params.book.horizon_days, params.book.as_of
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="duckdb-spill-") as spill:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.capabilities import skip_reason
 from features.synthetic import simulate_book
 from pipelines.cli import base_parser, progress_logger, run_stage
 from pipelines.io import staged_outputs
@@ -37,8 +38,9 @@ def skip(reason: str) -> None:
 
 def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    if not params.synthetic_source:
-        skip(f"validate.source.dir is {params.validate_.source.dir!r} (your own data), not {BOOK_DIR}")
+    reason = skip_reason("generate", params.capabilities)
+    if reason:
+        skip(f"{reason} (validate.source.dir is {params.validate_.source.dir!r}, not {BOOK_DIR})")
         return
     sp = params.synthetic()
     log.info("profile '%s': %s customers, %s days of history, as-of %s, seed %s", params.book.profile,

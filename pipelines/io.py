@@ -124,8 +124,9 @@ def _sniff_delimiter(header: str) -> str | None:
     return best if counts[best] > 0 else None
 
 
-def read_csv_table(path: Path, table: str, encoding: str, delimiter: str) -> pd.DataFrame:
-    """Read a CSV export as text columns, with errors that say what to change."""
+def read_csv_table(path: Path, table: str, encoding: str, delimiter: str,
+                   names: list[str] | None = None) -> pd.DataFrame:
+    """Read a CSV export as text columns, with errors that say what to change (``names``: no header row)."""
     enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     try:
         with path.open("rb") as fh:
@@ -151,7 +152,7 @@ def read_csv_table(path: Path, table: str, encoding: str, delimiter: str) -> pd.
             ) from None
     try:
         df = pd.read_csv(path, sep=delimiter, dtype=str, encoding=enc, keep_default_na=False,
-                         na_values=[""], engine="c")
+                         na_values=[""], engine="c", header=None if names else "infer", names=names or None)
     except UnicodeDecodeError as e:
         raise InputError(f"{path} (table '{table}') is not valid {encoding} (offset {e.start}); "
                          "set validate.source.encoding (utf-8 or gbk)") from None
@@ -159,6 +160,9 @@ def read_csv_table(path: Path, table: str, encoding: str, delimiter: str) -> pd.
         raise InputError(f"{path} (table '{table}') could not be parsed with delimiter {delimiter!r}: {e}") from None
     except pd.errors.EmptyDataError:
         raise InputError(f"{path} (table '{table}') is empty: expected a header row") from None
+    if names and df.iloc[:, -1].isna().all() and len(df):
+        raise InputError(f"{path} (table '{table}') has fewer columns than the {len(names)} names given "
+                         f"(the last, '{names[-1]}', is empty in every row): check the names and the delimiter")
     if df.shape[1] == 1:
         header = str(df.columns[0])
         sniffed = _sniff_delimiter(header.replace(delimiter, ""))
@@ -173,7 +177,7 @@ def read_csv_table(path: Path, table: str, encoding: str, delimiter: str) -> pd.
 
 def read_table(directory: str | Path, table: str, fmt: str, encoding: str = "utf-8",
                delimiter: str = ",", required: bool = True, file: str | None = None,
-               ) -> tuple[pd.DataFrame | None, Path]:
+               names: list[str] | None = None) -> tuple[pd.DataFrame | None, Path]:
     """Read ``<directory>/<table>.<fmt>`` (or ``<directory>/<file>``); (None, path) for an absent optional table."""
     path = Path(directory) / (file or f"{table}.{fmt}")
     if not path.is_file():
@@ -186,7 +190,7 @@ def read_table(directory: str | Path, table: str, fmt: str, encoding: str = "utf
         raise InputError(f"input file {path} for table '{table}' not found{where}. Check validate.source "
                          "in params.yaml (dir, format).")
     if fmt == "csv":
-        return read_csv_table(path, table, encoding, delimiter), path
+        return read_csv_table(path, table, encoding, delimiter, names), path
     try:
         return pd.read_parquet(path), path
     except Exception as e:  # pyarrow raises several types for corrupt files

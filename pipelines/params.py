@@ -15,9 +15,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from features.capabilities import Capabilities, for_source
 from features.mapping import TableMapping
 from features.snapshots import FeatureParams
 from features.synthetic import BookSize, DriftParams, SyntheticParams
+from features.tabular import TabularSpec
 from models.baselines import RuleParams
 from models.contact_plan import CapacityParams, PlanParams
 from models.drift import DriftParams as DriftCheckParams
@@ -71,13 +73,23 @@ class GenerateParams(Strict):
 
 
 class SourceParams(Strict):
-    """Where the raw tables are and how they are encoded."""
+    """Where the raw data is and how it is encoded: the contract's tables, or one tabular file."""
 
+    kind: Literal["tables", "tabular"] = "tables"
     dir: str = Field(min_length=1)
     format: Literal["parquet", "csv"]
     encoding: str = Field(min_length=1)
     delimiter: str = Field(min_length=1, max_length=1)
     tables: dict[str, TableMapping] = {}  # bring your own data: per-table mapping (docs/your_data.md)
+    tabular: TabularSpec | None = None    # kind: tabular - one file whose columns are the features
+
+    @model_validator(mode="after")
+    def _kind_has_its_spec(self) -> SourceParams:
+        if self.kind == "tabular" and self.tabular is None:
+            raise ValueError("kind: tabular needs a `tabular` section (file, target, ...; docs/your_data.md)")
+        if self.kind == "tables" and self.tabular is not None:
+            raise ValueError("a `tabular` section is only read with kind: tabular")
+        return self
 
     @model_validator(mode="after")
     def _encoding_known(self) -> SourceParams:
@@ -226,6 +238,11 @@ class Params(Strict):
         """Whether the pipeline reads the synthetic book (else: your own data, and the stages that only make
         sense for the synthetic book, generate and truth_check, skip themselves with a message)."""
         return Path(self.validate_.source.dir).resolve() == SYNTHETIC_BOOK_DIR.resolve()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this source supports; stages skip or narrow themselves by it (features/capabilities.py)."""
+        return for_source(self.validate_.source.kind, self.synthetic_source)
 
     def synthetic(self) -> SyntheticParams:
         g = self.generate

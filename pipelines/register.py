@@ -38,7 +38,7 @@ TRAIN_REPORT = Path("data/reports/train.json")
 CAL_REPORT = Path("data/reports/calibration.json")
 REGISTRY = Path("data/registry/registry.json")
 SERVING = Path(__file__).with_name("serving.py")
-MODEL_NAMES = ("purchase", "lapse", "value")
+MODELS_PACKAGE = Path(__file__).resolve().parents[1] / "models"  # shipped with each model (any working directory)
 # what the pyfunc imports when loaded elsewhere (pinned to the versions that trained it)
 REQUIREMENTS = ("mlflow", "lightgbm", "pandas", "numpy", "scikit-learn", "scipy", "pydantic")
 
@@ -81,7 +81,8 @@ def main(args: argparse.Namespace) -> None:
     mlflow = tracking.ensure_store()
     from mlflow.tracking import MlflowClient
 
-    needed = [FEATURES, TRAIN_REPORT, CAL_REPORT, *(p for m in MODEL_NAMES for p in _inputs(m).values())]
+    model_names = params.capabilities.models
+    needed = [FEATURES, TRAIN_REPORT, CAL_REPORT, *(p for m in model_names for p in _inputs(m).values())]
     for p in needed:
         if not p.is_file():
             raise InputError(f"{p} not found: run the train and calibrate stages first (dvc repro calibrate)")
@@ -89,7 +90,7 @@ def main(args: argparse.Namespace) -> None:
     cal_report = json.loads(CAL_REPORT.read_text(encoding="utf-8"))
     feats = pd.read_parquet(FEATURES)
     as_of = pd.Timestamp(params.book.as_of)
-    scoring_rows = feats[pd.to_datetime(feats["snapshot_date"]) == as_of].sort_values("customer_id")
+    scoring_rows = scoring.scoring_rows(feats, as_of.date(), params.capabilities).sort_values("customer_id")
     if scoring_rows.empty:
         raise InputError(f"{FEATURES} has no rows for the as-of date {as_of.date()} (book.as_of)")
     prefix = params.registry.model_name_prefix
@@ -98,7 +99,7 @@ def main(args: argparse.Namespace) -> None:
     with tracking.run("register", {"features": FEATURES},
                       resume=tracking.read_run_id(MODELS / "mlflow_run.json")) as active:
         run_id = active.active_run().info.run_id
-        for model in MODEL_NAMES:
+        for model in model_names:
             files = _inputs(model)
             meta = json.loads(files["meta"].read_text(encoding="utf-8"))
             columns = gbm.FeatureSpec.from_dict(meta["features"]).columns
@@ -108,7 +109,7 @@ def main(args: argparse.Namespace) -> None:
             name = f"{prefix}-{model}"
             info = mlflow.pyfunc.log_model(
                 name=model, python_model=str(SERVING), artifacts={k: str(v) for k, v in files.items()},
-                code_paths=["models"], signature=signature(example, expected), input_example=example,
+                code_paths=[str(MODELS_PACKAGE)], signature=signature(example, expected), input_example=example,
                 pip_requirements=pip_requirements(), registered_model_name=name,
                 metadata={"target": meta["target"], "output": "premium_cny" if model == "value" else "probability"})
             ver = str(info.registered_model_version)

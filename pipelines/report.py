@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from features.capabilities import skip_reason
 from models import drift as dr  # noqa: E402
 from models import segments as sg  # noqa: E402
 from pipelines.cli import base_parser, run_stage  # noqa: E402
@@ -296,6 +297,15 @@ def build_html(params: Any) -> tuple[str, dict[str, bytes]]:
 
 def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
+    reason = skip_reason("report", params.capabilities)
+    if reason:  # DVC needs the outputs: a page that says why, and an empty figures folder
+        log.info("report skipped: %s", reason)
+        with staged_outputs() as out:
+            out.path(OUT).write_text("<!doctype html><meta charset='utf-8'><title>Report skipped</title>"
+                                     f"<p>{html.escape(reason)}. See data/reports/*.json for the stages' "
+                                     "metrics.</p>\n", encoding="utf-8")
+            out.path(FIGS / "SKIPPED.txt").write_text(reason + "\n", encoding="utf-8")
+        return
     page, pngs = build_html(params)
     with staged_outputs() as out:
         out.path(OUT).write_text(page, encoding="utf-8")

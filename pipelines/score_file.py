@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from features.capabilities import Capabilities
 from features.contract import CHANNELS as CONTRACT_CHANNELS
 from models.segments import (
     BEHAVIOUR_ZH,
@@ -35,12 +36,16 @@ class Column:
     en: str
     zh: str
     enum: tuple[str, ...] | None = None
+    needs: tuple[str, ...] = ()  # source capabilities the column needs (features/capabilities.py)
+
+
+ARCHIVE, HISTORY = ("archive",), ("archive", "contact_history")
 
 
 def _seg(name: str, codes: tuple[str, ...], zh_names: dict[str, str], en: str, zh: str) -> list[Column]:
-    return [Column(name, "string", False, f"{en} (English code)", f"{zh}(英文代码)", codes),
+    return [Column(name, "string", False, f"{en} (English code)", f"{zh}(英文代码)", codes, HISTORY),
             Column(f"{name}_zh", "string", False, f"{en} (Chinese name)", f"{zh}(中文)",
-                   tuple(zh_names[c] for c in codes))]
+                   tuple(zh_names[c] for c in codes), HISTORY)]
 
 
 CHANNELS = tuple(CONTRACT_CHANNELS)  # the contract's channels, in its order
@@ -51,11 +56,11 @@ COLUMNS: list[Column] = [
     Column("p_purchase", "number", False, "Probability of a new policy within the horizon (calibrated)",
            "观察期内新投保概率(已校准)"),
     Column("p_lapse", "number", False, "Probability an in-force policy lapses within the horizon (0 if none held)",
-           "观察期内有效保单失效概率(无有效保单为0)"),
+           "观察期内有效保单失效概率(无有效保单为0)", needs=ARCHIVE),
     Column("expected_premium", "number", False, "Expected annual premium if the customer buys, CNY",
-           "若投保的预期年保费(元)"),
+           "若投保的预期年保费(元)", needs=ARCHIVE),
     Column("contact_value", "number", False, "Expected gain of contacting now, CNY (docs/segments.md)",
-           "当前接触的预期收益(元)"),
+           "当前接触的预期收益(元)", needs=ARCHIVE),
     Column("priority_tier", "string", False, "Priority tier, P1 highest", "优先级(P1最高)", TIERS),
     *_seg("rule_quadrant", QUADRANTS, QUADRANT_ZH, "Rule ability x willingness quadrant", "规则客户分层"),
     *_seg("ml_quadrant", QUADRANTS, QUADRANT_ZH, "Model ability x willingness quadrant", "模型客户分层"),
@@ -63,26 +68,35 @@ COLUMNS: list[Column] = [
     *_seg("closeness", CLOSENESS, CLOSENESS_ZH, "Closeness", "关系紧密程度"),
     *_seg("behaviour", BEHAVIOURS, BEHAVIOUR_ZH, "Behaviour", "行为特征"),
     Column("recommended_channel", "string", True, "Channel for the next touch (empty when suppressed)",
-           "建议接触渠道(抑制时为空)", CHANNELS),
+           "建议接触渠道(抑制时为空)", CHANNELS, HISTORY),
     Column("next_contact_date", "date", True, "Date of the next touch (empty when suppressed)",
-           "下次接触日期(抑制时为空)"),
-    Column("suppressed", "boolean", False, "Must not be contacted now", "当前不得接触"),
+           "下次接触日期(抑制时为空)", needs=HISTORY),
+    Column("suppressed", "boolean", False, "Must not be contacted now", "当前不得接触", needs=HISTORY),
     Column("suppress_reason", "string", True,
            "Why: opt_out, complaint_within_<N>d, no_permitted_channel (empty when not suppressed)",
-           "抑制原因(未抑制时为空)"),
+           "抑制原因(未抑制时为空)", needs=HISTORY),
     *(Column(f"reason_for_{i}", "string", True, f"Reason {i} for contacting (top feature contribution)",
              f"推荐理由{i}") for i in range(1, N_REASONS + 1)),
     *(Column(f"reason_against_{i}", "string", True, f"Reason {i} against (most negative contribution)",
              f"不利因素{i}") for i in range(1, N_REASONS + 1)),
     Column("model_version_purchase", "string", False, "Registered version of the propensity model",
            "投保倾向模型版本"),
-    Column("model_version_lapse", "string", False, "Registered version of the churn model", "流失模型版本"),
-    Column("model_version_value", "string", False, "Registered version of the value model", "价值模型版本"),
+    Column("model_version_lapse", "string", False, "Registered version of the churn model", "流失模型版本",
+           needs=ARCHIVE),
+    Column("model_version_value", "string", False, "Registered version of the value model", "价值模型版本",
+           needs=ARCHIVE),
     Column("mlflow_run_id", "string", False, "MLflow run that trained and registered the models",
            "训练该模型的MLflow运行编号"),
 ]
 
-NAMES = [c.name for c in COLUMNS]
+NAMES = [c.name for c in COLUMNS]  # the full ("book") profile: a source with an archive and contact history
+
+
+def profile(caps: Capabilities) -> tuple[str, list[Column]]:
+    """The columns a source can fill: all of them for a book; for a source without a policy archive or
+    contact history (a tabular file) the "propensity" profile, the columns whose ``needs`` it lacks left out."""
+    cols = [c for c in COLUMNS if all(getattr(caps, n) for n in c.needs)]
+    return ("book" if len(cols) == len(COLUMNS) else "propensity"), cols
 
 
 def json_schema() -> dict[str, Any]:
@@ -138,13 +152,22 @@ def render_markdown() -> str:
         "",
         "## Columns",
         "",
-        "| # | column | type | null | description | 说明 | allowed values |",
-        "|---|---|---|---|---|---|---|",
+        "| # | column | type | null | description | 说明 | allowed values | propensity profile |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for i, c in enumerate(COLUMNS, 1):
         enum = ", ".join(f"`{v}`" for v in c.enum) if c.enum else ""
-        lines.append(f"| {i} | `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} | {c.en} | {c.zh} | {enum} |")
+        kept = "yes" if not c.needs else f"no (needs {' and '.join(n.replace('_', ' ') for n in c.needs)})"
+        lines.append(f"| {i} | `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} | {c.en} | {c.zh} | {enum} "
+                     f"| {kept} |")
     lines += [
+        "",
+        "**Profiles.** A book (the contract's tables) fills every column: the manifest says `\"profile\": "
+        "\"book\"`. A source without a policy archive or contact history (`validate.source.kind: tabular`, "
+        "e.g. the public benchmarks in [benchmarks.md](benchmarks.md)) has only the propensity model: its files "
+        "carry the `propensity` profile, the columns marked *no* above left out (not emptied), tiers ranked by "
+        "`p_purchase`, and the manifest's `columns` lists exactly what is there. Database loading "
+        "(`--to`) takes the book profile only.",
         "",
         "Reasons read like `Quotes in the last 90 days: 3 / 近90天报价次数: 3`: a feature's description and this "
         "customer's value, in English and Chinese, from the propensity model's per-customer feature "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from features.capabilities import Capabilities
 from models import gbm
 from pipelines.errors import InputError
 
@@ -40,6 +42,15 @@ def load_model(name: str, models: Path = MODELS, calibrators: Path = CALIBRATORS
     meta = json.loads(files[1].read_text(encoding="utf-8"))
     cal = json.loads(files[2].read_text(encoding="utf-8")) if name != "value" else None
     return LoadedModel(lgb.Booster(model_file=str(files[0])), gbm.FeatureSpec.from_dict(meta["features"]), meta, cal)
+
+
+def scoring_rows(feats: pd.DataFrame, as_of: dt.date, caps: Capabilities) -> pd.DataFrame:
+    """The rows to score at the as-of date: the as-of snapshot of a book; of a tabular source its score file's
+    rows, or without one its latest (test) rows, so the export shows what the CRM would have received."""
+    if caps.snapshots:
+        return feats[pd.to_datetime(feats["snapshot_date"]) == pd.Timestamp(as_of)]
+    role = "score" if (feats["role"] == "score").any() else "test"
+    return feats[feats["role"] == role]
 
 
 def score(df: pd.DataFrame, models: Path = MODELS, calibrators: Path = CALIBRATORS) -> pd.DataFrame:

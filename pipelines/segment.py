@@ -178,9 +178,65 @@ def build(params: Params, model_set: tuple[Path, Path] = (scoring.MODELS, scorin
     return {"seg": seg, "cuts": cuts, "report": report, "tables": tables, "volume": volume}
 
 
+def propensity_tiers(params: Params) -> None:
+    """A source without an archive or contact history: P1-P4 tiers by calibrated purchase probability (there is
+    no premium for a contact value, no rule segment to align with, no history to plan a channel from), and a
+    backtest of those tiers on the test rows. Writes the same files as the full stage, minus the plan."""
+    caps = params.capabilities
+    for path in (FEATURES, TRAIN_REPORT):
+        if not path.is_file():
+            raise InputError(f"{path} not found: run the earlier stages first (dvc repro calibrate)")
+    log.info("%s: tiers rank by calibrated p_purchase; rule segments, contact value and the contact plan "
+             "do not apply", caps.describe())
+    as_of, sp = params.book.as_of, params.segment
+    feats = pd.read_parquet(FEATURES)
+    rows = scoring.scoring_rows(feats, as_of, caps).reset_index(drop=True)
+    test = feats[feats["role"] == "test"].reset_index(drop=True)
+    purchase = scoring.load_model("purchase")
+    p, p_test = purchase.predict(rows), purchase.predict(test)
+    frozen = sp.frozen if sp.cutpoints == "frozen" else None
+    cuts = frozen.tiers if frozen else sg.fit_tier_cuts(p, sp.tiers, sp.capacity.total_weekly)
+    seg = pd.DataFrame({"customer_id": rows["customer_id"], "as_of": as_of, "p_purchase": p,
+                        "priority_tier": sg.tiers(p, cuts)})
+    bt = test[["customer_id", "purchase_h"]].assign(p_purchase=p_test,
+                                                    priority_tier=sg.tiers(p_test, sg.fit_tier_cuts(
+                                                        p_test, sp.tiers, sp.capacity.total_weekly)
+                                                        if not frozen else cuts))
+    table = sg.propensity_backtest(bt)
+    report: dict[str, Any] = {"as_of": str(as_of), "cutpoints_mode": sp.cutpoints, "ranked_by": "p_purchase",
+              "not_applicable": "rule segments, contact value, contact plan (no archive or contact history)",
+              "backtest": {"rows": "test", "customers": len(bt),
+                           "tiers_monotone_purchase_rate": sg.is_monotone_decreasing(table["realised_purchase_rate"]),
+                           "tiers": {r["priority_tier"]: {k: float(r[k]) for k in (
+                               "customers", "expected_purchases", "realised_purchases", "realised_purchase_rate")}
+                               for r in table.to_dict("records")}},
+              "scoring": {"customers": len(seg), "rows": "score" if (feats["role"] == "score").any() else "test",
+                          "tiers": seg["priority_tier"].value_counts().reindex(list(sg.TIERS),
+                                                                               fill_value=0).to_dict()}}
+    log.info("backtest on %s test rows: tiers monotone in purchase rate: %s (%s)", f"{len(bt):,}",
+             report["backtest"]["tiers_monotone_purchase_rate"],
+             ", ".join(f"{r['priority_tier']} {r['realised_purchase_rate']:.1%}" for r in table.to_dict("records")))
+    with staged_outputs() as out:
+        out.parquet(seg, OUT / "segments.parquet")
+        out.json({"tiers": list(cuts), "ranked_by": "p_purchase", "fitted_on": str(as_of), "mode": sp.cutpoints},
+                 OUT / "cutpoints.json")
+        table.to_csv(out.path(OUT / "backtest" / "priority_tier.csv"), index=False)
+        table.rename(columns={"priority_tier": "tier", "realised_purchase_rate": "ml_purchase_rate"})[
+            ["tier", "ml_purchase_rate"]].to_csv(out.path(PLOT), index=False)
+        out.json(report, REPORT)
+    with tracking.run("segment", {"features": FEATURES}, resume=tracking.read_run_id(RUN_FILE)) as mlflow:
+        flat = tracking.flatten({"segment": report})
+        mlflow.log_metrics({k: float(v) for k, v in flat.items()
+                            if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)})
+        mlflow.log_artifact(str(REPORT), artifact_path="reports")
+
+
 def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     tracking.ensure_store()
+    if not (params.capabilities.archive and params.capabilities.contact_history):
+        propensity_tiers(params)
+        return
     built = build(params)
     seg, cuts, report, tables, volume = (built[k] for k in ("seg", "cuts", "report", "tables", "volume"))
     as_of, sp = pd.Timestamp(params.book.as_of), params.segment

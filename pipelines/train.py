@@ -102,28 +102,38 @@ def main(args: argparse.Namespace) -> None:
     df = pd.read_parquet(FEATURES)
     dictionary = json.loads(DICTIONARY.read_text(encoding="utf-8"))
     df["snapshot_date"] = pd.to_datetime(df["snapshot_date"]).dt.date
-    labelled = sorted(df.loc[df["purchase_h"].notna(), "snapshot_date"].unique())
-    try:
-        split = time_split(labelled, params.book.horizon_days, tp.min_train_snapshots)
-    except SplitError as e:
-        raise UserError(str(e)) from None
-    df["role"] = df["snapshot_date"].map(split.role)
-    log.info("split: train %s..%s (%d snapshots), valid %s, calib %s, test %s", split.train[0], split.train[-1],
-             len(split.train), split.valid, split.calib, split.test)
+    caps = params.capabilities
+    targets = {m: TARGETS[m] for m in caps.models}
+    if caps.snapshots:
+        labelled = sorted(df.loc[df["purchase_h"].notna(), "snapshot_date"].unique())
+        try:
+            split = time_split(labelled, params.book.horizon_days, tp.min_train_snapshots)
+        except SplitError as e:
+            raise UserError(str(e)) from None
+        df["role"] = df["snapshot_date"].map(split.role)
+        log.info("split: train %s..%s (%d snapshots), valid %s, calib %s, test %s", split.train[0], split.train[-1],
+                 len(split.train), split.valid, split.calib, split.test)
+        split_report = {"train": [str(d) for d in split.train], "valid": str(split.valid),
+                        "calib": str(split.calib), "test": str(split.test)}
+    else:  # the source's own split, decided at validation (time-ordered rows, or a stable hashed one)
+        df["role"] = df["role"].where(df["role"] != "score")
+        split_report = {"kind": "source", **{r: _role_span(df, r) for r in ("train", "valid", "calib", "test")}}
+        log.info("split from the source: %s; models: %s (%s)", split_report, ", ".join(caps.models),
+                 caps.describe())
     spec = gbm.feature_spec(df[df["role"] == "train"], dictionary)
-    report: dict[str, Any] = {"split": {"train": [str(d) for d in split.train], "valid": str(split.valid),
-                                        "calib": str(split.calib), "test": str(split.test)},
+    report: dict[str, Any] = {"split": split_report, "models_trained": list(caps.models),
                               "n_features": len(spec.columns), "models": {}}
-    held = df[df["role"].isin(["calib", "test"])][["customer_id", "snapshot_date", "role", *TARGETS.values()]].copy()
-    for model, target in TARGETS.items():  # before any run is opened: refuse early, with the counts
+    held = df[df["role"].isin(["calib", "test"])][["customer_id", "snapshot_date", "role", *targets.values()]].copy()
+    for model, target in targets.items():  # before any run is opened: refuse early, with the counts
         rows = _rows(df, model)
         check_enough_data(model, target, {r: rows.loc[rows["role"] == r, target].to_numpy(float)
                                           for r in ("train", "valid", "calib", "test")},
                           "regression" if model == "value" else "binary", tp.min_positives)
     with tracking.run("train", {"features": FEATURES}) as mlflow:
         run_id = mlflow.active_run().info.run_id
-        boosters, metas, importance, tuned = _train_all(df, spec, split, tp, params.rules.quadrant, report, held,
-                                                        mlflow)
+        boosters, metas, importance, tuned = _train_all(df, spec, targets, tp,
+                                                        params.rules.quadrant if caps.archive else None, report,
+                                                        held, mlflow)
         with staged_outputs() as out:
             for model, booster in boosters.items():
                 booster.save_model(str(out.path(MODELS / model / "model.txt")),
@@ -137,7 +147,8 @@ def main(args: argparse.Namespace) -> None:
         mlflow.log_params(tracking.flatten({"gbm": tp.gbm.model_dump(), "rules": params.rules.quadrant.model_dump(),
                                             "tuning.enabled": tp.tuning.enabled,
                                             "horizon_days": params.book.horizon_days, "as_of": str(params.book.as_of),
-                                            "split.test": str(split.test), "split.calib": str(split.calib)}))
+                                            "split.test": str(split_report["test"]),
+                                            "split.calib": str(split_report["calib"])}))
         for model, best in tuned.items():
             mlflow.log_params({f"tuned.{model}.{k}": v for k, v in best.items()})
         for model, entry in report["models"].items():
@@ -153,19 +164,29 @@ def main(args: argparse.Namespace) -> None:
     for model, entry in report["models"].items():
         verdict = ", ".join(f"{'beats' if entry[k] else 'does NOT beat'} {k.split('_')[1]}"
                             for k in ("beats_logistic", "beats_rules") if k in entry)
-        log.info("%s: LightGBM %s on the out-of-time test", model, verdict)
+        log.info("%s: LightGBM %s on the test rows (%s)", model, verdict,
+                 "out of time" if caps.snapshots else f"the source's split: {report['split']['test']}")
 
 
-def _train_all(df: pd.DataFrame, spec: gbm.FeatureSpec, split: Any, tp: TrainParams, rules: baselines.RuleParams,
-               report: dict[str, Any],
+def _role_span(df: pd.DataFrame, role: str) -> str:
+    """Rows and snapshot dates of one role of a source's own split, for the report."""
+    part = df[df["role"] == role]
+    if part.empty:
+        return "none"
+    return f"{len(part):,} rows, {part['snapshot_date'].min()}..{part['snapshot_date'].max()}"
+
+
+def _train_all(df: pd.DataFrame, spec: gbm.FeatureSpec, targets: dict[str, str], tp: TrainParams,
+               rules: baselines.RuleParams | None, report: dict[str, Any],
                held: pd.DataFrame, mlflow: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any],
                                                          dict[str, dict[str, Any]]]:
-    """Fit each model (tuned first when asked) with its baselines; fills ``report`` and ``held`` in place."""
+    """Fit each model (tuned first when asked) with its baselines; fills ``report`` and ``held`` in place.
+    ``rules`` None: the source has no archive for the rule baselines (they are left out of the report)."""
     boosters: dict[str, Any] = {}
     metas: dict[str, Any] = {}
     importance: dict[str, dict[str, float]] = {}
     tuned: dict[str, dict[str, Any]] = {}
-    for model, target in TARGETS.items():
+    for model, target in targets.items():
         rows = _rows(df, model)
         parts = {r: rows[rows["role"] == r] for r in ("train", "valid", "calib", "test")}
         for r, part in parts.items():
@@ -178,7 +199,7 @@ def _train_all(df: pd.DataFrame, spec: gbm.FeatureSpec, split: Any, tp: TrainPar
         X = {r: gbm.design(part, spec) for r, part in parts.items()}
         log.info("%s: %s training rows (%s), early stopping on %s", model, f"{len(X['train']):,}",
                  f"{y['train'].mean():.2%} positive" if objective == "binary" else f"mean {y['train'].mean():,.0f} CNY",
-                 split.valid)
+                 report["split"]["valid"])
         gbm_params = tp.gbm
         if tp.tuning.enabled:
             gbm_params, history = _tune(model, X, y_fit, tp, objective, mlflow)
@@ -199,12 +220,13 @@ def _train_all(df: pd.DataFrame, spec: gbm.FeatureSpec, split: Any, tp: TrainPar
             lr.fit(baselines.lr_frame(gbm.design(lr_rows, spec), spec), lr_rows[target].to_numpy(int))
             p_lr = lr.predict_proba(baselines.lr_frame(X["test"], spec))[:, 1]
             entry["logistic"] = classification_metrics(y["test"], p_lr)
-            rule = (baselines.rule_purchase_score(parts["test"], rules) if model == "purchase"
-                    else baselines.rule_lapse_score(parts["test"]))
-            rule_m = classification_metrics(y["test"], (rule - rule.min()) / (np.ptp(rule) or 1.0))
-            entry["rules"] = {k: rule_m[k] for k in RANK_METRICS}
             entry["beats_logistic"] = entry["lightgbm"]["roc_auc"] > entry["logistic"]["roc_auc"]
-            entry["beats_rules"] = entry["lightgbm"]["roc_auc"] > entry["rules"]["roc_auc"]
+            if rules is not None:
+                rule = (baselines.rule_purchase_score(parts["test"], rules) if model == "purchase"
+                        else baselines.rule_lapse_score(parts["test"]))
+                rule_m = classification_metrics(y["test"], (rule - rule.min()) / (np.ptp(rule) or 1.0))
+                entry["rules"] = {k: rule_m[k] for k in RANK_METRICS}
+                entry["beats_rules"] = entry["lightgbm"]["roc_auc"] > entry["rules"]["roc_auc"]
         else:
             entry["lightgbm"] = regression_metrics(y["test"], raw["test"])
             band_mean = parts["train"].groupby("income_band", dropna=False)[target].mean()
@@ -224,7 +246,7 @@ def _train_all(df: pd.DataFrame, spec: gbm.FeatureSpec, split: Any, tp: TrainPar
             pred = gbm.predict(booster, gbm.design(df[df["role"] == r], spec))
             held.loc[mask, f"score_{model}"] = np.expm1(pred) if objective == "regression" else pred
         m = entry["lightgbm"]
-        log.info("%s on test %s: %s", model, split.test, ", ".join(f"{k} {m[k]:.4f}" for k in (
+        log.info("%s on test %s: %s", model, report["split"]["test"], ", ".join(f"{k} {m[k]:.4f}" for k in (
             ("roc_auc", "pr_auc", "brier", "lift_at_10") if objective == "binary" else ("mae", "gini"))))
     return boosters, metas, importance, tuned
 

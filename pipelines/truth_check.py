@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from features.capabilities import skip_reason
 from models.metrics import calibration_error_vs_truth, expected_auc
 from pipelines import scoring, tracking
 from pipelines.cli import base_parser, run_stage
@@ -40,8 +41,8 @@ def score_snapshot(df: pd.DataFrame, model: str) -> np.ndarray:
 
 def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    if not params.synthetic_source:
-        reason = f"validate.source.dir is {params.validate_.source.dir!r}: there is no true probability to compare with"
+    reason = skip_reason("truth_check", params.capabilities)
+    if reason:
         log.info("truth_check skipped: %s", reason)
         with staged_outputs() as out:
             out.json({"skipped": reason}, REPORT)

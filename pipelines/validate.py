@@ -15,13 +15,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from features.contract import TABLE_ORDER, TABLES
 from features.mapping import MappingError, apply_mapping
+from features.tabular import TabularError, prepare
 from features.validation import TableResult, validate_book
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError, RejectThresholdError
 from pipelines.io import read_table, staged_outputs
-from pipelines.params import load_params
+from pipelines.params import Params, load_params
 
 log = logging.getLogger("pipelines.validate")
 INTERIM = Path("data/interim")
@@ -61,9 +64,83 @@ def check_threshold(results: dict[str, TableResult], max_share: float) -> None:
             + "\nFix the source, or raise validate.max_reject_share if these rows may be dropped.")
 
 
+TABULAR = INTERIM / "tabular.parquet"
+TABULAR_DICTIONARY = INTERIM / "tabular_dictionary.json"
+
+
+def read_tabular(params: Params) -> tuple[pd.DataFrame, Path, pd.DataFrame | None]:
+    """The tabular source file (and its score file, when it has one) as text columns."""
+    src = params.validate_.source
+    spec = src.tabular
+    assert spec is not None  # SourceParams guarantees it for kind: tabular
+    names = spec.names if not spec.header else None
+    frames: list[pd.DataFrame | None] = []
+    path = Path(src.dir) / spec.file
+    for file, cols in ((spec.file, names), (spec.score_file, [n for n in names or [] if n != spec.target] or None)):
+        if file is None:
+            frames.append(None)
+            continue
+        df, path_ = read_table(src.dir, "tabular", src.format, src.encoding, src.delimiter, file=file, names=cols)
+        assert df is not None
+        log.info("read %s rows from %s", f"{len(df):,}", path_)
+        frames.append(df)
+    assert frames[0] is not None
+    return frames[0], path, frames[1]
+
+
+def validate_tabular(params: Params) -> None:
+    """A tabular source: validate the target and key, type the columns, assign each row its split role."""
+    spec = params.validate_.source.tabular
+    assert spec is not None
+    raw, path, score_raw = read_tabular(params)
+    try:
+        prep = prepare(raw, spec, params.book.as_of, str(path), score_raw)
+    except TabularError as e:
+        raise InputError(str(e)) from None
+    max_share = params.validate_.max_reject_share
+    n_bad = len(prep.quarantine)
+    if n_bad / prep.n_input > max_share:
+        q = prep.quarantine
+        def rows_of(r: str, c: str) -> str:
+            return ", ".join(map(str, q.loc[(q["reject_rule"] == r) & (q["reject_column"] == c), "row"].head(5)))
+
+        detail = "; ".join(f"column '{c}' rule '{r}': {n:,} rows (e.g. rows {rows_of(r, c)})"
+                           for (r, c), n in sorted(prep.rejects.items(), key=lambda kv: -kv[1]))
+        raise RejectThresholdError(f"too many rejected rows, nothing written:\n  {path}: {n_bad:,} of "
+                                   f"{prep.n_input:,} rows rejected ({n_bad / prep.n_input:.2%} > {max_share:.2%}): "
+                                   f"{detail}\nFix the source, or raise validate.max_reject_share if these rows may "
+                                   "be dropped.")
+    labelled = int((prep.features["role"] != "score").sum())
+    report: dict[str, Any] = {"max_reject_share": max_share, "tables": {"tabular": {
+        "input": prep.n_input, "accepted": labelled, "quarantined": n_bad,
+        "reject_share": round(n_bad / prep.n_input, 6),
+        "rules": {f"{r}:{c}": n for (r, c), n in sorted(prep.rejects.items())},
+        "reconciled": prep.n_input == labelled + n_bad,
+        "score_rows": int((prep.features["role"] == "score").sum())}}}
+    report["reconciled"] = report["tables"]["tabular"]["reconciled"]
+    report["as_of"] = str(params.book.as_of)
+    report["source"] = params.validate_.source.model_dump()
+    with staged_outputs() as out:
+        out.parquet(prep.features, TABULAR)
+        out.json(prep.dictionary, TABULAR_DICTIONARY)
+        out.parquet(prep.quarantine, QUARANTINE / "tabular.parquet")
+        out.json(report, REPORT)
+    for name in TABLE_ORDER:  # a book validated earlier in this folder is not this source
+        for p in (INTERIM / f"{name}.parquet", QUARANTINE / f"{name}.parquet"):
+            p.unlink(missing_ok=True)
+    roles = prep.features["role"].value_counts().to_dict()
+    log.info("tabular: input %s = accepted %s + quarantined %s (%s); roles %s; %d feature columns",
+             f"{prep.n_input:,}", f"{labelled:,}", f"{n_bad:,}",
+             ", ".join(f"{r}:{c} {n:,}" for (r, c), n in prep.rejects.items()) or "none", roles,
+             sum(1 for d in prep.dictionary if d["role"] == "feature"))
+
+
 def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     src = params.validate_.source
+    if src.kind == "tabular":
+        validate_tabular(params)
+        return
     raw, sources = {}, {}
     for name in TABLE_ORDER:
         spec = TABLES[name]

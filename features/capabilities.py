@@ -1,0 +1,63 @@
+"""What a source can support, declared once, so stages skip or narrow themselves by one rule.
+
+The synthetic book has everything; a user's own four tables have everything but the simulation's truth; a
+tabular source (one file whose columns are the features) has no archive of policies and premiums and no
+contact history, so only the propensity model applies, tiers rank by its calibrated probability, and the
+contact plan, rule segments, lapse and value models do not exist. Stages ask ``skip_reason`` (whole stage)
+or read ``models`` / the flags (parts of a stage); nothing else in the code tests which source it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ALL_MODELS = ("purchase", "lapse", "value")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    source: Literal["synthetic", "tables", "tabular"]
+    synthetic_truth: bool   # the simulator's true probabilities exist (generate, truth_check)
+    archive: bool           # policies and premiums: lapse and value models, rule segments, contact value
+    contact_history: bool   # dated contacts: the contact plan, frequency caps, recency segments
+    snapshots: bool         # point-in-time monthly snapshots (else: the source's own rows and split)
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return ALL_MODELS if self.archive else ("purchase",)
+
+    def describe(self) -> str:
+        has = [k for k in ("synthetic_truth", "archive", "contact_history", "snapshots") if getattr(self, k)]
+        return (f"{self.source} source (has: {', '.join(has) or 'a feature table only'}; "
+                f"models: {', '.join(self.models)})")
+
+
+def for_source(kind: Literal["tables", "tabular"], synthetic: bool) -> Capabilities:
+    if kind == "tabular":
+        return Capabilities("tabular", synthetic_truth=False, archive=False, contact_history=False, snapshots=False)
+    return Capabilities("synthetic" if synthetic else "tables", synthetic_truth=synthetic, archive=True,
+                        contact_history=True, snapshots=True)
+
+
+# What each stage needs in full; a stage whose needs are not met skips itself with the reason.
+STAGE_NEEDS: dict[str, tuple[str, ...]] = {
+    "generate": ("synthetic_truth",),
+    "truth_check": ("synthetic_truth",),
+    "report": ("archive",),   # the HTML report reads the book's segments, contact plan and drift by family
+}
+
+WHY = {
+    "synthetic_truth": "the source is not the synthetic book, so there is no simulated truth",
+    "archive": "the source has no policy archive (no premiums, lapses or rule segments)",
+    "contact_history": "the source has no contact history",
+    "snapshots": "the source has no dated history to take point-in-time snapshots from",
+}
+
+
+def skip_reason(stage: str, caps: Capabilities) -> str | None:
+    """Why ``stage`` does not apply to this source, or None when it does."""
+    missing = [need for need in STAGE_NEEDS.get(stage, ()) if not getattr(caps, need)]
+    if not missing:
+        return None
+    return f"{stage} does not apply to this {caps.source} source: " + "; ".join(WHY[m] for m in missing)

@@ -1,0 +1,248 @@
+"""Tabular sources: one row per customer (or per contact) whose columns already are the features.
+
+Public benchmark data (UCI Bank Marketing, CoIL Challenge 2000) and many "analytical base tables" a
+bank exports come this way: no customer archive and contact history to build point-in-time features
+from, but a file with one row per case, a target column, and, when the rows are in time order, a way to
+tell which period each row belongs to. ``TabularSpec`` declares that shape; ``prepare`` validates it and
+returns the same feature table the book path writes (``customer_id``, ``snapshot_date``, the features,
+``purchase_h``) plus the ``role`` of each row in the split, and a feature dictionary built from the
+columns. Validation follows the contract's rules: a target value that is neither positive nor negative is
+quarantined with its rule, column and count, never guessed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ROLES = ("train", "valid", "calib", "test")
+MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
+                                      "nov", "dec"), start=1)}
+PERSONAL = ("name", "phone", "id_number")  # never features, whatever the source calls them (drop them)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitShares(_Strict):
+    """Shares of the labelled rows per role; train is the rest (the earliest rows when time-ordered)."""
+
+    valid: float = Field(gt=0, lt=0.5)   # early stopping
+    calib: float = Field(gt=0, lt=0.5)   # calibration, never seen by training
+    test: float = Field(gt=0, lt=0.5)    # evaluation: the latest rows when time-ordered
+
+    @model_validator(mode="after")
+    def _room_for_train(self) -> SplitShares:
+        if self.valid + self.calib + self.test > 0.8:
+            raise ValueError("valid + calib + test must leave at least 20% of the rows for training")
+        return self
+
+
+class TabularSpec(_Strict):
+    """A one-file source: where it is, which column is the target, what must never be a feature."""
+
+    file: str = Field(min_length=1)          # relative to validate.source.dir
+    score_file: str | None = None            # rows to score, same columns without the target (optional)
+    header: bool = True                      # False: the file has no header row; give `names`
+    names: list[str] = []                    # column names in file order (header: false)
+    id_column: str | None = None             # the customer key; None: the 1-based row number in the file
+    target: str = Field(min_length=1)
+    positive: list[str] = Field(min_length=1)  # target values meaning "bought" (compared as text)
+    negative: list[str] = Field(min_length=1)
+    drop: list[str] = []                     # never features: known only after the outcome (leaky), or personal
+    categorical: list[str] = []              # coded columns that look numeric but are not ordinal
+    missing: dict[str, list[str]] = {}       # column -> codes meaning "unknown" (e.g. pdays 999 = never)
+    time_order: Literal["file", "none"]      # file: rows are in time order (out-of-time split); none: random
+    month_column: str | None = None          # time_order file: month of each row (jan..dec or 1..12), years
+    start_year: int | None = Field(default=None, ge=1900, le=2100)  # roll over when the month goes back
+    split: SplitShares
+    seed: int = Field(default=20261123, ge=0)
+    describe: dict[str, str] = {}            # column -> one-line description for the dictionary and reasons
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TabularSpec:
+        if not self.header and not self.names:
+            raise ValueError("header: false needs `names` (the column names in file order)")
+        if self.month_column and self.start_year is None:
+            raise ValueError("month_column needs start_year (the year of the file's first row)")
+        if self.month_column and self.time_order != "file":
+            raise ValueError("month_column only makes sense with time_order: file")
+        both = set(self.positive) & set(self.negative)
+        if both:
+            raise ValueError(f"target values {sorted(both)} are listed as both positive and negative")
+        if self.target in self.drop:
+            raise ValueError(f"the target '{self.target}' cannot also be dropped")
+        return self
+
+
+class TabularError(ValueError):
+    """The source does not fit its spec (names the file, the key and the columns)."""
+
+
+@dataclass
+class Prepared:
+    """A validated tabular source, in the feature table's shape."""
+
+    features: pd.DataFrame                   # customer_id, snapshot_date, role, features..., purchase_h
+    dictionary: list[dict[str, Any]]
+    quarantine: pd.DataFrame                 # rejected rows: their 1-based row, reject_rule and reject_column
+    rejects: dict[tuple[str, str], int] = field(default_factory=dict)
+    n_input: int = 0
+
+
+def key_of(row_number: int) -> str:
+    """Key of a labelled row without an id column: its 1-based row number in the file."""
+    return f"r{row_number:07d}"
+
+
+def score_key(row_number: int) -> str:
+    """Key of a row of the score file without an id column: its 1-based row number in that file."""
+    return f"s{row_number:07d}"
+
+
+def row_of_score_key(key: str) -> int:
+    if not (isinstance(key, str) and key.startswith("s") and key[1:].isdigit()):
+        raise TabularError(f"'{key}' is not a score-file row key (s + row number): the source has an id column")
+    return int(key[1:])
+
+
+def _months_to_dates(months: pd.Series, start_year: int, source: str, column: str) -> pd.Series:
+    """Month of each row (file order) to the first day of its month, the year rolling over when the month
+    goes back (Bank Marketing has no year: it runs May 2008 - Nov 2010 in order)."""
+    text = months.astype(str).str.strip().str.lower().str[:3]
+    num = text.map(MONTHS).astype("Float64")
+    num = num.fillna(pd.to_numeric(text, errors="coerce").astype("Float64"))
+    bad = num.isna() | (num < 1) | (num > 12)
+    if bad.any():
+        raise TabularError(f"{source}: column '{column}' has {int(bad.sum()):,} value(s) that are not a month "
+                           f"(jan..dec or 1..12), e.g. {months[bad].astype(str).unique()[:3].tolist()}")
+    m = num.astype(int).to_numpy()
+    year = start_year + np.concatenate([[0], np.cumsum(np.diff(m) < 0)])
+    return pd.Series([dt.date(int(y), int(mm), 1) for y, mm in zip(year, m, strict=True)], index=months.index)
+
+
+def _roles_in_order(n: int, s: SplitShares) -> np.ndarray:
+    """Earliest rows train, then valid, calib and test: the latest ``test`` share is never seen before."""
+    edges = np.round(np.cumsum([1 - s.valid - s.calib - s.test, s.valid, s.calib]) * n).astype(int)
+    roles = np.full(n, "test", dtype=object)
+    roles[:edges[0]] = "train"
+    roles[edges[0]:edges[1]] = "valid"
+    roles[edges[1]:edges[2]] = "calib"
+    return roles
+
+
+def _roles_hashed(keys: pd.Series, s: SplitShares, seed: int) -> np.ndarray:
+    """A stable random split by hashed key: the same row lands in the same role on every run."""
+    u = np.array([int.from_bytes(hashlib.blake2b(f"{seed}#{k}".encode(), digest_size=8).digest(), "big")
+                  for k in keys], dtype=np.float64) / 2.0**64
+    cuts = np.cumsum([s.valid, s.calib, s.test])
+    return np.select([u < cuts[0], u < cuts[1], u < cuts[2]], ["valid", "calib", "test"], "train").astype(object)
+
+
+def _check_columns(df: pd.DataFrame, spec: TabularSpec, source: str, with_target: bool) -> None:
+    named = {spec.target} if with_target else set()
+    named |= set(spec.drop) | set(spec.categorical) | set(spec.missing) | set(spec.describe)
+    named |= {c for c in (spec.id_column, spec.month_column) if c}
+    absent = sorted(c for c in named - set(df.columns) if not (c in spec.drop and c in PERSONAL))
+    if not with_target:
+        absent = [c for c in absent if c != spec.target]
+    if absent:
+        raise TabularError(f"{source}: validate.source.tabular names columns that are not in the file: {absent}. "
+                           f"The file has: {', '.join(map(str, df.columns[:40]))}")
+
+
+def feature_columns(df: pd.DataFrame, spec: TabularSpec) -> list[str]:
+    skip = {spec.target, spec.id_column, *spec.drop, *PERSONAL}
+    return [c for c in df.columns if c not in skip]
+
+
+def _typed(df: pd.DataFrame, cols: list[str], spec: TabularSpec) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Numbers where every present value parses as one (and the column is not declared categorical);
+    text categories otherwise. Declared missing codes become nulls first."""
+    out = pd.DataFrame(index=df.index)
+    dtypes: dict[str, str] = {}
+    for c in cols:
+        s = df[c].astype("string").str.strip()
+        s = s.mask(s.isin(spec.missing.get(c, [])) | (s == ""))
+        num = pd.to_numeric(s, errors="coerce")
+        if c not in spec.categorical and num.notna().sum() == s.notna().sum():
+            out[c], dtypes[c] = num.astype("float64"), "float"
+        else:
+            out[c], dtypes[c] = s.astype(object).where(s.notna(), None), "category"
+    return out, dtypes
+
+
+def prepare(raw: pd.DataFrame, spec: TabularSpec, as_of: dt.date, source: str,
+            score_raw: pd.DataFrame | None = None) -> Prepared:
+    """Validate a tabular source and shape it as the feature table (see the module docstring)."""
+    _check_columns(raw, spec, source, with_target=True)
+    n = len(raw)
+    if n == 0:
+        raise TabularError(f"{source}: the file has no rows")
+    keys = (raw[spec.id_column].astype(str).str.strip() if spec.id_column
+            else pd.Series([key_of(i) for i in range(1, n + 1)], index=raw.index))
+    target = raw[spec.target].astype("string").str.strip()
+    is_pos, is_neg = target.isin(spec.positive), target.isin(spec.negative)
+    rejects: dict[tuple[str, str], int] = {}
+    bad = ~(is_pos | is_neg)
+    dup = keys.duplicated(keep="first") & ~bad
+    reasons = pd.Series(None, index=raw.index, dtype=object)
+    reasons[bad] = f"allowed_values:{spec.target}"
+    reasons[dup] = f"unique:{spec.id_column or 'row'}"
+    for r, c in reasons.dropna().value_counts().items():
+        rule, col = str(r).split(":", 1)
+        rejects[(rule, col)] = int(c)
+    keep = reasons.isna()
+    quarantine = raw[~keep].astype(str).assign(
+        row=np.flatnonzero(~keep.to_numpy()) + 1,
+        reject_rule=reasons[~keep].str.split(":").str[0], reject_column=reasons[~keep].str.split(":", n=1).str[1])
+    if spec.month_column:
+        dates = _months_to_dates(raw[spec.month_column], spec.start_year or 0, source, spec.month_column)
+    else:
+        dates = pd.Series(as_of - dt.timedelta(days=1), index=raw.index)
+    cols = feature_columns(raw, spec)
+    typed, dtypes = _typed(raw, cols, spec)
+    labelled = pd.DataFrame({"customer_id": keys, "snapshot_date": dates}).join(typed)
+    labelled["purchase_h"] = is_pos.astype("float64")
+    labelled = labelled[keep.to_numpy()].reset_index(drop=True)
+    labelled.insert(2, "role", _roles_in_order(len(labelled), spec.split) if spec.time_order == "file"
+                    else _roles_hashed(labelled["customer_id"], spec.split, spec.seed))
+    frames = [labelled]
+    if score_raw is not None:
+        _check_columns(score_raw, spec, f"{source} (score file)", with_target=False)
+        missing_cols = sorted(set(cols) - set(score_raw.columns))
+        if missing_cols:
+            raise TabularError(f"score file of {source}: lacks the feature columns {missing_cols}")
+        skeys = (score_raw[spec.id_column].astype(str).str.strip() if spec.id_column
+                 else pd.Series([score_key(i) for i in range(1, len(score_raw) + 1)], index=score_raw.index))
+        st, _ = _typed(score_raw, cols, spec)
+        for c, t in dtypes.items():  # the training file decides a column's type
+            if t == "float":
+                st[c] = pd.to_numeric(st[c], errors="coerce").astype("float64")
+        scored = pd.DataFrame({"customer_id": skeys, "snapshot_date": as_of, "role": "score"}).join(st)
+        scored["purchase_h"] = np.nan
+        frames.append(scored.reset_index(drop=True))
+    features = pd.concat(frames, ignore_index=True)
+    features["snapshot_date"] = pd.to_datetime(features["snapshot_date"]).dt.date
+    return Prepared(features=features, dictionary=dictionary(cols, dtypes, spec), quarantine=quarantine,
+                    rejects=rejects, n_input=n)
+
+
+def dictionary(cols: list[str], dtypes: dict[str, str], spec: TabularSpec) -> list[dict[str, Any]]:
+    """The feature dictionary of a tabular source: its columns, described by the source's spec."""
+    rows: list[dict[str, Any]] = []
+    for c in cols:
+        text = spec.describe.get(c, c)
+        rows.append({"name": c, "family": "source", "dtype": dtypes[c], "window_days": None, "en": text,
+                     "zh": text, "role": "feature"})
+    rows.append({"name": "purchase_h", "family": "label", "dtype": "float", "window_days": None,
+                 "en": f"Target: '{spec.target}' is one of {spec.positive}", "zh": f"目标:{spec.target}",
+                 "role": "label"})
+    return rows

@@ -1,0 +1,187 @@
+"""Tabular sources (one file whose columns are the features): validation, splits, capabilities, the runner."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from features import capabilities as cap
+from features.tabular import SplitShares, TabularError, TabularSpec, prepare, row_of_score_key, score_key
+from pipelines import run_source, score_file
+from pipelines.errors import ConfigError
+from pipelines.params import parse_params
+from tests.conftest import REPO, repo_params_raw
+
+DATASETS = REPO.parent / "shared/datasets"
+AS_OF = dt.date(2010, 12, 1)
+
+
+def _spec(**over: object) -> TabularSpec:
+    base: dict[str, object] = {"file": "x.csv", "target": "y", "positive": ["yes"], "negative": ["no"],
+                               "drop": ["duration"], "missing": {"pdays": ["999"]}, "time_order": "file",
+                               "month_column": "month", "start_year": 2008,
+                               "split": {"valid": 0.1, "calib": 0.1, "test": 0.2}}
+    return TabularSpec.model_validate(base | over)
+
+
+def _raw(n: int = 200, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    months = np.repeat(["nov", "dec", "mar", "apr"], n // 4)  # Nov 2008 .. Apr 2009: the year rolls over
+    return pd.DataFrame({"age": rng.integers(18, 80, n).astype(str), "job": rng.choice(["a", "b"], n),
+                         "month": months, "pdays": np.where(rng.random(n) < 0.7, "999", "5"),
+                         "duration": rng.integers(1, 900, n).astype(str), "phone": "13800000000",
+                         "y": rng.choice(["yes", "no"], n)})
+
+
+def test_prepare_orders_roles_in_time_and_never_uses_leaky_or_personal_columns() -> None:
+    raw = _raw()
+    prep = prepare(raw, _spec(drop=["duration", "phone"]), AS_OF, "x.csv")
+    f = prep.features
+    assert list(f["role"]) == sorted(f["role"], key=["train", "valid", "calib", "test"].index)  # earliest rows train
+    assert f["role"].value_counts().to_dict() == {"train": 120, "test": 40, "valid": 20, "calib": 20}
+    assert f["snapshot_date"].iloc[0] == dt.date(2008, 11, 1) and f["snapshot_date"].iloc[-1] == dt.date(2009, 4, 1)
+    names = {d["name"] for d in prep.dictionary if d["role"] == "feature"}
+    assert names == {"age", "job", "month", "pdays"}  # no duration (leaky), phone (personal) or target
+    assert f["pdays"].isna().sum() == int((raw["pdays"] == "999").sum())  # declared missing code -> null
+    assert f["age"].dtype == "float64" and {d["name"]: d["dtype"] for d in prep.dictionary}["job"] == "category"
+    assert f["purchase_h"].tolist() == (raw["y"] == "yes").astype(float).tolist()
+
+
+def test_unknown_target_values_are_quarantined_with_rule_column_and_rows() -> None:
+    raw = _raw()
+    raw.loc[[3, 7, 11], "y"] = "maybe"
+    prep = prepare(raw, _spec(), AS_OF, "x.csv")
+    assert prep.rejects == {("allowed_values", "y"): 3}
+    assert prep.quarantine["row"].tolist() == [4, 8, 12] and len(prep.features) == len(raw) - 3
+    assert prep.n_input == len(prep.features) + len(prep.quarantine)
+
+
+def test_hashed_split_is_stable_whatever_the_row_order() -> None:
+    raw = _raw(400).assign(cid=[f"c{i}" for i in range(400)])
+    spec = _spec(time_order="none", month_column=None, start_year=None, id_column="cid")
+    a = prepare(raw, spec, AS_OF, "x.csv").features.set_index("customer_id")["role"]
+    b = prepare(raw.sample(frac=1, random_state=1), spec, AS_OF, "x.csv").features.set_index("customer_id")["role"]
+    assert a.sort_index().equals(b.sort_index())
+    shares = a.value_counts(normalize=True)
+    assert abs(shares["test"] - 0.2) < 0.07 and abs(shares["train"] - 0.6) < 0.08
+
+
+def test_score_file_rows_are_scored_not_trained_on() -> None:
+    raw = _raw()
+    score = raw.drop(columns=["y"]).head(30)
+    f = prepare(raw, _spec(), AS_OF, "x.csv", score_raw=score).features
+    s = f[f["role"] == "score"]
+    assert len(s) == 30 and s["purchase_h"].isna().all() and (s["snapshot_date"] == AS_OF).all()
+    assert [row_of_score_key(k) for k in s["customer_id"]] == list(range(1, 31))
+    assert score_key(7) == "s0000007"
+
+
+def test_a_spec_that_does_not_fit_the_file_names_the_columns() -> None:
+    with pytest.raises(TabularError, match=r"x.csv: .*\['nope'\].*The file has: age"):
+        prepare(_raw(), _spec(drop=["nope"]), AS_OF, "x.csv")
+    raw = _raw()
+    raw.loc[5, "month"] = "smarch"
+    with pytest.raises(TabularError, match="column 'month' has 1 value"):
+        prepare(raw, _spec(), AS_OF, "x.csv")
+    with pytest.raises(ValueError, match="at least 20%"):
+        SplitShares(valid=0.3, calib=0.3, test=0.3)
+    with pytest.raises(ValueError, match="both positive and negative"):
+        _spec(negative=["yes"])
+
+
+def test_capabilities_decide_which_stages_and_columns_apply() -> None:
+    tab = cap.for_source("tabular", synthetic=False)
+    book = cap.for_source("tables", synthetic=True)
+    own = cap.for_source("tables", synthetic=False)
+    assert tab.models == ("purchase",) and book.models == own.models == cap.ALL_MODELS
+    for stage in ("generate", "truth_check", "report"):
+        assert "does not apply" in (cap.skip_reason(stage, tab) or "")
+        assert cap.skip_reason(stage, book) is None
+    assert cap.skip_reason("generate", own) and cap.skip_reason("report", own) is None
+    assert all(cap.skip_reason(s, tab) is None for s in ("validate", "features", "train", "segment", "export"))
+    name, cols = score_file.profile(tab)
+    kept = [c.name for c in cols]
+    assert name == "propensity" and kept[:3] == ["customer_id", "as_of", "p_purchase"]
+    assert "p_lapse" not in kept and "recommended_channel" not in kept and "priority_tier" in kept
+    assert "model_version_purchase" in kept and "model_version_value" not in kept
+    assert score_file.profile(own) == ("book", score_file.COLUMNS)
+
+
+def test_params_need_the_tabular_section_for_a_tabular_source() -> None:
+    raw = repo_params_raw()
+    raw["validate"]["source"]["kind"] = "tabular"
+    with pytest.raises(ConfigError, match="kind: tabular needs a `tabular` section"):
+        parse_params(raw)
+
+
+def test_runner_merges_sources_over_params_and_checks_them(tmp_path: Path) -> None:
+    assert run_source.deep_merge({"a": {"b": 1, "c": 2}, "d": [1]}, {"a": {"c": 3}, "d": [2]}) == \
+        {"a": {"b": 1, "c": 3}, "d": [2]}
+    stages = run_source.stage_order()
+    assert stages == list(yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"])
+    merged, run = run_source.load_source(REPO / "benchmarks/sources/coil2000.yaml", REPO / "params.yaml")
+    assert run["top"]["n"] == 800 and Path(merged["validate"]["source"]["dir"]).is_absolute()
+    assert merged["features"] == repo_params_raw()["features"]  # untouched sections come from params.yaml
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {gbm: {num_leavs: 4}}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="num_leavs: unknown key"):
+        run_source.load_source(bad, REPO / "params.yaml")
+    bad.write_text("run: {tops: 3}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="unknown key"):
+        run_source.load_source(bad, REPO / "params.yaml")
+
+
+def _run(source: Path, tmp_path: Path, *extra: str) -> tuple[Path, dict]:
+    ws = tmp_path / "ws"
+    code = run_source.main([str(source), "--workspace", str(ws), *extra])
+    assert code == 0
+    return ws, json.loads((ws / "data/reports/run_source.json").read_text(encoding="utf-8"))
+
+
+def _check_propensity_outputs(ws: Path, as_of: str) -> dict:
+    manifest = json.loads((ws / f"data/scores/manifest_{as_of}.json").read_text(encoding="utf-8"))
+    scores = pd.read_parquet(ws / f"data/scores/scores_{as_of}.parquet")
+    assert manifest["profile"] == "propensity" and list(scores.columns) == manifest["columns"]
+    assert list(manifest["models"]) == ["purchase"] and scores["p_purchase"].between(0, 1).all()
+    assert set(scores["priority_tier"]) <= {"P1", "P2", "P3", "P4"} and scores["reason_for_1"].notna().any()
+    assert "skipped" in json.loads((ws / "data/reports/truth_check.json").read_text(encoding="utf-8"))
+    assert "does not apply" in (ws / "data/reports/report.html").read_text(encoding="utf-8")
+    seg = json.loads((ws / "data/reports/segments.json").read_text(encoding="utf-8"))
+    return {"manifest": manifest, "scores": scores, "segments": seg}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATASETS / "bank_marketing/bank-additional-full.csv").is_file(),
+                    reason="Bank Marketing data not present")
+def test_bank_marketing_runs_through_the_pipeline_out_of_time(tmp_path: Path) -> None:
+    ws, summary = _run(REPO / "benchmarks/sources/bank_marketing.yaml", tmp_path)
+    out = _check_propensity_outputs(ws, "2010-12-01")
+    meta = json.loads((ws / "data/models/purchase/meta.json").read_text(encoding="utf-8"))
+    used = [*meta["features"]["numeric"], *meta["features"]["categorical"]]
+    assert "duration" not in used and "y" not in used and len(used) == 19
+    features = pd.read_parquet(ws / "data/features/features.parquet")
+    last_train = features.loc[features["role"] == "train", "snapshot_date"].max()
+    assert features.loc[features["role"] == "test", "snapshot_date"].min() >= last_train  # later rows test
+    assert len(out["scores"]) == (features["role"] == "test").sum()  # no score file: the test rows are scored
+    assert summary["train"]["models"]["purchase"]["lightgbm"]["roc_auc"] > 0.6
+    assert out["segments"]["backtest"]["tiers_monotone_purchase_rate"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATASETS / "coil2000/ticdata2000.txt").is_file(), reason="CoIL 2000 data not present")
+def test_coil2000_runs_through_the_pipeline_and_selects_800(tmp_path: Path) -> None:
+    top = tmp_path / "top800.csv"
+    ws, summary = _run(REPO / "benchmarks/sources/coil2000.yaml", tmp_path, "--top-out", str(top))
+    out = _check_propensity_outputs(ws, "2000-06-01")
+    assert len(out["scores"]) == 4000  # the evaluation file, scored; its labels are never read
+    sel = pd.read_csv(top)
+    assert len(sel) == 800 and sel["row"].is_unique and sel["row"].between(1, 4000).all()
+    assert sel["p_purchase"].is_monotonic_decreasing
+    assert sel["p_purchase"].min() >= out["scores"]["p_purchase"].quantile(0.79)
+    assert summary["train"]["models"]["purchase"]["lightgbm"]["roc_auc"] > 0.6
