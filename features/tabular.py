@@ -200,7 +200,9 @@ def prepare(raw: pd.DataFrame, spec: TabularSpec, as_of: dt.date, source: str,
         rule, col = str(r).split(":", 1)
         rejects[(rule, col)] = int(c)
     keep = reasons.isna()
-    quarantine = raw[~keep].astype(str).assign(
+    # personal and dropped columns never leave validation, not even in the quarantine
+    hidden = [c for c in raw.columns if c in PERSONAL or c in spec.drop]
+    quarantine = raw.loc[~keep].drop(columns=hidden).astype(str).assign(
         row=np.flatnonzero(~keep.to_numpy()) + 1,
         reject_rule=reasons[~keep].str.split(":").str[0], reject_column=reasons[~keep].str.split(":", n=1).str[1])
     if spec.month_column:

@@ -59,6 +59,7 @@ def test_unknown_target_values_are_quarantined_with_rule_column_and_rows() -> No
     prep = prepare(raw, _spec(), AS_OF, "x.csv")
     assert prep.rejects == {("allowed_values", "y"): 3}
     assert prep.quarantine["row"].tolist() == [4, 8, 12] and len(prep.features) == len(raw) - 3
+    assert "phone" not in prep.quarantine and "duration" not in prep.quarantine  # personal / dropped: never kept
     assert prep.n_input == len(prep.features) + len(prep.quarantine)
 
 
@@ -185,3 +186,29 @@ def test_coil2000_runs_through_the_pipeline_and_selects_800(tmp_path: Path) -> N
     assert sel["p_purchase"].is_monotonic_decreasing
     assert sel["p_purchase"].min() >= out["scores"]["p_purchase"].quantile(0.79)
     assert summary["train"]["models"]["purchase"]["lightgbm"]["roc_auc"] > 0.6
+
+
+def test_validate_stage_stops_on_too_many_bad_targets_naming_file_column_rule_and_rows(tmp_path: Path, monkeypatch,
+                                                                                      capsys) -> None:
+    from pipelines import validate
+
+    raw = _raw(100)
+    raw.loc[[0, 1, 2, 3], "y"] = "?"
+    (tmp_path / "src").mkdir()
+    raw.to_csv(tmp_path / "src/bank.csv", sep=";", index=False)
+    params = repo_params_raw()
+    params["validate"] = {"max_reject_share": 0.02, "source": {
+        "kind": "tabular", "dir": "src", "format": "csv", "encoding": "utf-8", "delimiter": ";",
+        "tabular": _spec(file="bank.csv").model_dump()}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert validate.cli(["--params", "params.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "src/bank.csv: 4 of 100 rows rejected" in err and "column 'y' rule 'allowed_values': 4 rows" in err
+    assert "e.g. rows 1, 2, 3, 4" in err and not (tmp_path / "data").exists()  # nothing written
+    params["validate"]["max_reject_share"] = 0.05
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    assert validate.cli(["--params", "params.yaml"]) == 0
+    report = json.loads((tmp_path / "data/reports/validation.json").read_text(encoding="utf-8"))["tables"]["tabular"]
+    assert report["input"] == 100 and report["accepted"] == 96 and report["quarantined"] == 4 and report["reconciled"]
+    assert "phone" not in pd.read_parquet(tmp_path / "data/interim/tabular.parquet")
