@@ -31,6 +31,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from models.metrics import alift
+
 log = logging.getLogger("benchmarks.bank_marketing")
 DATA = Path(__file__).resolve().parents[1].parent / "shared/datasets/bank_marketing/bank-additional-full.csv"
 OUT = Path("data/benchmarks/bank_marketing.json")
@@ -48,14 +50,6 @@ def load(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     for c in CATEGORICAL:
         df[c] = df[c].astype("category")
     return df, y
-
-
-def alift(y: np.ndarray, score: np.ndarray) -> float:
-    """Area under the cumulative gains curve (share contacted vs share of positives found)."""
-    order = np.argsort(-score, kind="stable")
-    found = np.concatenate([[0.0], np.cumsum(y[order]) / max(y.sum(), 1)])
-    x = np.linspace(0, 1, len(found))
-    return float(np.sum((found[1:] + found[:-1]) / 2 * np.diff(x)))
 
 
 def fit_gbm(X: pd.DataFrame, y: np.ndarray, seed: int) -> lgb.Booster:

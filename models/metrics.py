@@ -28,6 +28,16 @@ def lift_capture(y: np.ndarray, score: np.ndarray, share: float) -> tuple[float,
             float(y[top].sum() / y.sum()) if y.sum() > 0 else float("nan"))
 
 
+def alift(y: np.ndarray, score: np.ndarray) -> float:
+    """Area under the cumulative gains curve (share contacted vs share of positives found): 0.5 random, 1 perfect
+    ordering of a rare class. Moro et al. (2014) report it beside AUC for telemarketing."""
+    y = np.asarray(y, float)
+    order = np.argsort(-np.asarray(score, float), kind="stable")
+    found = np.concatenate([[0.0], np.cumsum(y[order]) / max(y.sum(), 1.0)])
+    x = np.linspace(0, 1, len(found))
+    return float(np.sum((found[1:] + found[:-1]) / 2 * np.diff(x)))
+
+
 def classification_metrics(y: np.ndarray, p: np.ndarray, shares: tuple[float, ...] = (0.05, 0.1, 0.2)) \
         -> dict[str, float]:
     y = np.asarray(y, int)

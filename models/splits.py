@@ -56,3 +56,29 @@ def time_split(labelled: list[dt.date], horizon_days: int, min_train: int = 3) -
         raise SplitError(f"only {len(train)} training snapshot(s) before {valid} (need {min_train}): "
                          "add features.n_train_snapshots or history")
     return TimeSplit(train=train, valid=valid, calib=calib, test=test)
+
+
+@dataclass(frozen=True)
+class RollingWindow:
+    """Row ranges (half-open) of one rolling-window step over time-ordered rows."""
+
+    train: tuple[int, int]
+    valid: tuple[int, int]  # the latest rows of the training window, for early stopping
+    test: tuple[int, int]
+
+
+def rolling_windows(n_rows: int, test_start: int, windows: int, train_rows: int,
+                    valid_share: float = 0.1) -> list[RollingWindow]:
+    """Moro et al.'s rolling window: rows ``[test_start, n_rows)`` cut into ``windows`` consecutive test windows,
+    each scored by a model fitted on the ``train_rows`` rows just before it (its latest ``valid_share`` held
+    out for early stopping). Every model sees only rows older than the ones it is tested on."""
+    if not 0 < test_start < n_rows or windows < 1 or train_rows < 10:
+        raise SplitError(f"rolling windows need 0 < test start ({test_start}) < rows ({n_rows}), at least one "
+                         f"window ({windows}) and a training window of at least 10 rows ({train_rows})")
+    edges = [int(round(test_start + (n_rows - test_start) * k / windows)) for k in range(windows + 1)]
+    out = []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        lo = max(0, a - train_rows)
+        cut = a - max(1, int(round((a - lo) * valid_share)))
+        out.append(RollingWindow(train=(lo, cut), valid=(cut, a), test=(a, b)))
+    return out

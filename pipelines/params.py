@@ -135,8 +135,18 @@ class MinPositives(Strict):
     holdout: int = Field(ge=1)  # each of the valid, calibration and test snapshots
 
 
+class RollingParams(Strict):
+    """Rolling-window evaluation (Moro et al. 2014) for sources whose rows are in time order (tabular,
+    ``time_order: file``): the test rows in ``windows`` consecutive windows, each scored by a model fitted on
+    the ``train_rows`` rows before it. 0 windows: off. Reported beside the single out-of-time split."""
+
+    windows: int = Field(default=0, ge=0, le=50)
+    train_rows: int = Field(default=20_000, ge=100)
+
+
 class TrainParams(Strict):
     gbm: GBMParams
+    rolling: RollingParams = RollingParams()
     tuning: TuningParams
     min_train_snapshots: int = Field(ge=1, le=120)
     min_positives: MinPositives

@@ -96,6 +96,29 @@ def test_a_spec_that_does_not_fit_the_file_names_the_columns() -> None:
         _spec(negative=["yes"])
 
 
+def test_rolling_windows_cover_the_test_rows_and_train_only_on_earlier_rows() -> None:
+    from models.splits import SplitError, rolling_windows
+
+    ws = rolling_windows(1000, 800, 4, 300, valid_share=0.1)
+    assert [w.test for w in ws] == [(800, 850), (850, 900), (900, 950), (950, 1000)]
+    for w in ws:
+        assert w.train[0] == w.test[0] - 300 and w.train[1] == w.valid[0] and w.valid[1] == w.test[0]
+        assert w.valid[1] - w.valid[0] == 30
+    assert rolling_windows(1000, 100, 1, 5000)[0].train[0] == 0  # a window never reaches before the first row
+    with pytest.raises(SplitError):
+        rolling_windows(1000, 1000, 2, 300)
+
+
+def test_alift_is_half_for_random_and_one_for_a_perfect_order() -> None:
+    from models.metrics import alift
+
+    y = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+    assert alift(y, -np.arange(10.0)) > 0.89 and alift(y, np.arange(10.0)) < 0.11
+    rng = np.random.default_rng(0)
+    yy = rng.random(20000) < 0.1
+    assert abs(alift(yy, rng.random(20000)) - 0.5) < 0.02
+
+
 def test_capabilities_decide_which_stages_and_columns_apply() -> None:
     tab = cap.for_source("tabular", synthetic=False)
     book = cap.for_source("tables", synthetic=True)
@@ -172,6 +195,10 @@ def test_bank_marketing_runs_through_the_pipeline_out_of_time(tmp_path: Path) ->
     assert len(out["scores"]) == (features["role"] == "test").sum()  # no score file: the test rows are scored
     assert summary["train"]["models"]["purchase"]["lightgbm"]["roc_auc"] > 0.6
     assert out["segments"]["backtest"]["tiers_monotone_purchase_rate"]
+    rolling = summary["train"]["rolling"]  # Moro's rolling window over the same test rows
+    assert len(rolling["windows"]) == 5 and rolling["pooled"]["test_rows"] == (features["role"] == "test").sum()
+    assert all(w["train_rows"][1] <= w["test_rows"][0] for w in rolling["windows"])
+    assert rolling["pooled"]["lightgbm_auc"] > 0.65 and 0.5 < rolling["pooled"]["lightgbm_alift"] < 1
 
 
 @pytest.mark.slow
