@@ -224,11 +224,17 @@ def propensity_tiers(params: Params) -> None:
         table.rename(columns={"priority_tier": "tier", "realised_purchase_rate": "ml_purchase_rate"})[
             ["tier", "ml_purchase_rate"]].to_csv(out.path(PLOT), index=False)
         out.json(report, REPORT)
+    _log_run(report)
+
+
+def _log_run(report: dict[str, Any]) -> None:
+    """The segment metrics and files, added to the train stage's MLflow run."""
     with tracking.run("segment", {"features": FEATURES}, resume=tracking.read_run_id(RUN_FILE)) as mlflow:
         flat = tracking.flatten({"segment": report})
         mlflow.log_metrics({k: float(v) for k, v in flat.items()
                             if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)})
         mlflow.log_artifact(str(REPORT), artifact_path="reports")
+        mlflow.log_artifact(str(OUT / "cutpoints.json"), artifact_path="segments")
 
 
 def main(args: argparse.Namespace) -> None:
@@ -254,12 +260,7 @@ def main(args: argparse.Namespace) -> None:
             table.to_csv(out.path(OUT / "backtest" / f"{name}.csv"), index=False)
         tiers_plot.to_csv(out.path(PLOT), index=False)
         out.json(report, REPORT)
-    with tracking.run("segment", {"features": FEATURES}, resume=tracking.read_run_id(RUN_FILE)) as mlflow:
-        flat = tracking.flatten({"segment": report})
-        mlflow.log_metrics({k: float(v) for k, v in flat.items()
-                            if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)})
-        mlflow.log_artifact(str(REPORT), artifact_path="reports")
-        mlflow.log_artifact(str(OUT / "cutpoints.json"), artifact_path="segments")
+    _log_run(report)
 
 
 def _log_backtest(r: dict[str, Any]) -> None:
