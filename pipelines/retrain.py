@@ -255,8 +255,15 @@ def history(state: Path) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------- the cycle
 
+def _require_full_model_set(params: Params) -> None:
+    if set(params.capabilities.models) != set(MODELS):
+        raise UserError(f"retraining gates compare the purchase, lapse and value models; this is a "
+                        f"{params.capabilities.describe()}: run it with dvc repro or pipelines.run_source instead")
+
+
 def cycle(params_path: Path, as_of: dt.date, log_path: Path) -> tuple[int, dict[str, Any]]:
     params = load_params(params_path)
+    _require_full_model_set(params)
     rp = params.retrain
     state, delivery = Path(rp.state_dir), Path(rp.delivery_dir)
     mlflow = tracking.ensure_store()
@@ -359,6 +366,7 @@ def _log_to_mlflow(mlflow: Any, run_id: str, report: dict[str, Any]) -> None:
 def rollback(params_path: Path) -> tuple[int, dict[str, Any]]:
     """Re-deliver the current as-of's scores with the champion before the current one, and make it champion."""
     params = load_params(params_path)
+    _require_full_model_set(params)
     rp = params.retrain
     state, delivery = Path(rp.state_dir), Path(rp.delivery_dir)
     tracking.ensure_store()

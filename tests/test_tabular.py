@@ -239,3 +239,15 @@ def test_validate_stage_stops_on_too_many_bad_targets_naming_file_column_rule_an
     report = json.loads((tmp_path / "data/reports/validation.json").read_text(encoding="utf-8"))["tables"]["tabular"]
     assert report["input"] == 100 and report["accepted"] == 96 and report["quarantined"] == 4 and report["reconciled"]
     assert "phone" not in pd.read_parquet(tmp_path / "data/interim/tabular.parquet")
+
+
+def test_retraining_refuses_a_source_without_the_full_model_set(tmp_path: Path, monkeypatch) -> None:
+    from pipelines import retrain
+    from pipelines.errors import UserError
+
+    merged, _ = run_source.load_source(REPO / "benchmarks/sources/coil2000.yaml", REPO / "params.yaml")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(merged), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="retraining gates compare the purchase, lapse and value models"):
+        retrain.cycle(tmp_path / "params.yaml", dt.date(2000, 7, 1), tmp_path / "log.txt")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
