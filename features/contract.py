@@ -311,7 +311,9 @@ def render_markdown() -> str:
         "`validate` stage enforces the contract row by row: rejected rows go to "
         "`data/interim/quarantine/<table>.parquet` with a `reject_rule` and `reject_column`, accepted "
         "rows go on with the personal columns removed, and `data/reports/validation.json` reconciles "
-        "the counts (input = accepted + quarantined, per table and rule).",
+        "the counts (input = accepted + quarantined, per table and rule). Accepted rows also gain "
+        "`customer_key` (and customers `referred_by_key`): the customer's dense rank by `customer_id` in "
+        "this run, an integer the feature SQL groups and joins on; it is internal and never exported.",
         "",
         "Types: `string`; `int`; `float`; `date` (ISO `YYYY-MM-DD`); `timestamp` (ISO "
         "`YYYY-MM-DD HH:MM:SS`, local time); `bool` (`true`/`false`, `1`/`0`, `yes`/`no`).",

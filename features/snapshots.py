@@ -244,8 +244,8 @@ def _days_between(expr: str, s: str) -> str:
 
 
 def _partition_of(n: int) -> str:
-    """Partition number of a customer, 0..n-1. Spark: ``pmod(xxhash64(customer_id), n)``."""
-    return f"CAST(hash(customer_id || '#part') % {n} AS INTEGER)"
+    """Partition number of a customer, 0..n-1, from its integer key (Spark: ``pmod(customer_key, n)``)."""
+    return f"CAST(customer_key % {n} AS INTEGER)"
 
 
 def _sample_predicate(fraction: float, column: str = "customer_id") -> str:
@@ -257,7 +257,7 @@ def _sample_predicate(fraction: float, column: str = "customer_id") -> str:
     return f"(hash({column} || '#sample') % 1000000) < {int(round(fraction * 1_000_000))}"
 
 
-POP_COLUMNS = ["customer_id", "birth_date", "gender", "province", "occupation_class", "income_band",
+POP_COLUMNS = ["customer_id", "customer_key", "birth_date", "gender", "province", "occupation_class", "income_band",
                "marital_status", "children", "needs_class", "acquisition_source", "referred_by", "agent_id",
                "created_date"]
 # Recency: the latest touch of each kind, from a separate simple aggregate over all history (few,
@@ -283,7 +283,7 @@ class SnapshotQuery:
     """One snapshot's computation: named intermediate relations and the final select over them."""
 
     parts: list[tuple[str, str]]
-    final: Callable[[str], str]  # partition predicate on customer_id -> final select
+    final: Callable[[str], str]  # partition predicate (on ``part``) -> final select
 
     def as_sql(self) -> str:
         """A single portable statement (WITH ... SELECT), e.g. for Spark or small books."""
@@ -375,14 +375,14 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
     clm_aggs.append(f"COUNT(*) FILTER (WHERE status = 'rejected') AS n_claims_rejected_{_w(cmax)}")
 
     if labels_known:
-        lab = f"""SELECT customer_id,
+        lab = f"""SELECT customer_key,
             CASE WHEN COUNT(*) FILTER (WHERE issue_date >= {S}) > 0 THEN 1 ELSE 0 END AS purchase_h,
             COALESCE(SUM(annual_premium) FILTER (WHERE issue_date >= {S}), 0) AS premium_h,
             COUNT(*) FILTER (WHERE inforce) AS held,
             COUNT(*) FILTER (WHERE inforce AND ((lapse_date >= {S} AND lapse_date < {end_h})
                                                 OR (surrender_date >= {S} AND surrender_date < {end_h}))) AS lapsed
         FROM pol_s WHERE issue_date < {end_h}
-        GROUP BY customer_id"""
+        GROUP BY customer_key"""
         lab_cols = ("COALESCE(lab.purchase_h, 0) AS purchase_h, "
                     "CASE WHEN lab.held > 0 THEN CASE WHEN lab.lapsed > 0 THEN 1 ELSE 0 END END AS lapse_h, "
                     "CAST(COALESCE(lab.premium_h, 0) AS DOUBLE) AS premium_h")
@@ -411,32 +411,34 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
     parts = [
         ("pop", f"SELECT {', '.join(POP_COLUMNS)} FROM customers WHERE created_date < {S}{sample()}"),
         ("pol_s", f"""SELECT *, (issue_date < {S} AND (end_date IS NULL OR end_date >= {S})) AS inforce
-    FROM (SELECT customer_id, product_line, issue_date, lapse_date, surrender_date, maturity_date, annual_premium,
-                 sum_assured, payment_mode, LEAST(lapse_date, surrender_date, maturity_date) AS end_date
+    FROM (SELECT customer_id, customer_key, product_line, issue_date, lapse_date, surrender_date, maturity_date,
+                 annual_premium, sum_assured, payment_mode, LEAST(lapse_date, surrender_date, maturity_date) AS end_date
           FROM policies WHERE TRUE{sample()}) p"""),
-        ("pol", f"SELECT customer_id, {', '.join(pol_aggs)} FROM pol_s WHERE issue_date < {S} GROUP BY customer_id"),
-        ("main_mode", """SELECT customer_id, payment_mode AS main_payment_mode FROM (
-        SELECT customer_id, payment_mode,
-               ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY annual_premium DESC, issue_date, payment_mode) AS rk
+        ("pol", f"SELECT customer_key, {', '.join(pol_aggs)} FROM pol_s WHERE issue_date < {S} GROUP BY customer_key"),
+        ("main_mode", """SELECT customer_key, payment_mode AS main_payment_mode FROM (
+        SELECT customer_key, payment_mode,
+               ROW_NUMBER() OVER (PARTITION BY customer_key
+                                  ORDER BY annual_premium DESC, issue_date, payment_mode) AS rk
         FROM pol_s WHERE inforce) m
     WHERE rk = 1"""),
-        ("clm", f"""SELECT customer_id, {', '.join(clm_aggs)}
+        ("clm", f"""SELECT customer_key, {', '.join(clm_aggs)}
     FROM claims WHERE claim_date < {S} AND claim_date >= CAST({S} - INTERVAL '{cmax}' DAY AS DATE){sample()}
-    GROUP BY customer_id"""),
-        ("refs", f"""SELECT referred_by AS customer_id, COUNT(*) AS referrals_made
-    FROM customers WHERE created_date < {S} AND referred_by IS NOT NULL{sample("referred_by")} GROUP BY referred_by"""),
-        ("rec", f"""SELECT customer_id, {', '.join(REC_AGGS)}
+    GROUP BY customer_key"""),
+        ("refs", f"""SELECT referred_by_key AS customer_key, COUNT(*) AS referrals_made
+    FROM customers WHERE created_date < {S} AND referred_by_key IS NOT NULL{sample("referred_by")}
+    GROUP BY referred_by_key"""),
+        ("rec", f"""SELECT customer_key, {', '.join(REC_AGGS)}
     FROM contacts WHERE contact_ts < {S}{sample()}
-    GROUP BY customer_id"""),
+    GROUP BY customer_key"""),
     ]
     bounds = [0, *p.windows_days]
-    parts += [(f"w{j}", f"""SELECT customer_id, {bucket_aggs}
+    parts += [(f"w{j}", f"""SELECT customer_key, {bucket_aggs}
     FROM contacts WHERE contact_ts >= {S} - INTERVAL '{bounds[j + 1]}' DAY
                     AND contact_ts < {S} - INTERVAL '{bounds[j]}' DAY{sample()}
-    GROUP BY customer_id""") for j in range(len(p.windows_days))]
-    parts.append(("wh", f"""SELECT customer_id, COUNT(*) FILTER (WHERE holdout) AS n_holdout
+    GROUP BY customer_key""") for j in range(len(p.windows_days))]
+    parts.append(("wh", f"""SELECT customer_key, COUNT(*) FILTER (WHERE holdout) AS n_holdout
     FROM contacts WHERE contact_ts >= {S} - INTERVAL '{p.holdout_window_days}' DAY AND contact_ts < {S}{sample()}
-    GROUP BY customer_id"""))
+    GROUP BY customer_key"""))
     if lab:
         parts.append(("lab", lab))
 
@@ -447,9 +449,9 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
             return f"(SELECT * FROM {name} WHERE {pf})"
 
         joins = "\n    ".join(
-            f"LEFT JOIN {rel(n)} {n} ON {n}.customer_id = pop.customer_id"
+            f"LEFT JOIN {rel(n)} {n} ON {n}.customer_key = pop.customer_key"
             for n in ("pol", "main_mode", "clm", "refs", "rec", *(f"w{j}" for j in range(len(p.windows_days))), "wh"))
-        lab_join = f"LEFT JOIN {rel('lab')} lab ON lab.customer_id = j.customer_id" if lab else ""
+        lab_join = f"LEFT JOIN {rel('lab')} lab ON lab.customer_key = j.customer_key" if lab else ""
         return f"""SELECT j.customer_id, {S} AS snapshot_date,
     {(","+chr(10)+"    ").join(select)},
     {lab_cols}

@@ -191,3 +191,19 @@ def test_validated_contacts_come_out_by_month_then_customer(clean_book: Syntheti
     assert month.is_monotonic_increasing
     key = list(zip(month, out["customer_id"], out["contact_ts"], out["contact_id"], strict=True))
     assert key == sorted(key)
+
+
+def test_customer_keys_are_dense_ranks_shared_by_every_table(clean_book: SyntheticBook) -> None:
+    res = validate_book({k: v.copy() for k, v in clean_book.tables().items()}, AS_OF)
+    cust = res["customers"].accepted
+    order = cust.sort_values("customer_id")
+    assert order["customer_key"].tolist() == list(range(len(cust)))  # dense, in customer_id order
+    key_of = dict(zip(cust["customer_id"], cust["customer_key"], strict=True))
+    for name in ("policies", "claims", "contacts"):
+        df = res[name].accepted
+        assert df["customer_key"].dtype == "int64"
+        assert (df["customer_key"] == df["customer_id"].map(key_of)).all(), name
+    referred = cust["referred_by"].notna() & cust["referred_by"].isin(key_of)
+    assert referred.any()
+    assert (cust.loc[referred, "referred_by_key"] == cust.loc[referred, "referred_by"].map(key_of)).all()
+    assert cust.loc[cust["referred_by"].isna(), "referred_by_key"].isna().all()
