@@ -33,7 +33,8 @@ INTERIM = Path("data/interim")
 OUT = Path("data/features")
 REPORT = Path("data/reports/features.json")
 EMPTY_CLAIMS = ("SELECT CAST(NULL AS VARCHAR) AS claim_id, CAST(NULL AS VARCHAR) AS policy_id, "
-                "CAST(NULL AS VARCHAR) AS customer_id, CAST(NULL AS DATE) AS claim_date, "
+                "CAST(NULL AS VARCHAR) AS customer_id, CAST(NULL AS BIGINT) AS customer_key, "
+                "CAST(NULL AS DATE) AS claim_date, "
                 "CAST(NULL AS DOUBLE) AS amount, CAST(NULL AS VARCHAR) AS status WHERE FALSE")
 
 
@@ -66,6 +67,10 @@ def register_tables(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
                 continue
             raise InputError(f"{path} not found: run the validate stage first (dvc repro validate)")
         con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM read_parquet('{path.as_posix()}')")
+        have = {r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()}
+        if "customer_key" not in have:
+            raise InputError(f"{path} has no customer_key column (validated by an older version): re-run the "
+                             "validate stage (dvc repro validate)")
 
 
 def tabular_features(params: Params) -> None:

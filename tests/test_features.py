@@ -256,3 +256,11 @@ def test_training_sample_is_stable_and_exact(validated, small_params, tmp_path) 
     assert ids[0] <= ids[-1]
     ref = full.merge(half[KEYS], on=KEYS).sort_values(KEYS).reset_index(drop=True)
     assert_same(half.sort_values(KEYS).reset_index(drop=True), ref)
+
+
+def test_interim_tables_without_the_customer_key_ask_for_a_new_validate_run(validated, tmp_path: Path) -> None:
+    from pipelines.errors import InputError
+
+    old = {k: v.drop(columns=["customer_key", "referred_by_key"], errors="ignore") for k, v in validated.items()}
+    with pytest.raises(InputError, match="no customer_key column .* re-run the validate stage"):
+        _con(old, tmp_path)
