@@ -18,7 +18,6 @@ from pipelines.errors import InputError
 
 MODELS = Path("data/models")
 CALIBRATORS = Path("data/calibrators")
-NAMES = ("purchase", "lapse", "value")
 
 
 @dataclass(frozen=True)
