@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from features.tabular import row_of_score_key
+from features.tabular import TabularError, row_of_score_key
 from pipelines.cli import EXIT_USER_ERROR, setup_logging
 from pipelines.errors import ConfigError, UserError
 from pipelines.io import staged_outputs
@@ -142,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     if "top" in run:
         as_of = merged["book"]["as_of"]
         top_out = args.top_out or REPO / run["top"]["out"]
-        top = write_top(ws / f"data/scores/scores_{as_of}.parquet", int(run["top"]["n"]), top_out)
+        try:
+            top = write_top(ws / f"data/scores/scores_{as_of}.parquet", int(run["top"]["n"]), top_out)
+        except (UserError, TabularError) as e:
+            log.error("run.top: %s", e)
+            return EXIT_USER_ERROR
         summary["top"] = {"n": len(top), "out": str(top_out)}
         log.info("wrote the %d highest-scored rows to %s", len(top), top_out)
     with staged_outputs() as out:

@@ -14,7 +14,7 @@ import yaml
 from features import capabilities as cap
 from features.tabular import SplitShares, TabularError, TabularSpec, prepare, row_of_score_key, score_key
 from pipelines import run_source, score_file
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, UserError
 from pipelines.params import parse_params
 from tests.conftest import REPO, repo_params_raw
 
@@ -212,6 +212,9 @@ def test_coil2000_runs_through_the_pipeline_and_selects_800(tmp_path: Path) -> N
     assert len(sel) == 800 and sel["row"].is_unique and sel["row"].between(1, 4000).all()
     assert sel["p_purchase"].is_monotonic_decreasing
     assert sel["p_purchase"].min() >= out["scores"]["p_purchase"].quantile(0.79)
+    with pytest.raises(UserError, match="fewer than the 5000 to select"):
+        run_source.write_top(ws / "data/scores/scores_2000-06-01.parquet", 5000, tmp_path / "x.csv")
+    assert not (tmp_path / "x.csv").exists()
     assert summary["train"]["models"]["purchase"]["lightgbm"]["roc_auc"] > 0.6
 
 
@@ -243,7 +246,6 @@ def test_validate_stage_stops_on_too_many_bad_targets_naming_file_column_rule_an
 
 def test_retraining_refuses_a_source_without_the_full_model_set(tmp_path: Path, monkeypatch) -> None:
     from pipelines import retrain
-    from pipelines.errors import UserError
 
     merged, _ = run_source.load_source(REPO / "benchmarks/sources/coil2000.yaml", REPO / "params.yaml")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(merged), encoding="utf-8")
