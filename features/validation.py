@@ -51,16 +51,17 @@ class TableResult:
     n_input: int
     # (rule, column) -> number of rows quarantined with that primary reason
     rejects: dict[tuple[str, str], int] = field(default_factory=dict)
+    key_column: str | None = None  # what identifies a quarantined row (default: the contract table's key)
 
     @property
     def n_rejected(self) -> int:
         return len(self.quarantine)
 
     def sample_keys(self, rule: str, column: str, n: int = 5) -> list[str]:
-        spec = TABLES[self.table]
+        key = self.key_column or TABLES[self.table].key
         q = self.quarantine
         hit = q[(q["reject_rule"] == rule) & (q["reject_column"] == column)]
-        return [str(k) for k in hit[spec.key].head(n).tolist()]
+        return [str(k) for k in hit[key].head(n).tolist()]
 
 
 # ---------------------------------------------------------------------------------------------

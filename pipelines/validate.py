@@ -48,7 +48,8 @@ def reconciliation(results: dict[str, TableResult], max_share: float) -> dict[st
             "reconciled": all(t["reconciled"] for t in tables.values())}
 
 
-def check_threshold(results: dict[str, TableResult], max_share: float) -> None:
+def check_threshold(results: dict[str, TableResult], max_share: float, sources: dict[str, str] | None = None) -> None:
+    """Stop, naming table, file, column, rule, count and sample keys, when a table rejects too much."""
     problems = []
     for name, r in results.items():
         if r.n_input and r.n_rejected / r.n_input > max_share:
@@ -56,7 +57,8 @@ def check_threshold(results: dict[str, TableResult], max_share: float) -> None:
             detail = "; ".join(
                 f"column '{col}' rule '{rule}': {n:,} rows (e.g. {', '.join(r.sample_keys(rule, col))})"
                 for (rule, col), n in worst)
-            problems.append(f"table '{name}': {r.n_rejected:,} of {r.n_input:,} rows rejected "
+            where = f" ({sources[name]})" if sources and name in sources else ""
+            problems.append(f"table '{name}'{where}: {r.n_rejected:,} of {r.n_input:,} rows rejected "
                             f"({r.n_rejected / r.n_input:.2%} > {max_share:.2%}): {detail}")
     if problems:
         raise RejectThresholdError(
@@ -74,18 +76,16 @@ def read_tabular(params: Params) -> tuple[pd.DataFrame, Path, pd.DataFrame | Non
     spec = src.tabular
     assert spec is not None  # SourceParams guarantees it for kind: tabular
     names = spec.names if not spec.header else None
-    frames: list[pd.DataFrame | None] = []
-    path = Path(src.dir) / spec.file
-    for file, cols in ((spec.file, names), (spec.score_file, [n for n in names or [] if n != spec.target] or None)):
-        if file is None:
-            frames.append(None)
-            continue
-        df, path_ = read_table(src.dir, "tabular", src.format, src.encoding, src.delimiter, file=file, names=cols)
-        assert df is not None
-        log.info("read %s rows from %s", f"{len(df):,}", path_)
-        frames.append(df)
-    assert frames[0] is not None
-    return frames[0], path, frames[1]
+
+    def read(file: str, cols: list[str] | None) -> pd.DataFrame:
+        df, path = read_table(src.dir, "tabular", src.format, src.encoding, src.delimiter, file=file, names=cols)
+        assert df is not None  # required: a missing file is an InputError
+        log.info("read %s rows from %s", f"{len(df):,}", path)
+        return df
+
+    score_names = [n for n in names if n != spec.target] if names else None
+    return (read(spec.file, names), Path(src.dir) / spec.file,
+            read(spec.score_file, score_names) if spec.score_file else None)
 
 
 def validate_tabular(params: Params) -> None:
@@ -97,27 +97,13 @@ def validate_tabular(params: Params) -> None:
         prep = prepare(raw, spec, params.book.as_of, str(path), score_raw)
     except TabularError as e:
         raise InputError(str(e)) from None
+    labelled = prep.features[prep.features["role"] != "score"]
+    result = TableResult("tabular", accepted=labelled, quarantine=prep.quarantine, n_input=prep.n_input,
+                         rejects=prep.rejects, key_column="row")
     max_share = params.validate_.max_reject_share
-    n_bad = len(prep.quarantine)
-    if n_bad / prep.n_input > max_share:
-        q = prep.quarantine
-        def rows_of(r: str, c: str) -> str:
-            return ", ".join(map(str, q.loc[(q["reject_rule"] == r) & (q["reject_column"] == c), "row"].head(5)))
-
-        detail = "; ".join(f"column '{c}' rule '{r}': {n:,} rows (e.g. rows {rows_of(r, c)})"
-                           for (r, c), n in sorted(prep.rejects.items(), key=lambda kv: -kv[1]))
-        raise RejectThresholdError(f"too many rejected rows, nothing written:\n  {path}: {n_bad:,} of "
-                                   f"{prep.n_input:,} rows rejected ({n_bad / prep.n_input:.2%} > {max_share:.2%}): "
-                                   f"{detail}\nFix the source, or raise validate.max_reject_share if these rows may "
-                                   "be dropped.")
-    labelled = int((prep.features["role"] != "score").sum())
-    report: dict[str, Any] = {"max_reject_share": max_share, "tables": {"tabular": {
-        "input": prep.n_input, "accepted": labelled, "quarantined": n_bad,
-        "reject_share": round(n_bad / prep.n_input, 6),
-        "rules": {f"{r}:{c}": n for (r, c), n in sorted(prep.rejects.items())},
-        "reconciled": prep.n_input == labelled + n_bad,
-        "score_rows": int((prep.features["role"] == "score").sum())}}}
-    report["reconciled"] = report["tables"]["tabular"]["reconciled"]
+    check_threshold({"tabular": result}, max_share, {"tabular": str(path)})
+    report = reconciliation({"tabular": result}, max_share)
+    report["tables"]["tabular"]["score_rows"] = len(prep.features) - len(labelled)
     report["as_of"] = str(params.book.as_of)
     report["source"] = params.validate_.source.model_dump()
     with staged_outputs() as out:
@@ -130,7 +116,7 @@ def validate_tabular(params: Params) -> None:
             p.unlink(missing_ok=True)
     roles = prep.features["role"].value_counts().to_dict()
     log.info("tabular: input %s = accepted %s + quarantined %s (%s); roles %s; %d feature columns",
-             f"{prep.n_input:,}", f"{labelled:,}", f"{n_bad:,}",
+             f"{prep.n_input:,}", f"{len(labelled):,}", f"{result.n_rejected:,}",
              ", ".join(f"{r}:{c} {n:,}" for (r, c), n in prep.rejects.items()) or "none", roles,
              sum(1 for d in prep.dictionary if d["role"] == "feature"))
 
@@ -158,7 +144,7 @@ def main(args: argparse.Namespace) -> None:
             raw[name], sources[name] = df, str(path)
             log.info("read %s: %s rows from %s%s", name, f"{len(df):,}", path, " (mapped)" if m else "")
     results = validate_book(raw, params.book.as_of, sources)
-    check_threshold(results, params.validate_.max_reject_share)
+    check_threshold(results, params.validate_.max_reject_share, sources)
     report = reconciliation(results, params.validate_.max_reject_share)
     report["as_of"] = str(params.book.as_of)
     report["source"] = src.model_dump()
@@ -167,7 +153,9 @@ def main(args: argparse.Namespace) -> None:
             out.parquet(r.accepted, INTERIM / f"{name}.parquet")
             out.parquet(r.quarantine, QUARANTINE / f"{name}.parquet")
         out.json(report, REPORT)
-    # an optional table that is gone must not leave last run's copy behind
+    # an optional table that is gone, or a tabular source validated earlier here, must not leave files behind
+    for p in (TABULAR, TABULAR_DICTIONARY, QUARANTINE / "tabular.parquet"):
+        p.unlink(missing_ok=True)
     for name in (n for n in TABLE_ORDER if n not in results):
         for p in (INTERIM / f"{name}.parquet", QUARANTINE / f"{name}.parquet"):
             p.unlink(missing_ok=True)

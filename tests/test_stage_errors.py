@@ -130,7 +130,8 @@ def test_reject_threshold_names_table_column_rule_count_and_ids(clean_book, tmp_
     df.to_csv(root / "in/policies.csv", index=False)
     code, err = _run(capsys)
     assert code == 2
-    assert "table 'policies'" in err and "column 'annual_premium'" in err and "rule 'range'" in err
+    assert "table 'policies' (" in err and "policies.csv" in err  # the table and its file
+    assert "column 'annual_premium'" in err and "rule 'range'" in err
     assert "40 rows" in err and str(df.loc[bad[0], "policy_id"]) in err
     assert _outputs(root) == []
 

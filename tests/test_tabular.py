@@ -234,8 +234,9 @@ def test_validate_stage_stops_on_too_many_bad_targets_naming_file_column_rule_an
     monkeypatch.chdir(tmp_path)
     assert validate.cli(["--params", "params.yaml"]) == 2
     err = capsys.readouterr().err
-    assert "src/bank.csv: 4 of 100 rows rejected" in err and "column 'y' rule 'allowed_values': 4 rows" in err
-    assert "e.g. rows 1, 2, 3, 4" in err and not (tmp_path / "data").exists()  # nothing written
+    assert "table 'tabular' (src/bank.csv): 4 of 100 rows rejected" in err
+    assert "column 'y' rule 'allowed_values': 4 rows (e.g. 1, 2, 3, 4)" in err
+    assert not (tmp_path / "data").exists()  # nothing written
     params["validate"]["max_reject_share"] = 0.05
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     assert validate.cli(["--params", "params.yaml"]) == 0
