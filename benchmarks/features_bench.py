@@ -173,10 +173,9 @@ def _params(sample_max: int = 500_000):  # noqa: ANN202
 
 def _run(con, query, path: str, partitions: int) -> None:  # noqa: ANN001
     """Exactly what the features stage does for one snapshot."""
-    stmts, finals = query.as_script(partitions)
-    for stmt in stmts:
-        con.execute(stmt)
-    for k, final in enumerate(finals):
+    from features.snapshots import materialise
+
+    for k, final in enumerate(materialise(con, query, partitions)):
         con.execute(f"COPY ({final}) TO '{path}.{k}.parquet' (FORMAT parquet)")
 
 

@@ -14,14 +14,17 @@ as they are.
 gets null labels.
 
 **Speed.** Windowed counts are summed from disjoint window buckets, each a plain time range of the
-contacts (so a time-ordered file is read only where the bucket lies) aggregated with narrow ``FILTER``
-counts; recency comes from a separate, simpler query over all history; row conditions other than time
-sit in ``FILTER`` clauses, not ``WHERE``; the number of distinct channels is derived from the
-per-channel counts instead of ``COUNT(DISTINCT)``. Measurements: docs/benchmarks.md.
+contacts (so a time-ordered file is read only where the bucket lies); within a bucket the counters
+are packed several to a BIGINT and summed as one aggregate per word (the engine's cost grows with the
+number of aggregates). Recency comes from a separate, simpler query over all history, with the
+maxima kept as 32-bit whole minutes. Row conditions other than time sit in ``FILTER``/``CASE``, not
+``WHERE``; the number of distinct channels is derived from the per-channel counts instead of
+``COUNT(DISTINCT)``. Measurements: docs/benchmarks.md.
 
 **Portability.** Standard SQL (``FILTER``, ``CASE``, ``LEAST``, ``GREATEST``, ``DATE``/``INTERVAL``
-literals); the only dialect-specific pieces are ``_days_between``, ``_sample_predicate`` and
-``_partition_of``, each with its Spark equivalent in its docstring.
+literals, integer shifts and masks); the dialect-specific pieces are ``_days_between``,
+``_minutes_of``, ``_timestamp_of_minutes``, ``_unpack``, ``_sample_predicate`` and ``_partition_of``,
+each with its Spark equivalent in its docstring.
 
 Pure: the caller passes a DuckDB connection in which ``customers``, ``policies``, ``claims`` and
 ``contacts`` are relations (views over Parquet in the pipeline, DataFrames in the tests).
@@ -40,8 +43,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from features.contract import CHANNELS, OUTCOMES, PRODUCT_LINES, TABLES
 
 log = logging.getLogger(__name__)
-ANSWERED_SQL = "outcome IS NOT NULL AND outcome <> 'no_answer'"
-LIVE_SQL = "NOT holdout"  # a real touch, not a campaign holdout row
 INCOME_RANK = {code: i for i, code in enumerate(TABLES["customers"].column("income_band").allowed or ())}
 # Mid-points of the income bands (CNY / year), for the premium-burden ratio.
 INCOME_MID = {"lt_100k": 60_000, "100k_200k": 150_000, "200k_500k": 320_000, "500k_1m": 700_000, "gt_1m": 1_800_000}
@@ -201,8 +202,9 @@ def feature_defs(p: FeatureParams) -> list[FeatureDef]:
                         ("quote", "a quote", "报价"), ("complaint", "a complaint", "投诉")):
         add(f"days_since_last_{key}", "recency", "int", None, f"Days since {en} (null if never)",
             f"距上次{zh}天数(从未则为空)", f"_days(CAST(last_{key}_ts AS DATE))")
-    add("open_quote", "recency", "bool", None, "A quote not yet followed up and not yet bought",
-        "有未跟进且未成交的报价",
+    add("open_quote", "recency", "bool", None,
+        "A quote not yet followed up (no outbound touch in a later minute) and not yet bought",
+        "有未跟进(之后无主动接触)且未成交的报价",
         "last_quote_ts IS NOT NULL AND (last_outbound_ts IS NULL OR last_outbound_ts <= last_quote_ts) "
         "AND (last_issue IS NULL OR last_issue < CAST(last_quote_ts AS DATE))")
     add("open_quote_age_days", "recency", "int", None, "Age of that open quote in days (null if none)",
@@ -243,6 +245,24 @@ def _days_between(expr: str, s: str) -> str:
     return f"date_diff('day', {expr}, {s})"
 
 
+def _minutes_of(expr: str) -> str:
+    """Whole minutes from MINUTE_BASE to the TIMESTAMP ``expr``, as a 32-bit INTEGER.
+
+    Spark: ``CAST((unix_timestamp(expr) - unix_timestamp(TIMESTAMP'1900-01-01')) DIV 60 AS INT)``.
+    """
+    return f"CAST(date_diff('minute', {MINUTE_BASE}, {expr}) AS INTEGER)"
+
+
+def _timestamp_of_minutes(expr: str) -> str:
+    """The TIMESTAMP ``expr`` minutes after MINUTE_BASE. Spark: ``timestampadd(MINUTE, expr, base)``."""
+    return f"({MINUTE_BASE} + to_minutes({expr}))"
+
+
+def _unpack(expr: str, position: int) -> str:
+    """Field ``position`` of a packed counter word. Spark: ``shiftright(expr, k) & mask``."""
+    return f"(({expr} >> {PACK_BITS * position}) & {PACK_LIMIT - 1})"
+
+
 def _partition_of(n: int) -> str:
     """Partition number of a customer, 0..n-1, from its integer key (Spark: ``pmod(customer_key, n)``)."""
     return f"CAST(customer_key % {n} AS INTEGER)"
@@ -260,17 +280,35 @@ def _sample_predicate(fraction: float, column: str = "customer_id") -> str:
 POP_COLUMNS = ["customer_id", "customer_key", "birth_date", "gender", "province", "occupation_class", "income_band",
                "marital_status", "children", "needs_class", "acquisition_source", "referred_by", "agent_id",
                "created_date"]
-# Recency: the latest touch of each kind, from a separate simple aggregate over all history (few,
-# narrow states: cheaper than carrying maxima through the bucket aggregate).
+# The SQL below leans on two invariants that ``validate`` enforces on every contact row (contract
+# rule ``holdout_has_no_outcome`` and the ``direction`` codes): a row is a real touch exactly when its
+# outcome is not null, and ``direction`` is either 'outbound' or 'inbound'. So an outcome test implies
+# a live touch, ``COUNT(outcome)`` counts live touches, and inbound = live - outbound.
+LIVE_SQL = "outcome IS NOT NULL"  # a real touch, not a campaign holdout row
+ANSWERED_SQL = "outcome <> 'no_answer'"  # false for holdout rows too (null outcome)
+# Recency: the latest touch of each kind, from a separate simple aggregate over all history. The
+# maxima are kept as whole minutes since MINUTE_BASE in a 32-bit INTEGER rather than as TIMESTAMPs:
+# the aggregate's per-customer state halves and the query runs about twice as fast at 5M customers
+# (docs/benchmarks.md). Minutes are ample for "days since" and for ordering a quote against a later
+# follow-up; the 32-bit range covers the years 1900 +/- 4,000.
+MINUTE_BASE = "TIMESTAMP '1900-01-01 00:00:00'"
 RECENCY = {
-    "last_contact_ts": "TRUE",
-    "last_answered_ts": ANSWERED_SQL,
-    "last_quote_ts": "outcome = 'quote'",
-    "last_complaint_ts": "outcome = 'complaint'",
-    "last_outbound_ts": "direction = 'outbound'",
+    "last_contact": LIVE_SQL,
+    "last_answered": ANSWERED_SQL,
+    "last_quote": "outcome = 'quote'",
+    "last_complaint": "outcome = 'complaint'",
+    "last_outbound": f"direction = 'outbound' AND {LIVE_SQL}",
 }
-REC_AGGS = [f"MAX(contact_ts) FILTER (WHERE {LIVE_SQL} AND {cond}) AS {name}" for name, cond in RECENCY.items()] + [
-    f"COUNT(*) FILTER (WHERE {LIVE_SQL} AND outcome = 'opt_out') AS n_opt_out_ever"]
+REC_AGGS = [f"MAX(minute) FILTER (WHERE {cond}) AS {name}_min" for name, cond in RECENCY.items()] + [
+    "COUNT(*) FILTER (WHERE outcome = 'opt_out') AS n_opt_out_ever"]
+# Windowed counters are packed PACK_PER_WORD to a BIGINT in fields of PACK_BITS bits and summed as one
+# aggregate per word: DuckDB's cost per row grows with the number of aggregates, not with their width
+# (docs/benchmarks.md). A field holds one customer's count in one window, so it overflows only past
+# PACK_LIMIT touches of one customer within the longest window; the stage checks that bound
+# (``materialise``) instead of trusting it.
+PACK_BITS = 21
+PACK_PER_WORD = 3
+PACK_LIMIT = 2 ** PACK_BITS
 
 
 def _aliases(aggs: list[str], table: str) -> list[str]:
@@ -284,6 +322,8 @@ class SnapshotQuery:
 
     parts: list[tuple[str, str]]
     final: Callable[[str], str]  # partition predicate (on ``part``) -> final select
+    # (query counting violations, message with {n}) run on the materialised parts by ``materialise``
+    checks: tuple[tuple[str, str], ...] = ()
 
     def as_sql(self) -> str:
         """A single portable statement (WITH ... SELECT), e.g. for Spark or small books."""
@@ -311,6 +351,25 @@ class SnapshotQuery:
         return stmts, [self.final(f"part = {i}") for i in range(partitions)]
 
 
+class FeatureBoundError(ValueError):
+    """The data exceed a bound the feature SQL relies on (see ``PACK_LIMIT``)."""
+
+
+def materialise(con: object, query: SnapshotQuery, partitions: int = 1) -> list[str]:
+    """Run ``query``'s staged script and bound checks on ``con``; return its final selects.
+
+    What the features stage, the benchmark and the tests all run, so none of them can skip a check.
+    """
+    stmts, finals = query.as_script(partitions)
+    for stmt in stmts:
+        con.execute(stmt)  # type: ignore[attr-defined]
+    for sql, message in query.checks:
+        n = con.execute(sql).fetchall()[0][0]  # type: ignore[attr-defined]
+        if n:
+            raise FeatureBoundError(message.format(n=f"{n:,}"))
+    return finals
+
+
 def snapshot_sql(p: FeatureParams, s: dt.date, horizon_days: int, labels_known: bool,
                  sample_fraction: float | None = None) -> str:
     """The query for one snapshot as a single statement: one row per customer existing before ``s``."""
@@ -335,19 +394,33 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
     # bucket reads only its own slice of the history. Everything else (holdout, channel, outcome) sits
     # in FILTER clauses: rows dropped by WHERE reach the hash aggregate as a selection, which DuckDB
     # groups several times slower than whole chunks (docs/benchmarks.md).
-    counts = {f"n_{ch}": f"channel = '{ch}'" for ch in p.channels}
-    counts |= {"n_contacts": "TRUE", "n_outbound": "direction = 'outbound'", "n_inbound": "direction = 'inbound'"}
-    counts |= {f"n_{o}": f"outcome = '{o}'" for o in p.outcomes}
-    counts |= {"n_answered": ANSWERED_SQL, "events_attended": f"channel = 'event' AND {ANSWERED_SQL}"}
-    bucket_aggs = ", ".join(f"COUNT(*) FILTER (WHERE {LIVE_SQL} AND {cond}) AS {name}" for name, cond in counts.items())
-    win_cols = []
+    # The counters are packed (see PACK_BITS): each bucket aggregate is a few packed sums plus the
+    # live-touch count; inbound and answered touches follow from the contract's invariants.
+    packed = {f"n_{ch}": f"channel = '{ch}' AND {LIVE_SQL}" for ch in p.channels}
+    packed |= {"n_outbound": f"direction = 'outbound' AND {LIVE_SQL}"}
+    packed |= {f"n_{o}": f"outcome = '{o}'" for o in p.outcomes}
+    packed |= {"n_no_answer": "outcome = 'no_answer'", "events_attended": f"channel = 'event' AND {ANSWERED_SQL}"}
+    fields = list(packed)
+    words = [fields[i : i + PACK_PER_WORD] for i in range(0, len(fields), PACK_PER_WORD)]
+
+    def word_sum(word: list[str]) -> str:
+        return " + ".join(f"CASE WHEN {packed[f]} THEN {1 << (PACK_BITS * k)} ELSE 0 END" for k, f in enumerate(word))
+
+    bucket_aggs = ", ".join([f"CAST(SUM({word_sum(word)}) AS BIGINT) AS word{q}" for q, word in enumerate(words)]
+                            + ["COUNT(outcome) AS n_contacts"])
+    sums, win_cols = [], []
     for i, w in enumerate(p.windows_days):
-        for name in counts:
-            if name == "events_attended" and i != len(p.windows_days) - 1:
-                continue
-            win_cols.append(" + ".join(f"COALESCE(w{j}.{name}, 0)" for j in range(i + 1)) + f" AS {name}_{_w(w)}")
-    win_cols.append("COALESCE(wh.n_holdout, 0) AS n_holdout")
-    rec_cols = [f"rec.{name}" for name in RECENCY] + ["rec.n_opt_out_ever"]
+        for name in [f"word{q}" for q in range(len(words))] + ["n_contacts"]:
+            sums.append(" + ".join(f"COALESCE(w{j}.{name}, 0)" for j in range(i + 1)) + f" AS {name}_{_w(w)}")
+        field = {name: _unpack(f"word{q}_{_w(w)}", k) for q, word in enumerate(words) for k, name in enumerate(word)}
+        for name in fields:
+            if name != "events_attended" or i == len(p.windows_days) - 1:
+                win_cols.append(f"{field[name]} AS {name}_{_w(w)}")
+        win_cols += [f"n_contacts_{_w(w)}", f"n_contacts_{_w(w)} - {field['n_outbound']} AS n_inbound_{_w(w)}",
+                     f"n_contacts_{_w(w)} - {field['n_no_answer']} AS n_answered_{_w(w)}"]
+    sums.append("COALESCE(wh.n_holdout, 0) AS n_holdout")
+    win_cols.append("n_holdout")
+    rec_cols = [f"{_timestamp_of_minutes(f'rec.{name}_min')} AS {name}_ts" for name in RECENCY] + ["rec.n_opt_out_ever"]
 
     pol_aggs = [
         "COUNT(*) FILTER (WHERE inforce) AS n_inforce",
@@ -408,7 +481,24 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
         cast = {"int": "BIGINT", "float": "DOUBLE", "category": "VARCHAR", "bool": "BOOLEAN"}[d.dtype]
         select.append(f"CAST({expr} AS {cast}) AS {d.name}")
 
+    # The heavy contact aggregates come first: run while the engine's memory holds no other intermediate
+    # table, they do not spill (docs/benchmarks.md).
+    contact_parts = [
+        ("rec", f"""SELECT customer_key, {', '.join(REC_AGGS)}
+    FROM (SELECT customer_key, {_minutes_of("contact_ts")} AS minute, outcome, direction
+          FROM contacts WHERE contact_ts < {S}{sample()}) c
+    GROUP BY customer_key"""),
+    ]
+    bounds = [0, *p.windows_days]
+    contact_parts += [(f"w{j}", f"""SELECT customer_key, {bucket_aggs}
+    FROM contacts WHERE contact_ts >= {S} - INTERVAL '{bounds[j + 1]}' DAY
+                    AND contact_ts < {S} - INTERVAL '{bounds[j]}' DAY{sample()}
+    GROUP BY customer_key""") for j in range(len(p.windows_days))]
+    contact_parts.append(("wh", f"""SELECT customer_key, COUNT(*) FILTER (WHERE holdout) AS n_holdout
+    FROM contacts WHERE contact_ts >= {S} - INTERVAL '{p.holdout_window_days}' DAY AND contact_ts < {S}{sample()}
+    GROUP BY customer_key"""))
     parts = [
+        *contact_parts,
         ("pop", f"SELECT {', '.join(POP_COLUMNS)} FROM customers WHERE created_date < {S}{sample()}"),
         ("pol_s", f"""SELECT *, (issue_date < {S} AND (end_date IS NULL OR end_date >= {S})) AS inforce
     FROM (SELECT customer_id, customer_key, product_line, issue_date, lapse_date, surrender_date, maturity_date,
@@ -427,18 +517,7 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
         ("refs", f"""SELECT referred_by_key AS customer_key, COUNT(*) AS referrals_made
     FROM customers WHERE created_date < {S} AND referred_by_key IS NOT NULL{sample("referred_by")}
     GROUP BY referred_by_key"""),
-        ("rec", f"""SELECT customer_key, {', '.join(REC_AGGS)}
-    FROM contacts WHERE contact_ts < {S}{sample()}
-    GROUP BY customer_key"""),
     ]
-    bounds = [0, *p.windows_days]
-    parts += [(f"w{j}", f"""SELECT customer_key, {bucket_aggs}
-    FROM contacts WHERE contact_ts >= {S} - INTERVAL '{bounds[j + 1]}' DAY
-                    AND contact_ts < {S} - INTERVAL '{bounds[j]}' DAY{sample()}
-    GROUP BY customer_key""") for j in range(len(p.windows_days))]
-    parts.append(("wh", f"""SELECT customer_key, COUNT(*) FILTER (WHERE holdout) AS n_holdout
-    FROM contacts WHERE contact_ts >= {S} - INTERVAL '{p.holdout_window_days}' DAY AND contact_ts < {S}{sample()}
-    GROUP BY customer_key"""))
     if lab:
         parts.append(("lab", lab))
 
@@ -456,18 +535,29 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
     {(","+chr(10)+"    ").join(select)},
     {lab_cols}
 FROM (
-    -- one streaming pass of the population through narrow per-customer relations
-    SELECT {", ".join(f"pop.{c}" for c in POP_COLUMNS)},
-        {", ".join(_aliases(pol_aggs, "pol"))}, main_mode.main_payment_mode,
-        {", ".join(_aliases(clm_aggs, "clm"))}, refs.referrals_made,
-        {", ".join(rec_cols)},
-        {", ".join(win_cols)}
-    FROM {rel("pop")} pop
-    {joins}
+    -- window counts unpacked from the summed counter words
+    SELECT j0.*, {", ".join(win_cols)}
+    FROM (
+        -- one streaming pass of the population through narrow per-customer relations
+        SELECT {", ".join(f"pop.{c}" for c in POP_COLUMNS)},
+            {", ".join(_aliases(pol_aggs, "pol"))}, main_mode.main_payment_mode,
+            {", ".join(_aliases(clm_aggs, "clm"))}, refs.referrals_made,
+            {", ".join(rec_cols)},
+            {", ".join(sums)}
+        FROM {rel("pop")} pop
+        {joins}
+    ) j0
 ) j
 {lab_join}"""
 
-    return SnapshotQuery(parts, final)
+    # Packed fields cannot overflow while every bucket stays under an equal share of PACK_LIMIT.
+    share = PACK_LIMIT // len(p.windows_days)
+    checks = tuple((f"SELECT COUNT(*) FROM w{j} WHERE n_contacts >= {share}",
+                    f"contacts: {{n}} customer(s) have {share:,} or more touches between {bounds[j + 1]} and "
+                    f"{bounds[j]} days before the snapshot {s}; window counts are packed with room for "
+                    f"{PACK_LIMIT - 1:,} per customer and window. No real contact rate comes near that: look for "
+                    "runaway or duplicated rows in the contact history.") for j in range(len(p.windows_days)))
+    return SnapshotQuery(parts, final, checks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -516,9 +606,7 @@ def features_frame(con: object, p: FeatureParams, plan: Iterable[Snapshot], hori
     frac = sample_fraction(p, n_customers)
     out = []
     for snap in plan:
-        stmts, finals = snapshot_query(p, snap.date, horizon_days, snap.labels_known,
-                                       None if snap.scoring else frac).as_script(partitions)
-        for stmt in stmts:
-            con.execute(stmt)  # type: ignore[attr-defined]
+        finals = materialise(con, snapshot_query(p, snap.date, horizon_days, snap.labels_known,
+                                                 None if snap.scoring else frac), partitions)
         out += [con.execute(f).df() for f in finals]  # type: ignore[attr-defined]
     return pd.concat(out, ignore_index=True)

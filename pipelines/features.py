@@ -20,7 +20,15 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from features.snapshots import KEYS, dictionary, sample_fraction, snapshot_plan, snapshot_query
+from features.snapshots import (
+    KEYS,
+    FeatureBoundError,
+    dictionary,
+    materialise,
+    sample_fraction,
+    snapshot_plan,
+    snapshot_query,
+)
 from pipelines.cli import base_parser, progress_logger, run_stage
 from pipelines.errors import InputError
 from pipelines.io import staged_outputs
@@ -117,10 +125,11 @@ def main(args: argparse.Namespace) -> None:
         with staged_outputs() as out, tempfile.TemporaryDirectory(prefix="features-", dir=spill) as parts:
             for i, snap in enumerate(plan, 1):
                 ts = time.perf_counter()
-                stmts, finals = snapshot_query(fp, snap.date, H, snap.labels_known,
-                                               None if snap.scoring else frac).as_script(partitions)
-                for stmt in stmts:
-                    con.execute(stmt)
+                query = snapshot_query(fp, snap.date, H, snap.labels_known, None if snap.scoring else frac)
+                try:
+                    finals = materialise(con, query, partitions)
+                except FeatureBoundError as e:
+                    raise InputError(f"{INTERIM / 'contacts.parquet'}: {e}") from e
                 for k, final in enumerate(finals):
                     part = Path(parts) / f"{i:03d}_{k:03d}.parquet"
                     con.execute(f"COPY ({final}) TO '{part.as_posix()}' (FORMAT parquet)")

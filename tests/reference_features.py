@@ -132,7 +132,9 @@ def reference_snapshot(t: dict[str, pd.DataFrame], p: FeatureParams, snapshot: d
     out["days_since_last_quote"] = _days(s, last_quote)
     out["days_since_last_complaint"] = _days(s, last(live[live["outcome"] == "complaint"]))
     last_issue = per_customer(seen, "max", "issue_date")
-    is_open = last_quote.notna() & ~(last_out > last_quote) & ~(last_issue >= last_quote.dt.normalize())
+    # a follow-up is an outbound touch in a later minute than the quote (the engine keeps whole minutes)
+    is_open = (last_quote.notna() & ~(last_out.dt.floor("min") > last_quote.dt.floor("min"))
+               & ~(last_issue >= last_quote.dt.normalize()))
     out["open_quote"] = is_open
     out["open_quote_age_days"] = _days(s, last_quote).where(is_open)
 

@@ -264,3 +264,31 @@ def test_interim_tables_without_the_customer_key_ask_for_a_new_validate_run(vali
     old = {k: v.drop(columns=["customer_key", "referred_by_key"], errors="ignore") for k, v in validated.items()}
     with pytest.raises(InputError, match="no customer_key column .* re-run the validate stage"):
         _con(old, tmp_path)
+
+
+def test_packed_window_counts_do_not_depend_on_the_field_width(validated, small_params, tmp_path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Window counters are packed several to an integer: narrower fields give exactly the same counts."""
+    from features import snapshots
+
+    fp, plan = _plan(small_params, n=2)
+    wide = _sql(validated, tmp_path / "wide", fp, plan)
+    monkeypatch.setattr(snapshots, "PACK_BITS", 8)
+    monkeypatch.setattr(snapshots, "PACK_LIMIT", 2 ** 8)
+    narrow = _sql(validated, tmp_path / "narrow", fp, plan)
+    assert_same(narrow, wide)
+    assert wide[[f"n_{ch}_365d" for ch in fp.channels]].to_numpy().max() > 2  # several touches per field
+
+
+def test_a_count_beyond_the_packed_field_is_refused_not_wrapped(validated, small_params, tmp_path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A customer with more touches than a packed field holds stops the snapshot with a clear message."""
+    from features import snapshots
+    from features.snapshots import FeatureBoundError
+
+    fp, plan = _plan(small_params, n=1)
+    monkeypatch.setattr(snapshots, "PACK_BITS", 3)
+    monkeypatch.setattr(snapshots, "PACK_LIMIT", 2 ** 3)
+    with pytest.raises(FeatureBoundError, match=r"customer\(s\) have 2 or more touches between \d+ and \d+ days "
+                                                r"before the snapshot .*runaway or duplicated rows"):
+        _sql(validated, tmp_path, fp, plan)
