@@ -187,6 +187,7 @@ CUSTOMERS = TableSpec(
     ),
     foreign_keys=(ForeignKey("referred_by", "customers", "customer_id"),),
     row_rules=("birth_before_first_policy",),
+    order_by=("customer_id",),  # = customer_key order: the features stage reads key ranges
 )
 
 POLICIES = TableSpec(

@@ -23,7 +23,7 @@ maxima kept as 32-bit whole minutes. Row conditions other than time sit in ``FIL
 
 **Portability.** Standard SQL (``FILTER``, ``CASE``, ``LEAST``, ``GREATEST``, ``DATE``/``INTERVAL``
 literals, integer shifts and masks); the dialect-specific pieces are ``_days_between``,
-``_minutes_of``, ``_timestamp_of_minutes``, ``_unpack``, ``_sample_predicate`` and ``_partition_of``,
+``_minutes_of``, ``_timestamp_of_minutes``, ``_unpack`` and ``_sample_predicate``,
 each with its Spark equivalent in its docstring.
 
 Pure: the caller passes a DuckDB connection in which ``customers``, ``policies``, ``claims`` and
@@ -259,13 +259,31 @@ def _timestamp_of_minutes(expr: str) -> str:
 
 
 def _unpack(expr: str, position: int) -> str:
-    """Field ``position`` of a packed counter word. Spark: ``shiftright(expr, k) & mask``."""
-    return f"(({expr} >> {PACK_BITS * position}) & {PACK_LIMIT - 1})"
+    """Field ``position`` of a packed counter word, as a BIGINT.
+
+    Spark (DECIMAL words): ``pmod(floor(expr / 2^k), 2^21)``.
+    """
+    return f"CAST(({expr} >> {PACK_BITS * position}) & {PACK_LIMIT - 1} AS BIGINT)"
 
 
-def _partition_of(n: int) -> str:
-    """Partition number of a customer, 0..n-1, from its integer key (Spark: ``pmod(customer_key, n)``)."""
-    return f"CAST(customer_key % {n} AS INTEGER)"
+def _pack(counters: dict[str, str]) -> list[list[str]]:
+    """The counters' names grouped into words of PACK_PER_WORD fields, in declaration order."""
+    names = list(counters)
+    return [names[i : i + PACK_PER_WORD] for i in range(0, len(names), PACK_PER_WORD)]
+
+
+def _word_sums(counters: dict[str, str], words: list[list[str]], prefix: str) -> list[str]:
+    """One ``SUM`` per word: each row adds 2^(PACK_BITS * k) for every field k whose condition holds."""
+    def increment(word: list[str]) -> str:
+        return " + ".join(f"CASE WHEN {counters[f]} THEN CAST(1 AS {PACK_WORD}) << {PACK_BITS * k} ELSE 0 END"
+                          for k, f in enumerate(word))
+
+    return [f"CAST(SUM({increment(word)}) AS {PACK_WORD}) AS {prefix}{q}" for q, word in enumerate(words)]
+
+
+def _fields(words: list[list[str]], column: str) -> dict[str, str]:
+    """Each counter's value, unpacked from the column holding its word (``column`` with ``{q}``: the word)."""
+    return {name: _unpack(column.format(q=q), k) for q, names in enumerate(words) for k, name in enumerate(names)}
 
 
 def _sample_predicate(fraction: float, column: str = "customer_id") -> str:
@@ -301,13 +319,15 @@ RECENCY = {
 }
 REC_AGGS = [f"MAX(minute) FILTER (WHERE {cond}) AS {name}_min" for name, cond in RECENCY.items()] + [
     "COUNT(*) FILTER (WHERE outcome = 'opt_out') AS n_opt_out_ever"]
-# Windowed counters are packed PACK_PER_WORD to a BIGINT in fields of PACK_BITS bits and summed as one
-# aggregate per word: DuckDB's cost per row grows with the number of aggregates, not with their width
-# (docs/benchmarks.md). A field holds one customer's count in one window, so it overflows only past
-# PACK_LIMIT touches of one customer within the longest window; the stage checks that bound
-# (``materialise``) instead of trusting it.
+# Windowed counters are packed PACK_PER_WORD to a 128-bit integer in fields of PACK_BITS bits and
+# summed as one aggregate per word: DuckDB's cost per row grows with the number of aggregates, not with
+# their width (docs/benchmarks.md). A field holds one customer's count in one window, so it overflows
+# only past PACK_LIMIT touches of one customer within the longest window; the stage checks that bound
+# (``materialise``) instead of trusting it. Spark has no 128-bit integer: DECIMAL(38, 0) holds the
+# same 126 bits, packed and unpacked with multiplication, division and modulo.
 PACK_BITS = 21
-PACK_PER_WORD = 3
+PACK_PER_WORD = 6
+PACK_WORD = "HUGEINT"
 PACK_LIMIT = 2 ** PACK_BITS
 
 
@@ -321,7 +341,7 @@ class SnapshotQuery:
     """One snapshot's computation: named intermediate relations and the final select over them."""
 
     parts: list[tuple[str, str]]
-    final: Callable[[str], str]  # partition predicate (on ``part``) -> final select
+    final: Callable[[str], str]  # partition predicate (on ``customer_key``) -> final select
     # (query counting violations, message with {n}) run on the materialised parts by ``materialise``
     checks: tuple[tuple[str, str], ...] = ()
 
@@ -330,25 +350,25 @@ class SnapshotQuery:
         return ("WITH " + ",\n".join(f"{name} AS (\n    {body}\n)" for name, body in self.parts) + "\n"
                 + self.final("TRUE"))
 
-    def as_script(self, partitions: int = 1) -> tuple[list[str], list[str]]:
-        """(statements materialising each aggregate as a temporary table, final selects per partition).
+    def as_script(self, partitions: int = 1, keys: tuple[int, int] = (0, 0)) -> tuple[list[str], list[str]]:
+        """(statements materialising each aggregate as a table, final selects per partition).
 
         Run one at a time, each aggregate has the engine's whole memory budget to itself; as one
         statement they all compete for it and a large book spills or runs out of memory. The final
-        join is split into ``partitions`` customer partitions so that its hash tables stay small
-        (docs/benchmarks.md).
+        join is split into ``partitions`` ranges of the customer key (``keys``: its smallest and
+        largest value) so that its hash tables stay small; the population is a view, so each range
+        reads only its own row groups of the customer file (validate writes it in key order).
+        Measurements: docs/benchmarks.md.
         """
-        # pol_s is a cheap projection, recomputed where used.
-        views = {"pol_s"}
-        stmts = []
-        for name, body in self.parts:
-            if partitions > 1 and name not in views:  # partition number computed once per row
-                body = f"SELECT *, {_partition_of(partitions)} AS part FROM ({body}) x"
-            kind = "VIEW" if name in views else "TABLE"
-            stmts.append(f"CREATE OR REPLACE {kind} {name} AS {body}")
+        views = {"pol_s", "pop"}  # cheap projections, recomputed where used
+        stmts = [f"CREATE OR REPLACE {'VIEW' if name in views else 'TABLE'} {name} AS {body}"
+                 for name, body in self.parts]
         if partitions <= 1:
             return stmts, [self.final("TRUE")]
-        return stmts, [self.final(f"part = {i}") for i in range(partitions)]
+        lo, hi = keys
+        step = -(-(hi - lo + 1) // partitions)
+        return stmts, [self.final(f"customer_key >= {lo + i * step} AND customer_key < {lo + (i + 1) * step}")
+                       for i in range(partitions)]
 
 
 class FeatureBoundError(ValueError):
@@ -360,7 +380,11 @@ def materialise(con: object, query: SnapshotQuery, partitions: int = 1) -> list[
 
     What the features stage, the benchmark and the tests all run, so none of them can skip a check.
     """
-    stmts, finals = query.as_script(partitions)
+    keys = (0, 0)
+    if partitions > 1:
+        lo, hi = con.execute("SELECT MIN(customer_key), MAX(customer_key) FROM customers").fetchall()[0]  # type: ignore[attr-defined]
+        keys = (lo or 0, hi or 0)
+    stmts, finals = query.as_script(partitions, keys)
     for stmt in stmts:
         con.execute(stmt)  # type: ignore[attr-defined]
     for sql, message in query.checks:
@@ -400,20 +424,14 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
     packed |= {"n_outbound": f"direction = 'outbound' AND {LIVE_SQL}"}
     packed |= {f"n_{o}": f"outcome = '{o}'" for o in p.outcomes}
     packed |= {"n_no_answer": "outcome = 'no_answer'", "events_attended": f"channel = 'event' AND {ANSWERED_SQL}"}
-    fields = list(packed)
-    words = [fields[i : i + PACK_PER_WORD] for i in range(0, len(fields), PACK_PER_WORD)]
-
-    def word_sum(word: list[str]) -> str:
-        return " + ".join(f"CASE WHEN {packed[f]} THEN {1 << (PACK_BITS * k)} ELSE 0 END" for k, f in enumerate(word))
-
-    bucket_aggs = ", ".join([f"CAST(SUM({word_sum(word)}) AS BIGINT) AS word{q}" for q, word in enumerate(words)]
-                            + ["COUNT(outcome) AS n_contacts"])
+    words = _pack(packed)
+    bucket_aggs = ", ".join([*_word_sums(packed, words, "word"), "COUNT(outcome) AS n_contacts"])
     sums, win_cols = [], []
     for i, w in enumerate(p.windows_days):
         for name in [f"word{q}" for q in range(len(words))] + ["n_contacts"]:
             sums.append(" + ".join(f"COALESCE(w{j}.{name}, 0)" for j in range(i + 1)) + f" AS {name}_{_w(w)}")
-        field = {name: _unpack(f"word{q}_{_w(w)}", k) for q, word in enumerate(words) for k, name in enumerate(word)}
-        for name in fields:
+        field = _fields(words, "word{q}_" + _w(w))
+        for name in packed:
             if name != "events_attended" or i == len(p.windows_days) - 1:
                 win_cols.append(f"{field[name]} AS {name}_{_w(w)}")
         win_cols += [f"n_contacts_{_w(w)}", f"n_contacts_{_w(w)} - {field['n_outbound']} AS n_inbound_{_w(w)}",
@@ -422,23 +440,26 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
     win_cols.append("n_holdout")
     rec_cols = [f"{_timestamp_of_minutes(f'rec.{name}_min')} AS {name}_ts" for name in RECENCY] + ["rec.n_opt_out_ever"]
 
+    # Policy counts are packed like the window counts; n_policies_ever bounds every one of them.
+    pol_counts = {"n_inforce": "inforce", "n_inforce_monthly": "inforce AND payment_mode = 'monthly'",
+                  "n_lapsed": f"lapse_date < {S}", "n_surrendered": f"surrender_date < {S}",
+                  "n_matured": f"maturity_date < {S} AND end_date = maturity_date"}
+    pol_counts |= {f"n_inforce_{ln}": f"inforce AND product_line = '{ln}'" for ln in p.product_lines}
+    pol_words = _pack(pol_counts)
     pol_aggs = [
-        "COUNT(*) FILTER (WHERE inforce) AS n_inforce",
+        *_word_sums(pol_counts, pol_words, "pword"),
+        "COUNT(*) AS n_policies_ever",
         "SUM(annual_premium) FILTER (WHERE inforce) AS premium_inforce",
         "COALESCE(SUM(sum_assured) FILTER (WHERE inforce), 0) AS sum_assured_inforce",
-        "COUNT(*) FILTER (WHERE inforce AND payment_mode = 'monthly') AS n_inforce_monthly",
-        "COUNT(*) AS n_policies_ever",
-        f"COUNT(*) FILTER (WHERE lapse_date < {S}) AS n_lapsed",
-        f"COUNT(*) FILTER (WHERE surrender_date < {S}) AS n_surrendered",
-        f"COUNT(*) FILTER (WHERE maturity_date < {S} AND end_date = maturity_date) AS n_matured",
         "MIN(issue_date) AS first_issue",
         "MAX(issue_date) AS last_issue",
         f"MAX(GREATEST(CASE WHEN lapse_date < {S} THEN lapse_date END, "
         f"CASE WHEN surrender_date < {S} THEN surrender_date END)) AS last_lapse",
     ]
-    for ln in p.product_lines:
-        pol_aggs.append(f"COUNT(*) FILTER (WHERE inforce AND product_line = '{ln}') AS n_inforce_{ln}")
-        pol_aggs.append(f"SUM(annual_premium) FILTER (WHERE inforce AND product_line = '{ln}') AS premium_inforce_{ln}")
+    pol_aggs += [f"SUM(annual_premium) FILTER (WHERE inforce AND product_line = '{ln}') AS premium_inforce_{ln}"
+                 for ln in p.product_lines]
+    pol_cols = ([f"{v} AS {k}" for k, v in _fields(pol_words, "pol.pword{q}").items()]
+                + [c for c in _aliases(pol_aggs, "pol") if ".pword" not in c])
 
     clm_aggs = []
     for w in p.claim_windows_days:
@@ -540,7 +561,7 @@ FROM (
     FROM (
         -- one streaming pass of the population through narrow per-customer relations
         SELECT {", ".join(f"pop.{c}" for c in POP_COLUMNS)},
-            {", ".join(_aliases(pol_aggs, "pol"))}, main_mode.main_payment_mode,
+            {", ".join(pol_cols)}, main_mode.main_payment_mode,
             {", ".join(_aliases(clm_aggs, "clm"))}, refs.referrals_made,
             {", ".join(rec_cols)},
             {", ".join(sums)}
@@ -552,12 +573,15 @@ FROM (
 
     # Packed fields cannot overflow while every bucket stays under an equal share of PACK_LIMIT.
     share = PACK_LIMIT // len(p.windows_days)
-    checks = tuple((f"SELECT COUNT(*) FROM w{j} WHERE n_contacts >= {share}",
-                    f"contacts: {{n}} customer(s) have {share:,} or more touches between {bounds[j + 1]} and "
-                    f"{bounds[j]} days before the snapshot {s}; window counts are packed with room for "
-                    f"{PACK_LIMIT - 1:,} per customer and window. No real contact rate comes near that: look for "
-                    "runaway or duplicated rows in the contact history.") for j in range(len(p.windows_days)))
-    return SnapshotQuery(parts, final, checks)
+    checks = [(f"SELECT COUNT(*) FROM pol WHERE n_policies_ever >= {PACK_LIMIT}",
+               f"policies: {{n}} customer(s) hold {PACK_LIMIT:,} or more policies before the snapshot {s}; policy "
+               "counts are packed with room for fewer. Look for runaway or duplicated rows in the policy table.")]
+    checks += [(f"SELECT COUNT(*) FROM w{j} WHERE n_contacts >= {share}",
+                f"contacts: {{n}} customer(s) have {share:,} or more touches between {bounds[j + 1]} and "
+                f"{bounds[j]} days before the snapshot {s}; window counts are packed with room for "
+                f"{PACK_LIMIT - 1:,} per customer and window. No real contact rate comes near that: look for "
+                "runaway or duplicated rows in the contact history.") for j in range(len(p.windows_days))]
+    return SnapshotQuery(parts, final, tuple(checks))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -224,17 +224,15 @@ def test_features_doc_is_current() -> None:
 
 def test_single_statement_and_staged_script_agree(validated, small_params, tmp_path) -> None:
     """The portable one-statement form (for Spark) and the staged script (DuckDB) give the same rows."""
-    from features.snapshots import snapshot_query
+    from features.snapshots import materialise, snapshot_query
 
     fp, plan = _plan(small_params, n=3)
     con = _con(validated, tmp_path)
     for snap in plan:
         q = snapshot_query(fp, snap.date, H, snap.labels_known)
         one = con.execute(q.as_sql()).df().sort_values("customer_id").reset_index(drop=True)
-        stmts, finals = q.as_script(partitions=3)
+        finals = materialise(con, q, partitions=3)
         assert len(finals) == 3
-        for stmt in stmts:
-            con.execute(stmt)
         parts = [con.execute(f).df() for f in finals]
         assert all(len(part) > 0 for part in parts)
         staged = pd.concat(parts).sort_values("customer_id").reset_index(drop=True)
