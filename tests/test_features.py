@@ -290,3 +290,20 @@ def test_a_count_beyond_the_packed_field_is_refused_not_wrapped(validated, small
     with pytest.raises(FeatureBoundError, match=r"customer\(s\) have 2 or more touches between \d+ and \d+ days "
                                                 r"before the snapshot .*runaway or duplicated rows"):
         _sql(validated, tmp_path, fp, plan)
+
+
+def test_main_payment_mode_breaks_ties_like_the_reference(validated, small_params, tmp_path) -> None:
+    """Equal premiums and issue dates: the earlier issue, then the mode first in A-Z wins, as in pandas."""
+    t = {k: v.copy() for k, v in validated.items()}
+    po = t["policies"]
+    multi = po["customer_id"].map(po["customer_id"].value_counts()) > 1
+    first = po.groupby("customer_id")["issue_date"].transform("min")
+    po.loc[multi, "annual_premium"] = 1000.0
+    po.loc[multi, "issue_date"] = first[multi]
+    tied = po[multi].groupby("customer_id")["payment_mode"].nunique()
+    assert (tied > 1).sum() > 20  # many customers whose largest policies tie with different modes
+    fp = small_params.features
+    plan = [Snapshot(small_params.book.as_of, labels_known=False, scoring=True)]
+    got = _sql(t, tmp_path, fp, plan)
+    want = _ref(t, fp, plan)
+    assert_same(got[["customer_id", "main_payment_mode"]], want[["customer_id", "main_payment_mode"]])
