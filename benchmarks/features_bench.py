@@ -75,7 +75,7 @@ def make_book(n: int, folder: Path, seed: int = 1, contacts_per_customer: float 
     birth = created - rng.integers(18 * 365, 70 * 365, n)
     referred = np.where(rng.random(n) < 0.1, rng.integers(0, n, n), -1)
     customers = pa.table({
-        "customer_id": _ids("C", np.arange(n), 9), "customer_key": pa.array(np.arange(n, dtype=np.int64)),
+        "customer_id": _ids("C", np.arange(n), 9), "customer_key": pa.array(np.arange(n, dtype=np.int32)),
         "created_date": _dates(created), "birth_date": _dates(birth),
         "gender": _pick(rng, ["F", "M"], n), "province": _pick(rng, ["广东", "江苏", "浙江", "山东", "北京"], n),
         "city": _pick(rng, ["广州", "南京", "杭州", "济南", "北京"], n),
@@ -85,7 +85,7 @@ def make_book(n: int, folder: Path, seed: int = 1, contacts_per_customer: float 
         "acquisition_source": _pick(rng, list(ACQUISITION_SOURCES), n),
         "referred_by": pc.if_else(pa.array(referred >= 0), _ids("C", np.maximum(referred, 0), 9),
                                   pa.scalar(None, pa.string())),
-        "referred_by_key": pa.array(np.where(referred >= 0, referred, 0), mask=referred < 0, type=pa.int64()),
+        "referred_by_key": pa.array(np.where(referred >= 0, referred, 0), mask=referred < 0, type=pa.int32()),
         "first_policy_date": _dates(created), "agent_id": _ids("A", rng.integers(0, 5000, n), 5),
         "do_not_call": pa.array(rng.random(n) < 0.03), "do_not_sms": pa.array(rng.random(n) < 0.03),
     })
@@ -103,7 +103,7 @@ def make_book(n: int, folder: Path, seed: int = 1, contacts_per_customer: float 
     null_date = pa.scalar(None, pa.timestamp("us"))
     policies = pa.table({
         "policy_id": _ids("P", np.arange(m), 10), "customer_id": _ids("C", cust, 9),
-        "customer_key": pa.array(cust.astype(np.int64)),
+        "customer_key": pa.array(cust.astype(np.int32)),
         "product_line": _pick(rng, list(PRODUCT_LINES), m), "issue_date": _dates(issue),
         "status": pa.array(np.where(lapse >= 0, "lapsed", np.where(surr >= 0, "surrendered",
                                     np.where((mat >= 0) & (mat <= as_of), "matured", "in_force")))),
@@ -120,7 +120,7 @@ def make_book(n: int, folder: Path, seed: int = 1, contacts_per_customer: float 
     pol = rng.integers(0, m, k)
     claims = pa.table({
         "claim_id": _ids("L", np.arange(k), 10), "policy_id": _ids("P", pol, 10),
-        "customer_id": _ids("C", cust[pol], 9), "customer_key": pa.array(cust[pol].astype(np.int64)),
+        "customer_id": _ids("C", cust[pol], 9), "customer_key": pa.array(cust[pol].astype(np.int32)),
         "claim_date": _dates(as_of - rng.integers(1, 1500, k)), "amount": pa.array(np.round(rng.lognormal(8, 1, k), 2)),
         "status": _pick(rng, ["paid", "rejected", "pending"], k, [0.85, 0.1, 0.05]),
     })
@@ -144,7 +144,7 @@ def make_book(n: int, folder: Path, seed: int = 1, contacts_per_customer: float 
         outcome = _pick(rng, list(OUTCOMES), c, [0.35, 0.35, 0.12, 0.06, 0.04, 0.04, 0.02, 0.02])
         chunk = pa.table({
             "contact_id": _ids("K", np.arange(lo, lo + c), 11), "customer_id": _ids("C", cust, 9),
-            "customer_key": pa.array(cust.astype(np.int64)),
+            "customer_key": pa.array(cust.astype(np.int32)),
             "contact_ts": pa.array(ts), "channel": _pick(rng, list(CHANNELS), c),
             "direction": _pick(rng, ["outbound", "inbound"], c, [0.85, 0.15]),
             "purpose": _pick(rng, list(PURPOSES), c),

@@ -499,7 +499,7 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
                 depth += {"(": 1, ")": -1}.get(expr[j], 0)
                 j += 1
             expr = expr[: expr.index("__DAYS__(")] + days(expr[i : j - 1]) + expr[j:]
-        cast = {"int": "BIGINT", "float": "DOUBLE", "category": "VARCHAR", "bool": "BOOLEAN"}[d.dtype]
+        cast = {"int": "INTEGER", "float": "DOUBLE", "category": "VARCHAR", "bool": "BOOLEAN"}[d.dtype]
         select.append(f"CAST({expr} AS {cast}) AS {d.name}")
 
     # The heavy contact aggregates come first: run while the engine's memory holds no other intermediate

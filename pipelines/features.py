@@ -41,7 +41,7 @@ INTERIM = Path("data/interim")
 OUT = Path("data/features")
 REPORT = Path("data/reports/features.json")
 EMPTY_CLAIMS = ("SELECT CAST(NULL AS VARCHAR) AS claim_id, CAST(NULL AS VARCHAR) AS policy_id, "
-                "CAST(NULL AS VARCHAR) AS customer_id, CAST(NULL AS BIGINT) AS customer_key, "
+                "CAST(NULL AS VARCHAR) AS customer_id, CAST(NULL AS INTEGER) AS customer_key, "
                 "CAST(NULL AS DATE) AS claim_date, "
                 "CAST(NULL AS DOUBLE) AS amount, CAST(NULL AS VARCHAR) AS status WHERE FALSE")
 

@@ -201,7 +201,7 @@ def test_customer_keys_are_dense_ranks_shared_by_every_table(clean_book: Synthet
     key_of = dict(zip(cust["customer_id"], cust["customer_key"], strict=True))
     for name in ("policies", "claims", "contacts"):
         df = res[name].accepted
-        assert df["customer_key"].dtype == "int64"
+        assert df["customer_key"].dtype == "int32"
         assert (df["customer_key"] == df["customer_id"].map(key_of)).all(), name
     referred = cust["referred_by"].notna() & cust["referred_by"].isin(key_of)
     assert referred.any()
