@@ -8,6 +8,7 @@ resident set size (from ``wait4``).
 
     .venv/bin/python benchmarks/features_bench.py                       # 100k, 1M, 5M; pandas up to 1M
     .venv/bin/python benchmarks/features_bench.py --sizes 100000 --pandas-max 100000   # quick look
+    .venv/bin/python benchmarks/features_bench.py --features '{"windows_days": [30, 365]}'  # other params
 
 Results are printed as a markdown table (and written with ``--markdown FILE``); docs/benchmarks.md
 holds the reference run.
@@ -165,10 +166,13 @@ def make_book(n: int, folder: Path, seed: int = 1, contacts_per_customer: float 
 # Measurements (each in its own process)
 # ---------------------------------------------------------------------------------------------
 def _params(sample_max: int = 500_000):  # noqa: ANN202
+    """params.yaml's features section, with ``--features`` overrides (passed to children as CP_BENCH_FEATURES)."""
     from pipelines.params import load_params
 
     p = load_params(REPO / "params.yaml")
-    return p.features.model_copy(update={"train_sample_max_customers": sample_max}), p.book.horizon_days
+    raw = {**p.features.model_dump(), "train_sample_max_customers": sample_max,
+           **json.loads(os.environ.get("CP_BENCH_FEATURES") or "{}")}
+    return type(p.features).model_validate(raw), p.book.horizon_days
 
 
 def _run(con, query, path: str, partitions: int) -> None:  # noqa: ANN001
@@ -243,9 +247,17 @@ def main() -> int:
     ap.add_argument("--train-snapshots", type=int, default=3, help="training snapshots to time per size (0 = none)")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cp-features-bench")
     ap.add_argument("--markdown", type=Path, help="also write the results table here")
+    ap.add_argument("--features", default="", help='overrides of params.yaml\'s features section as JSON, '
+                    'e.g. \'{"windows_days": [30, 365]}\'')
     ap.add_argument("--measure", choices=["duckdb", "pandas"], help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.features:
+        os.environ["CP_BENCH_FEATURES"] = a.features  # children inherit it
+        try:
+            _params()  # a bad override fails here, not in every child
+        except ValueError as e:  # pydantic's ValidationError and json's JSONDecodeError are ValueErrors
+            ap.error(f"--features: {e}")
     if a.measure:
         res = measure_duckdb(a.data, a.train_snapshots) if a.measure == "duckdb" else measure_pandas(a.data)
         print(json.dumps(res))

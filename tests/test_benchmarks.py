@@ -46,3 +46,20 @@ def test_bank_marketing_out_of_time_never_uses_duration(tmp_path: Path) -> None:
     r = json.loads(out.read_text(encoding="utf-8"))
     assert len(r["windows"]) == 2 and 0.5 < r["pooled"]["lightgbm_auc"] < 1
     assert r["random_split_5fold_auc_lightgbm"] > r["pooled"]["lightgbm_auc"] - 0.2
+
+
+def test_features_bench_measures_a_small_book_with_feature_overrides(tmp_path: Path) -> None:
+    """The features benchmark runs end to end (book, DuckDB and pandas children) and takes --features."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(REPO / "benchmarks/features_bench.py"), "--sizes", "3000", "--pandas-max", "3000",
+           "--train-snapshots", "1", "--workdir", str(tmp_path), "--markdown", str(tmp_path / "t.md"),
+           "--features", '{"windows_days": [30, 365], "channels": ["phone", "sms"]}']
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = (tmp_path / "t.md").read_text(encoding="utf-8").splitlines()[-1].split("|")
+    assert row[1].strip() == "3,000" and float(row[3]) > 0 and row[6].strip() != "not run"
+    bad = subprocess.run([*cmd[:2], "--features", '{"windows_days": [365, 30]}'], capture_output=True, text=True,
+                         cwd=REPO, timeout=60)
+    assert bad.returncode == 2 and "--features" in bad.stderr and "strictly increasing" in bad.stderr
