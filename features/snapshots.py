@@ -15,16 +15,16 @@ gets null labels.
 
 **Speed.** Windowed counts are summed from disjoint window buckets, each a plain time range of the
 contacts (so a time-ordered file is read only where the bucket lies); within a bucket the counters
-are packed several to a BIGINT and summed as one aggregate per word (the engine's cost grows with the
-number of aggregates). Recency comes from a separate, simpler query over all history, with the
+are packed six to a 128-bit integer and summed as one aggregate per word (the engine's cost grows with
+the number of aggregates). Recency comes from a separate, simpler query over all history, with the
 maxima kept as 32-bit whole minutes. Row conditions other than time sit in ``FILTER``/``CASE``, not
 ``WHERE``; the number of distinct channels is derived from the per-channel counts instead of
 ``COUNT(DISTINCT)``. Measurements: docs/benchmarks.md.
 
 **Portability.** Standard SQL (``FILTER``, ``CASE``, ``LEAST``, ``GREATEST``, ``DATE``/``INTERVAL``
 literals, integer shifts and masks); the dialect-specific pieces are ``_days_between``,
-``_minutes_of``, ``_timestamp_of_minutes``, ``_unpack`` and ``_sample_predicate``,
-each with its Spark equivalent in its docstring.
+``_minutes_of``, ``_timestamp_of_minutes``, ``_unpack``, ``_word_sums`` (``PACK_WORD``) and
+``_sample_predicate``, each with its Spark equivalent in its docstring or beside ``PACK_WORD``.
 
 Pure: the caller passes a DuckDB connection in which ``customers``, ``policies``, ``claims`` and
 ``contacts`` are relations (views over Parquet in the pipeline, DataFrames in the tests).
@@ -417,8 +417,8 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
     # of the contacts, and window i is the sum of buckets 0..i. A time-range predicate lets the scan
     # skip whole row groups of a time-ordered file (validate writes contacts month by month), so every
     # bucket reads only its own slice of the history. Everything else (holdout, channel, outcome) sits
-    # in FILTER clauses: rows dropped by WHERE reach the hash aggregate as a selection, which DuckDB
-    # groups several times slower than whole chunks (docs/benchmarks.md).
+    # in the aggregates' conditions: rows dropped by WHERE reach the hash aggregate as a selection,
+    # which DuckDB groups several times slower than whole chunks (docs/benchmarks.md).
     # The counters are packed (see PACK_BITS): each bucket aggregate is a few packed sums plus the
     # live-touch count; inbound and answered touches follow from the contract's invariants.
     packed = {f"n_{ch}": f"channel = '{ch}' AND {LIVE_SQL}" for ch in p.channels}
