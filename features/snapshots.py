@@ -447,8 +447,7 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
                   "n_matured": f"maturity_date < {S} AND end_date = maturity_date"}
     pol_counts |= {f"n_inforce_{ln}": f"inforce AND product_line = '{ln}'" for ln in p.product_lines}
     pol_words = _pack(pol_counts)
-    pol_aggs = [
-        *_word_sums(pol_counts, pol_words, "pword"),
+    pol_sums = [
         "COUNT(*) AS n_policies_ever",
         "SUM(annual_premium) FILTER (WHERE inforce) AS premium_inforce",
         "COALESCE(SUM(sum_assured) FILTER (WHERE inforce), 0) AS sum_assured_inforce",
@@ -457,10 +456,11 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
         f"MAX(GREATEST(CASE WHEN lapse_date < {S} THEN lapse_date END, "
         f"CASE WHEN surrender_date < {S} THEN surrender_date END)) AS last_lapse",
     ]
-    pol_aggs += [f"SUM(annual_premium) FILTER (WHERE inforce AND product_line = '{ln}') AS premium_inforce_{ln}"
+    pol_sums += [f"SUM(annual_premium) FILTER (WHERE inforce AND product_line = '{ln}') AS premium_inforce_{ln}"
                  for ln in p.product_lines]
+    pol_aggs = [*_word_sums(pol_counts, pol_words, "pword"), *pol_sums]
     pol_cols = ([f"{v} AS {k}" for k, v in _fields(pol_words, "pol.pword{q}").items()]
-                + [c for c in _aliases(pol_aggs, "pol") if ".pword" not in c])
+                + _aliases(pol_sums, "pol"))
 
     clm_aggs = []
     for w in p.claim_windows_days:

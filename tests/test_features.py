@@ -307,3 +307,21 @@ def test_main_payment_mode_breaks_ties_like_the_reference(validated, small_param
     got = _sql(t, tmp_path, fp, plan)
     want = _ref(t, fp, plan)
     assert_same(got[["customer_id", "main_payment_mode"]], want[["customer_id", "main_payment_mode"]])
+
+
+def test_a_policy_count_beyond_the_packed_field_is_refused(validated, small_params, tmp_path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Policy counts are packed too: a customer holding more policies than a field holds stops the snapshot."""
+    from features import snapshots
+    from features.snapshots import FeatureBoundError
+
+    t = {k: v.copy() for k, v in validated.items()}
+    one = t["policies"].iloc[[0] * 40].copy()
+    one["policy_id"] = [f"PZ{i}" for i in range(len(one))]
+    t["policies"] = pd.concat([t["policies"], one], ignore_index=True)
+    monkeypatch.setattr(snapshots, "PACK_BITS", 5)
+    monkeypatch.setattr(snapshots, "PACK_LIMIT", 2 ** 5)
+    fp = small_params.features
+    plan = [Snapshot(small_params.book.as_of, labels_known=False, scoring=True)]
+    with pytest.raises(FeatureBoundError, match=r"policies: 1 customer\(s\) hold 32 or more policies"):
+        _sql(t, tmp_path, fp, plan)
