@@ -343,8 +343,9 @@ class SnapshotQuery:
 
     parts: list[tuple[str, str]]
     final: Callable[[str], str]  # partition predicate (on ``customer_key``) -> final select
-    # (query counting violations, message with {n}) run on the materialised parts by ``materialise``
-    checks: tuple[tuple[str, str], ...] = ()
+    # (input table, query counting violations, message with {n}) run on the materialised parts by
+    # ``materialise``
+    checks: tuple[tuple[str, str, str], ...] = ()
 
     def as_sql(self) -> str:
         """A single portable statement (WITH ... SELECT), e.g. for Spark or small books."""
@@ -373,7 +374,11 @@ class SnapshotQuery:
 
 
 class FeatureBoundError(ValueError):
-    """The data exceed a bound the feature SQL relies on (see ``PACK_LIMIT``)."""
+    """The data exceed a bound the feature SQL relies on (see ``PACK_LIMIT``); ``table`` holds the rows."""
+
+    def __init__(self, table: str, message: str) -> None:
+        super().__init__(message)
+        self.table = table
 
 
 def materialise(con: object, query: SnapshotQuery, partitions: int = 1) -> list[str]:
@@ -388,10 +393,10 @@ def materialise(con: object, query: SnapshotQuery, partitions: int = 1) -> list[
     stmts, finals = query.as_script(partitions, keys)
     for stmt in stmts:
         con.execute(stmt)  # type: ignore[attr-defined]
-    for sql, message in query.checks:
+    for table, sql, message in query.checks:
         n = con.execute(sql).fetchall()[0][0]  # type: ignore[attr-defined]
         if n:
-            raise FeatureBoundError(message.format(n=f"{n:,}"))
+            raise FeatureBoundError(table, message.format(n=f"{n:,}"))
     return finals
 
 
@@ -578,10 +583,10 @@ FROM (
 
     # Packed fields cannot overflow while every bucket stays under an equal share of PACK_LIMIT.
     share = PACK_LIMIT // len(p.windows_days)
-    checks = [(f"SELECT COUNT(*) FROM pol WHERE n_policies_ever >= {PACK_LIMIT}",
+    checks = [("policies", f"SELECT COUNT(*) FROM pol WHERE n_policies_ever >= {PACK_LIMIT}",
                f"policies: {{n}} customer(s) hold {PACK_LIMIT:,} or more policies before the snapshot {s}; policy "
                "counts are packed with room for fewer. Look for runaway or duplicated rows in the policy table.")]
-    checks += [(f"SELECT COUNT(*) FROM w{j} WHERE n_contacts >= {share}",
+    checks += [("contacts", f"SELECT COUNT(*) FROM w{j} WHERE n_contacts >= {share}",
                 f"contacts: {{n}} customer(s) have {share:,} or more touches between {bounds[j + 1]} and "
                 f"{bounds[j]} days before the snapshot {s}; window counts are packed with room for "
                 f"{PACK_LIMIT - 1:,} per customer and window. No real contact rate comes near that: look for "

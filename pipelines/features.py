@@ -129,7 +129,7 @@ def main(args: argparse.Namespace) -> None:
                 try:
                     finals = materialise(con, query, partitions)
                 except FeatureBoundError as e:
-                    raise InputError(f"{INTERIM / 'contacts.parquet'}: {e}") from e
+                    raise InputError(f"{INTERIM / (e.table + '.parquet')}: {e}") from e
                 for k, final in enumerate(finals):
                     part = Path(parts) / f"{i:03d}_{k:03d}.parquet"
                     con.execute(f"COPY ({final}) TO '{part.as_posix()}' (FORMAT parquet)")

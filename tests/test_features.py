@@ -288,8 +288,9 @@ def test_a_count_beyond_the_packed_field_is_refused_not_wrapped(validated, small
     monkeypatch.setattr(snapshots, "PACK_BITS", 3)
     monkeypatch.setattr(snapshots, "PACK_LIMIT", 2 ** 3)
     with pytest.raises(FeatureBoundError, match=r"customer\(s\) have 2 or more touches between \d+ and \d+ days "
-                                                r"before the snapshot .*runaway or duplicated rows"):
+                                                r"before the snapshot .*runaway or duplicated rows") as err:
         _sql(validated, tmp_path, fp, plan)
+    assert err.value.table == "contacts"
 
 
 def test_main_payment_mode_breaks_ties_like_the_reference(validated, small_params, tmp_path) -> None:
@@ -323,5 +324,6 @@ def test_a_policy_count_beyond_the_packed_field_is_refused(validated, small_para
     monkeypatch.setattr(snapshots, "PACK_LIMIT", 2 ** 5)
     fp = small_params.features
     plan = [Snapshot(small_params.book.as_of, labels_known=False, scoring=True)]
-    with pytest.raises(FeatureBoundError, match=r"policies: 1 customer\(s\) hold 32 or more policies"):
+    with pytest.raises(FeatureBoundError, match=r"policies: 1 customer\(s\) hold 32 or more policies") as err:
         _sql(t, tmp_path, fp, plan)
+    assert err.value.table == "policies"  # the stage names data/interim/policies.parquet
