@@ -16,7 +16,8 @@ gets null labels.
 **Speed.** Windowed counts are summed from disjoint window buckets, each a plain time range of the
 contacts (so a time-ordered file is read only where the bucket lies); within a bucket the counters
 are packed six to a 128-bit integer and summed as one aggregate per word (the engine's cost grows with
-the number of aggregates). Recency comes from a separate, simpler query over all history, with the
+the number of aggregates), then split into 64-bit halves before the final join, which sums and unpacks
+them. Recency comes from a separate, simpler query over all history, with the
 maxima kept as 32-bit whole minutes. Row conditions other than time sit in ``FILTER``/``CASE``, not
 ``WHERE``; the number of distinct channels is derived from the per-channel counts instead of
 ``COUNT(DISTINCT)``. Measurements: docs/benchmarks.md.
@@ -169,32 +170,33 @@ def feature_defs(p: FeatureParams) -> list[FeatureDef]:
         f"近{wl}天拒赔次数", f"COALESCE(n_claims_rejected_{_w(wl)}, 0)")
     add("referrals_made", "referrals", "int", None, "Customers this customer referred (chain)", "转介绍客户数",
         "COALESCE(referrals_made, 0)")
-    # contacts per channel and window; totals; outcomes
+    # contacts per channel and window; totals; outcomes. The window counts are never null (the final join sums
+    # COALESCEd buckets), so they need no COALESCE here: one expression fewer per count and customer.
     for w in p.windows_days:
         for ch in p.channels:
             add(f"n_{ch}_{_w(w)}", "contacts", "int", w, f"{ch} touches in the last {w} days",
-                f"近{w}天{ch_zh[ch]}接触次数", f"COALESCE(n_{ch}_{_w(w)}, 0)")
+                f"近{w}天{ch_zh[ch]}接触次数", f"n_{ch}_{_w(w)}")
         add(f"n_contacts_{_w(w)}", "contacts", "int", w, f"Touches of any kind in the last {w} days",
-            f"近{w}天接触总次数", f"COALESCE(n_contacts_{_w(w)}, 0)")
+            f"近{w}天接触总次数", f"n_contacts_{_w(w)}")
         add(f"n_outbound_{_w(w)}", "contacts", "int", w, f"Touches we initiated in the last {w} days (fatigue)",
-            f"近{w}天主动接触次数(疲劳度)", f"COALESCE(n_outbound_{_w(w)}, 0)")
+            f"近{w}天主动接触次数(疲劳度)", f"n_outbound_{_w(w)}")
         add(f"n_inbound_{_w(w)}", "contacts", "int", w, f"Touches the customer initiated in the last {w} days",
-            f"近{w}天客户主动来访/来电次数", f"COALESCE(n_inbound_{_w(w)}, 0)")
+            f"近{w}天客户主动来访/来电次数", f"n_inbound_{_w(w)}")
         for o in p.outcomes:
             add(f"n_{o}_{_w(w)}", "outcomes", "int", w, f"Touches ending '{o.replace('_', ' ')}' in the last {w} days",
-                f"近{w}天结果为{out_zh[o]}的次数", f"COALESCE(n_{o}_{_w(w)}, 0)")
+                f"近{w}天结果为{out_zh[o]}的次数", f"n_{o}_{_w(w)}")
         add(f"reached_rate_{_w(w)}", "outcomes", "float", w,
             f"Share of touches answered in the last {w} days (null without touches)", f"近{w}天接通率",
-            f"CAST(COALESCE(n_answered_{_w(w)}, 0) AS DOUBLE) / NULLIF(n_contacts_{_w(w)}, 0)")
+            f"CAST(n_answered_{_w(w)} AS DOUBLE) / NULLIF(n_contacts_{_w(w)}, 0)")
     wmax = p.windows_days[-1]
     add(f"n_distinct_channels_{_w(wmax)}", "engagement", "int", wmax, f"Distinct channels used in the last {wmax} days",
         f"近{wmax}天使用的渠道数",
-        " + ".join(f"CASE WHEN COALESCE(n_{ch}_{_w(wmax)}, 0) > 0 THEN 1 ELSE 0 END" for ch in p.channels))
+        " + ".join(f"CASE WHEN n_{ch}_{_w(wmax)} > 0 THEN 1 ELSE 0 END" for ch in p.channels))
     add(f"events_attended_{_w(wmax)}", "engagement", "int", wmax, f"Events attended in the last {wmax} days",
-        f"近{wmax}天参加活动次数", f"COALESCE(events_attended_{_w(wmax)}, 0)")
+        f"近{wmax}天参加活动次数", f"events_attended_{_w(wmax)}")
     add("in_campaign_holdout", "engagement", "bool", p.holdout_window_days,
         f"In a campaign holdout group in the last {p.holdout_window_days} days",
-        f"近{p.holdout_window_days}天在活动对照组", "COALESCE(n_holdout, 0) > 0")
+        f"近{p.holdout_window_days}天在活动对照组", "n_holdout > 0")
     add("opted_out", "engagement", "bool", None, "Has asked not to be contacted (opt-out before the snapshot)",
         "曾要求不再联系", "COALESCE(n_opt_out_ever, 0) > 0")
     # recency over all history
@@ -258,12 +260,32 @@ def _timestamp_of_minutes(expr: str) -> str:
     return f"({MINUTE_BASE} + to_minutes({expr}))"
 
 
-def _unpack(expr: str, position: int) -> str:
-    """Field ``position`` of a packed counter word, as a BIGINT.
+def _per_half() -> int:
+    """Fields per 64-bit half of a word: as many whole fields as fit in 63 bits (the sign bit stays 0)."""
+    return 63 // PACK_BITS
 
-    Spark (DECIMAL words): ``pmod(floor(expr / 2^k), 2^21)``.
+
+def _halves(words: list[list[str]], prefix: str) -> list[str]:
+    """Each summed word split into BIGINT halves ``{prefix}{q}h{h}``, right after the aggregate.
+
+    The final join then sums and unpacks 64-bit integers: 128-bit arithmetic over every customer and
+    field cost it more than the joins themselves (docs/benchmarks.md). Spark (DECIMAL words):
+    ``CAST(pmod(floor(word / 2^(63 h)), 2^63) AS BIGINT)``.
     """
-    return f"CAST(({expr} >> {PACK_BITS * position}) & {PACK_LIMIT - 1} AS BIGINT)"
+    per, bits = _per_half(), PACK_BITS * _per_half()
+    mask = (1 << bits) - 1
+    return [f"CAST(({prefix}{q} >> {bits * h}) & {mask} AS BIGINT) AS {prefix}{q}h{h}"
+            for q, word in enumerate(words) for h in range(-(-len(word) // per))]
+
+
+def _unpack(expr: str, position: int, top: bool) -> str:
+    """Field ``position`` of a BIGINT half of a packed word, as an INTEGER (a field holds < 2^21).
+
+    The lowest field needs no shift and the half's top field (``top``) no mask: nothing lies above it.
+    Spark: ``CAST(shiftright(expr, k) & (2^21 - 1) AS INT)``.
+    """
+    value = f"({expr} >> {PACK_BITS * position})" if position else expr
+    return f"CAST({value} AS INTEGER)" if top else f"CAST({value} & {PACK_LIMIT - 1} AS INTEGER)"
 
 
 def _pack(counters: dict[str, str]) -> list[list[str]]:
@@ -282,8 +304,10 @@ def _word_sums(counters: dict[str, str], words: list[list[str]], prefix: str) ->
 
 
 def _fields(words: list[list[str]], column: str) -> dict[str, str]:
-    """Each counter's value, unpacked from the column holding its word (``column`` with ``{q}``: the word)."""
-    return {name: _unpack(column.format(q=q), k) for q, names in enumerate(words) for k, name in enumerate(names)}
+    """Each counter's value, unpacked from the half holding it (``column`` with ``{q}{h}``: word and half)."""
+    per = _per_half()
+    return {name: _unpack(column.format(q=f"{q}h{k // per}"), k % per, k % per == per - 1 or k == len(names) - 1)
+            for q, names in enumerate(words) for k, name in enumerate(names)}
 
 
 def _sample_predicate(fraction: float, column: str = "customer_id") -> str:
@@ -356,14 +380,17 @@ class SnapshotQuery:
         """(statements materialising each aggregate as a table, final selects per partition).
 
         Run one at a time, each aggregate has the engine's whole memory budget to itself; as one
-        statement they all compete for it and a large book spills or runs out of memory. The final
+        statement they all compete for it and a large book spills or runs out of memory. They are
+        temporary tables: kept uncompressed in memory and spilled to the engine's temp directory only
+        under pressure (a table in a database file is compressed as it is written, which cost about a
+        second per large aggregate at 5M customers). The final
         join is split into ``partitions`` ranges of the customer key (``keys``: its smallest and
         largest value) so that its hash tables stay small; the population is a view, so each range
         reads only its own row groups of the customer file (validate writes it in key order).
         Measurements: docs/benchmarks.md.
         """
         views = {"pol_s", "pop"}  # cheap projections, recomputed where used
-        stmts = [f"CREATE OR REPLACE {'VIEW' if name in views else 'TABLE'} {name} AS {body}"
+        stmts = [f"CREATE OR REPLACE {'VIEW' if name in views else 'TEMP TABLE'} {name} AS {body}"
                  for name, body in self.parts]
         if partitions <= 1:
             return stmts, [self.final("TRUE")]
@@ -432,9 +459,10 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
     packed |= {"n_no_answer": "outcome = 'no_answer'", "events_attended": f"channel = 'event' AND {ANSWERED_SQL}"}
     words = _pack(packed)
     bucket_aggs = ", ".join([*_word_sums(packed, words, "word"), "COUNT(outcome) AS n_contacts"])
+    bucket_halves = _halves(words, "word")
     sums, win_cols = [], []
     for i, w in enumerate(p.windows_days):
-        for name in [f"word{q}" for q in range(len(words))] + ["n_contacts"]:
+        for name in [h.rsplit(" AS ", 1)[1] for h in bucket_halves] + ["n_contacts"]:
             sums.append(" + ".join(f"COALESCE(w{j}.{name}, 0)" for j in range(i + 1)) + f" AS {name}_{_w(w)}")
         field = _fields(words, "word{q}_" + _w(w))
         for name in packed:
@@ -521,10 +549,11 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
     GROUP BY customer_key"""),
     ]
     bounds = [0, *p.windows_days]
-    contact_parts += [(f"w{j}", f"""SELECT customer_key, {bucket_aggs}
+    contact_parts += [(f"w{j}", f"""SELECT customer_key, {', '.join(bucket_halves)}, n_contacts FROM (
+    SELECT customer_key, {bucket_aggs}
     FROM contacts WHERE contact_ts >= {S} - INTERVAL '{bounds[j + 1]}' DAY
                     AND contact_ts < {S} - INTERVAL '{bounds[j]}' DAY{sample()}
-    GROUP BY customer_key""") for j in range(len(p.windows_days))]
+    GROUP BY customer_key) b""") for j in range(len(p.windows_days))]
     contact_parts.append(("wh", f"""SELECT customer_key, COUNT(*) FILTER (WHERE holdout) AS n_holdout
     FROM contacts WHERE contact_ts >= {S} - INTERVAL '{p.holdout_window_days}' DAY AND contact_ts < {S}{sample()}
     GROUP BY customer_key"""))
@@ -535,7 +564,8 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
     FROM (SELECT customer_id, customer_key, product_line, issue_date, lapse_date, surrender_date, maturity_date,
                  annual_premium, sum_assured, payment_mode, LEAST(lapse_date, surrender_date, maturity_date) AS end_date
           FROM policies WHERE TRUE{sample()}) p"""),
-        ("pol", f"SELECT customer_key, {', '.join(pol_aggs)} FROM pol_s WHERE issue_date < {S} GROUP BY customer_key"),
+        ("pol", f"""SELECT customer_key, {', '.join(_halves(pol_words, "pword") + _aliases(pol_sums, "p"))} FROM (
+    SELECT customer_key, {', '.join(pol_aggs)} FROM pol_s WHERE issue_date < {S} GROUP BY customer_key) p"""),
         ("main_mode", """SELECT customer_key, payment_mode AS main_payment_mode FROM (
         SELECT customer_key, payment_mode,
                ROW_NUMBER() OVER (PARTITION BY customer_key

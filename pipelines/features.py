@@ -47,7 +47,8 @@ EMPTY_CLAIMS = ("SELECT CAST(NULL AS VARCHAR) AS claim_id, CAST(NULL AS VARCHAR)
 
 
 def connect(engine: EngineParams, spill_dir: str) -> duckdb.DuckDBPyConnection:
-    """A scratch database on disk: intermediate tables can leave memory for the next aggregate."""
+    """A scratch database with a spill directory: the intermediate (temporary) tables leave memory for the
+    next aggregate when the memory limit needs it."""
     con = duckdb.connect(str(Path(spill_dir) / "scratch.duckdb"))
     con.execute(f"SET threads = {engine.threads}")
     con.execute(f"SET memory_limit = '{engine.memory_limit}'")
