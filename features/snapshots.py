@@ -260,54 +260,92 @@ def _timestamp_of_minutes(expr: str) -> str:
     return f"({MINUTE_BASE} + to_minutes({expr}))"
 
 
+@dataclass(frozen=True)
+class Word:
+    """Counters summed as one aggregate: field k counts in bits [PACK_BITS k, PACK_BITS (k + 1))."""
+
+    fields: tuple[str, ...]  # counter names, lowest field first
+    increment: str  # SQL: what one row adds to the word
+
+
+def _per_word() -> int:
+    """Fields per 128-bit word (the sign bit stays 0)."""
+    return 127 // PACK_BITS
+
+
 def _per_half() -> int:
-    """Fields per 64-bit half of a word: as many whole fields as fit in 63 bits (the sign bit stays 0)."""
+    """Fields per 64-bit half of a word (the sign bit stays 0)."""
     return 63 // PACK_BITS
 
 
-def _halves(words: list[list[str]], prefix: str) -> list[str]:
+def _chunks(names: list[str]) -> list[list[str]]:
+    per = _per_word()
+    return [names[i : i + per] for i in range(0, len(names), per)]
+
+
+def _bit(k: int) -> str:
+    return f"(CAST(1 AS {PACK_WORD}) << {PACK_BITS * k})"
+
+
+def _flag_words(counters: dict[str, str]) -> list[Word]:
+    """Counters with conditions of their own (name -> SQL condition): one ``CASE`` per counter and row."""
+    return [Word(tuple(names), " + ".join(f"CASE WHEN {counters[n]} THEN {_bit(k)} ELSE 0 END"
+                                          for k, n in enumerate(names)))
+            for names in _chunks(list(counters))]
+
+
+def _switch_words(column: str, counters: dict[str, str], guard: str | None = None) -> list[Word]:
+    """Counters of the rows whose ``column`` equals a code (name -> code), counted only where ``guard`` holds.
+
+    One ``CASE column WHEN ...`` per word and row instead of one ``CASE`` per counter: a row matches
+    at most one code, and evaluating the per-counter conditions was most of a window bucket's cost
+    (docs/benchmarks.md).
+    """
+    words = []
+    for names in _chunks(list(counters)):
+        case = (f"CASE {column} " + " ".join(f"WHEN '{counters[n]}' THEN {_bit(k)}" for k, n in enumerate(names))
+                + " ELSE 0 END")
+        words.append(Word(tuple(names), f"CASE WHEN {guard} THEN {case} ELSE 0 END" if guard else case))
+    return words
+
+
+def _word_sums(words: list[Word], prefix: str) -> list[str]:
+    """One ``SUM`` per word, named ``{prefix}{q}``."""
+    return [f"CAST(SUM({w.increment}) AS {PACK_WORD}) AS {prefix}{q}" for q, w in enumerate(words)]
+
+
+def _halves(words: list[Word], prefix: str) -> list[str]:
     """Each summed word split into BIGINT halves ``{prefix}{q}h{h}``, right after the aggregate.
 
     The final join then sums and unpacks 64-bit integers: 128-bit arithmetic over every customer and
     field cost it more than the joins themselves (docs/benchmarks.md). Spark (DECIMAL words):
-    ``CAST(pmod(floor(word / 2^(63 h)), 2^63) AS BIGINT)``.
+    ``CAST(pmod(floor(word / 2^(60 h)), 2^60) AS BIGINT)``.
     """
     per, bits = _per_half(), PACK_BITS * _per_half()
     mask = (1 << bits) - 1
     return [f"CAST(({prefix}{q} >> {bits * h}) & {mask} AS BIGINT) AS {prefix}{q}h{h}"
-            for q, word in enumerate(words) for h in range(-(-len(word) // per))]
+            for q, word in enumerate(words) for h in range(-(-len(word.fields) // per))]
+
+
+def _half_names(words: list[Word], prefix: str) -> list[str]:
+    return [h.rsplit(" AS ", 1)[1] for h in _halves(words, prefix)]
 
 
 def _unpack(expr: str, position: int, top: bool) -> str:
-    """Field ``position`` of a BIGINT half of a packed word, as an INTEGER (a field holds < 2^21).
+    """Field ``position`` of a BIGINT half of a packed word, as an INTEGER (a field holds < PACK_LIMIT).
 
     The lowest field needs no shift and the half's top field (``top``) no mask: nothing lies above it.
-    Spark: ``CAST(shiftright(expr, k) & (2^21 - 1) AS INT)``.
+    Spark: ``CAST(shiftright(expr, k) & (2^15 - 1) AS INT)``.
     """
     value = f"({expr} >> {PACK_BITS * position})" if position else expr
     return f"CAST({value} AS INTEGER)" if top else f"CAST({value} & {PACK_LIMIT - 1} AS INTEGER)"
 
 
-def _pack(counters: dict[str, str]) -> list[list[str]]:
-    """The counters' names grouped into words of PACK_PER_WORD fields, in declaration order."""
-    names = list(counters)
-    return [names[i : i + PACK_PER_WORD] for i in range(0, len(names), PACK_PER_WORD)]
-
-
-def _word_sums(counters: dict[str, str], words: list[list[str]], prefix: str) -> list[str]:
-    """One ``SUM`` per word: each row adds 2^(PACK_BITS * k) for every field k whose condition holds."""
-    def increment(word: list[str]) -> str:
-        return " + ".join(f"CASE WHEN {counters[f]} THEN CAST(1 AS {PACK_WORD}) << {PACK_BITS * k} ELSE 0 END"
-                          for k, f in enumerate(word))
-
-    return [f"CAST(SUM({increment(word)}) AS {PACK_WORD}) AS {prefix}{q}" for q, word in enumerate(words)]
-
-
-def _fields(words: list[list[str]], column: str) -> dict[str, str]:
-    """Each counter's value, unpacked from the half holding it (``column`` with ``{q}{h}``: word and half)."""
+def _fields(words: list[Word], column: str) -> dict[str, str]:
+    """Each counter's value, unpacked from the half holding it (``column`` with ``{q}``: word and half)."""
     per = _per_half()
-    return {name: _unpack(column.format(q=f"{q}h{k // per}"), k % per, k % per == per - 1 or k == len(names) - 1)
-            for q, names in enumerate(words) for k, name in enumerate(names)}
+    return {name: _unpack(column.format(q=f"{q}h{k // per}"), k % per, k % per == per - 1 or k == len(w.fields) - 1)
+            for q, w in enumerate(words) for k, name in enumerate(w.fields)}
 
 
 def _sample_predicate(fraction: float, column: str = "customer_id") -> str:
@@ -344,14 +382,15 @@ RECENCY = {
 }
 REC_AGGS = [f"MAX(minute) FILTER (WHERE {cond}) AS {name}_min" for name, cond in RECENCY.items()] + [
     "COUNT(*) FILTER (WHERE outcome = 'opt_out') AS n_opt_out_ever"]
-# Windowed counters are packed PACK_PER_WORD to a 128-bit integer in fields of PACK_BITS bits and
+# Windowed and policy counters are packed eight to a 128-bit integer in fields of PACK_BITS bits and
 # summed as one aggregate per word: DuckDB's cost per row grows with the number of aggregates, not with
-# their width (docs/benchmarks.md). A field holds one customer's count in one window, so it overflows
-# only past PACK_LIMIT touches of one customer within the longest window; the stage checks that bound
-# (``materialise``) instead of trusting it. Spark has no 128-bit integer: DECIMAL(38, 0) holds the
-# same 126 bits, packed and unpacked with multiplication, division and modulo.
-PACK_BITS = 21
-PACK_PER_WORD = 6
+# their width (docs/benchmarks.md). Eight fields hold the contract's eight channels or eight outcomes
+# in one word, counted with one CASE per row (``_switch_words``). A field holds one customer's count
+# in one window, so it overflows only past PACK_LIMIT (32,768) touches of one customer in a window,
+# or policies of one customer; the stage checks those bounds (``materialise``) instead of trusting
+# them. Spark has no 128-bit integer: DECIMAL(38, 0) holds the same 120 bits, packed and unpacked with
+# multiplication, division and modulo.
+PACK_BITS = 15
 PACK_WORD = "HUGEINT"
 PACK_LIMIT = 2 ** PACK_BITS
 
@@ -444,42 +483,48 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
     def days(expr: str) -> str:
         return _days_between(expr, S)
 
-    # Windowed counts: each live touch falls in exactly one disjoint bucket
-    # i = [s - windows[i], s - windows[i-1]); each bucket is its own aggregate over a plain time range
-    # of the contacts, and window i is the sum of buckets 0..i. A time-range predicate lets the scan
+    # Windowed counts: each contact row falls in exactly one disjoint bucket
+    # j = [s - bounds[j+1], s - bounds[j]), the bounds being the windows and the holdout window; each
+    # bucket is its own aggregate over a plain time range of the contacts, and a window is the sum of
+    # the buckets inside it. A time-range predicate lets the scan
     # skip whole row groups of a time-ordered file (validate writes contacts month by month), so every
     # bucket reads only its own slice of the history. Everything else (holdout, channel, outcome) sits
     # in the aggregates' conditions: rows dropped by WHERE reach the hash aggregate as a selection,
     # which DuckDB groups several times slower than whole chunks (docs/benchmarks.md).
-    # The counters are packed (see PACK_BITS): each bucket aggregate is a few packed sums plus the
-    # live-touch count; inbound and answered touches follow from the contract's invariants.
-    packed = {f"n_{ch}": f"channel = '{ch}' AND {LIVE_SQL}" for ch in p.channels}
-    packed |= {"n_outbound": f"direction = 'outbound' AND {LIVE_SQL}"}
-    packed |= {f"n_{o}": f"outcome = '{o}'" for o in p.outcomes}
-    packed |= {"n_no_answer": "outcome = 'no_answer'", "events_attended": f"channel = 'event' AND {ANSWERED_SQL}"}
-    words = _pack(packed)
-    bucket_aggs = ", ".join([*_word_sums(packed, words, "word"), "COUNT(outcome) AS n_contacts"])
-    bucket_halves = _halves(words, "word")
+    # The counters are packed (see PACK_BITS): a bucket aggregate is one packed sum per word (channels,
+    # outcomes, the rest) plus its row count for the bound check; inbound and answered touches follow
+    # from the contract's invariants.
+    outcomes = {f"n_{o}": o for o in dict.fromkeys([*p.outcomes, "no_answer"])}
+    words = [*_switch_words("channel", {f"n_{ch}": ch for ch in p.channels}, guard=LIVE_SQL),
+             *_switch_words("outcome", outcomes),
+             *_flag_words({"n_contacts": LIVE_SQL, "n_outbound": f"direction = 'outbound' AND {LIVE_SQL}",
+                           "events_attended": f"channel = 'event' AND {ANSWERED_SQL}", "n_holdout": "holdout"})]
+    bucket_aggs = ", ".join([*_word_sums(words, "word"), "COUNT(*) AS n_rows"])
+    bounds = sorted({0, *p.windows_days, p.holdout_window_days})
     sums, win_cols = [], []
-    for i, w in enumerate(p.windows_days):
-        for name in [h.rsplit(" AS ", 1)[1] for h in bucket_halves] + ["n_contacts"]:
-            sums.append(" + ".join(f"COALESCE(w{j}.{name}, 0)" for j in range(i + 1)) + f" AS {name}_{_w(w)}")
+    for w in sorted({*p.windows_days, p.holdout_window_days}):
+        inside = [j for j in range(len(bounds) - 1) if bounds[j + 1] <= w]
+        for name in _half_names(words, "word"):
+            sums.append(" + ".join(f"COALESCE(w{j}.{name}, 0)" for j in inside) + f" AS {name}_{_w(w)}")
         field = _fields(words, "word{q}_" + _w(w))
-        for name in packed:
-            if name != "events_attended" or i == len(p.windows_days) - 1:
-                win_cols.append(f"{field[name]} AS {name}_{_w(w)}")
-        win_cols += [f"n_contacts_{_w(w)}", f"n_contacts_{_w(w)} - {field['n_outbound']} AS n_inbound_{_w(w)}",
-                     f"n_contacts_{_w(w)} - {field['n_no_answer']} AS n_answered_{_w(w)}"]
-    sums.append("COALESCE(wh.n_holdout, 0) AS n_holdout")
-    win_cols.append("n_holdout")
+        if w == p.holdout_window_days:
+            win_cols.append(f"{field['n_holdout']} AS n_holdout")
+        if w not in p.windows_days:
+            continue
+        for name in [*(f"n_{ch}" for ch in p.channels), *outcomes, "n_contacts", "n_outbound"]:
+            win_cols.append(f"{field[name]} AS {name}_{_w(w)}")
+        if w == p.windows_days[-1]:
+            win_cols.append(f"{field['events_attended']} AS events_attended_{_w(w)}")
+        win_cols += [f"{field['n_contacts']} - {field['n_outbound']} AS n_inbound_{_w(w)}",
+                     f"{field['n_contacts']} - {field['n_no_answer']} AS n_answered_{_w(w)}"]
     rec_cols = [f"{_timestamp_of_minutes(f'rec.{name}_min')} AS {name}_ts" for name in RECENCY] + ["rec.n_opt_out_ever"]
 
     # Policy counts are packed like the window counts; n_policies_ever bounds every one of them.
     pol_counts = {"n_inforce": "inforce", "n_inforce_monthly": "inforce AND payment_mode = 'monthly'",
                   "n_lapsed": f"lapse_date < {S}", "n_surrendered": f"surrender_date < {S}",
                   "n_matured": f"maturity_date < {S} AND end_date = maturity_date"}
-    pol_counts |= {f"n_inforce_{ln}": f"inforce AND product_line = '{ln}'" for ln in p.product_lines}
-    pol_words = _pack(pol_counts)
+    pol_words = [*_flag_words(pol_counts),
+                 *_switch_words("product_line", {f"n_inforce_{ln}": ln for ln in p.product_lines}, guard="inforce")]
     pol_sums = [
         "COUNT(*) AS n_policies_ever",
         "SUM(annual_premium) FILTER (WHERE inforce) AS premium_inforce",
@@ -491,7 +536,7 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
     ]
     pol_sums += [f"SUM(annual_premium) FILTER (WHERE inforce AND product_line = '{ln}') AS premium_inforce_{ln}"
                  for ln in p.product_lines]
-    pol_aggs = [*_word_sums(pol_counts, pol_words, "pword"), *pol_sums]
+    pol_aggs = [*_word_sums(pol_words, "pword"), *pol_sums]
     pol_cols = ([f"{v} AS {k}" for k, v in _fields(pol_words, "pol.pword{q}").items()]
                 + _aliases(pol_sums, "pol"))
 
@@ -548,15 +593,11 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
           FROM contacts WHERE contact_ts < {S}{sample()}) c
     GROUP BY customer_key"""),
     ]
-    bounds = [0, *p.windows_days]
-    contact_parts += [(f"w{j}", f"""SELECT customer_key, {', '.join(bucket_halves)}, n_contacts FROM (
+    contact_parts += [(f"w{j}", f"""SELECT customer_key, {', '.join(_halves(words, "word"))}, n_rows FROM (
     SELECT customer_key, {bucket_aggs}
     FROM contacts WHERE contact_ts >= {S} - INTERVAL '{bounds[j + 1]}' DAY
                     AND contact_ts < {S} - INTERVAL '{bounds[j]}' DAY{sample()}
-    GROUP BY customer_key) b""") for j in range(len(p.windows_days))]
-    contact_parts.append(("wh", f"""SELECT customer_key, COUNT(*) FILTER (WHERE holdout) AS n_holdout
-    FROM contacts WHERE contact_ts >= {S} - INTERVAL '{p.holdout_window_days}' DAY AND contact_ts < {S}{sample()}
-    GROUP BY customer_key"""))
+    GROUP BY customer_key) b""") for j in range(len(bounds) - 1)]
     parts = [
         *contact_parts,
         ("pop", f"SELECT {', '.join(POP_COLUMNS)} FROM customers WHERE created_date < {S}{sample()}"),
@@ -590,7 +631,7 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
 
         joins = "\n    ".join(
             f"LEFT JOIN {rel(n)} {n} ON {n}.customer_key = pop.customer_key"
-            for n in ("pol", "main_mode", "clm", "refs", "rec", *(f"w{j}" for j in range(len(p.windows_days))), "wh"))
+            for n in ("pol", "main_mode", "clm", "refs", "rec", *(f"w{j}" for j in range(len(bounds) - 1))))
         lab_join = f"LEFT JOIN {rel('lab')} lab ON lab.customer_key = j.customer_key" if lab else ""
         return f"""SELECT j.customer_id, {S} AS snapshot_date,
     {(","+chr(10)+"    ").join(select)},
@@ -611,16 +652,16 @@ FROM (
 ) j
 {lab_join}"""
 
-    # Packed fields cannot overflow while every bucket stays under an equal share of PACK_LIMIT.
-    share = PACK_LIMIT // len(p.windows_days)
+    # Packed fields cannot overflow while every bucket's rows stay under an equal share of PACK_LIMIT.
+    share = PACK_LIMIT // (len(bounds) - 1)
     checks = [("policies", f"SELECT COUNT(*) FROM pol WHERE n_policies_ever >= {PACK_LIMIT}",
                f"policies: {{n}} customer(s) hold {PACK_LIMIT:,} or more policies before the snapshot {s}; policy "
                "counts are packed with room for fewer. Look for runaway or duplicated rows in the policy table.")]
-    checks += [("contacts", f"SELECT COUNT(*) FROM w{j} WHERE n_contacts >= {share}",
-                f"contacts: {{n}} customer(s) have {share:,} or more touches between {bounds[j + 1]} and "
+    checks += [("contacts", f"SELECT COUNT(*) FROM w{j} WHERE n_rows >= {share}",
+                f"contacts: {{n}} customer(s) have {share:,} or more contact rows between {bounds[j + 1]} and "
                 f"{bounds[j]} days before the snapshot {s}; window counts are packed with room for "
                 f"{PACK_LIMIT - 1:,} per customer and window. No real contact rate comes near that: look for "
-                "runaway or duplicated rows in the contact history.") for j in range(len(p.windows_days))]
+                "runaway or duplicated rows in the contact history.") for j in range(len(bounds) - 1)]
     return SnapshotQuery(parts, final, tuple(checks))
 
 

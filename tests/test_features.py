@@ -210,6 +210,20 @@ def test_windows_channels_and_outcomes_come_from_params(small_params) -> None:
     assert contact_like
 
 
+@pytest.mark.parametrize("holdout_days", [45, 90])
+def test_other_windows_codes_and_holdout_windows_equal_the_reference(validated, small_params, tmp_path,
+                                                                    holdout_days: int) -> None:
+    """Fewer channels, an outcome list holding no_answer, and a holdout window that is not a window bound
+    (inside the windows, or beyond the longest) add buckets of their own: still the reference's values."""
+    fp, plan = _plan(small_params, n=2)
+    fp = fp.model_copy(update={"windows_days": [14, 60], "channels": ["phone", "visit", "event"],
+                               "outcomes": ["quote", "no_answer"], "holdout_window_days": holdout_days})
+    got = _sql(validated, tmp_path, fp, plan)
+    want = _ref(validated, fp, plan)
+    assert_same(got, want)
+    assert got["in_campaign_holdout"].any() and got["n_no_answer_60d"].sum() > 0
+
+
 def d_family(fp, name: str) -> str:
     return next(d.family for d in feature_defs(fp) if d.name == name)
 
@@ -287,7 +301,7 @@ def test_a_count_beyond_the_packed_field_is_refused_not_wrapped(validated, small
     fp, plan = _plan(small_params, n=1)
     monkeypatch.setattr(snapshots, "PACK_BITS", 3)
     monkeypatch.setattr(snapshots, "PACK_LIMIT", 2 ** 3)
-    with pytest.raises(FeatureBoundError, match=r"customer\(s\) have 2 or more touches between \d+ and \d+ days "
+    with pytest.raises(FeatureBoundError, match=r"customer\(s\) have 2 or more contact rows between \d+ and \d+ days "
                                                 r"before the snapshot .*runaway or duplicated rows") as err:
         _sql(validated, tmp_path, fp, plan)
     assert err.value.table == "contacts"

@@ -160,5 +160,5 @@ def test_features_refuse_counts_beyond_the_packed_fields(clean_book, tmp_path, m
     code = features.cli(["--params", "params.yaml"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
-    assert "data/interim/contacts.parquet" in err and "or more touches between" in err
+    assert "data/interim/contacts.parquet" in err and "or more contact rows between" in err
     assert not (root / "data/features").exists() or not any((root / "data/features").iterdir())
