@@ -15,16 +15,17 @@ gets null labels.
 
 **Speed.** Windowed counts are summed from disjoint window buckets, each a plain time range of the
 contacts (so a time-ordered file is read only where the bucket lies); within a bucket the counters
-are packed six to a 128-bit integer and summed as one aggregate per word (the engine's cost grows with
-the number of aggregates), then split into 64-bit halves before the final join, which sums and unpacks
-them. Recency comes from a separate, simpler query over all history, with the
-maxima kept as 32-bit whole minutes. Row conditions other than time sit in ``FILTER``/``CASE``, not
+are packed eight to a 128-bit integer, one family (channels, outcomes, the rest) to a word, and summed
+as one aggregate per word with one ``CASE`` per word and row (the engine's cost grows with the number
+of aggregates and per-row conditions), then split into 64-bit halves before the final join, which sums
+and unpacks them. Recency comes from a separate, simpler query over all history, with the maxima kept
+as 32-bit whole minutes. Row conditions other than time sit in ``FILTER``/``CASE``, not
 ``WHERE``; the number of distinct channels is derived from the per-channel counts instead of
 ``COUNT(DISTINCT)``. Measurements: docs/benchmarks.md.
 
 **Portability.** Standard SQL (``FILTER``, ``CASE``, ``LEAST``, ``GREATEST``, ``DATE``/``INTERVAL``
 literals, integer shifts and masks); the dialect-specific pieces are ``_days_between``,
-``_minutes_of``, ``_timestamp_of_minutes``, ``_unpack``, ``_word_sums`` (``PACK_WORD``) and
+``_minutes_of``, ``_timestamp_of_minutes``, ``_halves``, ``_unpack``, ``_word_sums`` (``PACK_WORD``) and
 ``_sample_predicate``, each with its Spark equivalent in its docstring or beside ``PACK_WORD``.
 
 Pure: the caller passes a DuckDB connection in which ``customers``, ``policies``, ``claims`` and
