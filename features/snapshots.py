@@ -322,14 +322,18 @@ def _halves(words: list[Word], prefix: str) -> list[str]:
     field cost it more than the joins themselves (docs/benchmarks.md). Spark (DECIMAL words):
     ``CAST(pmod(floor(word / 2^(60 h)), 2^60) AS BIGINT)``.
     """
-    per, bits = _per_half(), PACK_BITS * _per_half()
-    mask = (1 << bits) - 1
-    return [f"CAST(({prefix}{q} >> {bits * h}) & {mask} AS BIGINT) AS {prefix}{q}h{h}"
-            for q, word in enumerate(words) for h in range(-(-len(word.fields) // per))]
+    bits = PACK_BITS * _per_half()
+    return [f"CAST(({prefix}{q} >> {bits * h}) & {(1 << bits) - 1} AS BIGINT) AS {prefix}{q}h{h}"
+            for q, h in _half_index(words)]
+
+
+def _half_index(words: list[Word]) -> list[tuple[int, int]]:
+    """(word, half) of every half that holds a field."""
+    return [(q, h) for q, word in enumerate(words) for h in range(-(-len(word.fields) // _per_half()))]
 
 
 def _half_names(words: list[Word], prefix: str) -> list[str]:
-    return [h.rsplit(" AS ", 1)[1] for h in _halves(words, prefix)]
+    return [f"{prefix}{q}h{h}" for q, h in _half_index(words)]
 
 
 def _unpack(expr: str, position: int, top: bool) -> str:
