@@ -10,6 +10,7 @@ contacts, so the plan never proposes a touch that would exceed a cap: it moves t
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -62,6 +63,9 @@ class PlanParams(_Strict):
     tier_interval_multiple: dict[str, float]   # P1..P4: lower priority, longer intervals
     channel_min_tier: dict[str, str]           # e.g. visit: P2 -> visits only for P1 and P2
     complaint_suppress_days: int = Field(ge=0)
+    weeks: int = Field(default=4, ge=1, le=13)  # planning weeks; each is one allocation under capacity
+    solver: Literal["auto", "exact", "prices"] = "auto"  # exact (HiGHS) on books that fit, else prices
+    per_agent: bool = True                     # also cap each agent's week when the data names agents
 
     @model_validator(mode="after")
     def _complete(self) -> PlanParams:

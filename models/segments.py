@@ -58,6 +58,26 @@ class ValueParams(_Strict):
     save_rate: float = Field(ge=0, le=1)     # share of lapses a timely contact prevents
     lapse_loss_rate: float = Field(gt=0, le=1)  # share of the lapsing annual premium the insurer loses
     channel_cost: dict[str, float]           # CNY per contact
+    # The propensity form (fallback without treatments): a touch through c moves the purchase probability by
+    # propensity_effect[c] x p_purchase and the lapse probability by -propensity_effect[c] x save_rate x p_lapse.
+    propensity_effect: dict[str, float] = Field(default_factory=dict)
+
+
+def incremental_value(tau_purchase: np.ndarray, tau_lapse: np.ndarray, value_sale: np.ndarray,
+                      value_lapse: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Net incremental value per customer and channel (CNY): the sale the touch causes times its margin, plus the
+    lapse it prevents times the premium lost, minus the touch's cost. (customers x channels)"""
+    return (tau_purchase * np.asarray(value_sale, float)[:, None]
+            - tau_lapse * np.nan_to_num(np.asarray(value_lapse, float))[:, None] - np.asarray(cost, float)[None, :])
+
+
+def propensity_effects(p_purchase: np.ndarray, p_lapse: np.ndarray, channels: list[str], v: ValueParams,
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """The documented fallback for sources without contact history or treatments: effects proportional to the
+    calibrated probabilities, scaled per channel by ``propensity_effect``."""
+    e = np.array([v.propensity_effect.get(c, 0.0) for c in channels])
+    return (np.asarray(p_purchase, float)[:, None] * e[None, :],
+            -np.asarray(p_lapse, float)[:, None] * v.save_rate * e[None, :])
 
 
 class TierParams(_Strict):

@@ -79,6 +79,10 @@ def build_scores(seg: pd.DataFrame, scoring_rows: pd.DataFrame, dictionary: list
         out["next_contact_date"] = seg["next_contact_date"].to_numpy()
         out["suppressed"] = seg["suppressed"].astype(bool).to_numpy()
         out["suppress_reason"] = seg["suppress_reason"].replace("", None).to_numpy()
+        out["channel_uplift_purchase"] = seg["channel_tau_purchase"].to_numpy(float)
+        out["channel_uplift_lapse"] = seg["channel_tau_lapse"].to_numpy(float)
+        out["plan_reason"] = seg["plan_reason"].replace("", None).to_numpy()
+        out["touches_planned"] = seg["touches_planned"].astype(int).to_numpy()
     for c in why.columns:
         out[c] = why[c].replace("", None).to_numpy()
     for m in registry["models"]:

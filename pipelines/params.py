@@ -26,6 +26,7 @@ from models.drift import DriftParams as DriftCheckParams
 from models.gbm import GBMParams
 from models.segments import CutPoints, SegmentRules, TierParams, ValueParams
 from models.tuning import TuningParams
+from models.uplift import UpliftParams
 from pipelines.errors import ConfigError
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -236,6 +237,7 @@ class Params(Strict):
     rules: RulesSection
     train: TrainParams
     calibrate: CalibrateParams
+    uplift: UpliftParams
     segment: SegmentParams
     registry: RegistryParams
     export: ExportParams

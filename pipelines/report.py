@@ -46,6 +46,7 @@ SECTIONS = [("data", "Data summary", "数据概览"), ("models", "Models vs base
             ("curves", "Calibration and cumulative gains", "校准曲线与累积增益"),
             ("features", "Most influential features", "最重要的特征"),
             ("backtest", "Tier backtest: rules vs models", "分层回测:规则与模型"),
+            ("uplift", "Uplift and the plan's incremental value", "增量效应与计划价值"),
             ("plan", "Contact plan volumes", "接触计划量"), ("drift", "Drift", "数据漂移")]
 
 
@@ -191,6 +192,50 @@ def _plan(figs: Figures) -> str:
     return figs.add("plan_volume", fig) + note + _table(vol.head(40), {"contacts": "{:,.0f}"})
 
 
+def _uplift(figs: Figures, truth: dict[str, Any] | None) -> str:
+    """Qini on the out-of-time campaign holdouts, and (synthetic book) the plan's true value vs the oracle's."""
+    parts = []
+    path = REPORTS / "uplift.json"
+    report = _json(path) if path.is_file() else {}
+    if "skipped" in report or not report:
+        why = html.escape(str(report.get("skipped", "the uplift stage has not run")))
+        parts.append(f"<p>No uplift learners: {why}."
+                     " The plan uses the propensity form (docs/segments.md).</p>")
+    else:
+        ev = report.get("holdout_evaluation", {})
+        rows = [{"campaign channel": ch, "rows": v["rows"], "ATE": v["ate"], "Qini uplift": v["qini_uplift"],
+                 "Qini propensity": v["qini_propensity"], "Qini random": v["qini_random"]}
+                for ch, v in ev.items() if isinstance(v, dict) and "qini_uplift" in v]
+        if rows:
+            parts.append("<p>Out-of-time campaign holdouts (randomised): Qini AUC of the uplift ranking, today's "
+                         "propensity ranking and random; pooled = all campaign channels together.</p>"
+                         + _table(pd.DataFrame(rows), {"rows": "{:,.0f}", "ATE": "{:+.4f}", "Qini uplift": "{:.4f}",
+                                                       "Qini propensity": "{:.4f}", "Qini random": "{:.4f}"}))
+        curve = Path("data/plots/qini_purchase.csv")
+        if curve.is_file() and curve.stat().st_size > 0:
+            c = pd.read_csv(curve)
+            if not c.empty:
+                fig, ax = plt.subplots(figsize=(6, 4))
+                for col, style in (("uplift", "-"), ("propensity", "--"), ("random", ":")):
+                    ax.plot(c["share"], c[col], style, label=col)
+                ax.set(title="Qini curve, pooled campaign holdouts", xlabel="share of customers targeted",
+                       ylabel="incremental purchases")
+                ax.legend()
+                parts.append(figs.add("qini_purchase", fig))
+    plan = (truth or {}).get("plan")
+    if plan:
+        names = {"plan": "this plan", "propensity": "propensity-ranked", "rule_playbook": "rule playbook",
+                 "random": "random (same volumes)", "oracle": "oracle (true effects)"}
+        t = pd.DataFrame([{"week-one plan": names[k], "true value CNY": plan[k]["true_value"],
+                           "share of oracle": plan[k]["share_of_oracle"], "touches": plan[k]["touches"],
+                           "touches with negative true value": plan[k]["negative_value_share"]}
+                          for k in names if k in plan])
+        parts.append("<h3>Week one against the synthetic truth 与真实值对比</h3>"
+                     + _table(t, {"true value CNY": "{:,.0f}", "share of oracle": "{:.1%}", "touches": "{:,.0f}",
+                                  "touches with negative true value": "{:.1%}"}))
+    return "".join(parts) or "<p>Nothing to show.</p>"
+
+
 def _drift(figs: Figures, params: Any, train: dict[str, Any]) -> str:
     feats_path = Path("data/features/features.parquet")
     meta_path = Path("data/models/purchase/meta.json")
@@ -285,7 +330,8 @@ def build_html(params: Any) -> tuple[str, dict[str, bytes]]:
     figs = Figures()
     body = {"data": _data(validation, features), "models": _models(train, calibration, truth),
             "curves": _curves(figs), "features": _importance(figs, importance, names),
-            "backtest": _backtest(figs, seg_report), "plan": _plan(figs), "drift": _drift(figs, params, train)}
+            "backtest": _backtest(figs, seg_report), "uplift": _uplift(figs, truth), "plan": _plan(figs),
+            "drift": _drift(figs, params, train)}
     nav = "".join(f'<a href="#{k}">{html.escape(en)}</a>' for k, en, _ in SECTIONS)
     sections = "".join(f'<section id="{k}"><h2>{html.escape(en)} / {html.escape(zh)}</h2>{body[k]}</section>'
                        for k, en, zh in SECTIONS)

@@ -24,7 +24,7 @@ from models.segments import (
     VALUE_TIERS,
 )
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: the planned channel's effect, the plan reason and touches planned
 N_REASONS = 3
 
 
@@ -59,22 +59,35 @@ COLUMNS: list[Column] = [
            "观察期内有效保单失效概率(无有效保单为0)", needs=ARCHIVE),
     Column("expected_premium", "number", False, "Expected annual premium if the customer buys, CNY",
            "若投保的预期年保费(元)", needs=ARCHIVE),
-    Column("contact_value", "number", False, "Expected gain of contacting now, CNY (docs/segments.md)",
-           "当前接触的预期收益(元)", needs=ARCHIVE),
+    Column("contact_value", "number", False,
+           "Incremental value of the planned touch net of its cost, CNY (unplanned: the best permitted channel's; "
+           "docs/segments.md)", "计划接触带来的增量收益减去成本(元)", needs=ARCHIVE),
     Column("priority_tier", "string", False, "Priority tier, P1 highest", "优先级(P1最高)", TIERS),
     *_seg("rule_quadrant", QUADRANTS, QUADRANT_ZH, "Rule ability x willingness quadrant", "规则客户分层"),
     *_seg("ml_quadrant", QUADRANTS, QUADRANT_ZH, "Model ability x willingness quadrant", "模型客户分层"),
     *_seg("value_tier", VALUE_TIERS, VALUE_TIER_ZH, "Value tier", "客户价值"),
     *_seg("closeness", CLOSENESS, CLOSENESS_ZH, "Closeness", "关系紧密程度"),
     *_seg("behaviour", BEHAVIOURS, BEHAVIOUR_ZH, "Behaviour", "行为特征"),
-    Column("recommended_channel", "string", True, "Channel for the next touch (empty when suppressed)",
-           "建议接触渠道(抑制时为空)", CHANNELS, HISTORY),
-    Column("next_contact_date", "date", True, "Date of the next touch (empty when suppressed)",
-           "下次接触日期(抑制时为空)", needs=HISTORY),
+    Column("recommended_channel", "string", True,
+           "Channel for the next touch (empty when suppressed or when no touch pays within the planned weeks)",
+           "建议接触渠道(抑制或计划期内无值得的接触时为空)", CHANNELS, HISTORY),
+    Column("next_contact_date", "date", True, "Date of the next touch (empty when there is none)",
+           "下次接触日期(无计划接触时为空)", needs=HISTORY),
     Column("suppressed", "boolean", False, "Must not be contacted now", "当前不得接触", needs=HISTORY),
     Column("suppress_reason", "string", True,
            "Why: opt_out, complaint_within_<N>d, no_permitted_channel (empty when not suppressed)",
            "抑制原因(未抑制时为空)", needs=HISTORY),
+    Column("channel_uplift_purchase", "number", True,
+           "Incremental purchase probability of the planned touch (0.031 = +3.1 points; empty when none)",
+           "计划接触带来的新投保概率增量(0.031即+3.1个百分点)", needs=HISTORY),
+    Column("channel_uplift_lapse", "number", True,
+           "Change in lapse probability the planned touch causes (negative: prevents lapses; empty when none)",
+           "计划接触带来的失效概率变化(负值表示挽留)", needs=HISTORY),
+    Column("plan_reason", "string", True,
+           "Why this touch, in words (e.g. 'visit: +3.1 pt purchase, +620 CNY expected, cost 150'), or why none",
+           "接触理由(或无接触的原因)", needs=HISTORY),
+    Column("touches_planned", "integer", False, "Touches planned for the customer over the planned weeks",
+           "计划期内安排的接触次数", needs=HISTORY),
     *(Column(f"reason_for_{i}", "string", True, f"Reason {i} for contacting (top feature contribution)",
              f"推荐理由{i}") for i in range(1, N_REASONS + 1)),
     *(Column(f"reason_against_{i}", "string", True, f"Reason {i} against (most negative contribution)",

@@ -63,3 +63,20 @@ def score(df: pd.DataFrame, models: Path = MODELS, calibrators: Path = CALIBRATO
     out["p_lapse"] = np.where(holder, load_model("lapse", models, calibrators).predict(df), 0.0)
     out["expected_premium"] = np.maximum(load_model("value", models, calibrators).predict(df), 0.0)
     return out
+
+
+UPLIFT = Path("data/uplift")
+
+
+def load_effect_models(folder: Path = UPLIFT) -> dict[str, Any] | None:
+    """The uplift stage's effect learners (purchase, lapse), or None when the stage skipped (no history)."""
+    from models import uplift
+
+    out: dict[str, Any] = {}
+    for outcome in uplift.OUTCOMES:
+        model, meta = folder / outcome / "model.txt", folder / outcome / "meta.json"
+        if not (model.is_file() and meta.is_file()):
+            return None
+        out[outcome] = uplift.EffectModel.from_meta(lgb.Booster(model_file=str(model)),
+                                                    json.loads(meta.read_text(encoding="utf-8")))
+    return out

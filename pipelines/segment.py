@@ -21,8 +21,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from models import baselines, contact_plan
+from features.treatments import PLANNABLE_CHANNELS
+from models import baselines, contact_plan, weekly_plan
 from models import segments as sg
+from models import uplift as up
 from pipelines import scoring, tracking
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError
@@ -38,6 +40,8 @@ OUT = Path("data/segments")
 REPORT = Path("data/reports/segments.json")
 PLOT = Path("data/plots/tiers.csv")
 RUN_FILE = Path("data/models/mlflow_run.json")
+CHANNELS = tuple(PLANNABLE_CHANNELS)
+BASELINES = Path("data/segments/baseline_plans.parquet")
 GROUPS = {"rule_quadrant": sg.QUADRANTS, "ml_quadrant": sg.QUADRANTS, "priority_tier": sg.TIERS,
           "rule_tier": sg.TIERS, "value_tier": sg.VALUE_TIERS, "closeness": sg.CLOSENESS,
           "behaviour": sg.BEHAVIOURS}
@@ -69,8 +73,47 @@ def segment_snapshot(frame: pd.DataFrame, params: Params, cuts: sg.CutPoints | N
                                          sp.plan.quote_followup.channels, quoting, contact_plan.CONSENT_BLOCKS,
                                          sp.value.channel_cost)
 
-    return sg.assign(frame, scoring.score(frame, *model_set), params.rules.quadrant, params.rules, sp.value,
-                     sp.tiers, cost_for, cuts, weekly_capacity=sp.capacity.total_weekly)
+    out, fitted = sg.assign(frame, scoring.score(frame, *model_set), params.rules.quadrant, params.rules, sp.value,
+                            sp.tiers, cost_for, cuts, weekly_capacity=sp.capacity.total_weekly)
+    tau_p, tau_l, form = effects(frame, out, params, scoring.load_effect_models())
+    return _retier(frame, out, fitted, tau_p, tau_l, form, params, cuts)
+
+
+def effects(frame: pd.DataFrame, scored: pd.DataFrame, params: Params, models: dict[str, Any] | None,
+            ) -> tuple[np.ndarray, np.ndarray, str]:
+    """tau per customer and channel for purchase and lapse: the uplift learners' where they support the channel,
+    the propensity form (the documented fallback) for channels without enough treated rows or without history."""
+    holder = frame["n_inforce"].fillna(0).to_numpy(float) > 0
+    p_purchase, p_lapse = scored["p_purchase"].to_numpy(), scored["p_lapse"].to_numpy()
+    fp, fl = sg.propensity_effects(p_purchase, p_lapse, list(CHANNELS), params.segment.value)
+    if models is None:
+        return fp, fl, "propensity"
+    tp = up.effects(models["purchase"], frame, p_purchase, CHANNELS)
+    tl = up.effects(models["lapse"], frame, p_lapse, CHANNELS, up.relative(tp, p_purchase))
+    learned = np.array([c in models["purchase"].supported for c in CHANNELS])
+    tp, tl = np.where(learned[None, :], tp, fp), np.where(learned[None, :], tl, fl)
+    form = "uplift" if learned.all() else ("propensity" if not learned.any() else
+                                           "uplift; propensity for " + ", ".join(np.array(CHANNELS)[~learned]))
+    return tp, np.where(holder[:, None], tl, 0.0), form
+
+
+def _retier(frame: pd.DataFrame, out: pd.DataFrame, fitted: sg.CutPoints, tau_p: np.ndarray, tau_l: np.ndarray,
+            form: str, params: Params, cuts: sg.CutPoints | None) -> tuple[pd.DataFrame, sg.CutPoints]:
+    """Every channel's effect and net value on the rows; tiers cut on the best channel's incremental value."""
+    sp = params.segment
+    value_sale = out["expected_premium"].to_numpy(float) * sp.value.margin_rate
+    value_lapse = frame["premium_inforce"].fillna(0).to_numpy(float) * sp.value.lapse_loss_rate
+    cost = np.array([sp.value.channel_cost.get(c, 0.0) for c in CHANNELS])
+    value = sg.incremental_value(tau_p, tau_l, value_sale, value_lapse, cost)
+    res = out.copy()
+    res["value_sale_unit"], res["value_lapse_unit"], res["effect_form"] = value_sale, value_lapse, form
+    for j, c in enumerate(CHANNELS):
+        res[f"tau_purchase_{c}"], res[f"tau_lapse_{c}"], res[f"value_{c}"] = tau_p[:, j], tau_l[:, j], value[:, j]
+    res["priority_value"] = value.max(axis=1)
+    tier_cuts = cuts.tiers if cuts else sg.fit_tier_cuts(res["priority_value"].to_numpy(), sp.tiers,
+                                                         sp.capacity.total_weekly)
+    res["priority_tier"] = sg.tiers(res["priority_value"].to_numpy(), tier_cuts)
+    return res, fitted.model_copy(update={"tiers": tuple(tier_cuts)})
 
 
 def _recent_contacts(as_of: pd.Timestamp, days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -95,6 +138,104 @@ def plan_volume(seg: pd.DataFrame, as_of: pd.Timestamp, weekly: dict[str, int]) 
     vol["week_start"] = [(as_of + pd.Timedelta(days=7 * int(w))).date() for w in vol["week"]]
     vol["capacity"] = vol["channel"].map(weekly).astype("Int64")
     return vol[["week", "week_start", "channel", "contacts", "capacity"]]
+
+
+def _agents(customer_ids: pd.Series, params: Params) -> np.ndarray | None:
+    """Agent index per customer (-1 without one) when the plan caps agents and the archive names them."""
+    if not params.segment.plan.per_agent:
+        return None
+    cols = pd.read_parquet(CUSTOMERS).columns
+    if "agent_id" not in cols:
+        return None
+    agents = pd.read_parquet(CUSTOMERS, columns=["customer_id", "agent_id"]).set_index("customer_id")["agent_id"]
+    codes, _ = pd.factorize(agents.reindex(customer_ids.to_numpy()).to_numpy(), use_na_sentinel=True)
+    return codes.astype(np.int64)
+
+
+def _agent_caps(params: Params) -> dict[str, int]:
+    return {c: int(n) for c, n in params.segment.capacity.per_agent_per_week.items()}
+
+
+def _plan_columns(scored: pd.DataFrame, plan_in: pd.DataFrame, inputs: weekly_plan.PlanInputs,
+                  touches: pd.DataFrame, as_of: pd.Timestamp, params: Params) -> pd.DataFrame:
+    """Per customer: the first planned touch and its reason in words, or why there is none."""
+    sp = params.segment
+    first = weekly_plan.first_touches(touches, len(scored))
+    reason = contact_plan.suppression(plan_in.reset_index(drop=True), sp.plan).to_numpy()
+    reason = np.where((reason == "") & ~inputs.allowed.any(axis=1), "no_permitted_channel", reason)
+    planned = first["channel"].notna().to_numpy()
+    out = pd.DataFrame({"channel": first["channel"].to_numpy(),
+                        "next_contact_date": [(as_of + pd.Timedelta(days=int(d))).date() if ok else None
+                                              for d, ok in zip(first["day"], planned, strict=True)],
+                        "touches_planned": first["touches_planned"].to_numpy(int),
+                        "suppressed": reason != "", "suppress_reason": reason})
+    j = pd.Index(CHANNELS).get_indexer(first["channel"].fillna(CHANNELS[0]))
+    rows = np.arange(len(scored))
+    tp = scored[[f"tau_purchase_{c}" for c in CHANNELS]].to_numpy()[rows, j]
+    tl = scored[[f"tau_lapse_{c}" for c in CHANNELS]].to_numpy()[rows, j]
+    out["channel_tau_purchase"] = np.where(planned, tp, np.nan)
+    out["channel_tau_lapse"] = np.where(planned, tl, np.nan)
+    cost = first["channel"].map(sp.value.channel_cost).astype(float).to_numpy()
+    best = np.where(inputs.allowed, inputs.value, -np.inf).max(axis=1)
+    idle = np.where(best <= 0, "no touch pays: every permitted channel costs more than it is expected to bring",
+                    f"not reached within capacity in the {sp.plan.weeks} planned weeks")
+    out["plan_reason"] = [
+        weekly_plan.plan_reason(c, a, vs, b, vl, k) if ok else ("" if sup else r)
+        for c, a, vs, b, vl, k, ok, r, sup in zip(first["channel"], tp, scored["value_sale_unit"], tl,
+                                                  scored["value_lapse_unit"], cost, planned, idle,
+                                                  out["suppressed"], strict=True)]
+    return out
+
+
+def _chosen_value(scored: pd.DataFrame, plan: pd.DataFrame, inputs: weekly_plan.PlanInputs) -> pd.DataFrame:
+    """Contact value = the planned channel's incremental value net of its cost (unplanned: the best permitted
+    channel's, which is what a touch would bring), split into sale, retention and cost."""
+    res = scored.copy()
+    best = np.argmax(np.where(inputs.allowed, inputs.value, -np.inf), axis=1)
+    j = np.where(plan["channel"].notna(), pd.Index(CHANNELS).get_indexer(plan["channel"].fillna(CHANNELS[0])), best)
+    rows = np.arange(len(res))
+    tp = res[[f"tau_purchase_{c}" for c in CHANNELS]].to_numpy()[rows, j]
+    tl = res[[f"tau_lapse_{c}" for c in CHANNELS]].to_numpy()[rows, j]
+    res["value_sale"] = tp * res["value_sale_unit"].to_numpy()
+    res["value_retention"] = -tl * res["value_lapse_unit"].to_numpy()
+    res["contact_value"] = res[[f"value_{c}" for c in CHANNELS]].to_numpy()[rows, j]
+    res["contact_cost"] = res["value_sale"] + res["value_retention"] - res["contact_value"]
+    return res
+
+
+def _baseline_plans(scoring_rows: pd.DataFrame, scored: pd.DataFrame, plan_in: pd.DataFrame,
+                    inputs: weekly_plan.PlanInputs, rule: pd.DataFrame, recent: pd.DataFrame, as_of: pd.Timestamp,
+                    params: Params, agent: np.ndarray | None) -> pd.DataFrame:
+    """Week one of the plans the product replaces, for evaluation: the rule playbook's (cadence channels, capacity
+    filled in priority order) and a propensity-ranked one (the same optimiser on the propensity form)."""
+    sp = params.segment
+    week1 = pd.to_datetime(rule["next_contact_date"]) < as_of + pd.Timedelta(days=7)
+    tp, tl = sg.propensity_effects(scored["p_purchase"].to_numpy(), scored["p_lapse"].to_numpy(), list(CHANNELS),
+                                   sp.value)
+    cost = np.array([sp.value.channel_cost.get(c, 0.0) for c in CHANNELS])
+    value = sg.incremental_value(tp, tl, scored["value_sale_unit"].to_numpy(), scored["value_lapse_unit"].to_numpy(),
+                                 cost)
+    prop_inputs = weekly_plan.PlanInputs(**{**inputs.__dict__, "value": value})
+    touches = weekly_plan.plan_weeks(prop_inputs, 1, sp.capacity.weekly(), _agent_caps(params), sp.plan.caps,
+                                     sp.plan.solver)
+    first = weekly_plan.first_touches(touches, len(scored))
+    return pd.DataFrame({"customer_id": scoring_rows["customer_id"].to_numpy(),
+                         "rule_channel": rule["channel"].where(week1 & ~rule["suppressed"]).to_numpy(),
+                         "propensity_channel": first["channel"].to_numpy()})
+
+
+def _plan_report(seg: pd.DataFrame, as_of: pd.Timestamp, params: Params) -> dict[str, Any]:
+    """Week one's touches per channel beside capacity, and the plan's value as the optimiser sees it."""
+    sp = params.segment
+    week1 = seg[pd.to_datetime(seg["next_contact_date"]) < as_of + pd.Timedelta(days=7)]
+    counts = week1["channel"].value_counts().to_dict()
+    weekly = sp.capacity.weekly()
+    return {"effect_form": str(seg["effect_form"].iloc[0]) if len(seg) else "",
+            "weeks": sp.plan.weeks, "week1_touches": {c: int(counts.get(c, 0)) for c in CHANNELS},
+            "week1_over_capacity": any(counts.get(c, 0) > cap for c, cap in weekly.items()),
+            "week1_expected_value": float(week1["contact_value"].sum()),
+            "customers_planned": int(seg["channel"].notna().sum()),
+            "touches_planned": int(seg["touches_planned"].sum())}
 
 
 def backtest(bt: pd.DataFrame, rule_score: np.ndarray) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
@@ -148,12 +289,21 @@ def build(params: Params, model_set: tuple[Path, Path] = (scoring.MODELS, scorin
                                        "days_since_last_quote", *contact_plan.CONSENT_BLOCKS]],
                          scored[["ml_quadrant", "priority_tier"]]], axis=1)
     plan_in = plan_in.merge(last, on="customer_id", how="left")
-    plan = contact_plan.plan(plan_in, recent, as_of.date(), sp.plan)
-    plan = contact_plan.schedule_capacity(plan, scored["priority_value"].to_numpy(), as_of.date(),
-                                          sp.capacity.weekly())
-    scored = sg.net_of_channel(scored, plan["channel"], sp.value.channel_cost)
-    seg = pd.concat([scoring_rows[["customer_id"]].assign(as_of=as_of.date()),
-                     scored, plan.drop(columns=["customer_id"])], axis=1)
+    rule = contact_plan.schedule_capacity(contact_plan.plan(plan_in, recent, as_of.date(), sp.plan),
+                                          scored["priority_value"].to_numpy(), as_of.date(), sp.capacity.weekly())
+    agent = _agents(scoring_rows["customer_id"], params)
+    value = scored[[f"value_{c}" for c in CHANNELS]].to_numpy(float)
+    inputs = weekly_plan.build_inputs(plan_in, value, CHANNELS, recent, as_of.date(), sp.plan, sp.plan.weeks, agent)
+    touches = weekly_plan.plan_weeks(inputs, sp.plan.weeks, sp.capacity.weekly(), _agent_caps(params),
+                                     sp.plan.caps, sp.plan.solver)
+    plan = _plan_columns(scored, plan_in, inputs, touches, as_of, params)
+    for j, c in enumerate(CHANNELS):  # week one's constraints, so evaluation can solve the same problem
+        plan[f"allowed_{c}"] = weekly_plan.feasible(inputs, 0, inputs.last_touch, np.zeros_like(value, np.int32),
+                                                    sp.plan.caps)[:, j]
+    scored = _chosen_value(scored, plan, inputs)
+    seg = pd.concat([scoring_rows[["customer_id"]].assign(as_of=as_of.date()), scored, plan], axis=1)
+    seg["agent_index"] = agent if agent is not None else -1
+    baselines_plan = _baseline_plans(scoring_rows, scored, plan_in, inputs, rule, recent, as_of, params, agent)
     # backtest on the latest matured snapshot, cut-points fitted there the same label-free way
     bt_scored, _ = segment_snapshot(bt_rows, params, frozen, model_set)
     bt = pd.concat([bt_rows[["customer_id", "snapshot_date", "purchase_h", "lapse_h", "premium_h"]],
@@ -175,7 +325,9 @@ def build(params: Params, model_set: tuple[Path, Path] = (scoring.MODELS, scorin
                   "channels": seg["channel"].value_counts().to_dict(),
                   "contact_value_total": float(seg.loc[seg["contact_value"] > 0, "contact_value"].sum())}}
     _log_backtest(bt_report)
-    return {"seg": seg, "cuts": cuts, "report": report, "tables": tables, "volume": volume}
+    report["plan"] = _plan_report(seg, as_of, params)
+    return {"seg": seg, "cuts": cuts, "report": report, "tables": tables, "volume": volume,
+            "baselines": baselines_plan}
 
 
 def propensity_tiers(params: Params) -> None:
@@ -254,6 +406,7 @@ def main(args: argparse.Namespace) -> None:
     tiers_plot["rule_premium_per_customer"] = tiers_plot["tier"].map(rule_t["realised_premium_per_customer"])
     with staged_outputs() as out:
         out.parquet(seg, OUT / "segments.parquet")
+        out.parquet(built["baselines"], BASELINES)
         out.json(cuts.model_dump() | {"fitted_on": str(as_of.date()), "mode": sp.cutpoints}, OUT / "cutpoints.json")
         volume.to_csv(out.path(OUT / "plan_volume.csv"), index=False)
         for name, table in tables.items():

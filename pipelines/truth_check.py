@@ -19,6 +19,8 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from features.capabilities import skip_reason
+from models import allocation, plan_eval
+from models import uplift as up
 from models.metrics import calibration_error_vs_truth, expected_auc
 from pipelines import scoring, tracking
 from pipelines.cli import base_parser, run_stage
@@ -32,6 +34,10 @@ FEATURES = Path("data/features/features.parquet")
 MODELS = Path("data/models")
 CALIBRATORS = Path("data/calibrators")
 REPORT = Path("data/reports/truth_check.json")
+SEGMENTS = Path("data/segments/segments.parquet")
+BASELINES = Path("data/segments/baseline_plans.parquet")
+PLOT = Path("data/plots/uplift_deciles_purchase.csv")
+CHANNELS = ("phone", "sms", "wechat", "email", "letter", "visit", "event")
 
 
 def score_snapshot(df: pd.DataFrame, model: str) -> np.ndarray:
@@ -46,6 +52,7 @@ def main(args: argparse.Namespace) -> None:
         log.info("truth_check skipped: %s", reason)
         with staged_outputs() as out:
             out.json({"skipped": reason}, REPORT)
+            pd.DataFrame({"decile": []}).to_csv(out.path(PLOT), index=False)
         return
     tracking.ensure_store()  # fail fast on a misconfigured MLFLOW_TRACKING_URI, before any work
     for p in (TRUTH, FEATURES):
@@ -77,13 +84,64 @@ def main(args: argparse.Namespace) -> None:
         log.info("%s: mean predicted %.4f vs true %.4f; ECE vs truth %.4f; Spearman %.3f; expected AUC %.4f "
                  "(truth %.4f)", model, r["mean_predicted"], r["mean_true"], r["ece_vs_truth"],
                  r["spearman_vs_truth"], r["expected_auc_model"], r["expected_auc_truth"])
+    deciles = pd.DataFrame()
+    if SEGMENTS.is_file() and BASELINES.is_file():
+        report["plan"], report["uplift"], deciles = plan_check(truth, params)
     with staged_outputs() as out:
         out.json(report, REPORT)
+        deciles.to_csv(out.path(PLOT), index=False)
     with tracking.run("truth_check", {"truth": TRUTH, "features": FEATURES},
                       resume=tracking.read_run_id(MODELS / "mlflow_run.json")) as mlflow:
         for model in ("purchase", "lapse"):
             for k, v in report[model].items():
                 mlflow.log_metric(f"{model}.truth.{k}", v)
+        flat = tracking.flatten({k: report[k] for k in ("plan", "uplift") if k in report})
+        mlflow.log_metrics({f"truth.{k}": float(v) for k, v in flat.items()
+                            if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)})
+
+
+def plan_check(truth: pd.DataFrame, params: Any) -> tuple[dict[str, Any], dict[str, Any], pd.DataFrame]:
+    """Week one's true incremental value (plan, rule playbook, propensity ranking, random) as a share of the
+    oracle's, and the predicted effects against the true ones."""
+    seg = pd.read_parquet(SEGMENTS)
+    seg = seg.merge(pd.read_parquet(BASELINES), on="customer_id", how="left", validate="one_to_one")
+    rows = seg.merge(truth, on="customer_id", how="inner", suffixes=("", "_truth"))
+    sp = params.segment
+    tp, tl = plan_eval.true_effects(rows, CHANNELS)
+    cost = np.array([sp.value.channel_cost.get(c, 0.0) for c in CHANNELS])
+    from models.segments import incremental_value
+    true_value = incremental_value(tp, tl, rows["value_sale_unit"].to_numpy(), rows["value_lapse_unit"].to_numpy(),
+                                   cost)
+    allowed = rows[[f"allowed_{c}" for c in CHANNELS]].to_numpy(bool)
+    as_of = pd.Timestamp(params.book.as_of)
+    week1 = pd.to_datetime(rows["next_contact_date"]) < as_of + pd.Timedelta(days=7)
+    agent = rows["agent_index"].to_numpy(np.int64) if (rows["agent_index"] >= 0).any() else None
+    problem = allocation.Problem(np.zeros_like(true_value), CHANNELS, sp.capacity.weekly(), agent,
+                                 {c: int(n) for c, n in sp.capacity.per_agent_per_week.items()} if agent is not None
+                                 else {})
+    plans = {"plan": plan_eval.choice_vector(rows["channel"].where(week1), CHANNELS),
+             "rule_playbook": plan_eval.choice_vector(rows["rule_channel"], CHANNELS),
+             "propensity": plan_eval.choice_vector(rows["propensity_channel"], CHANNELS)}
+    plan: dict[str, Any] = dict(plan_eval.shares(true_value, allowed, plans, problem, seed=params.generate.seed))
+    weekly = sp.capacity.weekly()
+    plan["plan"]["over_capacity"] = bool(any(int((plans["plan"] == CHANNELS.index(c)).sum()) > k
+                                             for c, k in weekly.items()))
+    plan["plan_beats_baselines"] = bool(plan["plan"]["true_value"] > max(plan["rule_playbook"]["true_value"],
+                                                                         plan["propensity"]["true_value"]))
+    pred_p = rows[[f"tau_purchase_{c}" for c in CHANNELS]].to_numpy(float)
+    pred_l = rows[[f"tau_lapse_{c}" for c in CHANNELS]].to_numpy(float)
+    holders = rows["holds_in_force"].to_numpy(bool)
+    uplift = {"purchase": plan_eval.effect_accuracy(pred_p, tp, CHANNELS),
+              "lapse": plan_eval.effect_accuracy(pred_l[holders], tl[holders], CHANNELS)}
+    deciles = pd.DataFrame({"decile": range(1, 11)})
+    for j, c in enumerate(CHANNELS):  # wide: one predicted and one true column per channel (DVC plots)
+        cal = up.decile_calibration(pred_p[:, j], tp[:, j]) if np.std(pred_p[:, j]) > 0 else None
+        deciles[f"{c}_predicted"] = cal["predicted"].to_numpy() if cal is not None else np.nan
+        deciles[f"{c}_true"] = cal["true"].to_numpy() if cal is not None else np.nan
+    log.info("week one's true incremental value as a share of the oracle's: plan %.1f%%, rule playbook %.1f%%, "
+             "propensity %.1f%%, random %.1f%%", *(100 * plan[k]["share_of_oracle"] for k in (
+                 "plan", "rule_playbook", "propensity", "random")))
+    return plan, uplift, deciles
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -171,14 +171,18 @@ def test_segments_tiers_and_plan_on_the_tiny_book(repro) -> None:
     opted = seg["customer_id"].map(scoring["opted_out"]).fillna(False).astype(bool)
     assert opted.any() and (seg.loc[opted, "suppress_reason"] == "opt_out").all()
     assert seg.loc[seg["suppressed"], "channel"].isna().all()
-    assert seg.loc[~seg["suppressed"], "next_contact_date"].notna().all()
+    planned_rows = seg["channel"].notna()
+    assert planned_rows.any() and seg.loc[planned_rows, "next_contact_date"].notna().all()
+    assert (seg.loc[planned_rows, "contact_value"] > 0).all(), "a planned touch must be worth more than it costs"
+    idle = ~planned_rows & ~seg["suppressed"]
+    assert seg.loc[idle, "plan_reason"].str.len().gt(0).all(), "an unplanned customer must say why"
     # frequency caps hold for every planned touch, counted from the real contact history
     params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
     caps = params["segment"]["plan"]["caps"]
     contacts = pd.read_parquet(root / "data/interim/contacts.parquet")
     out = contacts[(contacts["direction"] == "outbound") & ~contacts["holdout"]]
     out = out.assign(date=pd.to_datetime(out["contact_ts"]).dt.normalize())
-    planned = seg[~seg["suppressed"]].assign(d=lambda x: pd.to_datetime(x["next_contact_date"]))
+    planned = seg[seg["channel"].notna()].assign(d=lambda x: pd.to_datetime(x["next_contact_date"]))
     j = planned.merge(out, on=["customer_id", "channel"])
     for days, key in ((7, "per_7d"), (30, "per_30d")):
         inside = j[(j["date"] >= j["d"] - pd.Timedelta(days=days)) & (j["date"] < j["d"])]

@@ -28,13 +28,15 @@ from pipelines.errors import InputError, UserError
 from pipelines.io import staged_outputs
 from tests.conftest import REPO
 
-# The columns of schema version 1.0. Changing this list means a new schema version (a major bump when a
+# The columns of schema version 1.1 (1.0 plus the planned channel's effect, reason and touches). Changing
+# this list means a new schema version (a major bump when a
 # column is renamed or removed) and a note for every CRM team that loads the file.
-PINNED_V1 = [
+PINNED = [
     "customer_id", "as_of", "p_purchase", "p_lapse", "expected_premium", "contact_value", "priority_tier",
     "rule_quadrant", "rule_quadrant_zh", "ml_quadrant", "ml_quadrant_zh", "value_tier", "value_tier_zh",
     "closeness", "closeness_zh", "behaviour", "behaviour_zh", "recommended_channel", "next_contact_date",
-    "suppressed", "suppress_reason", "reason_for_1", "reason_for_2", "reason_for_3", "reason_against_1",
+    "suppressed", "suppress_reason", "channel_uplift_purchase", "channel_uplift_lapse", "plan_reason",
+    "touches_planned", "reason_for_1", "reason_for_2", "reason_for_3", "reason_against_1",
     "reason_against_2", "reason_against_3", "model_version_purchase", "model_version_lapse",
     "model_version_value", "mlflow_run_id",
 ]
@@ -42,10 +44,10 @@ AS_OF = dt.date(2026, 9, 30)
 
 
 def test_score_file_columns_are_pinned() -> None:
-    assert score_file.SCHEMA_VERSION == "1.0"
-    assert score_file.NAMES == PINNED_V1
+    assert score_file.SCHEMA_VERSION == "1.1"
+    assert score_file.NAMES == PINNED
     schema = score_file.json_schema()
-    assert schema["required"] == PINNED_V1 and schema["additionalProperties"] is False
+    assert schema["required"] == PINNED and schema["additionalProperties"] is False
 
 
 def test_score_file_docs_are_current() -> None:
@@ -71,6 +73,10 @@ def sample_delivery(n: int = 300, seed: int = 0, as_of: dt.date = AS_OF) -> pd.D
         "next_contact_date": [None if s else as_of + dt.timedelta(days=int(d)) for s, d in
                               zip(supp, rng.integers(0, 30, n), strict=True)],
         "suppressed": supp, "suppress_reason": np.where(supp, "opt_out", None),
+        "channel_uplift_purchase": np.where(supp, np.nan, 0.004),
+        "channel_uplift_lapse": np.where(supp, np.nan, -0.001),
+        "plan_reason": np.where(supp, None, "phone: +0.4 pt purchase, +12 CNY expected, cost 8"),
+        "touches_planned": np.where(supp, 0, 2),
         **{f"reason_for_{i}": "近90天报价次数: 3 / Quotes in the last 90 days: 3" for i in (1, 2, 3)},
         **{f"reason_against_{i}": None for i in (1, 2, 3)},
         "model_version_purchase": "1", "model_version_lapse": "1", "model_version_value": "1",

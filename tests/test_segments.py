@@ -217,3 +217,16 @@ def test_weekly_capacity_spreads_agent_touches_by_priority() -> None:
     planned["plan_reason"] = ["cadence"] * 17 + ["quote_followup_due"] + ["cadence"] * 7
     out = cp.schedule_capacity(planned, priority, AS_OF, {"visit": 8})
     assert out["next_contact_date"].iloc[17] == AS_OF and out["next_contact_date"].iloc[7] > AS_OF
+
+
+def test_incremental_contact_value_worked_example() -> None:
+    """docs/segments.md section 2: visit vs phone for one customer."""
+    v = PARAMS.segment.value
+    cost = np.array([v.channel_cost["visit"], v.channel_cost["phone"]])
+    value = sg.incremental_value(np.array([[0.031, 0.005]]), np.array([[-0.004, -0.001]]),
+                                 np.array([12_000 * v.margin_rate]), np.array([20_000 * v.lapse_loss_rate]), cost)
+    assert value[0].tolist() == pytest.approx([4.4, 24.0])
+    from models.weekly_plan import plan_reason
+
+    assert plan_reason("phone", 0.005, 12_000 * v.margin_rate, -0.001, 20_000.0, 8) == \
+        "phone: +0.5 pt purchase, -0.1 pt lapse, +32 CNY expected, cost 8"

@@ -1,0 +1,203 @@
+"""Learn the incremental effect of a touch per channel and evaluate it on randomised holdouts (DVC stage ``uplift``).
+
+Treatments are defined point-in-time from the contact history (``features/treatments.py``): the first selling
+touch in the week after each snapshot, or none. The learners (``models/uplift.py``) fit on the training
+snapshots and stop early on the validation snapshot; the evaluation uses only the campaigns of the
+calibration and test snapshots' windows (out of time), whose holdouts are random: Qini and uplift in the top
+30% per campaign channel for the uplift ranking, the propensity ranking (today's) and random. Writes
+``data/uplift/<purchase|lapse>/model.txt`` + ``meta.json``, ``data/reports/uplift.json`` (DVC metrics) and
+``data/plots/qini_purchase.csv`` (DVC plot); adds the metrics to the train stage's MLflow run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from features import treatments as tr
+from models import uplift as up
+from pipelines import scoring, tracking
+from pipelines.cli import base_parser, run_stage
+from pipelines.errors import InputError
+from pipelines.io import staged_outputs
+from pipelines.params import Params, load_params
+
+log = logging.getLogger("pipelines.uplift")
+FEATURES = Path("data/features/features.parquet")
+DICTIONARY = Path("data/features/dictionary.json")
+CONTACTS = Path("data/interim/contacts.parquet")
+TRAIN_REPORT = Path("data/reports/train.json")
+RUN_FILE = Path("data/models/mlflow_run.json")
+OUT = Path("data/uplift")
+REPORT = Path("data/reports/uplift.json")
+PLOT = Path("data/plots/qini_purchase.csv")
+CHANNELS = list(tr.PLANNABLE_CHANNELS)
+
+
+def _rows(params: Params, split: dict[str, Any]) -> pd.DataFrame:
+    """Labelled snapshot rows of every role with their treatment, arms and direct-purchase label."""
+    feats = pd.read_parquet(FEATURES)
+    feats = feats[feats["purchase_h"].notna()].reset_index(drop=True)
+    dates = pd.to_datetime(feats["snapshot_date"]).dt.date.astype(str)
+    role = pd.Series(None, index=feats.index, dtype=object)
+    for name in ("valid", "calib", "test"):
+        role[dates == split[name]] = name
+    role[dates.isin(split["train"])] = "train"
+    role[(dates > split["valid"]) & role.isna()] = "later"  # purged gaps after validation: out of time too
+    feats = feats.assign(role=role)[role.notna()].reset_index(drop=True)
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW contacts AS SELECT * FROM read_parquet('{CONTACTS.as_posix()}')")
+    u = params.uplift
+    snaps = sorted(pd.to_datetime(feats["snapshot_date"]).dt.date.unique())
+    found = tr.treatments(con, snaps, u.treatment_window_days, u.experiment_window_days)
+    out = tr.assign_treatment(feats, found)
+    out["purchase_direct"] = tr.direct_purchase(con, out, params.book.horizon_days).to_numpy()
+    con.close()
+    return out
+
+
+def _fit(train: pd.DataFrame, valid: pd.DataFrame | None, params: Params, rounds: dict[str, int] | None = None,
+         ) -> tuple[up.EffectModel, up.EffectModel, dict[str, Any]]:
+    """Both learners on ``train`` (early stopping on ``valid``; without it, the given ``rounds``)."""
+    u, g = params.uplift, params.train.gbm
+    propensity, churn = scoring.load_model("purchase"), scoring.load_model("lapse")
+    counts_p, supported_p = up.support(train["treatment"], CHANNELS, u.min_treated)
+    log.info("purchase: %s rows; treated per channel %s; estimated for %s", f"{len(train):,}", counts_p, supported_p)
+    vp = None if valid is None else propensity.predict(valid)
+    purchase = up.fit_effects(train, valid, "purchase_direct", (propensity.predict(train), vp), CHANNELS,
+                              supported_p, u.purchase, "purchase", g.seed, g.num_threads,
+                              None if rounds is None else rounds["purchase"])
+    holders_t = train[train["lapse_h"].notna()]
+    holders_v = None if valid is None else valid[valid["lapse_h"].notna()]
+    counts_l, supported_l = up.support(holders_t["treatment"], CHANNELS, u.min_treated)
+    log.info("lapse: %s holder rows; treated per channel %s; estimated for %s", f"{len(holders_t):,}", counts_l,
+             supported_l)
+    vl = None if holders_v is None else churn.predict(holders_v)
+    lapse = up.fit_effects(holders_t, holders_v, "lapse_h", (churn.predict(holders_t), vl), CHANNELS, supported_l,
+                           u.lapse, "lapse", g.seed, g.num_threads, None if rounds is None else rounds["lapse"])
+    if lapse.form == "transfer":
+        lapse = up.with_transfer(lapse, purchase)
+    info = {"treated_rows": {"purchase": counts_p, "lapse": counts_l},
+            "supported": {"purchase": supported_p, "lapse": supported_l},
+            "training_rows": {"purchase": len(train), "lapse": len(holders_t)},
+            "rounds": {"purchase": purchase.meta()["best_iteration"], "lapse": lapse.meta()["best_iteration"]},
+            "relative_effect": {"purchase": purchase.relative_effect, "lapse": lapse.relative_effect},
+            "lapse_form": lapse.form, "lapse_kappa": lapse.kappa}
+    return purchase, lapse, info
+
+
+def _check_inputs(rows: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    fit_rows = rows[rows["treatment"].notna()]
+    train, valid = fit_rows[fit_rows["role"] == "train"], fit_rows[fit_rows["role"] == "valid"]
+    if train.empty or valid.empty:
+        raise InputError("no training or validation rows with a treatment: the contact history is too short")
+    for name, lp in (("purchase", params.uplift.purchase), ("lapse", params.uplift.lapse)):
+        missing = [c for c in lp.modifiers if c not in rows.columns]
+        if missing:
+            raise InputError(f"uplift.{name}.modifiers names columns the feature table lacks: {missing}")
+    return train, valid
+
+
+def _evaluate(rows: pd.DataFrame, purchase: up.EffectModel, seed: int) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Qini per campaign channel and pooled on the out-of-time randomised arms: every labelled snapshot after
+    the validation one (the learners never saw those months)."""
+    held = rows[rows["role"].isin(["later", "calib", "test"])]
+    arms = held[[f"arm_{c}" for c in CHANNELS]]
+    held = held[arms.notna().any(axis=1)].reset_index(drop=True)
+    if held.empty:
+        return ({"note": "no campaign arms in the evaluation windows"},
+                pd.DataFrame(columns=["share", "uplift", "propensity", "random"]))
+    p_bau = scoring.load_model("purchase").predict(held)
+    tau = up.effects(purchase, held, p_bau, CHANNELS)
+    report: dict[str, Any] = {"rows": len(held), "snapshots": sorted(held["snapshot_date"].astype(str).unique())}
+    pooled_t, pooled_tau, pooled_y, pooled_p = [], [], [], []
+    for j, c in enumerate(CHANNELS):
+        arm = held[f"arm_{c}"]
+        sel = arm.notna().to_numpy()
+        if sel.sum() == 0 or arm[sel].nunique() < 2:
+            continue
+        y, t = held.loc[sel, "purchase_h"].to_numpy(float), arm[sel].to_numpy(int)
+        if np.unique(y).size < 2:  # no purchase (or nothing but purchases) in the arms: no ranking to judge
+            report[c] = {"rows": float(sel.sum()), "note": "every row has the same outcome"}
+            continue
+        report[c] = up.qini_report(y, t, {"uplift": tau[sel, j], "propensity": p_bau[sel]}, seed)
+        pooled_t.append(t)
+        pooled_tau.append(tau[sel, j])
+        pooled_y.append(y)
+        pooled_p.append(p_bau[sel])
+    if not pooled_y:
+        return report, pd.DataFrame(columns=["share", "uplift", "propensity", "random"])
+    y, t = np.concatenate(pooled_y), np.concatenate(pooled_t)
+    if np.unique(y).size < 2 or np.unique(t).size < 2:
+        report["pooled"] = {"rows": float(len(y)), "note": "every row has the same outcome or arm"}
+        return report, pd.DataFrame(columns=["share", "uplift", "propensity", "random"])
+    s_u, s_p = np.concatenate(pooled_tau), np.concatenate(pooled_p)
+    report["pooled"] = up.qini_report(y, t, {"uplift": s_u, "propensity": s_p}, seed)
+    report["pooled"]["uplift_beats_propensity"] = bool(report["pooled"]["qini_uplift"] >
+                                                       report["pooled"]["qini_propensity"])
+    curve = up.qini_points(y, t, s_u).rename(columns={"qini": "uplift"})
+    curve["propensity"] = up.qini_points(y, t, s_p)["qini"].to_numpy()
+    curve["random"] = curve["share"] * float(curve["uplift"].iloc[-1])
+    return report, curve
+
+
+def main(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    caps = params.capabilities
+    if not (caps.contact_history and caps.snapshots):
+        reason = f"{caps.describe()}: no contact history to define treatments; the plan uses the propensity form"
+        log.info("uplift skipped: %s", reason)
+        with staged_outputs() as out:  # every declared output exists, saying why it is empty
+            out.json({"skipped": reason}, REPORT)
+            out.json({"skipped": reason}, OUT / "skipped.json")
+            pd.DataFrame(columns=["share", "uplift", "propensity", "random"]).to_csv(out.path(PLOT), index=False)
+        return
+    tracking.ensure_store()
+    for path in (FEATURES, DICTIONARY, CONTACTS, TRAIN_REPORT):
+        if not path.is_file():
+            raise InputError(f"{path} not found: run the earlier stages first (dvc repro calibrate)")
+    split = json.loads(TRAIN_REPORT.read_text(encoding="utf-8"))["split"]
+    rows = _rows(params, split)
+    log.info("treatments: %s", rows["treatment"].value_counts(dropna=False).to_dict())
+    train, valid = _check_inputs(rows, params)
+    purchase, lapse, info = _fit(train, valid, params)
+    evaluation, curve = _evaluate(rows, purchase, params.train.gbm.seed)
+    report: dict[str, Any] = {"treatment_window_days": params.uplift.treatment_window_days, "evaluated": info,
+                              "holdout_evaluation": evaluation}
+    if params.uplift.refit_all_snapshots:  # evaluated out of time above; scored with every labelled month
+        everything = rows[rows["treatment"].notna()]
+        log.info("refitting on every labelled snapshot (%s rows) with the rounds early stopping chose",
+                 f"{len(everything):,}")
+        purchase, lapse, report["scoring_models"] = _fit(everything, None, params, info["rounds"])
+    pooled = evaluation.get("pooled", {})
+    if "qini_uplift" in pooled:
+        log.info("out-of-time campaign holdouts (%s rows): Qini uplift %.4f vs propensity %.4f vs random %.4f",
+                 f"{int(pooled['rows']):,}", pooled["qini_uplift"], pooled["qini_propensity"], pooled["qini_random"])
+    with staged_outputs() as out:
+        for model in (purchase, lapse):
+            model.booster.save_model(str(out.path(OUT / model.outcome / "model.txt")))
+            out.json(model.meta(), OUT / model.outcome / "meta.json")
+        out.json(report, REPORT)
+        curve.to_csv(out.path(PLOT), index=False)
+    with tracking.run("uplift", {"features": FEATURES, "contacts": CONTACTS},
+                      resume=tracking.read_run_id(RUN_FILE)) as mlflow:
+        flat = tracking.flatten({"uplift": evaluation})
+        mlflow.log_metrics({k: float(v) for k, v in flat.items()
+                            if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)})
+        mlflow.log_artifact(str(REPORT), artifact_path="reports")
+
+
+def cli(argv: list[str] | None = None) -> int:
+    return run_stage("uplift", main, base_parser("uplift", __doc__), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
