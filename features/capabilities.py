@@ -22,20 +22,23 @@ class Capabilities:
     archive: bool           # policies and premiums: lapse and value models, rule segments, contact value
     contact_history: bool   # dated contacts: the contact plan, frequency caps, recency segments
     snapshots: bool         # point-in-time monthly snapshots (else: the source's own rows and split)
+    experiment: bool = False  # a randomised experiment (treatment arms and a control group) in a tabular file
 
     @property
     def models(self) -> tuple[str, ...]:
         return ALL_MODELS if self.archive else ("purchase",)
 
     def describe(self) -> str:
-        has = [k for k in ("synthetic_truth", "archive", "contact_history", "snapshots") if getattr(self, k)]
+        has = [k for k in ("synthetic_truth", "archive", "contact_history", "snapshots", "experiment")
+               if getattr(self, k)]
         return (f"{self.source} source (has: {', '.join(has) or 'a feature table only'}; "
                 f"models: {', '.join(self.models)})")
 
 
-def for_source(kind: Literal["tables", "tabular"], synthetic: bool) -> Capabilities:
+def for_source(kind: Literal["tables", "tabular"], synthetic: bool, experiment: bool = False) -> Capabilities:
     if kind == "tabular":
-        return Capabilities("tabular", synthetic_truth=False, archive=False, contact_history=False, snapshots=False)
+        return Capabilities("tabular", synthetic_truth=False, archive=False, contact_history=False, snapshots=False,
+                            experiment=experiment)
     return Capabilities("synthetic" if synthetic else "tables", synthetic_truth=synthetic, archive=True,
                         contact_history=True, snapshots=True)
 

@@ -45,6 +45,17 @@ class SplitShares(_Strict):
         return self
 
 
+class ExperimentSpec(_Strict):
+    """A randomised experiment in the file: which arm each row received, and what a success is worth."""
+
+    treatment: str = Field(min_length=1)      # the column naming each row's arm
+    control: str = Field(min_length=1)        # its value for the random control group (no touch)
+    arms: list[str] = []                      # the arms' values (default: every other value in the file)
+    value_per_success: float = Field(gt=0)    # CNY one more positive outcome is worth
+    arm_cost: dict[str, float] = {}           # CNY per touch of an arm (default 0)
+    modifiers: list[str] = []                 # numeric columns the effect may vary with (default: all numeric)
+
+
 class TabularSpec(_Strict):
     """A one-file source: where it is, which column is the target, what must never be a feature."""
 
@@ -65,6 +76,7 @@ class TabularSpec(_Strict):
     split: SplitShares
     seed: int = Field(default=20261123, ge=0)
     describe: dict[str, str] = {}            # column -> one-line description for the dictionary and reasons
+    experiment: ExperimentSpec | None = None  # a randomised experiment: uplift per arm, best arm or none
 
     @model_validator(mode="after")
     def _consistent(self) -> TabularSpec:
@@ -79,6 +91,10 @@ class TabularSpec(_Strict):
             raise ValueError(f"target values {sorted(both)} are listed as both positive and negative")
         if self.target in self.drop:
             raise ValueError(f"the target '{self.target}' cannot also be dropped")
+        if self.experiment and self.experiment.treatment in (self.target, *self.drop):
+            raise ValueError(f"the treatment column '{self.experiment.treatment}' cannot be the target or dropped")
+        if self.experiment and self.experiment.control in self.experiment.arms:
+            raise ValueError(f"the control value '{self.experiment.control}' is also listed among the arms")
         return self
 
 
@@ -150,6 +166,8 @@ def _check_columns(df: pd.DataFrame, spec: TabularSpec, source: str, with_target
     named = {spec.target} if with_target else set()
     named |= set(spec.drop) | set(spec.categorical) | set(spec.missing) | set(spec.describe)
     named |= {c for c in (spec.id_column, spec.month_column) if c}
+    if spec.experiment and with_target:
+        named |= {spec.experiment.treatment, *spec.experiment.modifiers}
     absent = sorted(c for c in named - set(df.columns) if not (c in spec.drop and c in PERSONAL))
     if not with_target:
         absent = [c for c in absent if c != spec.target]
@@ -160,6 +178,8 @@ def _check_columns(df: pd.DataFrame, spec: TabularSpec, source: str, with_target
 
 def feature_columns(df: pd.DataFrame, spec: TabularSpec) -> list[str]:
     skip = {spec.target, spec.id_column, *spec.drop, *PERSONAL}
+    if spec.experiment:  # the arm a row received is the treatment, never a feature
+        skip.add(spec.experiment.treatment)
     return [c for c in df.columns if c not in skip]
 
 
@@ -196,6 +216,9 @@ def prepare(raw: pd.DataFrame, spec: TabularSpec, as_of: dt.date, source: str,
     reasons = pd.Series(None, index=raw.index, dtype=object)
     reasons[bad] = f"allowed_values:{spec.target}"
     reasons[dup] = f"unique:{spec.id_column or 'row'}"
+    arm = experiment_arms(raw, spec)
+    if arm is not None:
+        reasons[arm.isna() & reasons.isna()] = f"allowed_values:{spec.experiment.treatment}"  # type: ignore[union-attr]
     for r, c in reasons.dropna().value_counts().items():
         rule, col = str(r).split(":", 1)
         rejects[(rule, col)] = int(c)
@@ -213,6 +236,8 @@ def prepare(raw: pd.DataFrame, spec: TabularSpec, as_of: dt.date, source: str,
     typed, dtypes = _typed(raw, cols, spec)
     labelled = pd.DataFrame({"customer_id": keys, "snapshot_date": dates}).join(typed)
     labelled["purchase_h"] = is_pos.astype("float64")
+    if arm is not None:
+        labelled["treatment"] = arm.to_numpy()
     labelled = labelled[keep.to_numpy()].reset_index(drop=True)
     labelled.insert(2, "role", _roles_in_order(len(labelled), spec.split) if spec.time_order == "file"
                     else _roles_hashed(labelled["customer_id"], spec.split, spec.seed))
@@ -230,11 +255,30 @@ def prepare(raw: pd.DataFrame, spec: TabularSpec, as_of: dt.date, source: str,
                 st[c] = pd.to_numeric(st[c], errors="coerce").astype("float64")
         scored = pd.DataFrame({"customer_id": skeys, "snapshot_date": as_of, "role": "score"}).join(st)
         scored["purchase_h"] = np.nan
+        if arm is not None:
+            scored["treatment"] = None
         frames.append(scored.reset_index(drop=True))
     features = pd.concat(frames, ignore_index=True)
     features["snapshot_date"] = pd.to_datetime(features["snapshot_date"]).dt.date
     return Prepared(features=features, dictionary=dictionary(cols, dtypes, spec), quarantine=quarantine,
                     rejects=rejects, n_input=n)
+
+
+def experiment_arms(raw: pd.DataFrame, spec: TabularSpec) -> pd.Series | None:
+    """Each row's arm ('none' for the control group; null for a value that is neither: quarantined)."""
+    if spec.experiment is None:
+        return None
+    e = spec.experiment
+    value = raw[e.treatment].astype("string").str.strip()
+    arms = e.arms or sorted(set(value.dropna().unique()) - {e.control})
+    out = value.where(value.isin(arms)).astype(object)
+    out[value == e.control] = "none"
+    return out.where(out.notna(), None)
+
+
+def arm_names(features: pd.DataFrame) -> list[str]:
+    """The arms of a prepared experiment source (its treatment values other than the control)."""
+    return sorted(str(a) for a in features["treatment"].dropna().unique() if a != "none")
 
 
 def dictionary(cols: list[str], dtypes: dict[str, str], spec: TabularSpec) -> list[dict[str, Any]]:

@@ -56,6 +56,9 @@ class LearnerParams(BaseModel):
 
     modifiers: list[str] = Field(min_length=1)   # features the effect may vary with
     form: Literal["learner", "per_channel", "transfer"]  # what the effect borrows (module docstring)
+    # additive: log-odds effect = channel + shared modifiers (channels with little data borrow the pattern);
+    # full: each channel's effect may vary with the modifiers in its own way (a randomised experiment)
+    interactions: Literal["additive", "full"] = "additive"
     learning_rate: float = Field(gt=0, le=1)
     num_leaves: int = Field(ge=2, le=256)
     min_child_samples: int = Field(ge=1)
@@ -163,7 +166,8 @@ def fit_effects(train: pd.DataFrame, valid: pd.DataFrame | None, y: str,
               "min_child_samples": p.min_child_samples, "bagging_fraction": 0.8, "bagging_freq": 1,
               "lambda_l2": 1.0, "seed": seed, "num_threads": num_threads, "deterministic": True,
               "force_row_wise": True, "verbosity": -1, "metric": "binary_logloss",
-              "interaction_constraints": interaction_constraints(len(p.modifiers))}
+              **({"interaction_constraints": interaction_constraints(len(p.modifiers))}
+                 if p.interactions == "additive" else {})}
     if valid is None or baseline[1] is None:
         if rounds is None:
             raise ValueError("a fit without a validation set needs a fixed number of rounds")

@@ -85,6 +85,10 @@ def build_scores(seg: pd.DataFrame, scoring_rows: pd.DataFrame, dictionary: list
         out["touches_planned"] = seg["touches_planned"].astype(int).to_numpy()
     for c in why.columns:
         out[c] = why[c].replace("", None).to_numpy()
+    if "recommended_arm" in names:
+        out["recommended_arm"] = seg["recommended_arm"].to_numpy()
+        out["arm_uplift"] = seg["arm_uplift"].to_numpy(float)
+        out["arm_value"] = seg["arm_value"].to_numpy(float)
     for m in registry["models"]:
         out[f"model_version_{m}"] = str(registry["models"][m]["version"])
     out["mlflow_run_id"] = str(registry["run_id"])
@@ -98,7 +102,7 @@ def check_schema(df: pd.DataFrame, names: list[str] | None = None) -> None:
     names = names or score_file.NAMES
     if list(df.columns) != names:
         problems.append(f"columns {list(df.columns)} != schema {names}")
-    for c in score_file.COLUMNS:
+    for c in [*score_file.COLUMNS, *score_file.EXPERIMENT_COLUMNS]:
         if c.name not in df:
             continue
         col = df[c.name]
@@ -169,7 +173,8 @@ def deliver(df: pd.DataFrame, as_of: dt.date, registry: dict[str, Any], cutpoint
             "models": {m: {k: registry["models"][m][k] for k in ("name", "version", "uri")}
                        for m in registry["models"]},
             "mlflow_run_id": registry["run_id"],
-            "profile": "book" if list(df.columns) == score_file.NAMES else "propensity",
+            "profile": ("book" if list(df.columns) == score_file.NAMES else
+                        "experiment" if "recommended_arm" in df.columns else "propensity"),
             "tier_cutpoints": _cutpoints(cutpoints),
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "columns": list(df.columns),

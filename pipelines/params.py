@@ -254,7 +254,9 @@ class Params(Strict):
     @property
     def capabilities(self) -> Capabilities:
         """What this source supports; stages skip or narrow themselves by it (features/capabilities.py)."""
-        return for_source(self.validate_.source.kind, self.synthetic_source)
+        tab = self.validate_.source.tabular
+        return for_source(self.validate_.source.kind, self.synthetic_source,
+                          experiment=tab is not None and tab.experiment is not None)
 
     def synthetic(self) -> SyntheticParams:
         g = self.generate

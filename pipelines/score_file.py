@@ -104,11 +104,25 @@ COLUMNS: list[Column] = [
 
 NAMES = [c.name for c in COLUMNS]  # the full ("book") profile: a source with an archive and contact history
 
+# A tabular source with a randomised experiment adds the best arm per customer to the propensity profile.
+EXPERIMENT_COLUMNS: list[Column] = [
+    Column("recommended_arm", "string", True,
+           "The experiment's arm with the largest incremental value net of its cost (empty: no arm pays)",
+           "净增量价值最大的实验方案(为空表示没有值得的方案)", needs=("experiment",)),
+    Column("arm_uplift", "number", True, "Incremental probability of the outcome under the recommended arm",
+           "推荐方案带来的目标概率增量", needs=("experiment",)),
+    Column("arm_value", "number", True, "Incremental value of the recommended arm net of its cost, CNY",
+           "推荐方案的净增量价值(元)", needs=("experiment",)),
+]
+
 
 def profile(caps: Capabilities) -> tuple[str, list[Column]]:
     """The columns a source can fill: all of them for a book; for a source without a policy archive or
-    contact history (a tabular file) the "propensity" profile, the columns whose ``needs`` it lacks left out."""
+    contact history (a tabular file) the "propensity" profile, the columns whose ``needs`` it lacks left out;
+    with a randomised experiment, the "experiment" profile (propensity plus the best arm)."""
     cols = [c for c in COLUMNS if all(getattr(caps, n) for n in c.needs)]
+    if caps.experiment:
+        return "experiment", cols + EXPERIMENT_COLUMNS
     return ("book" if len(cols) == len(COLUMNS) else "propensity"), cols
 
 
@@ -181,6 +195,13 @@ def render_markdown() -> str:
         "carry the `propensity` profile, the columns marked *no* above left out (not emptied), tiers ranked by "
         "`p_purchase`, and the manifest's `columns` lists exactly what is there. Database loading "
         "(`--to`) takes the book profile only.",
+        "",
+        "A tabular source with a randomised experiment (`tabular.experiment`, [your_data.md](your_data.md)) "
+        "carries the `experiment` profile: the propensity profile plus",
+        "",
+        "| column | type | null | description | 说明 |",
+        "|---|---|---|---|---|",
+        *(f"| `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} | {c.en} | {c.zh} |" for c in EXPERIMENT_COLUMNS),
         "",
         "Reasons read like `Quotes in the last 90 days: 3 / 近90天报价次数: 3`: a feature's description and this "
         "customer's value, in English and Chinese, from the propensity model's per-customer feature "

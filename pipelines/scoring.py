@@ -76,7 +76,7 @@ def load_effect_models(folder: Path = UPLIFT) -> dict[str, Any] | None:
     for outcome in uplift.OUTCOMES:
         model, meta = folder / outcome / "model.txt", folder / outcome / "meta.json"
         if not (model.is_file() and meta.is_file()):
-            return None
+            continue  # an experiment source has a purchase (target) learner only
         out[outcome] = uplift.EffectModel.from_meta(lgb.Booster(model_file=str(model)),
                                                     json.loads(meta.read_text(encoding="utf-8")))
-    return out
+    return out if "purchase" in out else None

@@ -350,6 +350,8 @@ def propensity_tiers(params: Params) -> None:
     cuts = frozen.tiers if frozen else sg.fit_tier_cuts(p, sp.tiers, sp.capacity.total_weekly)
     seg = pd.DataFrame({"customer_id": rows["customer_id"], "as_of": as_of, "p_purchase": p,
                         "priority_tier": sg.tiers(p, cuts)})
+    if caps.experiment:
+        seg = pd.concat([seg, best_arms(rows, p, params)], axis=1)
     bt = test[["customer_id", "purchase_h"]].assign(p_purchase=p_test,
                                                     priority_tier=sg.tiers(p_test, sg.fit_tier_cuts(
                                                         p_test, sp.tiers, sp.capacity.total_weekly)
@@ -365,6 +367,8 @@ def propensity_tiers(params: Params) -> None:
               "scoring": {"customers": len(seg), "rows": "score" if (feats["role"] == "score").any() else "test",
                           "tiers": seg["priority_tier"].value_counts().reindex(list(sg.TIERS),
                                                                                fill_value=0).to_dict()}}
+    if caps.experiment:
+        report["scoring"]["best_arm"] = seg["recommended_arm"].fillna("none").value_counts().to_dict()
     log.info("backtest on %s test rows: tiers monotone in purchase rate: %s (%s)", f"{len(bt):,}",
              report["backtest"]["tiers_monotone_purchase_rate"],
              ", ".join(f"{r['priority_tier']} {r['realised_purchase_rate']:.1%}" for r in table.to_dict("records")))
@@ -377,6 +381,29 @@ def propensity_tiers(params: Params) -> None:
             ["tier", "ml_purchase_rate"]].to_csv(out.path(PLOT), index=False)
         out.json(report, REPORT)
     _log_run(report)
+
+
+def best_arms(rows: pd.DataFrame, p_purchase: np.ndarray, params: Params) -> pd.DataFrame:
+    """A randomised-experiment source: every arm's uplift and net value per row, and the best arm or none."""
+    spec = params.validate_.source.tabular
+    models = scoring.load_effect_models()
+    if spec is None or spec.experiment is None or models is None:
+        raise InputError("an experiment source needs the uplift stage's learner: dvc repro uplift")
+    e, model = spec.experiment, models["purchase"]
+    arms = [a for a in model.channels]
+    tau = up.effects(model, rows, p_purchase, arms)
+    cost = np.array([e.arm_cost.get(a, 0.0) for a in arms])
+    value = tau * e.value_per_success - cost[None, :]
+    best = np.argmax(value, axis=1)
+    pays = value[np.arange(len(rows)), best] > 0
+    out = pd.DataFrame({"recommended_arm": np.where(pays, np.asarray(arms, dtype=object)[best], None),
+                        "arm_uplift": np.where(pays, tau[np.arange(len(rows)), best], np.nan),
+                        "arm_value": np.where(pays, value[np.arange(len(rows)), best], np.nan)}, index=rows.index)
+    for j, a in enumerate(arms):
+        out[f"tau_{a}"], out[f"value_{a}"] = tau[:, j], value[:, j]
+    log.info("experiment: best arm per customer %s (none: no arm's incremental value beats its cost)",
+             out["recommended_arm"].fillna("none").value_counts().to_dict())
+    return out
 
 
 def _log_run(report: dict[str, Any]) -> None:

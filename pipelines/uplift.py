@@ -22,6 +22,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from features import tabular
 from features import treatments as tr
 from models import uplift as up
 from pipelines import scoring, tracking
@@ -149,9 +150,70 @@ def _evaluate(rows: pd.DataFrame, purchase: up.EffectModel, seed: int) -> tuple[
     return report, curve
 
 
+def experiment(params: Params) -> None:
+    """A tabular source with a randomised experiment: one learner over its arms, evaluated on the test rows."""
+    spec = params.validate_.source.tabular
+    assert spec is not None and spec.experiment is not None
+    e, u, g = spec.experiment, params.uplift, params.train.gbm
+    for path in (FEATURES, DICTIONARY):
+        if not path.is_file():
+            raise InputError(f"{path} not found: run the earlier stages first (dvc repro calibrate)")
+    feats = pd.read_parquet(FEATURES)
+    rows = feats[feats["purchase_h"].notna() & feats["treatment"].notna()].reset_index(drop=True)
+    arms = tabular.arm_names(rows)
+    dictionary = json.loads(DICTIONARY.read_text(encoding="utf-8"))
+    modifiers = e.modifiers or [d["name"] for d in dictionary if d["role"] == "feature" and d["dtype"] == "float"]
+    if not modifiers:
+        raise InputError("validate.source.tabular.experiment: no numeric column for the effect to vary with; "
+                         "name some in `modifiers`")
+    # randomised arms: no confounding to borrow strength against, so each arm's effect varies in its own way
+    learner = u.purchase.model_copy(update={"modifiers": modifiers, "form": "learner", "interactions": "full"})
+    train, valid, test = (rows[rows["role"] == r] for r in ("train", "valid", "test"))
+    counts, supported = up.support(train["treatment"], arms, u.min_treated)
+    log.info("experiment %s: arms %s, control '%s'; treated training rows %s; estimated for %s", e.treatment,
+             arms, e.control, counts, supported)
+    if not supported:
+        raise InputError(f"experiment {e.treatment}: no arm has uplift.min_treated ({u.min_treated}) treated "
+                         f"training rows ({counts}): lower min_treated or add rows")
+    propensity = scoring.load_model("purchase")
+    model = up.fit_effects(train, valid, "purchase_h", (propensity.predict(train), propensity.predict(valid)), arms,
+                           supported, learner, "purchase", g.seed, g.num_threads)
+    tau = up.effects(model, test, propensity.predict(test), arms)
+    report: dict[str, Any] = {"experiment": e.treatment, "arms": arms, "control": e.control,
+                              "treated_rows": counts, "supported": supported,
+                              "relative_effect": model.relative_effect, "holdout_evaluation": {"rows": "test"}}
+    p_test = propensity.predict(test)
+    curve = pd.DataFrame(columns=["share", "uplift", "propensity", "random"])
+    for j, arm in enumerate(arms):
+        sel = test["treatment"].isin([arm, "none"]).to_numpy()
+        y, t = test.loc[sel, "purchase_h"].to_numpy(float), (test.loc[sel, "treatment"] == arm).to_numpy(int)
+        if np.unique(y).size < 2 or np.unique(t).size < 2:
+            report["holdout_evaluation"][arm] = {"rows": float(sel.sum()), "note": "one outcome or one arm only"}
+            continue
+        report["holdout_evaluation"][arm] = up.qini_report(y, t, {"uplift": tau[sel, j], "propensity": p_test[sel]},
+                                                           g.seed)
+        if curve.empty:
+            curve = up.qini_points(y, t, tau[sel, j]).rename(columns={"qini": "uplift"})
+            curve["propensity"] = up.qini_points(y, t, p_test[sel])["qini"].to_numpy()
+            curve["random"] = curve["share"] * float(curve["uplift"].iloc[-1])
+    with staged_outputs() as out:
+        model.booster.save_model(str(out.path(OUT / "purchase" / "model.txt")))
+        out.json(model.meta(), OUT / "purchase" / "meta.json")
+        out.json(report, REPORT)
+        curve.to_csv(out.path(PLOT), index=False)
+    for arm in arms:
+        r = report["holdout_evaluation"].get(arm, {})
+        if "qini_uplift" in r:
+            log.info("arm %s on the test rows: ATE %+.4f, Qini uplift %.4f vs propensity %.4f vs random %.4f", arm,
+                     r["ate"], r["qini_uplift"], r["qini_propensity"], r["qini_random"])
+
+
 def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     caps = params.capabilities
+    if caps.experiment:
+        experiment(params)
+        return
     if not (caps.contact_history and caps.snapshots):
         reason = f"{caps.describe()}: no contact history to define treatments; the plan uses the propensity form"
         log.info("uplift skipped: %s", reason)

@@ -254,3 +254,83 @@ def test_retraining_refuses_a_source_without_the_full_model_set(tmp_path: Path, 
     with pytest.raises(UserError, match="retraining gates compare the purchase, lapse and value models"):
         retrain.cycle(tmp_path / "params.yaml", dt.date(2000, 7, 1), tmp_path / "log.txt")
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def _experiment_file(path: Path, n: int = 40_000, seed: int = 7) -> None:
+    """A randomised campaign with a known effect: a call adds +1.2 log-odds to buying for customers with
+    x1 > 0 and nothing for the rest; an SMS adds +0.25 for everyone; a tenth of the customers are held out."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(0, 1, n), rng.normal(0, 1, n)
+    arm = rng.choice(["call", "sms", "holdout"], n, p=[0.45, 0.45, 0.10])
+    logit = -3.0 + 0.5 * x2 + np.where(arm == "call", np.where(x1 > 0, 1.2, 0.0), 0.0) + np.where(arm == "sms", 0.25, 0)
+    y = rng.random(n) < 1 / (1 + np.exp(-logit))
+    pd.DataFrame({"customer": [f"K{i:06d}" for i in range(n)], "x1": x1.round(4), "x2": x2.round(4),
+                  "region": rng.choice(["north", "south"], n), "campaign_arm": arm,
+                  "bought": np.where(y, "yes", "no")}).to_csv(path, index=False)
+
+
+@pytest.mark.slow
+def test_a_randomised_experiment_source_yields_uplift_per_arm_and_the_best_arm(tmp_path: Path) -> None:
+    data = tmp_path / "exp"
+    data.mkdir()
+    _experiment_file(data / "campaign.csv")
+    source = tmp_path / "experiment.yaml"
+    source.write_text(f"""
+book: {{as_of: "2026-09-30"}}
+validate:
+  source:
+    kind: tabular
+    dir: {data.as_posix()}
+    format: csv
+    tabular:
+      file: campaign.csv
+      id_column: customer
+      target: bought
+      positive: ["yes"]
+      negative: ["no"]
+      time_order: none
+      split: {{valid: 0.15, calib: 0.15, test: 0.25}}
+      experiment:
+        treatment: campaign_arm
+        control: holdout
+        value_per_success: 100
+        arm_cost: {{call: 2.0, sms: 0.1}}
+  max_reject_share: 0.0
+uplift: {{min_treated: 500}}
+train: {{min_positives: {{train: 100, holdout: 20}}}}
+registry: {{model_name_prefix: experiment}}
+""", encoding="utf-8")
+    ws, _ = _run(source, tmp_path)
+    features = pd.read_parquet(ws / "data/features/features.parquet")
+    meta = json.loads((ws / "data/models/purchase/meta.json").read_text(encoding="utf-8"))
+    assert "campaign_arm" not in [*meta["features"]["numeric"], *meta["features"]["categorical"]]
+    assert set(features["treatment"].dropna()) == {"call", "sms", "none"}
+    report = json.loads((ws / "data/reports/uplift.json").read_text(encoding="utf-8"))
+    assert report["arms"] == ["call", "sms"] and report["supported"] == ["call", "sms"]
+    call = report["holdout_evaluation"]["call"]
+    assert call["ate"] > 0 and call["qini_uplift"] > call["qini_random"]
+    seg = pd.read_parquet(ws / "data/segments/segments.parquet").merge(
+        features[["customer_id", "x1"]], on="customer_id")
+    # a call pays where it works (x1 > 0) and is not worth its cost where it does nothing
+    assert (seg["tau_call"][seg["x1"] > 0.5].mean()) > 3 * abs(seg["tau_call"][seg["x1"] < -0.5].mean())
+    assert (seg.loc[seg["x1"] > 0.5, "recommended_arm"] == "call").mean() > 0.7
+    assert (seg.loc[seg["x1"] < -0.5, "recommended_arm"] != "call").mean() > 0.7
+    manifest = json.loads((ws / "data/scores/manifest_2026-09-30.json").read_text(encoding="utf-8"))
+    scores = pd.read_parquet(ws / "data/scores/scores_2026-09-30.parquet")
+    assert manifest["profile"] == "experiment" and list(scores.columns) == manifest["columns"]
+    assert set(scores["recommended_arm"].dropna()) <= {"call", "sms"} and scores["arm_value"].dropna().gt(0).all()
+
+
+def test_experiment_arms_are_the_treatment_never_a_feature_and_unknown_arms_are_quarantined() -> None:
+    raw = _raw().assign(arm=lambda d: np.resize(["call", "sms", "ctrl"], len(d)))
+    raw.loc[[5, 9], "arm"] = "fax"
+    spec = _spec(experiment={"treatment": "arm", "control": "ctrl", "arms": ["call", "sms"],
+                             "value_per_success": 50})
+    prep = prepare(raw, spec, AS_OF, "x.csv")
+    assert prep.rejects == {("allowed_values", "arm"): 2} and prep.quarantine["row"].tolist() == [6, 10]
+    assert set(prep.features["treatment"]) == {"call", "sms", "none"}
+    assert "arm" not in prep.features and "arm" not in [d["name"] for d in prep.dictionary]
+    with pytest.raises(ValueError, match="control value"):
+        _spec(experiment={"treatment": "arm", "control": "call", "arms": ["call"], "value_per_success": 1})
+    caps = cap.for_source("tabular", False, experiment=True)
+    assert caps.experiment and caps.models == ("purchase",)
