@@ -12,7 +12,8 @@ capacity; agent-led channels (phone, visit, event) have a weekly capacity, overa
 Customer rows form one laminar family of constraints and the nested capacity sets another, so the matrix is
 totally unimodular and the LP relaxation has integral vertices (a bipartite b-matching). Two solvers:
 
-* ``solve_exact``: SciPy's HiGHS (``scipy.optimize.milp``) on the reduced problem, for books that fit;
+* ``solve_exact``: SciPy's HiGHS (dual simplex via ``scipy.optimize.linprog``; ``milp`` if a vertex were ever
+  fractional) on the reduced problem, for books that fit;
 * ``solve_prices``: per-channel (and per agent-channel) prices, each set in turn to the exact value that clears
   its capacity given the others (a Gauss-Seidel sweep on the LP dual); prices only rise, so the sweep converges,
   and its fixed point satisfies complementary slackness, i.e. it is optimal. O(customers x channels) per sweep.
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
-from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 log = logging.getLogger(__name__)
 NONE = -1  # "no touch" in a choice vector
@@ -163,8 +164,13 @@ def _lp(m: np.ndarray, caps: np.ndarray, agent: np.ndarray | None = None, room: 
                                         shape=(n_agents * k, nv)))
         upper.append(room.reshape(-1).astype(float))
     a = sparse.vstack(blocks).tocsr()
-    res = milp(-m[r_idx, c_idx], constraints=LinearConstraint(a, -np.inf, np.concatenate(upper)),
-               bounds=Bounds(0, 1), integrality=np.ones(nv))
+    ub = np.minimum(np.concatenate(upper), float(nv))  # an unbounded room is at most every candidate
+    # The matrix is totally unimodular, so a simplex vertex is integral: HiGHS's dual simplex on the LP is 10-100x
+    # faster than its MIP (which on large books spent minutes in presolve and heuristics for the same optimum).
+    res = linprog(-m[r_idx, c_idx], A_ub=a, b_ub=ub, bounds=(0, 1), method="highs-ds")
+    if res.x is None or np.abs(res.x - np.round(res.x)).max(initial=0.0) > 1e-6:
+        res = milp(-m[r_idx, c_idx], constraints=LinearConstraint(a, -np.inf, ub), bounds=Bounds(0, 1),
+                   integrality=np.ones(nv))
     if res.x is None:
         raise RuntimeError(f"HiGHS found no solution: {res.message}")
     x = res.x > 0.5
@@ -379,7 +385,7 @@ def _rank_within(group: np.ndarray) -> np.ndarray:
     return out
 
 
-def solve(p: Problem, method: str = "auto", exact_max_pairs: int = 2_000_000) -> np.ndarray:
+def solve(p: Problem, method: str = "auto", exact_max_pairs: int = 300_000) -> np.ndarray:
     """The optimal choice: exact (HiGHS) when the reduced problem has at most ``exact_max_pairs`` candidate
     (customer, capacity channel) pairs, else by prices. ``method`` 'exact' or 'prices' forces one."""
     if method == "auto":
