@@ -385,7 +385,7 @@ def _rank_within(group: np.ndarray) -> np.ndarray:
     return out
 
 
-def solve(p: Problem, method: str = "auto", exact_max_pairs: int = 300_000) -> np.ndarray:
+def solve(p: Problem, method: str = "auto", exact_max_pairs: int = 3_000_000) -> np.ndarray:
     """The optimal choice: exact (HiGHS) when the reduced problem has at most ``exact_max_pairs`` candidate
     (customer, capacity channel) pairs, else by prices. ``method`` 'exact' or 'prices' forces one."""
     if method == "auto":

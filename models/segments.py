@@ -71,6 +71,23 @@ def incremental_value(tau_purchase: np.ndarray, tau_lapse: np.ndarray, value_sal
             - tau_lapse * np.nan_to_num(np.asarray(value_lapse, float))[:, None] - np.asarray(cost, float)[None, :])
 
 
+def best_arm(tau: np.ndarray, arms: list[str], value_per_success: float, arm_cost: dict[str, float],
+             ) -> pd.DataFrame:
+    """Per row: every arm's uplift and net value (uplift x value per success - cost), and the best arm, or none
+    when no arm's value is positive."""
+    cost = np.array([arm_cost.get(a, 0.0) for a in arms])
+    value = tau * value_per_success - cost[None, :]
+    rows = np.arange(len(tau))
+    best = np.argmax(value, axis=1)
+    pays = value[rows, best] > 0
+    out = pd.DataFrame({"recommended_arm": np.where(pays, np.asarray(arms, dtype=object)[best], None),
+                        "arm_uplift": np.where(pays, tau[rows, best], np.nan),
+                        "arm_value": np.where(pays, value[rows, best], np.nan)})
+    for j, a in enumerate(arms):
+        out[f"tau_{a}"], out[f"value_{a}"] = tau[:, j], value[:, j]
+    return out
+
+
 def propensity_effects(p_purchase: np.ndarray, p_lapse: np.ndarray, channels: list[str], v: ValueParams,
                        ) -> tuple[np.ndarray, np.ndarray]:
     """The documented fallback for sources without contact history or treatments: effects proportional to the

@@ -390,17 +390,9 @@ def best_arms(rows: pd.DataFrame, p_purchase: np.ndarray, params: Params) -> pd.
     if spec is None or spec.experiment is None or models is None:
         raise InputError("an experiment source needs the uplift stage's learner: dvc repro uplift")
     e, model = spec.experiment, models["purchase"]
-    arms = [a for a in model.channels]
-    tau = up.effects(model, rows, p_purchase, arms)
-    cost = np.array([e.arm_cost.get(a, 0.0) for a in arms])
-    value = tau * e.value_per_success - cost[None, :]
-    best = np.argmax(value, axis=1)
-    pays = value[np.arange(len(rows)), best] > 0
-    out = pd.DataFrame({"recommended_arm": np.where(pays, np.asarray(arms, dtype=object)[best], None),
-                        "arm_uplift": np.where(pays, tau[np.arange(len(rows)), best], np.nan),
-                        "arm_value": np.where(pays, value[np.arange(len(rows)), best], np.nan)}, index=rows.index)
-    for j, a in enumerate(arms):
-        out[f"tau_{a}"], out[f"value_{a}"] = tau[:, j], value[:, j]
+    arms = list(model.channels)
+    out = sg.best_arm(up.effects(model, rows, p_purchase, arms), arms, e.value_per_success, e.arm_cost)
+    out.index = rows.index
     log.info("experiment: best arm per customer %s (none: no arm's incremental value beats its cost)",
              out["recommended_arm"].fillna("none").value_counts().to_dict())
     return out

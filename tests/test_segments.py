@@ -230,3 +230,13 @@ def test_incremental_contact_value_worked_example() -> None:
 
     assert plan_reason("phone", 0.005, 12_000 * v.margin_rate, -0.001, 20_000.0, 8) == \
         "phone: +0.5 pt purchase, -0.1 pt lapse, +32 CNY expected, cost 8"
+
+
+def test_best_arm_is_the_largest_net_value_or_none() -> None:
+    tau = np.array([[0.05, 0.01], [0.001, 0.002], [0.0, 0.03]])
+    out = sg.best_arm(tau, ["call", "sms"], 100.0, {"call": 2.0, "sms": 0.1})
+    # values: call 3.0 / sms 0.9; call -1.9 / sms 0.1; call -2 / sms 2.9
+    assert out["recommended_arm"].tolist() == ["call", "sms", "sms"]
+    assert out["arm_value"].tolist() == pytest.approx([3.0, 0.1, 2.9])
+    none = sg.best_arm(np.array([[0.0, 0.0]]), ["call", "sms"], 100.0, {"call": 2.0, "sms": 0.1})
+    assert none["recommended_arm"].isna().all() and none["arm_uplift"].isna().all()
