@@ -305,7 +305,7 @@ def assign(frame: pd.DataFrame, scores: pd.DataFrame, quad: RuleParams, rules: S
     """Rule segments, ML quadrant, contact value and priority tier for every row of one snapshot.
 
     ``cost_for`` maps the ML quadrants to each row's cheapest permitted channel cost; tiers are cut on
-    ``priority_value`` = expected gain less that cost (``net_of_channel`` later prices the planned channel).
+    ``priority_value`` = expected gain less that cost (the segment stage re-cuts tiers on the incremental value).
     ``cuts`` None fits the cut-points on this snapshot (label-free: counts and shares only); given, they
     are applied as they are (frozen tiers keep their meaning across retrains).
     """
@@ -326,14 +326,6 @@ def assign(frame: pd.DataFrame, scores: pd.DataFrame, quad: RuleParams, rules: S
     out["ml_quadrant"] = ml_q
     out["priority_tier"] = tiers(val["priority_value"].to_numpy(), tier_cuts)
     return out, final
-
-
-def net_of_channel(out: pd.DataFrame, channel: pd.Series, cost: dict[str, float]) -> pd.DataFrame:
-    """Contact value net of the recommended channel's cost (no channel, i.e. suppressed: no cost)."""
-    res = out.copy()
-    res["contact_cost"] = channel.map(cost).astype("float64").fillna(0.0).to_numpy()
-    res["contact_value"] = res["value_sale"] + res["value_retention"] - res["contact_cost"]
-    return res
 
 
 def rule_tiers(rule_score: np.ndarray, ml_tiers: np.ndarray) -> np.ndarray:

@@ -170,9 +170,7 @@ def _plan_columns(scored: pd.DataFrame, plan_in: pd.DataFrame, inputs: weekly_pl
                         "touches_planned": first["touches_planned"].to_numpy(int),
                         "suppressed": reason != "", "suppress_reason": reason})
     j = pd.Index(CHANNELS).get_indexer(first["channel"].fillna(CHANNELS[0]))
-    rows = np.arange(len(scored))
-    tp = scored[[f"tau_purchase_{c}" for c in CHANNELS]].to_numpy()[rows, j]
-    tl = scored[[f"tau_lapse_{c}" for c in CHANNELS]].to_numpy()[rows, j]
+    tp, tl = _at(scored, "tau_purchase_", j), _at(scored, "tau_lapse_", j)
     out["channel_tau_purchase"] = np.where(planned, tp, np.nan)
     out["channel_tau_lapse"] = np.where(planned, tl, np.nan)
     cost = first["channel"].map(sp.value.channel_cost).astype(float).to_numpy()
@@ -187,25 +185,26 @@ def _plan_columns(scored: pd.DataFrame, plan_in: pd.DataFrame, inputs: weekly_pl
     return out
 
 
+def _at(scored: pd.DataFrame, prefix: str, j: np.ndarray) -> np.ndarray:
+    """Per row, the ``<prefix><channel>`` column of channel index ``j`` (the per-channel columns of _retier)."""
+    return scored[[f"{prefix}{c}" for c in CHANNELS]].to_numpy()[np.arange(len(scored)), j]
+
+
 def _chosen_value(scored: pd.DataFrame, plan: pd.DataFrame, inputs: weekly_plan.PlanInputs) -> pd.DataFrame:
     """Contact value = the planned channel's incremental value net of its cost (unplanned: the best permitted
     channel's, which is what a touch would bring), split into sale, retention and cost."""
     res = scored.copy()
     best = np.argmax(np.where(inputs.allowed, inputs.value, -np.inf), axis=1)
     j = np.where(plan["channel"].notna(), pd.Index(CHANNELS).get_indexer(plan["channel"].fillna(CHANNELS[0])), best)
-    rows = np.arange(len(res))
-    tp = res[[f"tau_purchase_{c}" for c in CHANNELS]].to_numpy()[rows, j]
-    tl = res[[f"tau_lapse_{c}" for c in CHANNELS]].to_numpy()[rows, j]
-    res["value_sale"] = tp * res["value_sale_unit"].to_numpy()
-    res["value_retention"] = -tl * res["value_lapse_unit"].to_numpy()
-    res["contact_value"] = res[[f"value_{c}" for c in CHANNELS]].to_numpy()[rows, j]
+    res["value_sale"] = _at(res, "tau_purchase_", j) * res["value_sale_unit"].to_numpy()
+    res["value_retention"] = -_at(res, "tau_lapse_", j) * res["value_lapse_unit"].to_numpy()
+    res["contact_value"] = _at(res, "value_", j)
     res["contact_cost"] = res["value_sale"] + res["value_retention"] - res["contact_value"]
     return res
 
 
-def _baseline_plans(scoring_rows: pd.DataFrame, scored: pd.DataFrame, plan_in: pd.DataFrame,
-                    inputs: weekly_plan.PlanInputs, rule: pd.DataFrame, recent: pd.DataFrame, as_of: pd.Timestamp,
-                    params: Params, agent: np.ndarray | None) -> pd.DataFrame:
+def _baseline_plans(scoring_rows: pd.DataFrame, scored: pd.DataFrame, inputs: weekly_plan.PlanInputs,
+                    rule: pd.DataFrame, as_of: pd.Timestamp, params: Params) -> pd.DataFrame:
     """Week one of the plans the product replaces, for evaluation: the rule playbook's (cadence channels, capacity
     filled in priority order) and a propensity-ranked one (the same optimiser on the propensity form)."""
     sp = params.segment
@@ -303,7 +302,7 @@ def build(params: Params, model_set: tuple[Path, Path] = (scoring.MODELS, scorin
     scored = _chosen_value(scored, plan, inputs)
     seg = pd.concat([scoring_rows[["customer_id"]].assign(as_of=as_of.date()), scored, plan], axis=1)
     seg["agent_index"] = agent if agent is not None else -1
-    baselines_plan = _baseline_plans(scoring_rows, scored, plan_in, inputs, rule, recent, as_of, params, agent)
+    baselines_plan = _baseline_plans(scoring_rows, scored, inputs, rule, as_of, params)
     # backtest on the latest matured snapshot, cut-points fitted there the same label-free way
     bt_scored, _ = segment_snapshot(bt_rows, params, frozen, model_set)
     bt = pd.concat([bt_rows[["customer_id", "snapshot_date", "purchase_h", "lapse_h", "premium_h"]],

@@ -22,6 +22,7 @@ from features.capabilities import skip_reason
 from models import allocation, plan_eval
 from models import uplift as up
 from models.metrics import calibration_error_vs_truth, expected_auc
+from models.segments import incremental_value
 from pipelines import scoring, tracking
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError
@@ -104,12 +105,17 @@ def plan_check(truth: pd.DataFrame, params: Any) -> tuple[dict[str, Any], dict[s
     """Week one's true incremental value (plan, rule playbook, propensity ranking, random) as a share of the
     oracle's, and the predicted effects against the true ones."""
     seg = pd.read_parquet(SEGMENTS)
+    need = ["value_sale_unit", "value_lapse_unit", "agent_index", "channel", "next_contact_date",
+            *(f"{k}_{c}" for k in ("allowed", "tau_purchase", "tau_lapse") for c in CHANNELS)]
+    missing = [c for c in need if c not in seg.columns]
+    if missing:
+        raise InputError(f"{SEGMENTS} lacks {missing[:4]}{'...' if len(missing) > 4 else ''}: it was written by an "
+                         "older segment stage; re-run it (dvc repro segment)")
     seg = seg.merge(pd.read_parquet(BASELINES), on="customer_id", how="left", validate="one_to_one")
     rows = seg.merge(truth, on="customer_id", how="inner", suffixes=("", "_truth"))
     sp = params.segment
     tp, tl = plan_eval.true_effects(rows, CHANNELS)
     cost = np.array([sp.value.channel_cost.get(c, 0.0) for c in CHANNELS])
-    from models.segments import incremental_value
     true_value = incremental_value(tp, tl, rows["value_sale_unit"].to_numpy(), rows["value_lapse_unit"].to_numpy(),
                                    cost)
     allowed = rows[[f"allowed_{c}" for c in CHANNELS]].to_numpy(bool)
