@@ -12,11 +12,16 @@ export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 # Tests use both cores unless told otherwise (PYTEST_WORKERS=0 runs them in one process).
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test venv lock lint docs clean help bank-marketing coil2000
+# `make serve`: the registered model a CRM-side service would call (default: the purchase champion)
+MODEL_URI ?= models:/contact-priority-purchase@champion
+PORT ?= 5001
+
+.PHONY: run test venv lock lint docs clean help bank-marketing coil2000 serve
 
 help:
 	@echo "make run   - install pinned dependencies into .venv and run the DVC pipeline (dvc repro)"
 	@echo "make test  - install if needed and run the whole test suite"
+	@echo "make serve - serve a registered model over HTTP (MODEL_URI=models:/contact-priority-purchase@champion PORT=5001)"
 	@echo "make lock  - recompile requirements.lock from pyproject.toml (maintainers)"
 	@echo "make lint  - ruff and mypy"
 	@echo "make docs  - regenerate docs derived from code (data contract)"
@@ -34,12 +39,15 @@ venv: $(STAMP)
 run: venv
 	$(BIN)/dvc repro
 	@echo
-	@echo "Outputs:    data/ (see data/README.md); metrics: $(BIN)/dvc metrics show"
-	@echo "Report:     data/reports/report.html   Score files: data/scores/"
+	@$(BIN)/python -m pipelines.summary
+	@echo "Outputs:    data/ (see data/README.md)"
 	@echo "MLflow UI:  $(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI)  then open http://127.0.0.1:5000"
 
 test: venv
 	$(BIN)/python -m pytest $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
+
+serve: venv
+	$(BIN)/mlflow models serve --model-uri "$(MODEL_URI)" --env-manager local --host 127.0.0.1 --port $(PORT)
 
 lint: venv
 	$(BIN)/ruff check features models pipelines tests benchmarks

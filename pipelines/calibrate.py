@@ -4,7 +4,7 @@ Fits isotonic and sigmoid calibration (and keeps the raw probabilities as a thir
 calibration snapshot (which training and early stopping
 never saw), keeps the one with the lower cross-validated Brier score, and evaluates raw vs calibrated
 probabilities on the out-of-time test snapshot. Writes ``data/calibrators/<model>.json``,
-``data/reports/calibration.json`` (DVC metrics) and the DVC plots in ``data/plots/``.
+``data/reports/calibration.json`` (headline in ``data/metrics/``) and the DVC plots in ``data/plots/``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,19 +21,15 @@ import pandas as pd
 from features.capabilities import ALL_MODELS
 from models import calibration
 from models.metrics import classification_metrics
-from pipelines import tracking
+from pipelines import headline, paths, tracking
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError, UserError
 from pipelines.io import staged_outputs
 from pipelines.params import load_params
 
 log = logging.getLogger("pipelines.calibrate")
-SCORES = Path("data/models/scores.parquet")
-IMPORTANCE = Path("data/models/importance.json")
-RUN_FILE = Path("data/models/mlflow_run.json")
-CALIBRATORS = Path("data/calibrators")
-REPORT = Path("data/reports/calibration.json")
-PLOTS = Path("data/plots")
+SCORES, IMPORTANCE, RUN_FILE = paths.MODEL_SCORES, paths.IMPORTANCE, paths.RUN_FILE
+CALIBRATORS, REPORT, PLOTS = paths.CALIBRATORS, paths.report("calibration"), paths.PLOTS
 CALIBRATED = {"purchase": "purchase_h", "lapse": "lapse_h"}
 
 
@@ -85,7 +80,7 @@ def main(args: argparse.Namespace) -> None:
             out.json(cal, CALIBRATORS / f"{model}.json")
         for name, frame in curves.items():
             frame.to_csv(out.path(PLOTS / f"{name}.csv"), index=False)
-        out.json(report, REPORT)
+        headline.write(out, "calibration", report)
     with tracking.run("calibrate", {"scores": SCORES}, resume=tracking.read_run_id(RUN_FILE)) as mlflow:
         for model, entry in report.items():
             # a tag, not a param: calibrate may re-run on the same train run and choose differently

@@ -26,24 +26,20 @@ import pandas as pd
 from features.capabilities import Capabilities, for_source
 from models import gbm, reasons
 from models import segments as sg
-from pipelines import score_file, scoring
+from pipelines import paths, score_file, scoring
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError, UserError
 from pipelines.io import remove_stale_staging, staged_outputs
 from pipelines.params import load_params
 
 log = logging.getLogger("pipelines.export")
-SEGMENTS = Path("data/segments/segments.parquet")
-CUTPOINTS = Path("data/segments/cutpoints.json")
-REGISTRY = Path("data/registry/registry.json")
-FEATURES = Path("data/features/features.parquet")
-DICTIONARY = Path("data/features/dictionary.json")
-SCORES = Path("data/scores")
+SEGMENTS, CUTPOINTS, REGISTRY = paths.SEGMENTS, paths.CUTPOINTS, paths.REGISTRY
+FEATURES, DICTIONARY, SCORES = paths.FEATURES, paths.DICTIONARY, paths.SCORES
 ZH = {"rule_quadrant": sg.QUADRANT_ZH, "ml_quadrant": sg.QUADRANT_ZH, "value_tier": sg.VALUE_TIER_ZH,
       "closeness": sg.CLOSENESS_ZH, "behaviour": sg.BEHAVIOUR_ZH}
 
 
-def paths(as_of: dt.date, folder: Path = SCORES) -> dict[str, Path]:
+def score_paths(as_of: dt.date, folder: Path = SCORES) -> dict[str, Path]:
     return {"csv": folder / f"scores_{as_of}.csv", "parquet": folder / f"scores_{as_of}.parquet",
             "manifest": folder / f"manifest_{as_of}.json"}
 
@@ -159,7 +155,7 @@ def scores_frame(seg: pd.DataFrame, as_of: dt.date, registry: dict[str, Any],
 def deliver(df: pd.DataFrame, as_of: dt.date, registry: dict[str, Any], cutpoints: dict[str, Any], folder: Path,
             delimiter: str) -> dict[str, Any]:
     """Write the CSV, Parquet and manifest of ``as_of`` into ``folder`` (manifest as the commit marker)."""
-    target = paths(as_of, folder)
+    target = score_paths(as_of, folder)
     remove_stale_staging(folder)
     with staged_outputs(marker=target["manifest"]) as out:
         staged = {"csv": out.path(target["csv"]), "parquet": out.path(target["parquet"])}
@@ -200,7 +196,7 @@ def _cutpoints(cutpoints: dict[str, Any]) -> dict[str, Any]:
 
 def read_delivery(as_of: dt.date, folder: Path = SCORES) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The delivered rows of ``as_of``, after checking the files against their manifest."""
-    target = paths(as_of, folder)
+    target = score_paths(as_of, folder)
     if not target["manifest"].is_file():
         raise InputError(f"{target['manifest']} not found: no complete delivery for {as_of} "
                          "(run `dvc repro export` first)")

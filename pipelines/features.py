@@ -29,17 +29,15 @@ from features.snapshots import (
     snapshot_plan,
     snapshot_query,
 )
+from pipelines import headline, paths
 from pipelines.cli import base_parser, progress_logger, run_stage
 from pipelines.errors import InputError
 from pipelines.io import staged_outputs
 from pipelines.params import EngineParams, Params, load_params
-from pipelines.validate import TABULAR, TABULAR_DICTIONARY
 
 log = logging.getLogger("pipelines.features")
 progress = progress_logger("features")
-INTERIM = Path("data/interim")
-OUT = Path("data/features")
-REPORT = Path("data/reports/features.json")
+INTERIM, OUT, TABULAR, TABULAR_DICTIONARY = paths.INTERIM, paths.FEATURE_DIR, paths.TABULAR, paths.TABULAR_DICTIONARY
 EMPTY_CLAIMS = ("SELECT CAST(NULL AS VARCHAR) AS claim_id, CAST(NULL AS VARCHAR) AS policy_id, "
                 "CAST(NULL AS VARCHAR) AS customer_id, CAST(NULL AS INTEGER) AS customer_key, "
                 "CAST(NULL AS DATE) AS claim_date, "
@@ -97,11 +95,11 @@ def tabular_features(params: Params) -> None:
     with staged_outputs() as out:
         out.parquet(df, OUT / "features.parquet")
         out.json(dic, OUT / "dictionary.json")
-        out.json({"as_of": str(params.book.as_of), "source": caps.source, "rows": len(df),
+        headline.write(out, "features", {"as_of": str(params.book.as_of), "source": caps.source, "rows": len(df),
                   "n_features": sum(1 for d in dic if d["role"] == "feature"), "n_snapshots": int(
                       df["snapshot_date"].nunique()), "roles": {str(r): {"rows": int(v["rows"]), "purchase_rate": (
                           None if pd.isna(v["purchase_rate"]) else float(v["purchase_rate"]))}
-                                                                for r, v in per_role.iterrows()}}, REPORT)
+                                                                for r, v in per_role.iterrows()}})
     log.info("wrote %s (%s rows)", OUT / "features.parquet", f"{len(df):,}")
 
 
@@ -138,11 +136,10 @@ def main(args: argparse.Namespace) -> None:
                     "SELECT COUNT(*), AVG(purchase_h), AVG(lapse_h), COUNT(lapse_h) "
                     f"FROM read_parquet('{parts}/{i:03d}_*.parquet')").fetchall()[0]
                 row = {"snapshot_date": str(snap.date), "scoring": snap.scoring, "labels_known": snap.labels_known,
-                       "rows": stats[0], "purchase_rate": stats[1], "lapse_rate": stats[2], "lapse_defined": stats[3],
-                       "seconds": round(time.perf_counter() - ts, 2)}
-                per_snapshot.append(row)
+                       "rows": stats[0], "purchase_rate": stats[1], "lapse_rate": stats[2], "lapse_defined": stats[3]}
+                per_snapshot.append(row)  # no timings: DVC outputs are a function of code, params and data
                 progress.info("[%d/%d] snapshot %s: %s rows in %.1fs%s", i, len(plan), snap.date, f"{stats[0]:,}",
-                         row["seconds"], "" if not snap.labels_known else
+                              time.perf_counter() - ts, "" if not snap.labels_known else
                          f" (purchase {stats[1] or 0:.2%}, lapse {stats[2] or 0:.2%})")
             target = out.path(OUT / "features.parquet")
             con.execute(f"COPY (SELECT * FROM read_parquet('{parts}/*.parquet') ORDER BY {', '.join(KEYS)}) "
@@ -150,13 +147,13 @@ def main(args: argparse.Namespace) -> None:
             dic = dictionary(fp, H)
             out.json(dic, OUT / "dictionary.json")
             total = sum(r["rows"] for r in per_snapshot)
-            out.json({"as_of": str(as_of), "horizon_days": H, "rows": total, "n_features":
-                      sum(1 for d in dic if d["role"] == "feature"), "n_snapshots": len(plan),
-                      "train_sample_fraction": frac, "seconds": round(time.perf_counter() - t0, 1),
-                      "snapshots": per_snapshot}, REPORT)
+            headline.write(out, "features", {
+                "as_of": str(as_of), "horizon_days": H, "rows": total, "n_features":
+                sum(1 for d in dic if d["role"] == "feature"), "n_snapshots": len(plan),
+                "train_sample_fraction": frac, "snapshots": per_snapshot})
         con.close()
-    log.info("wrote %s (%s rows, %d features)", OUT / "features.parquet", f"{total:,}",
-             sum(1 for d in dic if d["role"] == "feature"))
+    log.info("wrote %s (%s rows, %d features) in %.1fs", OUT / "features.parquet", f"{total:,}",
+             sum(1 for d in dic if d["role"] == "feature"), time.perf_counter() - t0)
 
 
 def cli(argv: list[str] | None = None) -> int:

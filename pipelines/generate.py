@@ -10,20 +10,18 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 import pandas as pd
 
 from features.capabilities import skip_reason
 from features.synthetic import simulate_book
+from pipelines import paths
 from pipelines.cli import base_parser, progress_logger, run_stage
 from pipelines.io import staged_outputs
 from pipelines.params import load_params
 
 log = logging.getLogger("pipelines.generate")
-BOOK_DIR = Path("data/synthetic/book")
-TRUTH = Path("data/synthetic/truth.parquet")
-SUMMARY = Path("data/reports/generate.json")
+BOOK_DIR, TRUTH = paths.SYNTHETIC_BOOK, paths.TRUTH
 
 
 def skip(reason: str) -> None:
@@ -33,7 +31,7 @@ def skip(reason: str) -> None:
         out.path(BOOK_DIR / "SKIPPED.txt").write_text(f"The synthetic book was not generated: {reason}\n",
                                                       encoding="utf-8")
         out.parquet(pd.DataFrame({"customer_id": pd.Series(dtype="string")}), TRUTH)
-        out.json({"skipped": reason}, SUMMARY)
+        out.json({"skipped": reason}, paths.report("generate"))
 
 
 def main(args: argparse.Namespace) -> None:
@@ -51,7 +49,7 @@ def main(args: argparse.Namespace) -> None:
         for name, df in book.tables().items():
             out.parquet(df, BOOK_DIR / f"{name}.parquet")
         out.parquet(book.truth, TRUTH)
-        out.json({"profile": params.book.profile, **book.summary}, SUMMARY)
+        out.json({"profile": params.book.profile, **book.summary}, paths.report("generate"))
     counts: dict[str, int] = book.summary["rows"]  # type: ignore[assignment]
     rows = ", ".join(f"{k} {v:,}" for k, v in counts.items())
     log.info("wrote %s (%s) and %s", BOOK_DIR, rows, TRUTH)

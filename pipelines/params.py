@@ -27,10 +27,11 @@ from models.gbm import GBMParams
 from models.segments import CutPoints, SegmentRules, TierParams, ValueParams
 from models.tuning import TuningParams
 from models.uplift import UpliftParams
+from pipelines import paths
 from pipelines.errors import ConfigError
 
 DEFAULT_PARAMS = Path("params.yaml")
-SYNTHETIC_BOOK_DIR = Path("data/synthetic/book")
+SYNTHETIC_BOOK_DIR = paths.SYNTHETIC_BOOK
 
 
 class Strict(BaseModel):

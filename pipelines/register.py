@@ -7,7 +7,8 @@ categories) and, for purchase and lapse, the JSON calibrator; so ``mlflow.pyfunc
 calibrated probabilities. Each is logged with a signature and an input example (rows of the scoring
 snapshot's features; no personal field exists there) to the run the train stage opened, and version
 tags record the as-of date, the calibration method and the out-of-time test metrics.
-Writes ``data/registry/registry.json``: model name, version, URI and run id per target.
+Writes ``data/registry/models.json`` (DVC): model names and the SHA-256 of the files registered; and
+``data/tracking/registry.json`` (tracking state, not DVC-tracked): version, URI and run id per target.
 """
 
 from __future__ import annotations
@@ -24,22 +25,26 @@ from typing import Any
 import pandas as pd
 
 from models import gbm
-from pipelines import scoring, tracking
+from pipelines import paths, scoring, tracking
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError
 from pipelines.io import staged_outputs
 from pipelines.params import load_params
 
 log = logging.getLogger("pipelines.register")
-FEATURES = Path("data/features/features.parquet")
-MODELS = Path("data/models")
-CALIBRATORS = Path("data/calibrators")
-TRAIN_REPORT = Path("data/reports/train.json")
-CAL_REPORT = Path("data/reports/calibration.json")
-REGISTRY = Path("data/registry/registry.json")
+FEATURES, MODELS, CALIBRATORS = paths.FEATURES, paths.MODELS, paths.CALIBRATORS
+TRAIN_REPORT, CAL_REPORT = paths.report("train"), paths.report("calibration")
+REGISTRY, REGISTERED = paths.REGISTRY, paths.REGISTERED
 SERVING = Path(__file__).with_name("serving.py")
 MODELS_PACKAGE = Path(__file__).resolve().parents[1] / "models"  # shipped with each model (any working directory)
 # what the pyfunc imports when loaded elsewhere (pinned to the versions that trained it)
+DESCRIPTIONS = {
+    "purchase": "Calibrated probability that the customer buys a new policy within {h} days, from the feature "
+                "table's columns (pipelines/serving.py). Contact-priority pipeline; docs/segments.md.",
+    "lapse": "Calibrated probability that a policy holder lets a policy lapse or surrenders it within {h} days. "
+             "Contact-priority pipeline; docs/segments.md.",
+    "value": "Expected new premium (CNY) if the customer buys within {h} days. Contact-priority pipeline.",
+}
 REQUIREMENTS = ("mlflow", "lightgbm", "pandas", "numpy", "scikit-learn", "scipy", "pydantic")
 
 
@@ -97,7 +102,7 @@ def main(args: argparse.Namespace) -> None:
     registry: dict[str, Any] = {"as_of": str(as_of.date()), "models": {}}
     client = MlflowClient()
     with tracking.run("register", {"features": FEATURES},
-                      resume=tracking.read_run_id(MODELS / "mlflow_run.json")) as active:
+                      resume=tracking.read_run_id(paths.RUN_FILE)) as active:
         run_id = active.active_run().info.run_id
         for model in model_names:
             files = _inputs(model)
@@ -117,14 +122,23 @@ def main(args: argparse.Namespace) -> None:
             tags = {"as_of": str(as_of.date()), "test_snapshot": train_report["split"]["test"],
                     "calibration": cal_report.get(model, {}).get("method", "none"),
                     **{f"test_{k}": f"{test[k]:.6g}" for k in ("roc_auc", "ece", "brier", "gini", "mae") if k in test}}
+            tags |= tracking.dvc_experiment()  # a version from `dvc exp run` says so: never delivered as is
             for k, v in tags.items():
                 client.set_model_version_tag(name, ver, k, v)
+            client.update_registered_model(name, description=DESCRIPTIONS[model].format(
+                h=params.book.horizon_days))
             registry["models"][model] = {"name": name, "version": int(ver), "uri": f"models:/{name}/{ver}",
                                          "model_uri": info.model_uri, "run_id": run_id, **tags}
             log.info("registered %s version %s (%s)", name, ver, ", ".join(f"{k} {v}" for k, v in tags.items()))
         registry["run_id"] = run_id
         registry["tracking_uri"] = tracking.tracking_uri()
+        # the DVC output names what was registered by content (deterministic); the versions and run id are the
+        # tracking store's state, kept beside it in data/tracking (not DVC-tracked)
+        registered = {"as_of": registry["as_of"], "models": {
+            m: {"name": registry["models"][m]["name"],
+                "sha256": {k: tracking.fingerprint(p) for k, p in _inputs(m).items()}} for m in model_names}}
         with staged_outputs() as out:
+            out.json(registered, REGISTERED)
             out.json(registry, REGISTRY)
 
 

@@ -28,20 +28,16 @@ import pandas as pd  # noqa: E402
 from features.capabilities import skip_reason
 from models import drift as dr  # noqa: E402
 from models import segments as sg  # noqa: E402
+from pipelines import paths
 from pipelines.cli import base_parser, run_stage  # noqa: E402
 from pipelines.errors import InputError  # noqa: E402
 from pipelines.io import staged_outputs  # noqa: E402
 from pipelines.params import load_params  # noqa: E402
 
 log = logging.getLogger("pipelines.report")
-REPORTS = Path("data/reports")
-PLOTS = Path("data/plots")
-SEG = Path("data/segments")
-OUT = REPORTS / "report.html"
-FIGS = REPORTS / "figures"
-NEEDED = [REPORTS / "validation.json", REPORTS / "features.json", REPORTS / "train.json",
-          REPORTS / "calibration.json", REPORTS / "segments.json", Path("data/models/importance.json"),
-          Path("data/features/dictionary.json"), SEG / "plan_volume.csv", SEG / "backtest/priority_tier.csv"]
+REPORTS, PLOTS, SEG, OUT, FIGS = paths.REPORTS, paths.PLOTS, paths.SEGMENT_DIR, paths.REPORT_HTML, paths.FIGURES
+NEEDED = [*(paths.report(s) for s in ("validation", "features", "train", "calibration", "segments")),
+          paths.IMPORTANCE, paths.DICTIONARY, paths.PLAN_VOLUME, paths.BACKTEST / "priority_tier.csv"]
 SECTIONS = [("data", "Data summary", "数据概览"), ("models", "Models vs baselines", "模型与基线对比"),
             ("curves", "Calibration and cumulative gains", "校准曲线与累积增益"),
             ("features", "Most influential features", "最重要的特征"),
@@ -211,7 +207,7 @@ def _uplift(figs: Figures, truth: dict[str, Any] | None) -> str:
                          "propensity ranking and random; pooled = all campaign channels together.</p>"
                          + _table(pd.DataFrame(rows), {"rows": "{:,.0f}", "ATE": "{:+.4f}", "Qini uplift": "{:.4f}",
                                                        "Qini propensity": "{:.4f}", "Qini random": "{:.4f}"}))
-        curve = Path("data/plots/qini_purchase.csv")
+        curve = paths.plot("qini_purchase")
         if curve.is_file() and curve.stat().st_size > 0:
             c = pd.read_csv(curve)
             if not c.empty:
@@ -237,8 +233,8 @@ def _uplift(figs: Figures, truth: dict[str, Any] | None) -> str:
 
 
 def _drift(figs: Figures, params: Any, train: dict[str, Any]) -> str:
-    feats_path = Path("data/features/features.parquet")
-    meta_path = Path("data/models/purchase/meta.json")
+    feats_path = paths.FEATURES
+    meta_path = paths.MODELS / "purchase" / "meta.json"
     if not (feats_path.is_file() and meta_path.is_file()):
         return "<p>No features or model to compare.</p>"
     spec = _json(meta_path)["features"]

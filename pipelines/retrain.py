@@ -38,7 +38,7 @@ import pandas as pd
 from features.validation import ContractError
 from models import drift as dr
 from models.metrics import classification_metrics, regression_metrics
-from pipelines import export, scoring, segment, tracking
+from pipelines import export, paths, scoring, segment, tracking
 from pipelines.cli import EXIT_USER_ERROR, setup_logging
 from pipelines.errors import UserError
 from pipelines.io import staged_outputs
@@ -47,6 +47,7 @@ from pipelines.params import Params, load_params
 log = logging.getLogger("pipelines.retrain")
 EXIT_PROMOTED, EXIT_FAILED, EXIT_KEPT, EXIT_LOCKED = 0, 1, 3, 4
 ALIAS = "champion"
+CHALLENGER = "challenger"
 MODELS = ("purchase", "lapse", "value")
 TARGET = {"purchase": "purchase_h", "lapse": "lapse_h", "value": "premium_h"}
 
@@ -206,7 +207,7 @@ def delivered(folder: Path) -> dict[str, Any] | None:
 
 
 def same_delivery(folder: Path, as_of: dt.date, versions: dict[str, Any]) -> bool:
-    m = export.paths(as_of, folder)["manifest"]
+    m = export.score_paths(as_of, folder)["manifest"]
     if not m.is_file():
         return False
     got = json.loads(m.read_text(encoding="utf-8"))["models"]
@@ -276,12 +277,14 @@ def cycle(params_path: Path, as_of: dt.date, log_path: Path) -> tuple[int, dict[
         log.info("book.as_of set to %s in %s", as_of, params_path)
     params = load_params(params_path)
     run_pipeline(log_path)
-    registry = json.loads(Path("data/registry/registry.json").read_text(encoding="utf-8"))
+    registry = json.loads(paths.REGISTRY.read_text(encoding="utf-8"))
     chal_versions = {m: {"name": v["name"], "version": int(v["version"]), "run_id": registry["run_id"]}
                      for m, v in registry["models"].items()}
+    for v in chal_versions.values():  # the version under review: models:/<name>@challenger
+        client.set_registered_model_alias(v["name"], CHALLENGER, str(v["version"]))
     champ_versions = champion_versions(client, prefix)
-    train = json.loads(Path("data/reports/train.json").read_text(encoding="utf-8"))
-    seg_report = json.loads(Path("data/reports/segments.json").read_text(encoding="utf-8"))
+    train = json.loads(paths.report("train").read_text(encoding="utf-8"))
+    seg_report = json.loads(paths.report("segments").read_text(encoding="utf-8"))
     feats = pd.read_parquet(segment.FEATURES)
     dates = pd.to_datetime(feats["snapshot_date"]).dt.date
     test = feats[dates == dt.date.fromisoformat(train["split"]["test"])]

@@ -34,6 +34,7 @@ import pandas as pd
 import yaml
 
 from features.tabular import TabularError, row_of_score_key
+from pipelines import paths
 from pipelines.cli import EXIT_USER_ERROR, setup_logging
 from pipelines.errors import ConfigError, UserError
 from pipelines.io import staged_outputs
@@ -58,7 +59,7 @@ def stage_order(dvc_yaml: Path = DVC_YAML) -> list[str]:
     stages = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8"))["stages"]
     names = []
     for name, stage in stages.items():
-        m = re.fullmatch(r"python -m pipelines\.(\w+)", str(stage["cmd"]).strip())
+        m = re.fullmatch(r"(?:python -m pipelines\.|sh pipelines/stage\.sh )(\w+)", str(stage["cmd"]).strip())
         if not m:
             raise ConfigError(f"{dvc_yaml}: stage {name} does not run a pipelines module ({stage['cmd']!r})")
         names.append(m.group(1))
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UserError) as e:
         log.error("%s", e)
         return EXIT_USER_ERROR
-    ws = (args.workspace or Path("data/sources") / args.source.stem).resolve()
+    ws = (args.workspace or paths.DATA / "sources" / args.source.stem).resolve()
     ws.mkdir(parents=True, exist_ok=True)
     params_file = ws / "params.yaml"
     with staged_outputs() as out:
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             log.error("stage %s failed (exit %d); outputs of the earlier stages are in %s", stage, proc.returncode,
                       ws / "data")
             return proc.returncode
-    reports = ws / "data/reports"
+    reports = ws / paths.REPORTS
     summary: dict[str, Any] = {"source": str(args.source), "workspace": str(ws),
                                "seconds": round(time.perf_counter() - t0, 1)}
     for name in ("train", "calibration", "segments"):
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         as_of = merged["book"]["as_of"]
         top_out = args.top_out or REPO / run["top"]["out"]
         try:
-            top = write_top(ws / f"data/scores/scores_{as_of}.parquet", int(run["top"]["n"]), top_out)
+            top = write_top(ws / paths.SCORES / f"scores_{as_of}.parquet", int(run["top"]["n"]), top_out)
         except (UserError, TabularError) as e:
             log.error("run.top: %s", e)
             return EXIT_USER_ERROR
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if purchase:
         log.info("purchase model on the test rows: AUC %.3f (logistic %.3f), calibrated ECE %.4f; done in %.0fs; "
                  "score files in %s", purchase["lightgbm"]["roc_auc"], purchase["logistic"]["roc_auc"],
-                 cal.get("ece", float("nan")), summary["seconds"], ws / "data/scores")
+                 cal.get("ece", float("nan")), summary["seconds"], ws / paths.SCORES)
     return 0
 
 

@@ -14,10 +14,10 @@ import pandas as pd
 
 from features.capabilities import Capabilities
 from models import gbm
+from pipelines import paths
 from pipelines.errors import InputError
 
-MODELS = Path("data/models")
-CALIBRATORS = Path("data/calibrators")
+MODELS, CALIBRATORS, UPLIFT = paths.MODELS, paths.CALIBRATORS, paths.UPLIFT
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,6 @@ def score(df: pd.DataFrame, models: Path = MODELS, calibrators: Path = CALIBRATO
     out["expected_premium"] = np.maximum(load_model("value", models, calibrators).predict(df), 0.0)
     return out
 
-
-UPLIFT = Path("data/uplift")
 
 
 def load_effect_models(folder: Path = UPLIFT) -> dict[str, Any] | None:

@@ -4,7 +4,7 @@ Scores the as-of snapshot with the calibrated models, assigns the playbook's rul
 quadrant and P1-P4 tiers aligned with them, and plans each customer's next touch (channel and date)
 under consent, suppression and frequency caps. Backtests both schemes on the most recent snapshot whose
 labels have matured (the train stage's test snapshot). Writes ``data/segments/`` (segments.parquet,
-cutpoints.json, plan_volume.csv, backtest/*.csv), ``data/reports/segments.json`` (DVC metrics) and
+cutpoints.json, plan_volume.csv, backtest/*.csv), ``data/reports/segments.json`` (headline in ``data/metrics/``) and
 ``data/plots/tiers.csv`` (DVC plot); adds the metrics to the train stage's MLflow run.
 """
 
@@ -25,23 +25,17 @@ from features.treatments import PLANNABLE_CHANNELS
 from models import baselines, contact_plan, weekly_plan
 from models import segments as sg
 from models import uplift as up
-from pipelines import scoring, tracking
+from pipelines import headline, paths, scoring, tracking
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError
 from pipelines.io import staged_outputs
 from pipelines.params import Params, load_params
 
 log = logging.getLogger("pipelines.segment")
-FEATURES = Path("data/features/features.parquet")
-CUSTOMERS = Path("data/interim/customers.parquet")
-CONTACTS = Path("data/interim/contacts.parquet")
-TRAIN_REPORT = Path("data/reports/train.json")
-OUT = Path("data/segments")
-REPORT = Path("data/reports/segments.json")
-PLOT = Path("data/plots/tiers.csv")
-RUN_FILE = Path("data/models/mlflow_run.json")
+FEATURES, CUSTOMERS, CONTACTS = paths.FEATURES, paths.CUSTOMERS, paths.CONTACTS
+TRAIN_REPORT, REPORT, PLOT = paths.report("train"), paths.report("segments"), paths.plot("tiers")
+OUT, BASELINES, RUN_FILE = paths.SEGMENT_DIR, paths.BASELINE_PLANS, paths.RUN_FILE
 CHANNELS = tuple(PLANNABLE_CHANNELS)
-BASELINES = Path("data/segments/baseline_plans.parquet")
 GROUPS = {"rule_quadrant": sg.QUADRANTS, "ml_quadrant": sg.QUADRANTS, "priority_tier": sg.TIERS,
           "rule_tier": sg.TIERS, "value_tier": sg.VALUE_TIERS, "closeness": sg.CLOSENESS,
           "behaviour": sg.BEHAVIOURS}
@@ -231,6 +225,7 @@ def _plan_report(seg: pd.DataFrame, as_of: pd.Timestamp, params: Params) -> dict
     weekly = sp.capacity.weekly()
     return {"effect_form": str(seg["effect_form"].iloc[0]) if len(seg) else "",
             "weeks": sp.plan.weeks, "week1_touches": {c: int(counts.get(c, 0)) for c in CHANNELS},
+            "week1_touches_total": int(len(week1[week1["channel"].notna()])),
             "week1_over_capacity": any(counts.get(c, 0) > cap for c, cap in weekly.items()),
             "week1_expected_value": float(week1["contact_value"].sum()),
             "customers_planned": int(seg["channel"].notna().sum()),
@@ -378,7 +373,7 @@ def propensity_tiers(params: Params) -> None:
         table.to_csv(out.path(OUT / "backtest" / "priority_tier.csv"), index=False)
         table.rename(columns={"priority_tier": "tier", "realised_purchase_rate": "ml_purchase_rate"})[
             ["tier", "ml_purchase_rate"]].to_csv(out.path(PLOT), index=False)
-        out.json(report, REPORT)
+        headline.write(out, "segments", report)
     _log_run(report)
 
 
@@ -430,7 +425,7 @@ def main(args: argparse.Namespace) -> None:
         for name, table in tables.items():
             table.to_csv(out.path(OUT / "backtest" / f"{name}.csv"), index=False)
         tiers_plot.to_csv(out.path(PLOT), index=False)
-        out.json(report, REPORT)
+        headline.write(out, "segments", report)
     _log_run(report)
 
 

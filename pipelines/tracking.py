@@ -17,6 +17,7 @@ from pipelines.errors import UserError
 log = logging.getLogger(__name__)
 DEFAULT_URI = "sqlite:///mlflow.db"
 EXPERIMENT = "contact-priority"
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def tracking_uri() -> str:
@@ -68,7 +69,9 @@ def ensure_store() -> Any:
     uri = tracking_uri()
     try:
         mlflow.set_tracking_uri(uri)
-        mlflow.set_experiment(EXPERIMENT)
+        experiment = mlflow.set_experiment(EXPERIMENT)
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # the UI opens on runs, not GenAI traces
+            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     except (MlflowException, OSError, ValueError) as e:
         raise UserError(f"MLflow tracking store {uri!r} is not usable ({type(e).__name__}: {str(e)[:300]}); "
                         "unset MLFLOW_TRACKING_URI to use the embedded store sqlite:///mlflow.db") from None
@@ -76,14 +79,26 @@ def ensure_store() -> Any:
 
 
 def read_run_id(path: Path) -> str | None:
-    """The MLflow run the train stage opened (``data/models/mlflow_run.json``), if it recorded one."""
+    """The MLflow run the train stage opened (``data/tracking/run.json``), if it recorded one."""
     if not path.is_file():
         return None
     return str(json.loads(path.read_text(encoding="utf-8")).get("run_id") or "") or None
 
 
+def dvc_experiment() -> dict[str, str]:
+    """The DVC experiment this process runs in (DVC sets these variables for `dvc exp run`), as run tags."""
+    names = {"DVC_EXP_NAME": "dvc_experiment", "DVC_EXP_BASELINE_REV": "dvc_experiment_baseline"}
+    return {tag: os.environ[var] for var, tag in names.items() if os.environ.get(var)}
+
+
+def run_name(stage: str, as_of: str, commit: str) -> str:
+    """``<stage-set> <as_of> <short commit>``: the train stage's run holds the whole pipeline's results."""
+    who = "pipeline" if stage == "train" else stage
+    return " ".join(p for p in (who, as_of, commit[:7] + ("-dirty" if commit.endswith("-dirty") else "")) if p)
+
+
 @contextmanager
-def run(stage: str, inputs: dict[str, Path], resume: str | None = None) -> Iterator[Any]:
+def run(stage: str, inputs: dict[str, Path], resume: str | None = None, as_of: str = "") -> Iterator[Any]:
     """An MLflow run tagged with the git commit, the dvc.lock hash and fingerprints of the inputs.
 
     ``train`` opens the run; ``calibrate``, ``register`` and ``truth_check`` pass its id as ``resume`` and
@@ -94,7 +109,7 @@ def run(stage: str, inputs: dict[str, Path], resume: str | None = None) -> Itera
     from mlflow.exceptions import MlflowException
 
     mlflow = ensure_store()
-    tags = {"git_commit": git_commit()}
+    tags = {"git_commit": git_commit(), **dvc_experiment()}
     if Path("dvc.lock").is_file():
         tags["dvc_lock_sha256"] = fingerprint("dvc.lock")
     for name, path in inputs.items():
@@ -108,7 +123,8 @@ def run(stage: str, inputs: dict[str, Path], resume: str | None = None) -> Itera
             tags["train_run_id"] = resume
             resume = None
     if resume is None:
-        ctx = mlflow.start_run(run_name=stage, tags={"stage": stage, **tags})
+        ctx = mlflow.start_run(run_name=run_name(stage, as_of, tags["git_commit"]),
+                               tags={"stage": stage, **({"as_of": as_of} if as_of else {}), **tags})
     else:
         ctx = mlflow.start_run(run_id=resume)
         mlflow.set_tags({f"{stage}.{k}": v for k, v in tags.items()})

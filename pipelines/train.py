@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -20,7 +19,7 @@ import pandas as pd
 from models import baselines, gbm, tuning
 from models.metrics import alift, classification_metrics, regression_metrics
 from models.splits import SplitError, rolling_windows, time_split
-from pipelines import tracking
+from pipelines import headline, paths, tracking
 from pipelines.cli import base_parser, progress_logger, run_stage
 from pipelines.errors import InputError, UserError
 from pipelines.io import staged_outputs
@@ -28,15 +27,12 @@ from pipelines.params import MinPositives, TrainParams, load_params
 
 log = logging.getLogger("pipelines.train")
 progress = progress_logger("train")
-FEATURES = Path("data/features/features.parquet")
-DICTIONARY = Path("data/features/dictionary.json")
-MODELS = Path("data/models")
-REPORT = Path("data/reports/train.json")
+FEATURES, DICTIONARY, MODELS, REPORT = paths.FEATURES, paths.DICTIONARY, paths.MODELS, paths.report("train")
 RANK_METRICS = ("roc_auc", "pr_auc", "lift_at_5", "capture_at_5", "lift_at_10", "capture_at_10", "lift_at_20",
                 "capture_at_20")
 TARGETS = {"purchase": "purchase_h", "lapse": "lapse_h", "value": "premium_h"}
-RUN_FILE = MODELS / "mlflow_run.json"  # the run calibrate, register and truth_check add to
-IMPORTANCE = MODELS / "importance.json"  # not a DVC metric: nested maps make `dvc metrics show` unreadable
+RUN_FILE = paths.RUN_FILE  # the run calibrate, register and truth_check add to (tracking state, not DVC-tracked)
+IMPORTANCE = paths.IMPORTANCE  # not a DVC metric: nested maps make `dvc metrics show` unreadable
 
 
 def _progress(name: str) -> Any:
@@ -129,7 +125,7 @@ def main(args: argparse.Namespace) -> None:
         check_enough_data(model, target, {r: rows.loc[rows["role"] == r, target].to_numpy(float)
                                           for r in ("train", "valid", "calib", "test")},
                           "regression" if model == "value" else "binary", tp.min_positives)
-    with tracking.run("train", {"features": FEATURES}) as mlflow:
+    with tracking.run("train", {"features": FEATURES}, as_of=str(params.book.as_of)) as mlflow:
         run_id = mlflow.active_run().info.run_id
         boosters, metas, importance, tuned = _train_all(df, spec, targets, tp,
                                                         params.rules.quadrant if caps.archive else None, report,
@@ -150,9 +146,9 @@ def main(args: argparse.Namespace) -> None:
                 booster.save_model(str(out.path(MODELS / model / "model.txt")),
                                    num_iteration=booster.best_iteration)
                 out.json(metas[model], MODELS / model / "meta.json")
-            out.parquet(held, MODELS / "scores.parquet")
+            out.parquet(held, paths.MODEL_SCORES)
             out.json(importance, IMPORTANCE)
-            out.json(report, REPORT)
+            headline.write(out, "train", report)
             out.json({"run_id": run_id, "tracking_uri": tracking.tracking_uri(), "experiment": tracking.EXPERIMENT},
                      RUN_FILE)
         mlflow.log_params(tracking.flatten({"gbm": tp.gbm.model_dump(), "rules": params.rules.quadrant.model_dump(),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,21 +22,16 @@ from models import allocation, plan_eval
 from models import uplift as up
 from models.metrics import calibration_error_vs_truth, expected_auc
 from models.segments import incremental_value
-from pipelines import scoring, tracking
+from pipelines import headline, paths, scoring, tracking
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError
 from pipelines.io import staged_outputs
 from pipelines.params import load_params
 
 log = logging.getLogger("pipelines.truth_check")
-TRUTH = Path("data/synthetic/truth.parquet")
-FEATURES = Path("data/features/features.parquet")
-MODELS = Path("data/models")
-CALIBRATORS = Path("data/calibrators")
-REPORT = Path("data/reports/truth_check.json")
-SEGMENTS = Path("data/segments/segments.parquet")
-BASELINES = Path("data/segments/baseline_plans.parquet")
-PLOT = Path("data/plots/uplift_deciles_purchase.csv")
+TRUTH, FEATURES, MODELS, CALIBRATORS = paths.TRUTH, paths.FEATURES, paths.MODELS, paths.CALIBRATORS
+SEGMENTS, BASELINES = paths.SEGMENTS, paths.BASELINE_PLANS
+REPORT, PLOT = paths.report("truth_check"), paths.plot("uplift_deciles_purchase")
 CHANNELS = ("phone", "sms", "wechat", "email", "letter", "visit", "event")
 
 
@@ -52,7 +46,7 @@ def main(args: argparse.Namespace) -> None:
     if reason:
         log.info("truth_check skipped: %s", reason)
         with staged_outputs() as out:
-            out.json({"skipped": reason}, REPORT)
+            headline.write(out, "truth_check", {"skipped": reason})
             pd.DataFrame({"decile": []}).to_csv(out.path(PLOT), index=False)
         return
     tracking.ensure_store()  # fail fast on a misconfigured MLFLOW_TRACKING_URI, before any work
@@ -89,10 +83,10 @@ def main(args: argparse.Namespace) -> None:
     if SEGMENTS.is_file() and BASELINES.is_file():
         report["plan"], report["uplift"], deciles = plan_check(truth, params)
     with staged_outputs() as out:
-        out.json(report, REPORT)
+        headline.write(out, "truth_check", report)
         deciles.to_csv(out.path(PLOT), index=False)
     with tracking.run("truth_check", {"truth": TRUTH, "features": FEATURES},
-                      resume=tracking.read_run_id(MODELS / "mlflow_run.json")) as mlflow:
+                      resume=tracking.read_run_id(paths.RUN_FILE)) as mlflow:
         for model in ("purchase", "lapse"):
             for k, v in report[model].items():
                 mlflow.log_metric(f"{model}.truth.{k}", v)

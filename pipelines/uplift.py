@@ -5,8 +5,8 @@ touch in the week after each snapshot, or none. The learners (``models/uplift.py
 snapshots and stop early on the validation snapshot; the evaluation uses only the campaigns of the
 calibration and test snapshots' windows (out of time), whose holdouts are random: Qini and uplift in the top
 30% per campaign channel for the uplift ranking, the propensity ranking (today's) and random. Writes
-``data/uplift/<purchase|lapse>/model.txt`` + ``meta.json``, ``data/reports/uplift.json`` (DVC metrics) and
-``data/plots/qini_purchase.csv`` (DVC plot); adds the metrics to the train stage's MLflow run.
+``data/uplift/<purchase|lapse>/model.txt`` + ``meta.json``, ``data/reports/uplift.json`` (headline in
+``data/metrics/``) and ``data/plots/qini_purchase.csv`` (DVC plot); adds the metrics to the train stage's MLflow run.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -25,21 +24,16 @@ import pandas as pd
 from features import tabular
 from features import treatments as tr
 from models import uplift as up
-from pipelines import scoring, tracking
+from pipelines import headline, paths, scoring, tracking
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError
 from pipelines.io import staged_outputs
 from pipelines.params import Params, load_params
 
 log = logging.getLogger("pipelines.uplift")
-FEATURES = Path("data/features/features.parquet")
-DICTIONARY = Path("data/features/dictionary.json")
-CONTACTS = Path("data/interim/contacts.parquet")
-TRAIN_REPORT = Path("data/reports/train.json")
-RUN_FILE = Path("data/models/mlflow_run.json")
-OUT = Path("data/uplift")
-REPORT = Path("data/reports/uplift.json")
-PLOT = Path("data/plots/qini_purchase.csv")
+FEATURES, DICTIONARY, CONTACTS = paths.FEATURES, paths.DICTIONARY, paths.CONTACTS
+TRAIN_REPORT, RUN_FILE, OUT = paths.report("train"), paths.RUN_FILE, paths.UPLIFT
+REPORT, PLOT = paths.report("uplift"), paths.plot("qini_purchase")
 CHANNELS = list(tr.PLANNABLE_CHANNELS)
 
 
@@ -199,7 +193,7 @@ def experiment(params: Params) -> None:
     with staged_outputs() as out:
         model.booster.save_model(str(out.path(OUT / "purchase" / "model.txt")))
         out.json(model.meta(), OUT / "purchase" / "meta.json")
-        out.json(report, REPORT)
+        headline.write(out, "uplift", report)
         curve.to_csv(out.path(PLOT), index=False)
     for arm in arms:
         r = report["holdout_evaluation"].get(arm, {})
@@ -218,7 +212,7 @@ def main(args: argparse.Namespace) -> None:
         reason = f"{caps.describe()}: no contact history to define treatments; the plan uses the propensity form"
         log.info("uplift skipped: %s", reason)
         with staged_outputs() as out:  # every declared output exists, saying why it is empty
-            out.json({"skipped": reason}, REPORT)
+            headline.write(out, "uplift", {"skipped": reason})
             out.json({"skipped": reason}, OUT / "skipped.json")
             pd.DataFrame(columns=["share", "uplift", "propensity", "random"]).to_csv(out.path(PLOT), index=False)
         return
@@ -247,7 +241,7 @@ def main(args: argparse.Namespace) -> None:
         for model in (purchase, lapse):
             model.booster.save_model(str(out.path(OUT / model.outcome / "model.txt")))
             out.json(model.meta(), OUT / model.outcome / "meta.json")
-        out.json(report, REPORT)
+        headline.write(out, "uplift", report)
         curve.to_csv(out.path(PLOT), index=False)
     with tracking.run("uplift", {"features": FEATURES, "contacts": CONTACTS},
                       resume=tracking.read_run_id(RUN_FILE)) as mlflow:

@@ -21,15 +21,14 @@ from features.contract import TABLE_ORDER, TABLES
 from features.mapping import MappingError, apply_mapping
 from features.tabular import TabularError, prepare
 from features.validation import TableResult, validate_book
+from pipelines import headline, paths
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError, RejectThresholdError
 from pipelines.io import read_table, staged_outputs
 from pipelines.params import Params, load_params
 
 log = logging.getLogger("pipelines.validate")
-INTERIM = Path("data/interim")
-QUARANTINE = INTERIM / "quarantine"
-REPORT = Path("data/reports/validation.json")
+INTERIM, QUARANTINE = paths.INTERIM, paths.QUARANTINE
 
 
 def reconciliation(results: dict[str, TableResult], max_share: float) -> dict[str, Any]:
@@ -66,8 +65,7 @@ def check_threshold(results: dict[str, TableResult], max_share: float, sources: 
             + "\nFix the source, or raise validate.max_reject_share if these rows may be dropped.")
 
 
-TABULAR = INTERIM / "tabular.parquet"
-TABULAR_DICTIONARY = INTERIM / "tabular_dictionary.json"
+TABULAR, TABULAR_DICTIONARY = paths.TABULAR, paths.TABULAR_DICTIONARY
 
 
 def read_tabular(params: Params) -> tuple[pd.DataFrame, Path, pd.DataFrame | None]:
@@ -110,7 +108,7 @@ def validate_tabular(params: Params) -> None:
         out.parquet(prep.features, TABULAR)
         out.json(prep.dictionary, TABULAR_DICTIONARY)
         out.parquet(prep.quarantine, QUARANTINE / "tabular.parquet")
-        out.json(report, REPORT)
+        headline.write(out, "validation", report)
     for name in TABLE_ORDER:  # a book validated earlier in this folder is not this source
         for p in (INTERIM / f"{name}.parquet", QUARANTINE / f"{name}.parquet"):
             p.unlink(missing_ok=True)
@@ -152,7 +150,7 @@ def main(args: argparse.Namespace) -> None:
         for name, r in results.items():
             out.parquet(r.accepted, INTERIM / f"{name}.parquet")
             out.parquet(r.quarantine, QUARANTINE / f"{name}.parquet")
-        out.json(report, REPORT)
+        headline.write(out, "validation", report)
     # an optional table that is gone, or a tabular source validated earlier here, must not leave files behind
     for p in (TABULAR, TABULAR_DICTIONARY, QUARANTINE / "tabular.parquet"):
         p.unlink(missing_ok=True)

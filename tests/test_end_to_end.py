@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -46,15 +47,34 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
+GIT_ID = ["-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(["git", *GIT_ID, *args], cwd=root, check=True, capture_output=True)
+
+
 @pytest.fixture(scope="module")
 def repro(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """`.venv/bin/dvc repro` of the tiny book in a committed copy, from a shell with no virtualenv on PATH (the
+    stages find ./.venv through pipelines/stage.sh)."""
     root = tmp_path_factory.mktemp("repo")
     _copy_worktree(root)
     params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
     params["book"]["profile"] = "tiny"
     (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    return root, _run([str(BIN / "dvc"), "repro"], root)
+    (root / ".venv").symlink_to(BIN.parent, target_is_directory=True)  # what `make venv` leaves in a checkout
+    _git(root, "init", "-q")
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "VIRTUAL_ENV")}
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                           if p and Path(p).resolve() != BIN.resolve())
+    env |= {"PATH": path, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": ""}
+    proc = subprocess.run([str(BIN / "dvc"), "repro"], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=900)
+    if proc.returncode == 0:  # a baseline commit: what `dvc metrics diff` and `dvc exp run` compare against
+        _git(root, "add", "-A")
+        _git(root, "commit", "-q", "-m", "tiny book")
+    return root, proc
 
 
 @pytest.mark.slow
@@ -114,10 +134,18 @@ def test_second_repro_is_a_no_op(repro) -> None:
 def test_dvc_metrics_show_reads_the_reports(repro) -> None:
     root, first = repro
     assert first.returncode == 0
-    shown = _run([str(BIN / "dvc"), "metrics", "show"], root)
+    shown = _run([str(BIN / "dvc"), "metrics", "show", "--json"], root)
     assert shown.returncode == 0, shown.stdout + shown.stderr
-    for report in ("validation.json", "train.json", "calibration.json", "truth_check.json"):
-        assert report in shown.stdout
+    metrics = next(iter(json.loads(shown.stdout).values()))["data"]  # keyed by revision ("" = workspace)
+    for stage in ("validation", "train", "calibration", "uplift", "segments", "truth_check"):
+        numbers = metrics[f"data/metrics/{stage}.json"]["data"]
+        assert numbers and all(isinstance(v, int | float) for v in numbers.values()), (stage, numbers)
+    assert metrics["data/metrics/calibration.json"]["data"]["purchase_auc"] > 0.5
+    table = _run([str(BIN / "dvc"), "metrics", "show"], root)
+    assert max(len(line) for line in table.stdout.splitlines()) < 250, "too wide for a terminal again"
+    diff = _run([str(BIN / "dvc"), "metrics", "diff", "--json"], root)  # against the committed baseline
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+    assert json.loads(diff.stdout or "{}") == {}, "the workspace is the baseline: nothing changed"
     plots = _run([str(BIN / "dvc"), "plots", "show", "-o", "plots_html"], root)
     assert plots.returncode == 0, plots.stdout + plots.stderr
     assert (root / "plots_html" / "index.html").is_file()
@@ -140,6 +168,7 @@ def test_no_personal_data_after_validation(repro) -> None:
     assert any(p.name == "serving_input_example.json" for p in mlflow_files), "no MLflow artifacts to scan"
     for f in [*(root / "data/reports").glob("*.json"), *(root / "data/models").rglob("*.json"),
               *(root / "data/segments").rglob("*.csv"), *(root / "data/registry").glob("*.json"),
+              *(root / "data/tracking").glob("*.json"),
               *(root / "data/scores").glob("*.csv"), *(root / "data/scores").glob("*.json"),
               *mlflow_files]:
         text = f.read_text(encoding="utf-8-sig")
@@ -233,7 +262,7 @@ def test_export_delivers_score_files_a_crm_can_load(repro) -> None:
     assert list(csv.columns) == list(pq.columns) == score_file.NAMES == manifest["columns"]
     assert len(csv) == len(pq) == manifest["rows"] == len(customers)
     assert manifest["schema_version"] == score_file.SCHEMA_VERSION and _delivery_state(root) != "none"
-    registry = json.loads((root / "data/registry/registry.json").read_text(encoding="utf-8"))
+    registry = json.loads((root / "data/tracking/registry.json").read_text(encoding="utf-8"))
     assert set(pq["model_version_purchase"]) == {str(registry["models"]["purchase"]["version"])}
     assert set(pq["mlflow_run_id"]) == {registry["run_id"]}
     assert len(manifest["tier_cutpoints"]["contact_value_at_least"]) == 3
@@ -318,7 +347,7 @@ def _mlflow_client(root: Path):  # noqa: ANN202
 def test_one_mlflow_run_holds_everything_and_the_models_are_registered(repro) -> None:
     root, first = repro
     assert first.returncode == 0
-    run_id = json.loads((root / "data/models/mlflow_run.json").read_text(encoding="utf-8"))["run_id"]
+    run_id = json.loads((root / "data/tracking/run.json").read_text(encoding="utf-8"))["run_id"]
     client = _mlflow_client(root)
     run = client.get_run(run_id)
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
@@ -336,12 +365,18 @@ def test_one_mlflow_run_holds_everything_and_the_models_are_registered(repro) ->
     assert "dvc_lock_sha256" in tags or "calibrate.dvc_lock_sha256" in tags
     top = {a.path for a in client.list_artifacts(run_id)}
     assert {"models", "reports", "plots"} <= top, top
-    registry = json.loads((root / "data/registry/registry.json").read_text(encoding="utf-8"))
+    # findable: named "<stage-set> <as_of> <short commit>", in an experiment typed for model training
+    as_of = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))["book"]["as_of"]
+    assert run.info.run_name.startswith(f"pipeline {as_of} "), run.info.run_name
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development"
+    registry = json.loads((root / "data/tracking/registry.json").read_text(encoding="utf-8"))
     for model in ("purchase", "lapse", "value"):
         entry = registry["models"][model]
         mv = client.get_model_version(entry["name"], str(entry["version"]))
         assert mv.run_id == run_id and entry["version"] == 1
-        assert mv.tags["as_of"] == registry["as_of"]
+        assert mv.tags["as_of"] == registry["as_of"] and "dvc_experiment" not in mv.tags
+        assert client.get_registered_model(entry["name"]).description
     # the registered pyfunc, loaded as a CRM-side user would, returns the calibrated probabilities
     check = (
         "import json, numpy as np, pandas as pd, mlflow\n"
@@ -357,6 +392,43 @@ def test_one_mlflow_run_holds_everything_and_the_models_are_registered(repro) ->
     assert "pyfunc ok" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
 
 
+def _find(node: object, name: str) -> dict | None:
+    """The entry called ``name`` anywhere in `dvc exp show --json` output."""
+    if isinstance(node, dict):
+        if node.get("name") == name and "data" in node:
+            return node
+        node = list(node.values())
+    if isinstance(node, list):
+        for item in node:
+            hit = _find(item, name)
+            if hit is not None:
+                return hit
+    return None
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_compares_without_touching_the_workspace(repro) -> None:
+    """An experiment with one changed param: `dvc exp show` reads its metrics back; the workspace (params, the
+    score files a CRM would read) is left as it was."""
+    root, first = repro
+    assert first.returncode == 0
+    scores_before = {p.name: p.read_bytes() for p in (root / "data/scores").glob("*")}
+    params_before = (root / "params.yaml").read_bytes()
+    done = _run([str(BIN / "dvc"), "exp", "run", "--temp", "-n", "leaves15", "--set-param",
+                 "train.gbm.num_leaves=15"], root)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    shown = _run([str(BIN / "dvc"), "exp", "show", "--json"], root)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    exp = _find(json.loads(shown.stdout), "leaves15")
+    assert exp is not None, shown.stdout[:2000]
+    data = exp["data"]
+    assert data["params"]["params.yaml"]["data"]["train"]["gbm"]["num_leaves"] == 15
+    calibrated = data["metrics"]["data/metrics/calibration.json"]["data"]
+    assert 0.5 < calibrated["purchase_auc"] <= 1.0
+    assert (root / "params.yaml").read_bytes() == params_before
+    assert {p.name: p.read_bytes() for p in (root / "data/scores").glob("*")} == scores_before
+
+
 @pytest.mark.slow
 def test_retraining_gives_the_same_models_and_a_new_registered_version(repro) -> None:
     """Runs last in this module (it adds a run): same params and data -> byte-identical models."""
@@ -368,7 +440,65 @@ def test_retraining_gives_the_same_models_and_a_new_registered_version(repro) ->
         assert proc.returncode == 0, proc.stderr[-3000:]
     for m, text in before.items():
         assert (root / f"data/models/{m}/model.txt").read_bytes() == text, f"{m} model changed on retraining"
-    registry = json.loads((root / "data/registry/registry.json").read_text(encoding="utf-8"))
+    registry = json.loads((root / "data/tracking/registry.json").read_text(encoding="utf-8"))
     assert {e["version"] for e in registry["models"].values()} == {2}
     client = _mlflow_client(root)
     assert len(client.search_model_versions("name='contact-priority-purchase'")) == 2
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_served_model_answers_like_the_score_file(repro) -> None:
+    """`make serve`'s command on 127.0.0.1: rows of the feature table posted to /invocations come back as the
+    score file's calibrated probabilities."""
+    import urllib.error
+    import urllib.request
+
+    root, first = repro
+    assert first.returncode == 0
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": "",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    server = subprocess.Popen(["make", "--no-print-directory", "serve", f"PORT={port}",
+                               "MODEL_URI=models:/contact-priority-purchase/1"], cwd=root, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+            assert server.poll() is None, server.stdout.read()[-3000:] if server.stdout else "server exited"
+            assert time.time() < deadline, "the model server did not answer /ping within 180 s"
+            time.sleep(1)
+        feats = pd.read_parquet(root / "data/features/features.parquet")
+        rows = feats[feats["snapshot_date"] == feats["snapshot_date"].max()].head(50)
+        from models.gbm import FeatureSpec
+
+        meta = json.loads((root / "data/models/purchase/meta.json").read_text(encoding="utf-8"))
+        cols = FeatureSpec.from_dict(meta["features"]).columns  # the signature's inputs
+        payload = json.loads(rows[cols].to_json(orient="split", index=False, date_format="iso"))
+        body = json.dumps({"dataframe_split": payload}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            answer = json.loads(r.read())["predictions"]
+        served = pd.Series([a if not isinstance(a, dict) else next(iter(a.values())) for a in answer],
+                           index=rows["customer_id"].to_numpy(), dtype=float)
+        scores = pd.read_parquet(next((root / "data/scores").glob("scores_*.parquet"))).set_index("customer_id")
+        expected = scores.loc[served.index, "p_purchase"].astype(float)
+        assert float((served - expected).abs().max()) < 1e-9
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

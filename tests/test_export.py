@@ -127,7 +127,7 @@ def test_reasons_are_readable_and_signed() -> None:
 # ---------------------------------------------------------------- the manifest commit protocol
 
 def _deliver(folder: Path, df: pd.DataFrame, tag: str) -> None:
-    target = export.paths(AS_OF, folder)
+    target = export.score_paths(AS_OF, folder)
     with staged_outputs(marker=target["manifest"]) as out:
         staged = {"csv": out.path(target["csv"]), "parquet": out.path(target["parquet"])}
         export.write_csv(df, staged["csv"], ",")
@@ -138,7 +138,7 @@ def _deliver(folder: Path, df: pd.DataFrame, tag: str) -> None:
 
 def _consistent(folder: Path) -> str:
     """'none' when no manifest (not ready), else the manifest's tag after checking every file against it."""
-    target = export.paths(AS_OF, folder)
+    target = export.score_paths(AS_OF, folder)
     if not target["manifest"].exists():
         return "none"
     m = json.loads(target["manifest"].read_text(encoding="utf-8"))
@@ -174,7 +174,7 @@ def test_a_publish_interrupted_at_any_point_never_leaves_a_disagreeing_manifest(
 def test_a_failure_while_writing_leaves_the_previous_delivery_untouched(tmp_path: Path) -> None:
     _deliver(tmp_path, sample_delivery(40), "old")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    target = export.paths(AS_OF, tmp_path)
+    target = export.score_paths(AS_OF, tmp_path)
     with pytest.raises(RuntimeError), staged_outputs(marker=target["manifest"]) as out:
         out.path(target["csv"]).write_text("partial")
         raise RuntimeError("disk full")
@@ -184,7 +184,7 @@ def test_a_failure_while_writing_leaves_the_previous_delivery_untouched(tmp_path
 
 def test_read_delivery_refuses_files_that_disagree_with_the_manifest(tmp_path: Path) -> None:
     df = sample_delivery(30)
-    target = export.paths(AS_OF, tmp_path)
+    target = export.score_paths(AS_OF, tmp_path)
     with staged_outputs(marker=target["manifest"]) as out:
         staged = {"csv": out.path(target["csv"]), "parquet": out.path(target["parquet"])}
         export.write_csv(df, staged["csv"], ",")

@@ -50,11 +50,11 @@ def _delivery(root: Path) -> dict[str, str]:
             if not p.name.startswith(".")} if folder.is_dir() else {}
 
 
-def _champion(root: Path) -> dict[str, int]:
+def _champion(root: Path, alias: str = "champion") -> dict[str, int]:
     from mlflow.tracking import MlflowClient
 
     c = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
-    return {m: int(c.get_model_version_by_alias(f"{PREFIX}-{m}", "champion").version)
+    return {m: int(c.get_model_version_by_alias(f"{PREFIX}-{m}", alias).version)
             for m in ("purchase", "lapse", "value")}
 
 
@@ -98,6 +98,8 @@ def test_three_monthly_cycles_gates_drift_interruption_and_rollback(tmp_path: Pa
     assert r2["decision"] == "kept" and any(not g["passed"] and g["gate"].endswith("auc_vs_champion")
                                             for g in r2["gates"])
     assert "KEPT" in c2.stderr and "auc" in r2["why"].lower()
+    challenger = _champion(root, "challenger")  # the refused version stays findable as the challenger
+    assert challenger["purchase"] > 1 and _champion(root) == {"purchase": 1, "lapse": 1, "value": 1}
     assert _champion(root) == {"purchase": 1, "lapse": 1, "value": 1}
     m2 = json.loads((root / "delivery/manifest_2026-07-31.json").read_text(encoding="utf-8"))
     assert {m["version"] for m in m2["models"].values()} == {1}  # delivered with the champion
