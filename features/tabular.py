@@ -21,10 +21,11 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from features import personal
+
 ROLES = ("train", "valid", "calib", "test")
 MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
                                       "nov", "dec"), start=1)}
-PERSONAL = ("name", "phone", "id_number")  # never features, whatever the source calls them (drop them)
 
 
 class _Strict(BaseModel):
@@ -67,7 +68,9 @@ class TabularSpec(_Strict):
     target: str = Field(min_length=1)
     positive: list[str] = Field(min_length=1)  # target values meaning "bought" (compared as text)
     negative: list[str] = Field(min_length=1)
-    drop: list[str] = []                     # never features: known only after the outcome (leaky), or personal
+    drop: list[str] = []                     # never features: known only after the outcome (leaky)
+    personal: list[str] = []                 # personal data (dropped); more is found by name and content
+    not_personal: list[str] = []             # taken for personal data by name, but is not (content still checked)
     categorical: list[str] = []              # coded columns that look numeric but are not ordinal
     missing: dict[str, list[str]] = {}       # column -> codes meaning "unknown" (e.g. pdays 999 = never)
     time_order: Literal["file", "none"]      # file: rows are in time order (out-of-time split); none: random
@@ -111,6 +114,7 @@ class Prepared:
     quarantine: pd.DataFrame                 # rejected rows: their 1-based row, reject_rule and reject_column
     rejects: dict[tuple[str, str], int] = field(default_factory=dict)
     n_input: int = 0
+    personal: list[personal.Finding] = field(default_factory=list)  # columns dropped as personal data
 
 
 def key_of(row_number: int) -> str:
@@ -164,11 +168,12 @@ def _roles_hashed(keys: pd.Series, s: SplitShares, seed: int) -> np.ndarray:
 
 def _check_columns(df: pd.DataFrame, spec: TabularSpec, source: str, with_target: bool) -> None:
     named = {spec.target} if with_target else set()
-    named |= set(spec.drop) | set(spec.categorical) | set(spec.missing) | set(spec.describe)
+    named |= set(spec.drop) | set(spec.categorical) | set(spec.missing) | set(spec.describe) | set(spec.not_personal)
     named |= {c for c in (spec.id_column, spec.month_column) if c}
     if spec.experiment and with_target:
         named |= {spec.experiment.treatment, *spec.experiment.modifiers}
-    absent = sorted(c for c in named - set(df.columns) if not (c in spec.drop and c in PERSONAL))
+    # personal columns a spec drops may be absent (a later export without them is fine)
+    absent = sorted(c for c in named - set(df.columns) if not (c in spec.drop and personal.by_name(c)))
     if not with_target:
         absent = [c for c in absent if c != spec.target]
     if absent:
@@ -176,8 +181,9 @@ def _check_columns(df: pd.DataFrame, spec: TabularSpec, source: str, with_target
                            f"The file has: {', '.join(map(str, df.columns[:40]))}")
 
 
-def feature_columns(df: pd.DataFrame, spec: TabularSpec) -> list[str]:
-    skip = {spec.target, spec.id_column, *spec.drop, *PERSONAL}
+def feature_columns(df: pd.DataFrame, spec: TabularSpec, hidden: list[str] | None = None) -> list[str]:
+    """The columns that become features: all but the target, key, dropped and personal (``hidden``) ones."""
+    skip = {spec.target, spec.id_column, *spec.drop, *(hidden or [])}
     if spec.experiment:  # the arm a row received is the treatment, never a feature
         skip.add(spec.experiment.treatment)
     return [c for c in df.columns if c not in skip]
@@ -206,6 +212,7 @@ def prepare(raw: pd.DataFrame, spec: TabularSpec, as_of: dt.date, source: str,
     n = len(raw)
     if n == 0:
         raise TabularError(f"{source}: the file has no rows")
+    found = personal_columns(raw, spec, source)
     keys = (raw[spec.id_column].astype(str).str.strip() if spec.id_column
             else pd.Series([key_of(i) for i in range(1, n + 1)], index=raw.index))
     target = raw[spec.target].astype("string").str.strip()
@@ -224,7 +231,7 @@ def prepare(raw: pd.DataFrame, spec: TabularSpec, as_of: dt.date, source: str,
         rejects[(rule, col)] = int(c)
     keep = reasons.isna()
     # personal and dropped columns never leave validation, not even in the quarantine
-    hidden = [c for c in raw.columns if c in PERSONAL or c in spec.drop]
+    hidden = [c for c in raw.columns if c in spec.drop or c in {f.column for f in found}]
     quarantine = raw.loc[~keep].drop(columns=hidden).astype(str).assign(
         row=np.flatnonzero(~keep.to_numpy()) + 1,
         reject_rule=reasons[~keep].str.split(":").str[0], reject_column=reasons[~keep].str.split(":", n=1).str[1])
@@ -232,7 +239,7 @@ def prepare(raw: pd.DataFrame, spec: TabularSpec, as_of: dt.date, source: str,
         dates = _months_to_dates(raw[spec.month_column], spec.start_year or 0, source, spec.month_column)
     else:
         dates = pd.Series(as_of - dt.timedelta(days=1), index=raw.index)
-    cols = feature_columns(raw, spec)
+    cols = feature_columns(raw, spec, [f.column for f in found])
     typed, dtypes = _typed(raw, cols, spec)
     labelled = pd.DataFrame({"customer_id": keys, "snapshot_date": dates}).join(typed)
     labelled["purchase_h"] = is_pos.astype("float64")
@@ -261,7 +268,24 @@ def prepare(raw: pd.DataFrame, spec: TabularSpec, as_of: dt.date, source: str,
     features = pd.concat(frames, ignore_index=True)
     features["snapshot_date"] = pd.to_datetime(features["snapshot_date"]).dt.date
     return Prepared(features=features, dictionary=dictionary(cols, dtypes, spec), quarantine=quarantine,
-                    rejects=rejects, n_input=n)
+                    rejects=rejects, n_input=n, personal=found)
+
+
+def personal_columns(raw: pd.DataFrame, spec: TabularSpec, source: str) -> list[personal.Finding]:
+    """Columns that are personal data (declared, by name or by content: ``features/personal.py``).
+
+    A key that is personal data stops the source: it would travel into the features, MLflow and the score
+    file, and cannot be dropped like a feature can.
+    """
+    if spec.id_column:
+        hit = personal.by_content(raw[spec.id_column])
+        if hit:
+            raise TabularError(
+                f"{source}: id_column {spec.id_column!r}: {hit[1]:.0%} of sampled values look like {hit[0]} "
+                "values (rule: personal_key). A customer key must not be personal data: give a pseudonymous key "
+                "(a salted hash, say), or leave id_column out to key rows by their row number")
+    candidates = [c for c in raw.columns if c not in {spec.target, spec.id_column, *spec.drop}]
+    return personal.find(raw, candidates, declared=spec.personal, not_personal=spec.not_personal)
 
 
 def experiment_arms(raw: pd.DataFrame, spec: TabularSpec) -> pd.Series | None:

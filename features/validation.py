@@ -16,6 +16,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
+from features import personal
 from features.contract import AGE_MAX, AGE_MIN, TABLE_ORDER, TABLES, ColumnSpec, TableSpec
 
 # Rules in the order in which they explain a rejection (the first one found is the reason shown).
@@ -177,6 +178,24 @@ def check_columns(raw: pd.DataFrame, spec: TableSpec, source: str) -> None:
             f"{source} (table '{spec.name}') lacks required column(s) {missing}; found {raw.shape[1]} "
             f"column(s): {found}. See docs/data_contract.md."
         )
+    check_not_personal(raw, spec, source)
+
+
+def check_not_personal(raw: pd.DataFrame, spec: TableSpec, source: str) -> None:
+    """A free-form contract column (a key, an agent, a city) that holds personal data stops the table.
+
+    Keys travel into features, MLflow and the score file: a customer_id that is a phone or ID number would
+    publish it. The contract's own personal columns (name, phone, id_number) are dropped, not checked.
+    """
+    for col in spec.columns:
+        if col.dtype != "string" or col.personal or col.allowed is not None:
+            continue
+        hit = personal.by_content(raw[col.name])
+        if hit:
+            raise ContractError(
+                f"{source} (table '{spec.name}'), column {col.name}: {hit[1]:.0%} of sampled values look like "
+                f"{hit[0]} values (rule: personal_data). This column reaches features and score files, so it "
+                "must not be personal data: map a pseudonymous key (a salted hash of it, say).")
 
 
 def validate_table(

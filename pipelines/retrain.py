@@ -38,7 +38,7 @@ import pandas as pd
 from features.validation import ContractError
 from models import drift as dr
 from models.metrics import classification_metrics, regression_metrics
-from pipelines import export, paths, scoring, segment, tracking
+from pipelines import export, paths, scoring, segment, supervise, tracking
 from pipelines.cli import EXIT_USER_ERROR, setup_logging
 from pipelines.errors import UserError
 from pipelines.io import staged_outputs
@@ -95,7 +95,8 @@ def log_to_file(folder: Path, name: str) -> Path:
 
 
 def set_as_of(params_path: Path, as_of: dt.date) -> bool:
-    """Set ``book.as_of`` in params.yaml in place (other lines and comments kept); True when it changed."""
+    """Set ``book.as_of`` in params.yaml (other lines and comments kept), atomically: a kill leaves the old
+    file or the new one, never a partial one. True when it changed."""
     lines = params_path.read_text(encoding="utf-8").splitlines(keepends=True)
     in_book = False
     for i, line in enumerate(lines):
@@ -107,19 +108,46 @@ def set_as_of(params_path: Path, as_of: dt.date) -> bool:
             if m.group(3) == as_of.isoformat():
                 return False
             lines[i] = f'{m.group(1)}"{as_of.isoformat()}"{m.group(4)}' + ("\n" if line.endswith("\n") else "")
-            params_path.write_text("".join(lines), encoding="utf-8")
+            tmp = params_path.with_name(f".{params_path.name}.tmp-{os.getpid()}")
+            tmp.write_text("".join(lines), encoding="utf-8")
+            with tmp.open("rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, params_path)
             return True
     raise UserError(f"{params_path}: could not find book.as_of (a YYYY-MM-DD date) to move it")
 
 
-def run_pipeline(log_path: Path) -> None:
+def run_pipeline(log_path: Path, restore: dict[Path, Path] | None = None) -> None:
+    """``dvc repro`` as a supervised child: it never outlives this process (``pipelines/supervise.py``), and
+    if this process is killed while it runs, the ``restore`` backups are put back."""
     dvc = Path(sys.executable).parent / "dvc"
     cmd = [str(dvc if dvc.exists() else "dvc"), "repro"]
     log.info("running %s (output in %s)", " ".join(cmd), log_path)
-    with log_path.open("a", encoding="utf-8") as fh:
-        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=os.environ | {"DVC_NO_ANALYTICS": "1"})
-    if proc.returncode != 0:
-        raise PipelineFailed(f"dvc repro failed with exit code {proc.returncode}; see {log_path}")
+    with log_path.open("a", encoding="utf-8") as fh, supervise.supervised(
+            cmd, fh, env=os.environ | {"DVC_NO_ANALYTICS": "1"}, restore=restore) as proc:
+        code = proc.wait()
+    if code != 0:
+        raise PipelineFailed(f"dvc repro failed with exit code {code}; see {log_path}")
+
+
+@contextmanager
+def as_of_moved(params_path: Path, as_of: dt.date) -> Iterator[dict[Path, Path]]:
+    """``book.as_of`` set to ``as_of`` for the block; put back (atomically) if the block fails or this process is
+    killed (the backup is handed to the supervised pipeline's watchdog). Yields ``{params: backup}``."""
+    backup = params_path.with_name(f".{params_path.name}.before-retrain")
+    shutil.copy2(params_path, backup)
+    if not set_as_of(params_path, as_of):
+        backup.unlink()
+        yield {}
+        return
+    log.info("book.as_of set to %s in %s", as_of, params_path)
+    try:
+        yield {params_path: backup}
+    except BaseException:
+        os.replace(backup, params_path)
+        log.info("%s restored to its previous as-of date", params_path)
+        raise
+    backup.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- models

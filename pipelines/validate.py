@@ -104,6 +104,14 @@ def validate_tabular(params: Params) -> None:
     report["tables"]["tabular"]["score_rows"] = len(prep.features) - len(labelled)
     report["as_of"] = str(params.book.as_of)
     report["source"] = params.validate_.source.model_dump()
+    report["personal_columns_dropped"] = [{"column": f.column, "kind": f.kind, "rule": f.rule} for f in prep.personal]
+    for f in prep.personal:  # names and rules only: a value never reaches a log
+        if f.kind == "declared":
+            log.info("%s: column %s dropped (declared personal)", path, f.column)
+        else:
+            log.warning("%s: column %s dropped as personal data (%s, %s). Declare it under "
+                        "validate.source.tabular.personal to confirm, or not_personal if it is not.",
+                        path, f.column, f.kind, f.rule)
     with staged_outputs() as out:
         out.parquet(prep.features, TABULAR)
         out.json(prep.dictionary, TABULAR_DICTIONARY)

@@ -264,8 +264,13 @@ def _experiment_file(path: Path, n: int = 40_000, seed: int = 7) -> None:
     arm = rng.choice(["call", "sms", "holdout"], n, p=[0.45, 0.45, 0.10])
     logit = -3.0 + 0.5 * x2 + np.where(arm == "call", np.where(x1 > 0, 1.2, 0.0), 0.0) + np.where(arm == "sms", 0.25, 0)
     y = rng.random(n) < 1 / (1 + np.exp(-logit))
+    from tests.test_personal import mobile, resident_id
+
+    # personal data under the names real exports use (issue 23): none of it may reach any output
     pd.DataFrame({"customer": [f"K{i:06d}" for i in range(n)], "x1": x1.round(4), "x2": x2.round(4),
                   "region": rng.choice(["north", "south"], n), "campaign_arm": arm,
+                  "mobile": [mobile(rng) for _ in range(n)], "姓名": [f"王某{i:06d}" for i in range(n)],
+                  "身份证号": [resident_id(rng) for _ in range(n)],
                   "bought": np.where(y, "yes", "no")}).to_csv(path, index=False)
 
 
@@ -319,6 +324,25 @@ registry: {{model_name_prefix: experiment}}
     scores = pd.read_parquet(ws / "data/scores/scores_2026-09-30.parquet")
     assert manifest["profile"] == "experiment" and list(scores.columns) == manifest["columns"]
     assert set(scores["recommended_arm"].dropna()) <= {"call", "sms"} and scores["arm_value"].dropna().gt(0).all()
+    _assert_no_personal_data(ws, pd.read_csv(data / "campaign.csv", dtype=str))
+
+
+def _assert_no_personal_data(ws: Path, raw: pd.DataFrame) -> None:
+    """No personal column in the model, and none of its values in any text output, MLflow artifact or score."""
+    hidden = ["mobile", "姓名", "身份证号"]
+    dropped = json.loads((ws / "data/reports/validation.json").read_text(encoding="utf-8"))["personal_columns_dropped"]
+    assert {d["column"] for d in dropped} == set(hidden)
+    meta = json.loads((ws / "data/models/purchase/meta.json").read_text(encoding="utf-8"))
+    assert not set(hidden) & {*meta["features"]["numeric"], *meta["features"]["categorical"]}
+    values = set(raw[hidden].sample(300, random_state=0).stack())
+    texts = [p for p in ws.rglob("*") if p.is_file() and p.suffix in {".json", ".csv", ".txt", ".yaml", ".html", ""}
+             and p.stat().st_size < 50_000_000]
+    assert texts
+    for p in texts:
+        text = p.read_text(encoding="utf-8", errors="ignore")
+        assert not any(v in text for v in values), p
+    scores = pd.read_parquet(next((ws / "data/scores").glob("scores_*.parquet")))
+    assert not scores.astype(str).isin(values).any().any()
 
 
 def test_experiment_arms_are_the_treatment_never_a_feature_and_unknown_arms_are_quarantined() -> None:
@@ -334,3 +358,44 @@ def test_experiment_arms_are_the_treatment_never_a_feature_and_unknown_arms_are_
         _spec(experiment={"treatment": "arm", "control": "call", "arms": ["call"], "value_per_success": 1})
     caps = cap.for_source("tabular", False, experiment=True)
     assert caps.experiment and caps.models == ("purchase",)
+
+
+def test_personal_columns_never_become_features_whatever_they_are_called() -> None:
+    """Issue 23: `mobile`, `姓名`, `身份证号` and phone numbers behind an innocent name all stay out of the features,
+    the dictionary and the quarantine; a Yes/No column named after phones stays in."""
+    from tests.test_personal import mobile, resident_id
+
+    rng = np.random.default_rng(5)
+    raw = _raw()
+    n = len(raw)
+    raw["mobile"] = [mobile(rng) for _ in range(n)]
+    raw["姓名"] = [f"张{i}" for i in range(n)]
+    raw["身份证号"] = [resident_id(rng) for _ in range(n)]
+    raw["contact_ref"] = [mobile(rng) for _ in range(n)]
+    raw["PhoneService"] = rng.choice(["Yes", "No"], n)
+    raw.loc[[2, 5], "y"] = "maybe"  # quarantined rows must not carry them either
+    prep = prepare(raw, _spec(), AS_OF, "x.csv")
+    hidden = {"mobile", "姓名", "身份证号", "contact_ref", "phone"}
+    assert {f.column for f in prep.personal} == hidden
+    feats = {d["name"] for d in prep.dictionary if d["role"] == "feature"}
+    assert not feats & hidden and "PhoneService" in feats
+    assert not set(prep.features.columns) & hidden and not set(prep.quarantine.columns) & hidden
+    values = set(raw["mobile"]) | set(raw["contact_ref"]) | set(raw["身份证号"])
+    frames = (prep.features, prep.quarantine)
+    assert not any(frame.astype(str).isin(values).any().any() for frame in frames)
+
+
+def test_a_personal_key_stops_the_source_and_declarations_are_honoured() -> None:
+    from tests.test_personal import mobile
+
+    rng = np.random.default_rng(6)
+    raw = _raw()
+    raw["cust"] = [mobile(rng) for _ in range(len(raw))]
+    with pytest.raises(TabularError, match=r"id_column 'cust'.*personal_key"):
+        prepare(raw, _spec(id_column="cust"), AS_OF, "x.csv")
+    raw = _raw()
+    raw["remark"] = "free text"
+    raw["phone_count"] = rng.integers(0, 100, len(raw))
+    prep = prepare(raw, _spec(personal=["remark"], not_personal=["phone_count"]), AS_OF, "x.csv")
+    assert {f.column: f.kind for f in prep.personal} == {"remark": "declared", "phone": "phone"}
+    assert "phone_count" in prep.features.columns and "remark" not in prep.features.columns

@@ -155,6 +155,17 @@ def test_personal_columns_never_leave_validation(small_book: SyntheticBook) -> N
             assert not values & text
 
 
+def test_a_key_holding_phone_or_id_numbers_stops_the_book(clean_book: SyntheticBook) -> None:
+    """Issue 23: an insurer keyed by mobile number would publish it in features and score files."""
+    t = _tables(clean_book)
+    phones = t["customers"]["phone"].astype(str).str.replace(r"\D", "", regex=True)
+    t["customers"]["agent_id"] = phones.to_numpy()  # an "agent" column that holds customers' phone numbers
+    with pytest.raises(ContractError, match=r"customers.*agent_id: \d+% of sampled values look like phone.*"
+                                            r"personal_data") as err:
+        validate_book(t, AS_OF)
+    assert not any(str(p) in str(err.value) for p in phones if len(str(p)) == 11)  # rule and share, no value
+
+
 def test_text_input_is_parsed_like_parquet_input(clean_book: SyntheticBook) -> None:
     """A CSV export (all text) validates to the same accepted rows as typed Parquet input."""
     typed = validate_book(_tables(clean_book), AS_OF)

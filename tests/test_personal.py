@@ -1,0 +1,90 @@
+"""Personal data is found by column name (English and Chinese) and by content, whatever the column is called."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features import personal
+
+
+def resident_id(rng: np.random.Generator) -> str:
+    """A syntactically valid 18-character resident ID number (random region, birth date and sequence)."""
+    body = f"{rng.integers(110000, 660000)}{rng.integers(1950, 2005)}{rng.integers(1, 13):02d}" \
+           f"{rng.integers(1, 29):02d}{rng.integers(0, 1000):03d}"
+    digits = np.array([int(c) for c in body])
+    return body + personal.ID_CHECK[int((digits * personal.ID_WEIGHTS).sum() % 11)]
+
+
+def mobile(rng: np.random.Generator) -> str:
+    return f"1{rng.choice([3, 5, 7, 8, 9])}{rng.integers(0, 10**9):09d}"
+
+
+@pytest.mark.parametrize("column, kind", [
+    ("name", "name"), ("customer_name", "name"), ("FullName", "name"), ("姓名", "name"), ("客户名称", "name"),
+    ("mobile", "phone"), ("phone_no", "phone"), ("Tel", "phone"), ("手机号码", "phone"), ("联系电话", "phone"),
+    ("id_number", "id_number"), ("ID_No", "id_number"), ("idcard", "id_number"), ("身份证号", "id_number"),
+    ("证件号码", "id_number"), ("email", "email"), ("E-mail", "email"), ("邮箱", "email"),
+    ("home_address", "address"), ("地址", "address"),
+])
+def test_personal_column_names_in_english_and_chinese(column: str, kind: str) -> None:
+    assert personal.by_name(column) == kind
+
+
+@pytest.mark.parametrize("column", ["age", "tenure", "Contract", "MonthlyCharges", "income_band", "province",
+                                    "policy_id", "customer_id", "idle_days", "identical"])
+def test_ordinary_column_names_are_not_personal(column: str) -> None:
+    assert personal.by_name(column) is None
+
+
+def test_a_personal_name_on_a_few_categories_is_not_personal_data() -> None:
+    """Telco's PhoneService is Yes/No: a name about phones, but no phone number in it."""
+    rng = np.random.default_rng(4)
+    df = pd.DataFrame({"PhoneService": rng.choice(["Yes", "No"], 500), "MultipleLines": rng.choice(["Yes", "No"], 500)})
+    assert personal.find(df) == []
+
+
+def test_a_channel_count_named_after_phone_is_flagged_by_name_but_can_be_declared_not_personal() -> None:
+    df = pd.DataFrame({"n_phone_30d": [1, 2, 3]})
+    assert [f.column for f in personal.find(df)] == ["n_phone_30d"]
+    assert personal.find(df, not_personal=["n_phone_30d"]) == []
+
+
+def test_resident_id_check_digit() -> None:
+    rng = np.random.default_rng(0)
+    good = resident_id(rng)
+    assert personal.valid_resident_id(good)
+    wrong = good[:17] + ("0" if good[17] != "0" else "1")
+    assert not personal.valid_resident_id(wrong)
+    assert not personal.valid_resident_id("12345678901234567")  # 17 characters
+
+
+def test_content_finds_phones_ids_and_emails_behind_innocent_names() -> None:
+    rng = np.random.default_rng(1)
+    n = 300
+    df = pd.DataFrame({
+        "contact": [mobile(rng) for _ in range(n)],
+        "ref": [resident_id(rng) for _ in range(n)],
+        "c3": [f"user{i}@example.com" for i in range(n)],
+        "as_number": [int(mobile(rng)) for _ in range(n)],          # phone numbers read as integers
+        "score": rng.random(n),
+        "segment": rng.choice(["gold", "silver"], n),
+        "amount": rng.integers(0, 10**6, n),
+    })
+    found = {f.column: f.kind for f in personal.find(df)}
+    assert found == {"contact": "phone", "ref": "id_number", "c3": "email", "as_number": "phone"}
+    assert all("content" in f.rule and "@" not in f.describe() for f in personal.find(df))
+
+
+def test_declared_personal_columns_and_not_personal_never_hides_content() -> None:
+    rng = np.random.default_rng(2)
+    df = pd.DataFrame({"remark": ["x"] * 10, "key2": [mobile(rng) for _ in range(10)]})
+    found = personal.find(df, declared=["remark"], not_personal=["key2"])
+    assert [(f.column, f.kind) for f in found] == [("remark", "declared"), ("key2", "phone")]
+
+
+def test_a_minority_of_phone_like_values_is_not_enough() -> None:
+    rng = np.random.default_rng(3)
+    values = [mobile(rng) for _ in range(20)] + [f"order {i}" for i in range(80)]
+    assert personal.by_content(pd.Series(values)) is None
