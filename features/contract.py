@@ -283,6 +283,10 @@ RULE_TEXT: dict[str, str] = {
     ),
     "dates_after_issue": "lapse, surrender or maturity date is before the issue date",
     "holdout_has_no_outcome": "holdout rows must have no outcome and other rows must have one",
+    "control_character": "text holds a control character (a NUL byte or similar from a broken export)",
+    "placeholder_key": "a key spelled as a placeholder (NULL, NaN, None, -, N/A): not a real key",
+    "mixed_timezone": "a timestamp's UTC offset differs from the rest of its column (no guess is made)",
+    "issued_before_birth": "the policy's issue date is before its holder's birth date",
 }
 
 AGE_MIN, AGE_MAX = 18, 100

@@ -58,6 +58,10 @@ def apply_mapping(df: pd.DataFrame, mapping: TableMapping, spec: TableSpec, sour
     for col, fmt in mapping.dates.items():
         if col in out:
             out[col] = _iso_dates(out[col], fmt, with_time=spec.column(col).dtype == "timestamp")
+            present = out[col].notna()
+            if present.any() and out[col][present].astype(str).str.endswith(f" (not {fmt})").all():
+                raise MappingError(f"{source}: {key}.dates.{col}: no value matches the format {fmt!r} (rule: "
+                                   f"date_format, {int(present.sum()):,} values); check the format against the file")
     for col, codes in mapping.values.items():
         if col in out:
             s = out[col]
@@ -66,14 +70,15 @@ def apply_mapping(df: pd.DataFrame, mapping: TableMapping, spec: TableSpec, sour
 
 
 def _iso_dates(s: pd.Series, fmt: str, with_time: bool) -> pd.Series:
-    """Dates written ``fmt`` become ISO text; a value that does not parse is kept as it was, so the contract
-    quarantines it (with its value) instead of it vanishing."""
+    """Dates written ``fmt`` become ISO text. A value that does not match ``fmt`` becomes ``"<value> (not fmt)"``,
+    which the contract quarantines as ``type`` with what arrived: never re-read by another format (an ISO
+    fallback would silently accept 2026-03-04 under a declared %d/%m/%Y)."""
     def one(v: Any) -> Any:
         if v is None or (isinstance(v, float) and pd.isna(v)) or (isinstance(v, str) and not v.strip()):
             return None
         try:
             d = dt.datetime.strptime(str(v).strip(), fmt)
         except ValueError:
-            return v
+            return f"{str(v).strip()} (not {fmt})"
         return d.isoformat(sep=" ") if with_time else d.date().isoformat()
     return s.map(one)

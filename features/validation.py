@@ -21,10 +21,12 @@ from features.contract import AGE_MAX, AGE_MIN, TABLE_ORDER, TABLES, ColumnSpec,
 
 # Rules in the order in which they explain a rejection (the first one found is the reason shown).
 RULE_PRIORITY = (
+    "control_character", "placeholder_key", "mixed_timezone",
     "missing", "type", "pattern", "allowed_values", "range", "future_date",
     "birth_before_first_policy", "status_dates_consistent", "dates_after_issue", "holdout_has_no_outcome",
-    "duplicate_key", "duplicate_event", "orphan_reference",
+    "duplicate_key", "duplicate_event", "orphan_reference", "issued_before_birth",
 )
+BIRTHS = "customers.birth_date"  # parents entry: accepted customers' birth dates, for policies
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 # pandera check names -> contract rule names
@@ -75,10 +77,48 @@ def _blank_to_na(s: pd.Series) -> pd.Series:
     return s
 
 
-def _parse_column(raw: pd.Series, col: ColumnSpec) -> tuple[pd.Series, pd.Series]:
-    """Parse one column into its contract type. Returns (parsed, type_failed mask)."""
+PLACEHOLDERS = {"null", "nan", "none", "-", "n/a", "na", "nil", "undefined", "#n/a"}
+_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+_OFFSET = r"(Z|[+-]\d{2}:?\d{2})$"
+
+
+def _text_failures(raw: pd.DataFrame, spec: TableSpec) -> list[tuple[str, str, pd.Series]]:
+    """Text that is no value: a key spelled as a placeholder (NULL, nan, -) and control characters (a NUL
+    byte from a broken export) are quarantined, never accepted as data."""
+    keys = {spec.key, *(fk.column for fk in spec.foreign_keys)}
+    out = []
+    for col in spec.columns:
+        s = raw[col.name]
+        if col.dtype != "string" or not (s.dtype == object or pd.api.types.is_string_dtype(s)):
+            continue
+        text = s.astype("string")
+        control = text.str.contains(_CONTROL, regex=True, na=False)
+        if control.any():
+            out.append(("control_character", col.name, control.astype(bool)))
+        if col.name in keys:
+            ph = text.str.strip().str.lower().isin(PLACEHOLDERS).fillna(False) & ~control
+            if ph.any():
+                out.append(("placeholder_key", col.name, ph.astype(bool)))
+    return out
+
+
+def _parse_times(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """ISO dates/timestamps. One column must keep one UTC offset (or none): rows whose offset differs from the
+    column's most common one are flagged (``mixed_timezone``) instead of being shifted by a guess."""
+    text = s.astype("string")
+    offset = text.str.strip().str.extract(_OFFSET, expand=False).str.replace(":", "", regex=False).fillna("")
+    present = text.notna()
+    common = offset[present].mode()
+    zone = present & (offset != (common.iloc[0] if len(common) else ""))
+    out = pd.to_datetime(text.where(~zone), errors="coerce", format="ISO8601")
+    return out, zone
+
+
+def _parse_column(raw: pd.Series, col: ColumnSpec) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Parse one column into its contract type. Returns (parsed, type_failed mask, mixed_timezone mask)."""
     s = _blank_to_na(raw)
     present = s.notna()
+    zone = pd.Series(False, index=s.index)
     if col.dtype == "string":
         out = s.astype("string")
     elif col.dtype in ("int", "float"):
@@ -93,7 +133,7 @@ def _parse_column(raw: pd.Series, col: ColumnSpec) -> tuple[pd.Series, pd.Series
         if pd.api.types.is_datetime64_any_dtype(s):
             out = s
         else:
-            out = pd.to_datetime(s.astype("string"), errors="coerce", format="ISO8601")
+            out, zone = _parse_times(s)
         if getattr(out.dt, "tz", None) is not None:
             out = out.dt.tz_localize(None)
         out = out.astype("datetime64[us]")
@@ -109,8 +149,8 @@ def _parse_column(raw: pd.Series, col: ColumnSpec) -> tuple[pd.Series, pd.Series
             out[txt.isin(_FALSE)] = False
     else:  # pragma: no cover - the Literal type forbids it
         raise AssertionError(col.dtype)
-    type_failed = present & out.isna()
-    return out, type_failed
+    type_failed = present & out.isna() & ~zone
+    return out, type_failed, zone
 
 
 def _pandera_schema(spec: TableSpec) -> pa.DataFrameSchema:
@@ -216,9 +256,11 @@ def validate_table(
     end_of_as_of = as_of_ts + pd.Timedelta(days=1)
 
     parsed: dict[str, pd.Series] = {}
-    failures: list[tuple[str, str, pd.Series]] = []  # (rule, column, mask)
+    failures: list[tuple[str, str, pd.Series]] = _text_failures(raw, spec)  # (rule, column, mask)
     for col in spec.columns:
-        parsed[col.name], type_failed = _parse_column(raw[col.name], col)
+        parsed[col.name], type_failed, zone = _parse_column(raw[col.name], col)
+        if zone.any():
+            failures.append(("mixed_timezone", col.name, zone))
         if type_failed.any():
             failures.append(("type", col.name, type_failed))
     df = pd.DataFrame(parsed)
@@ -287,6 +329,12 @@ def validate_table(
         orphan = ok & v.notna() & ~v.isin(keys)
         _mark(reason, reason_col, detail, orphan, "orphan_reference", fk.column)
         ok = reason.isna()
+    births = parents.get(BIRTHS)
+    if births is not None and "issue_date" in df:  # a policy issued before its holder was born
+        born = df["customer_id"].map(births)
+        _mark(reason, reason_col, detail, ok & born.notna() & (df["issue_date"] < born), "issued_before_birth",
+              "issue_date")
+        ok = reason.isna()
     for fk in spec.foreign_keys:
         if fk.table != spec.name:
             continue
@@ -353,6 +401,8 @@ def validate_book(
         res = validate_table(raw[name], spec, as_of, parents=accepted_keys, source=sources.get(name, name))
         results[name] = res
         accepted_keys[name] = res.accepted[spec.key]
+        if name == "customers":
+            accepted_keys[BIRTHS] = res.accepted.set_index("customer_id")["birth_date"]
     if "customers" in results:
         assign_customer_keys(results)
     return results

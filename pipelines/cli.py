@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -51,6 +52,13 @@ def run_stage(stage: str, main: Callable[[argparse.Namespace], None], parser: ar
         main(args)
     except (UserError, ContractError) as e:
         log.error("%s failed: %s", stage, e)
+        return EXIT_USER_ERROR
+    except OSError as e:  # disk full, read-only data/, a file-size limit: one line naming the path
+        if e.errno is None:
+            raise
+        where = " -> ".join(str(p) for p in (e.filename, e.filename2) if p) or "(no path given)"
+        log.error("%s failed: %s: %s [%s]; nothing partial was published", stage, where, e.strerror,
+                  errno.errorcode.get(e.errno, e.errno))
         return EXIT_USER_ERROR
     log.info("%s done in %.1fs", stage, time.perf_counter() - t0)
     return 0

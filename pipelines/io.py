@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import os
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,7 +115,11 @@ def staged_outputs(marker: str | Path | None = None) -> Iterator[StagedOutputs]:
     except BaseException:
         out.discard()
         raise
-    out.commit(Path(marker) if marker is not None else None)
+    try:
+        out.commit(Path(marker) if marker is not None else None)
+    except BaseException:  # a failed publish (disk full, read-only) leaves no temporary files behind either
+        out.discard()
+        raise
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,6 +129,16 @@ def _sniff_delimiter(header: str) -> str | None:
     counts = {d: header.count(d) for d in _DELIMITERS}
     best = max(counts, key=lambda d: counts[d])
     return best if counts[best] > 0 else None
+
+
+def _check_header(head: str, path: Path, table: str, delimiter: str) -> None:
+    """A column name twice in the header would be renamed silently (``gender.1``): stop and name it."""
+    first = head.splitlines()[0] if head else ""
+    names = next(csv.reader(io.StringIO(first), delimiter=delimiter), [])
+    dups = sorted(n for n, k in Counter(n.strip() for n in names).items() if k > 1)
+    if dups:
+        raise InputError(f"{path} (table '{table}'): the header names {dups} more than once (rule: "
+                         "duplicate_header); rename or remove the copies")
 
 
 def read_csv_table(path: Path, table: str, encoding: str, delimiter: str,
@@ -150,9 +167,12 @@ def read_csv_table(path: Path, table: str, encoding: str, delimiter: str,
                 f"{path} (table '{table}') is not valid {encoding}: byte 0x{head[e.start]:02x} at offset "
                 f"{e.start} cannot be decoded.{hint}"
             ) from None
+    if not names:
+        _check_header(head.decode(enc, errors="replace"), path, table, delimiter)
     try:
         df = pd.read_csv(path, sep=delimiter, dtype=str, encoding=enc, keep_default_na=False,
-                         na_values=[""], engine="c", header=None if names else "infer", names=names or None)
+                         na_values=[""], engine="c", header=None if names else "infer", names=names or None,
+                         skip_blank_lines=False)
     except UnicodeDecodeError as e:
         raise InputError(f"{path} (table '{table}') is not valid {encoding} (offset {e.start}); "
                          "set validate.source.encoding (utf-8 or gbk)") from None
@@ -160,6 +180,11 @@ def read_csv_table(path: Path, table: str, encoding: str, delimiter: str,
         raise InputError(f"{path} (table '{table}') could not be parsed with delimiter {delimiter!r}: {e}") from None
     except pd.errors.EmptyDataError:
         raise InputError(f"{path} (table '{table}') is empty: expected a header row") from None
+    blank = df.isna().all(axis=1).to_numpy()  # empty lines (and lines of empty fields): counted, then dropped
+    if blank.any():
+        df = df[~blank].reset_index(drop=True)
+        log.warning("%s (table '%s'): %d blank line(s) skipped", path, table, int(blank.sum()))
+    df.attrs["blank_lines"] = int(blank.sum())
     if names and df.iloc[:, -1].isna().all() and len(df):
         raise InputError(f"{path} (table '{table}') has fewer columns than the {len(names)} names given "
                          f"(the last, '{names[-1]}', is empty in every row): check the names and the delimiter")

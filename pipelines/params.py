@@ -24,6 +24,7 @@ from models.baselines import RuleParams
 from models.contact_plan import CapacityParams, PlanParams
 from models.drift import DriftParams as DriftCheckParams
 from models.gbm import GBMParams
+from models.promotion import GateParams
 from models.segments import CutPoints, SegmentRules, TierParams, ValueParams
 from models.tuning import TuningParams
 from models.uplift import UpliftParams
@@ -113,6 +114,15 @@ class SourceParams(Strict):
 class ValidateParams(Strict):
     source: SourceParams
     max_reject_share: float = Field(ge=0, le=1)
+    # a required table with fewer rows than this stops the stage (a header-only export is not an empty book)
+    min_rows: dict[str, int] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_tables(self) -> ValidateParams:
+        unknown = sorted(set(self.min_rows) - {"customers", "policies", "claims", "contacts"})
+        if unknown:
+            raise ValueError(f"min_rows names tables that do not exist: {unknown}")
+        return self
 
 
 class EngineParams(Strict):
@@ -197,17 +207,6 @@ class ExportParams(Strict):
 
     delimiter: str = Field(min_length=1, max_length=1)
     db: DatabaseParams
-
-
-class GateParams(Strict):
-    """What a challenger must show before it replaces the champion (docs/retraining.md)."""
-
-    min_test_positives: int = Field(ge=1)    # enough positives on the test snapshot to trust the comparison
-    min_auc: float = Field(ge=0.5, le=1)     # absolute floor (the first run has only these)
-    max_ece: float = Field(gt=0, le=1)       # calibration error ceiling
-    auc_tolerance: float = Field(ge=0, le=0.5)   # AUC may be lower than the champion's by at most this
-    gini_tolerance: float = Field(ge=0, le=1)    # value model Gini, likewise
-    require_monotone_tiers: bool
 
 
 class RetrainParams(Strict):

@@ -24,7 +24,7 @@ import logging
 import os
 import re
 import shutil
-import subprocess
+import signal
 import sys
 import tempfile
 import time
@@ -37,6 +37,7 @@ import pandas as pd
 
 from features.validation import ContractError
 from models import drift as dr
+from models import promotion as pr
 from models.metrics import classification_metrics, regression_metrics
 from pipelines import export, paths, scoring, segment, supervise, tracking
 from pipelines.cli import EXIT_USER_ERROR, setup_logging
@@ -197,35 +198,6 @@ def evaluate(rows: pd.DataFrame, model_set: tuple[Path, Path]) -> dict[str, dict
     return out
 
 
-def gates(params: Params, chal: dict[str, dict[str, float]], champ: dict[str, dict[str, float]] | None,
-          tiers_monotone: bool, drift_block: list[str]) -> list[dict[str, Any]]:
-    g = params.retrain.gates
-    checks: list[dict[str, Any]] = []
-
-    def add(name: str, ok: bool, detail: str) -> None:
-        checks.append({"gate": name, "passed": bool(ok), "detail": detail})
-
-    for m in ("purchase", "lapse"):
-        c = chal[m]
-        add(f"{m}.positives", c["positives"] >= g.min_test_positives,
-            f"{c['positives']} positives on the test snapshot (need {g.min_test_positives})")
-        add(f"{m}.auc_floor", c["roc_auc"] >= g.min_auc, f"AUC {c['roc_auc']:.4f} (floor {g.min_auc})")
-        add(f"{m}.ece", c["ece"] <= g.max_ece, f"ECE {c['ece']:.4f} (ceiling {g.max_ece})")
-        if champ is not None:
-            add(f"{m}.auc_vs_champion", c["roc_auc"] >= champ[m]["roc_auc"] - g.auc_tolerance,
-                f"AUC {c['roc_auc']:.4f} vs champion {champ[m]['roc_auc']:.4f} (tolerance {g.auc_tolerance})")
-    if champ is not None:
-        c, k = chal["value"], champ["value"]
-        add("value.gini_vs_champion", c["gini"] >= k["gini"] - g.gini_tolerance,
-            f"Gini {c['gini']:.4f} vs champion {k['gini']:.4f} (tolerance {g.gini_tolerance})")
-    if g.require_monotone_tiers:
-        add("tiers.monotone", tiers_monotone, "P1..P4 realised purchase rate on the backtest snapshot "
-            + ("decreases" if tiers_monotone else "is NOT monotone"))
-    add("drift", not drift_block, "no score drift beyond the block threshold" if not drift_block
-        else f"score drift blocks promotion: {', '.join(drift_block)}")
-    return checks
-
-
 # ---------------------------------------------------------------- delivery and state
 
 def delivered(folder: Path) -> dict[str, Any] | None:
@@ -247,17 +219,31 @@ def set_champion(client: Any, versions: dict[str, Any]) -> None:
         client.set_registered_model_alias(versions[m]["name"], ALIAS, str(versions[m]["version"]))
 
 
-def reconcile(client: Any, folder: Path, prefix: str) -> None:
-    """Make the registry's champion alias match the latest delivery (after a run died between the two)."""
+def reconcile(client: Any, folder: Path, prefix: str, state: Path) -> dict[str, Any] | None:
+    """Make the registry's champion alias match the latest delivery, and complete in the history the promotion
+    or rollback a killed run left half done. Returns that completed entry, if any."""
     last = delivered(folder)
     if last is None:
-        return
+        return None
     want = {m: {"name": v["name"], "version": int(v["version"])} for m, v in last["models"].items()}
     have = champion_versions(client, prefix)
-    if have is None or any(have[m]["version"] != want[m]["version"] for m in MODELS):
+    repaired = have is None or any(have[m]["version"] != want[m]["version"] for m in MODELS)
+    if repaired:
         log.warning("champion alias %s disagrees with the last delivery (%s): repairing it from the delivery",
                     {m: v["version"] for m, v in (have or {}).items()}, {m: v["version"] for m, v in want.items()})
         set_champion(client, want)
+    done = pr.completion(history(state), {m: v["version"] for m, v in want.items()})
+    if done is not None:
+        append_history(state, done | {"at": _now()})
+        log.warning("completed the %s a killed run left half done: champion %s", done["event"], done["versions"])
+    elif repaired:  # no journal entry explains it (a run from before the journal): record it all the same
+        append_history(state, {"as_of": last["as_of"], "event": "promoted", "completed_by": "repair",
+                               "versions": {m: v["version"] for m, v in want.items()}, "at": _now()})
+    return done
+
+
+def _now() -> str:
+    return dt.datetime.now().isoformat(timespec="seconds")
 
 
 def deliver_with(params: Params, model_set: tuple[Path, Path], versions: dict[str, Any], run_id: str,
@@ -273,8 +259,12 @@ def deliver_with(params: Params, model_set: tuple[Path, Path], versions: dict[st
 
 
 def append_history(state: Path, entry: dict[str, Any]) -> None:
+    """Append one journal line, flushed to disk before returning (the next step may be a kill)."""
+    state.mkdir(parents=True, exist_ok=True)
     with (state / "history.jsonl").open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def history(state: Path) -> list[dict[str, Any]]:
@@ -300,83 +290,91 @@ def cycle(params_path: Path, as_of: dt.date, log_path: Path) -> tuple[int, dict[
 
     client = MlflowClient()
     prefix = params.registry.model_name_prefix
-    reconcile(client, delivery, prefix)
-    if set_as_of(params_path, as_of):
-        log.info("book.as_of set to %s in %s", as_of, params_path)
-    params = load_params(params_path)
-    run_pipeline(log_path)
-    registry = json.loads(paths.REGISTRY.read_text(encoding="utf-8"))
-    chal_versions = {m: {"name": v["name"], "version": int(v["version"]), "run_id": registry["run_id"]}
-                     for m, v in registry["models"].items()}
-    for v in chal_versions.values():  # the version under review: models:/<name>@challenger
-        client.set_registered_model_alias(v["name"], CHALLENGER, str(v["version"]))
-    champ_versions = champion_versions(client, prefix)
+    reconcile(client, delivery, prefix, state)
+    with as_of_moved(params_path, as_of) as restore:  # put back if anything below fails or this run is killed
+        params = load_params(params_path)
+        run_pipeline(log_path, restore)
+        registry = json.loads(paths.REGISTRY.read_text(encoding="utf-8"))
+        chal_versions = {m: {"name": v["name"], "version": int(v["version"]), "run_id": registry["run_id"]}
+                         for m, v in registry["models"].items()}
+        for v in chal_versions.values():  # the version under review: models:/<name>@challenger
+            client.set_registered_model_alias(v["name"], CHALLENGER, str(v["version"]))
+        champ_versions = champion_versions(client, prefix)
+        with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
+            champ_set = download_model_set(champ_versions, Path(tmp)) if champ_versions else None
+            report = judge(params, as_of, chal_versions, champ_versions, champ_set)
+            _deliver_decision(params, report, client, registry, (chal_versions, champ_versions), champ_set)
+    write_report(state, as_of, report)
+    _log_to_mlflow(mlflow, registry["run_id"], report)
+    code = {"promoted": EXIT_PROMOTED, "kept": EXIT_KEPT}.get(report["decision"], EXIT_FAILED)
+    return code, report
+
+
+def judge(params: Params, as_of: dt.date, chal_versions: dict[str, Any], champ_versions: dict[str, Any] | None,
+          champ_set: tuple[Path, Path] | None) -> dict[str, Any]:
+    """Challenger and champion on the same matured out-of-time snapshot, drift, the gates and the decision."""
+    rp = params.retrain
     train = json.loads(paths.report("train").read_text(encoding="utf-8"))
     seg_report = json.loads(paths.report("segments").read_text(encoding="utf-8"))
-    feats = pd.read_parquet(segment.FEATURES)
+    feats = pd.read_parquet(paths.FEATURES)
     dates = pd.to_datetime(feats["snapshot_date"]).dt.date
     test = feats[dates == dt.date.fromisoformat(train["split"]["test"])]
     scoring_rows = feats[dates == as_of]
     last_train = feats[dates == dt.date.fromisoformat(train["split"]["train"][-1])]
     chal = evaluate(test, (scoring.MODELS, scoring.CALIBRATORS))
+    champ = evaluate(test, champ_set) if champ_set else None
     report: dict[str, Any] = {"as_of": str(as_of), "test_snapshot": train["split"]["test"],
                               "challenger": {"versions": {m: v["version"] for m, v in chal_versions.items()},
                                              "metrics": chal}}
-    with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
-        champ_set = download_model_set(champ_versions, Path(tmp)) if champ_versions else None
-        champ = evaluate(test, champ_set) if champ_set else None
-        if champ_versions:
-            report["champion"] = {"versions": {m: v["version"] for m, v in champ_versions.items()}, "metrics": champ}
-        # drift: last training snapshot vs scoring snapshot (features), test vs scoring snapshot (scores)
-        meta = json.loads((scoring.MODELS / "purchase" / "meta.json").read_text(encoding="utf-8"))
-        spec = meta["features"]
-        fd = dr.feature_drift(last_train, scoring_rows, [*spec["numeric"], *spec["categorical"]],
-                              spec["categorical"], rp.drift)
-        sd = dr.score_drift(scoring.score(test), scoring.score(scoring_rows), rp.drift)
-        warnings = fd[fd["warning"] != ""]
-        block = [f"{k} PSI {v['psi']:.3f}" for k, v in sd.items() if v["level"] == "block"]
-        top = warnings[["feature", "psi", "warning"]].head(20).to_dict("records")
-        report["drift"] = {"reference_snapshot": train["split"]["train"][-1], "features_with_warnings": top,
-                           "n_feature_warnings": int(len(warnings)), "scores": sd, "blocked": block}
-        for _, w in warnings.head(10).iterrows():
-            log.warning("drift: %s %s (PSI %.3f)", w["feature"], w["warning"], w["psi"])
-        checks = gates(params, chal, champ, bool(seg_report["backtest"]["tiers_monotone_purchase_rate"]), block)
-        report["gates"] = checks
-        failed = [c for c in checks if not c["passed"]]
-        already = champ_versions is not None and all(
-            champ_versions[m]["version"] == chal_versions[m]["version"] for m in MODELS)
-        if already:
-            decision, code = "promoted", EXIT_PROMOTED
-            why = "the challenger is already the champion (same registered versions): nothing to promote"
-        elif not failed:
-            decision, code = "promoted", EXIT_PROMOTED
-            why = "all gates hold" + (" (first run: absolute gates)" if champ_versions is None else "")
-        elif champ_versions is None:
-            decision, code = "failed", EXIT_FAILED
-            why = "first run and the gates do not hold: no champion to fall back on, nothing delivered"
-        else:
-            decision, code = "kept", EXIT_KEPT
-            why = "gates failed: " + "; ".join(f"{c['gate']}: {c['detail']}" for c in failed)
-        report |= {"decision": decision, "why": why}
-        winner = chal_versions if decision == "promoted" else champ_versions
-        if winner is not None and decision != "failed":
-            if same_delivery(delivery, as_of, winner):
-                log.info("scores for %s with these models are already delivered: not re-delivering", as_of)
-            elif decision == "promoted":
-                df, _ = export.read_delivery(as_of, export.SCORES)  # the pipeline's export, checked
-                cuts = json.loads(export.CUTPOINTS.read_text(encoding="utf-8"))
-                export.deliver(df, as_of, registry, cuts, delivery, params.export.delimiter)
-            else:
-                assert champ_set is not None and champ_versions is not None
-                deliver_with(params, champ_set, champ_versions, champ_versions["purchase"]["run_id"], delivery)
-            if decision == "promoted" and not already:
-                set_champion(client, chal_versions)
-                append_history(state, {"as_of": str(as_of), "event": "promoted",
-                                       "versions": {m: v["version"] for m, v in chal_versions.items()},
-                                       "at": dt.datetime.now().isoformat(timespec="seconds")})
-    write_report(state, as_of, report)
-    _log_to_mlflow(mlflow, registry["run_id"], report)
-    return code, report
+    if champ_versions:
+        report["champion"] = {"versions": {m: v["version"] for m, v in champ_versions.items()}, "metrics": champ}
+    # drift: last training snapshot vs scoring snapshot (features), test vs scoring snapshot (scores)
+    spec = json.loads((scoring.MODELS / "purchase" / "meta.json").read_text(encoding="utf-8"))["features"]
+    fd = dr.feature_drift(last_train, scoring_rows, [*spec["numeric"], *spec["categorical"]],
+                          spec["categorical"], rp.drift)
+    sd = dr.score_drift(scoring.score(test), scoring.score(scoring_rows), rp.drift)
+    warnings = fd[fd["warning"] != ""]
+    block = [f"{k} PSI {v['psi']:.3f}" for k, v in sd.items() if v["level"] == "block"]
+    report["drift"] = {"reference_snapshot": train["split"]["train"][-1],
+                       "features_with_warnings": warnings[["feature", "psi", "warning"]].head(20).to_dict("records"),
+                       "n_feature_warnings": int(len(warnings)), "scores": sd, "blocked": block}
+    for _, w in warnings.head(10).iterrows():
+        log.warning("drift: %s %s (PSI %.3f)", w["feature"], w["warning"], w["psi"])
+    checks = pr.gates(rp.gates, chal, champ, bool(seg_report["backtest"]["tiers_monotone_purchase_rate"]), block)
+    already = champ_versions is not None and all(
+        champ_versions[m]["version"] == chal_versions[m]["version"] for m in MODELS)
+    decision, why = pr.decide(checks, champ_versions is not None, already)
+    return report | {"gates": checks, "decision": decision, "why": why, "already_champion": already}
+
+
+def _deliver_decision(params: Params, report: dict[str, Any], client: Any, registry: dict[str, Any],
+                      versions: tuple[dict[str, Any], dict[str, Any] | None],
+                      champ_set: tuple[Path, Path] | None) -> None:
+    """Deliver the winner's scores, then move the alias; a promotion is journalled before and after."""
+    chal_versions, champ_versions = versions
+    decision, as_of = report["decision"], params.book.as_of
+    state, delivery = Path(params.retrain.state_dir), Path(params.retrain.delivery_dir)
+    winner = chal_versions if decision == "promoted" else champ_versions
+    if winner is None or decision == "failed":
+        return
+    promote = decision == "promoted" and not report["already_champion"]
+    entry = {"as_of": str(as_of), "versions": {m: v["version"] for m, v in chal_versions.items()},
+             "from": None if champ_versions is None else {m: v["version"] for m, v in champ_versions.items()}}
+    if promote:
+        append_history(state, entry | {"event": "pending", "action": "promoted", "at": _now()})
+    if same_delivery(delivery, as_of, winner):
+        log.info("scores for %s with these models are already delivered: not re-delivering", as_of)
+    elif decision == "promoted":
+        df, _ = export.read_delivery(as_of, export.SCORES)  # the pipeline's export, checked
+        cuts = json.loads(export.CUTPOINTS.read_text(encoding="utf-8"))
+        export.deliver(df, as_of, registry, cuts, delivery, params.export.delimiter)
+    else:
+        assert champ_set is not None and champ_versions is not None
+        deliver_with(params, champ_set, champ_versions, champ_versions["purchase"]["run_id"], delivery)
+    if promote:
+        supervise.failpoint("promote:after_delivery")
+        set_champion(client, chal_versions)
+        append_history(state, entry | {"event": "promoted", "at": _now()})
 
 
 def write_report(state: Path, as_of: dt.date, report: dict[str, Any]) -> None:
@@ -395,7 +393,8 @@ def _log_to_mlflow(mlflow: Any, run_id: str, report: dict[str, Any]) -> None:
 
 
 def rollback(params_path: Path) -> tuple[int, dict[str, Any]]:
-    """Re-deliver the current as-of's scores with the champion before the current one, and make it champion."""
+    """Re-deliver the current as-of's scores with the champion before the current one (history order), and make
+    it champion. Retried after a kill at any point, it completes the same rollback instead of starting another."""
     params = load_params(params_path)
     _require_full_model_set(params)
     rp = params.retrain
@@ -405,29 +404,49 @@ def rollback(params_path: Path) -> tuple[int, dict[str, Any]]:
 
     client = MlflowClient()
     prefix = params.registry.model_name_prefix
-    reconcile(client, delivery, prefix)
-    promotions = [h for h in history(state) if h["event"] in ("promoted", "rollback")]
+    done = reconcile(client, delivery, prefix, state)
+    if done is not None and done["event"] == "rollback":  # the interrupted rollback was delivered: now complete
+        return EXIT_PROMOTED, _rollback_report(state, params.book.as_of, done["from"], done["versions"], True)
     current = champion_versions(client, prefix)
     if current is None:
         raise UserError("no champion to roll back from")
-    cur = {m: current[m]["version"] for m in MODELS}
-    earlier = [h["versions"] for h in promotions if {m: int(v) for m, v in h["versions"].items()} != cur]
-    if not earlier:
-        raise UserError(f"no previous champion to roll back to (history in {state / 'history.jsonl'})")
-    target = {m: int(v) for m, v in earlier[-1].items()}
+    cur = {m: int(current[m]["version"]) for m in MODELS}
+    left = pr.pending(history(state))
+    if left is not None and left["action"] == "rollback":  # killed before its delivery: resume the same one
+        target = {m: int(v) for m, v in left["versions"].items()}
+        cur = {m: int(v) for m, v in left["from"].items()}
+        log.info("resuming the interrupted rollback from %s to %s", cur, target)
+    else:
+        found = pr.rollback_target(history(state), cur)
+        if found is None:
+            raise UserError(f"no previous champion to roll back to (history in {state / 'history.jsonl'})")
+        target = found
+        append_history(state, {"as_of": str(params.book.as_of), "event": "pending", "action": "rollback",
+                               "versions": target, "from": cur, "at": _now()})
+        supervise.failpoint("rollback:after_pending")
     versions: dict[str, Any] = {m: {"name": f"{prefix}-{m}", "version": target[m]} for m in MODELS}
     run_id = str(client.get_model_version(f"{prefix}-purchase", str(target["purchase"])).run_id)
     with tempfile.TemporaryDirectory(prefix="rollback-") as tmp:
         model_set = download_model_set({m: v | {"uri": f"models:/{v['name']}/{v['version']}"}
                                         for m, v in versions.items()}, Path(tmp))
         deliver_with(params, model_set, versions, run_id, delivery)
+    supervise.failpoint("rollback:after_delivery")
     set_champion(client, versions)
-    append_history(state, {"as_of": str(params.book.as_of), "event": "rollback", "versions": target,
-                           "from": cur, "at": dt.datetime.now().isoformat(timespec="seconds")})
-    report = {"as_of": str(params.book.as_of), "decision": "rolled_back", "why": f"rolled back from {cur} to {target}",
-              "versions": target}
-    write_report(state, params.book.as_of, report | {"rollback": True})
-    return EXIT_PROMOTED, report
+    append_history(state, {"as_of": str(params.book.as_of), "event": "rollback", "versions": target, "from": cur,
+                           "at": _now()})
+    return EXIT_PROMOTED, _rollback_report(state, params.book.as_of, cur, target, False)
+
+
+def _rollback_report(state: Path, as_of: dt.date, cur: dict[str, Any], target: dict[str, Any],
+                     completed: bool) -> dict[str, Any]:
+    why = f"rolled back from {cur} to {target}" + (" (completing the interrupted rollback)" if completed else "")
+    report = {"as_of": str(as_of), "decision": "rolled_back", "why": why, "versions": target}
+    write_report(state, as_of, report | {"rollback": True})
+    return report
+
+
+def _on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -439,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
+    signal.signal(signal.SIGTERM, _on_sigterm)  # clean up (end the pipeline, restore params.yaml) like Ctrl-C
     t0 = time.perf_counter()
     try:
         params = load_params(args.params)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import datetime as dt
 import json
 import logging
 import os
@@ -77,12 +78,25 @@ def load_source(path: Path, base: Path) -> tuple[dict[str, Any], dict[str, Any]]
     unknown = set(run) - RUNNER_KEYS
     if unknown:
         raise ConfigError(f"{path}: run: has unknown key(s) {sorted(unknown)} (known: {sorted(RUNNER_KEYS)})")
+    _as_of(overlay, path)
     merged = deep_merge(yaml.safe_load(base.read_text(encoding="utf-8")), overlay)
     src = merged["validate"]["source"]
-    if not Path(src["dir"]).is_absolute():
-        src["dir"] = str((REPO / src["dir"]).resolve())
+    if not Path(src["dir"]).is_absolute():  # the source file's own dir resolves against the source file's folder
+        own = "dir" in ((overlay.get("validate") or {}).get("source") or {})
+        src["dir"] = str(((path.resolve().parent if own else REPO) / src["dir"]).resolve())
     parse_params(merged, path)  # a bad key or value stops here, before any stage runs
     return merged, run
+
+
+def _as_of(overlay: dict[str, Any], path: Path) -> None:
+    """A source must say its as-of date (``book.as_of: YYYY-MM-DD``, or ``today``): inheriting the synthetic
+    book's date would stamp a wrong date on every score."""
+    book = overlay.get("book") or {}
+    if not isinstance(book, dict) or book.get("as_of") in (None, ""):
+        raise ConfigError(f"{path}: set book.as_of (the day after the data's last complete day, quoted: "
+                          '"2026-09-30"), or book.as_of: today')
+    if str(book["as_of"]).strip().lower() == "today":
+        book["as_of"] = dt.date.today().isoformat()
 
 
 def write_top(scores: Path, n: int, out: Path) -> pd.DataFrame:

@@ -127,13 +127,19 @@ def validate_tabular(params: Params) -> None:
              sum(1 for d in prep.dictionary if d["role"] == "feature"))
 
 
+def _enough_rows(df: pd.DataFrame, name: str, path: Path, minimum: int) -> None:
+    if len(df) < minimum:
+        raise InputError(f"{path} (table '{name}') has {len(df):,} data row(s); validate.min_rows.{name} asks for at "
+                         f"least {minimum:,} (rule: min_rows). A header-only or truncated export is not a book.")
+
+
 def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     src = params.validate_.source
     if src.kind == "tabular":
         validate_tabular(params)
         return
-    raw, sources = {}, {}
+    raw, sources, blank_lines = {}, {}, {}
     for name in TABLE_ORDER:
         spec = TABLES[name]
         m = src.tables.get(name)
@@ -142,6 +148,8 @@ def main(args: argparse.Namespace) -> None:
                               (m.delimiter if m and m.delimiter else src.delimiter), required=spec.required,
                               file=m.file if m else None)
         if df is not None:
+            _enough_rows(df, name, path, params.validate_.min_rows.get(name, 0))
+            blank_lines[name] = int(df.attrs.get("blank_lines", 0))
             if m is not None:
                 try:
                     df = apply_mapping(df, m, spec, str(path))
@@ -154,6 +162,8 @@ def main(args: argparse.Namespace) -> None:
     report = reconciliation(results, params.validate_.max_reject_share)
     report["as_of"] = str(params.book.as_of)
     report["source"] = src.model_dump()
+    for name, n in blank_lines.items():  # skipped before validation: counted here, not in input
+        report["tables"][name]["blank_lines"] = n
     with staged_outputs() as out:
         for name, r in results.items():
             out.parquet(r.accepted, INTERIM / f"{name}.parquet")

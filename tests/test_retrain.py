@@ -4,8 +4,10 @@
 2. a deliberately weakened challenger is refused, the champion's scores are delivered, and an
    interrupted run (SIGKILL mid-pipeline; a failure while delivering) leaves champion and delivery as
    they were;
-3. drift injected into the world (channels stop answering) is flagged; the new challenger is promoted;
-then a rollback re-delivers the scores with the previous champion.
+3. drift injected into the world (channels stop answering) is flagged; the new challenger is promoted, and a
+   run killed between delivering and moving the alias is completed by the next one;
+then a rollback re-delivers the scores with the previous champion, retried after kills before and after its
+delivery (failpoints, pipelines/supervise.py), and the history records every promotion in order.
 """
 
 from __future__ import annotations
@@ -58,6 +60,20 @@ def _champion(root: Path, alias: str = "champion") -> dict[str, int]:
             for m in ("purchase", "lapse", "value")}
 
 
+def _children_in(root: Path, exclude: int | None = None) -> list[int]:
+    """Processes (other than this one and ``exclude``) working in ``root``: a pipeline still running there."""
+    found = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit() or int(p.name) in (os.getpid(), exclude):
+            continue
+        try:
+            if Path(os.readlink(p / "cwd")).resolve() == root.resolve():
+                found.append(int(p.name))
+        except OSError:
+            continue
+    return found
+
+
 def _report(root: Path, as_of: str) -> dict:
     return json.loads((root / f"runs/reports/retrain_{as_of}.json").read_text(encoding="utf-8"))
 
@@ -83,14 +99,24 @@ def test_three_monthly_cycles_gates_drift_interruption_and_rollback(tmp_path: Pa
 
     # ---- cycle 2: a deliberately weakened challenger (no tree can split) is refused
     _write_params(root, train__gbm__min_child_samples=10_000_000)
-    # an interrupted run (killed while the pipeline runs) leaves champion and delivery untouched
+    # an interrupted run (SIGKILL to the retrain process alone, while its pipeline runs) leaves champion and
+    # delivery untouched, its `dvc repro` ended (not orphaned) and params.yaml back at the old as-of
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": ""}
+    params_before = (root / "params.yaml").read_text(encoding="utf-8")
     proc = subprocess.Popen([sys.executable, "-m", "pipelines.retrain", "--as-of", "2026-07-31"], cwd=root,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    time.sleep(20)
-    os.killpg(proc.pid, signal.SIGKILL)
+    deadline = time.time() + 120
+    while not _children_in(root, exclude=proc.pid) and time.time() < deadline:
+        time.sleep(0.5)  # until its dvc repro is running
+    assert _children_in(root, exclude=proc.pid), "the retrain run never started its pipeline"
+    os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    deadline = time.time() + 60
+    while _children_in(root) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not _children_in(root), "the killed retrain run left its pipeline running"
+    assert (root / "params.yaml").read_text(encoding="utf-8") == params_before
     assert _delivery(root) == first and _champion(root) == {"purchase": 1, "lapse": 1, "value": 1}
     c2 = _retrain(root, "--as-of", "2026-07-31")
     assert c2.returncode == 3, c2.stderr[-4000:]  # kept
@@ -119,8 +145,15 @@ def test_three_monthly_cycles_gates_drift_interruption_and_rollback(tmp_path: Pa
     # ---- cycle 3: channels stop answering from July on; drift is flagged; a sound challenger is promoted
     _write_params(root, train__gbm__min_child_samples=100, generate__drift__start="2026-07-01",
                   generate__drift__channel_response={"sms": 0.05, "wechat": 0.05, "phone": 0.2, "email": 0.05})
+    # killed between delivering the new champion's scores and moving the alias: the next run completes the
+    # promotion (alias and history) from the delivery instead of losing it
+    killed = _run([sys.executable, "-m", "pipelines.retrain", "--as-of", "2026-08-31"], root,
+                  {"PIPELINES_FAILPOINT": "promote:after_delivery"})
+    assert killed.returncode == 137, killed.stderr[-3000:]
+    assert _champion(root) == {"purchase": 1, "lapse": 1, "value": 1}
     c3 = _retrain(root, "--as-of", "2026-08-31")
     assert c3.returncode == 0, c3.stderr[-4000:] + json.dumps(_report(root, "2026-08-31").get("gates"))
+    assert "completed the promoted" in c3.stderr
     r3 = _report(root, "2026-08-31")
     assert r3["drift"]["n_feature_warnings"] > 0, r3["drift"]
     flagged = {w["feature"] for w in r3["drift"]["features_with_warnings"]}
@@ -130,9 +163,15 @@ def test_three_monthly_cycles_gates_drift_interruption_and_rollback(tmp_path: Pa
     assert _champion(root) == {"purchase": 3, "lapse": 3, "value": 3}
     promoted_3 = _delivery(root)
 
-    # ---- rollback: the previous champion's scores come back for the current as-of
+    # ---- rollback: the previous champion's scores come back for the current as-of; killed before and after its
+    # delivery, each retry completes the same rollback (to 1), never flips back to 3
+    for point in ("rollback:after_pending", "rollback:after_delivery"):
+        rb = _run([sys.executable, "-m", "pipelines.retrain", "--rollback"], root, {"PIPELINES_FAILPOINT": point})
+        assert rb.returncode == 137, (point, rb.stderr[-3000:])
+        assert _champion(root) == {"purchase": 3, "lapse": 3, "value": 3}
     rb = _retrain(root, "--rollback")
     assert rb.returncode == 0, rb.stderr[-4000:]
+    assert "rolled back from {'purchase': 3, 'lapse': 3, 'value': 3} to {'purchase': 1" in rb.stderr, rb.stderr[-2000:]
     assert _champion(root) == {"purchase": 1, "lapse": 1, "value": 1}
     m3 = json.loads((root / "delivery/manifest_2026-08-31.json").read_text(encoding="utf-8"))
     assert {m["version"] for m in m3["models"].values()} == {1}
@@ -150,5 +189,10 @@ def test_three_monthly_cycles_gates_drift_interruption_and_rollback(tmp_path: Pa
     ok = _run([sys.executable, "-c", verify], root)
     assert "rollback ok" in ok.stdout, ok.stderr[-3000:]
     history = [json.loads(x) for x in (root / "runs/history.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert [h["event"] for h in history] == ["promoted", "promoted", "rollback"]
+    assert [h["event"] for h in history] == ["pending", "promoted", "pending", "promoted", "pending", "rollback"]
+    assert "completed_by" not in history[1]  # the first promotion completed in its own run
+    assert history[3].get("completed_by") == "repair" and history[5].get("completed_by") == "repair"
+    again = _retrain(root, "--rollback")  # nothing before champion 1: a clear refusal, champion unchanged
+    assert again.returncode == 2 and "no previous champion" in again.stderr
+    assert _champion(root) == {"purchase": 1, "lapse": 1, "value": 1}
     assert pd.read_parquet(root / "delivery/scores_2026-07-31.parquet")["model_version_purchase"].eq("1").all()

@@ -399,3 +399,21 @@ def test_a_personal_key_stops_the_source_and_declarations_are_honoured() -> None
     prep = prepare(raw, _spec(personal=["remark"], not_personal=["phone_count"]), AS_OF, "x.csv")
     assert {f.column: f.kind for f in prep.personal} == {"remark": "declared", "phone": "phone"}
     assert "phone_count" in prep.features.columns and "remark" not in prep.features.columns
+
+
+def test_a_source_file_resolves_its_dir_against_its_own_folder_and_must_name_its_as_of(tmp_path: Path) -> None:
+    """Issue 20: `dir: data` in sources/churn.yaml means sources/data, wherever the command runs; a missing as-of
+    is an error, never the synthetic book's date; `as_of: today` is allowed."""
+    folder = tmp_path / "sources"
+    (folder / "data").mkdir(parents=True)
+    _raw().to_csv(folder / "data/x.csv", index=False)
+    spec = {k: v for k, v in _spec().model_dump().items() if v not in (None, [], {})}
+    body = {"validate": {"source": {"kind": "tabular", "dir": "data", "format": "csv", "tabular": spec}}}
+    src = folder / "churn.yaml"
+    src.write_text(yaml.safe_dump(body), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"set book.as_of"):
+        run_source.load_source(src, REPO / "params.yaml")
+    src.write_text(yaml.safe_dump({"book": {"as_of": "today"}, **body}), encoding="utf-8")
+    merged, _ = run_source.load_source(src, REPO / "params.yaml")
+    assert Path(merged["validate"]["source"]["dir"]) == (folder / "data").resolve()
+    assert merged["book"]["as_of"] == dt.date.today().isoformat()

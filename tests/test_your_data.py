@@ -85,7 +85,7 @@ def test_unmapped_codes_and_bad_dates_are_left_for_the_contract_to_quarantine() 
     df = pd.DataFrame({"customer_id": ["C1", "C2"], "gender": ["男", "?"], "birth_date": ["1980/02/30", "1980/02/03"]})
     out = apply_mapping(df, TableMapping(values={"gender": {"男": "M"}}, dates={"birth_date": "%Y/%m/%d"}), spec, "x")
     assert out["gender"].tolist() == ["M", "?"]  # '?' stays, so validation reports it
-    assert out["birth_date"].tolist() == ["1980/02/30", "1980-02-03"]  # Feb 30 stays as written
+    assert out["birth_date"].tolist() == ["1980/02/30 (not %Y/%m/%d)", "1980-02-03"]  # Feb 30 kept, marked
 
 
 @pytest.mark.slow

@@ -1,0 +1,117 @@
+"""Promotion decisions: the retraining gates, the decision they lead to, and which champion a rollback restores.
+
+Pure: metrics, typed parameters and the promotion history (a list of dicts) in; checks and decisions out.
+``pipelines/retrain.py`` wires them to the registry, the delivery folder and ``runs/history.jsonl``.
+
+The history is an append-only journal. Before a promotion or rollback changes anything, a ``pending`` entry
+records what it is about to do; once the registry alias has moved, the final ``promoted`` or ``rollback``
+entry follows. A run killed in between leaves the ``pending`` entry as the last one: the next run completes
+it (or, if nothing was delivered yet, resumes it) instead of guessing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Versions = dict[str, int]
+
+
+class GateParams(BaseModel):
+    """What a challenger must show before it replaces the champion (docs/retraining.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_test_positives: int = Field(ge=1)    # enough positives on the test snapshot to trust the comparison
+    min_auc: float = Field(ge=0.5, le=1)     # absolute floor (the first run has only these)
+    max_ece: float = Field(gt=0, le=1)       # calibration error ceiling
+    auc_tolerance: float = Field(ge=0, le=0.5)   # AUC may be lower than the champion's by at most this
+    gini_tolerance: float = Field(ge=0, le=1)    # value model Gini, likewise
+    require_monotone_tiers: bool
+
+
+def gates(g: GateParams, chal: dict[str, dict[str, float]], champ: dict[str, dict[str, float]] | None,
+          tiers_monotone: bool, drift_block: list[str]) -> list[dict[str, Any]]:
+    """Every gate's verdict for the challenger (absolute floors; against the champion when there is one)."""
+    checks: list[dict[str, Any]] = []
+
+    def add(name: str, ok: bool, detail: str) -> None:
+        checks.append({"gate": name, "passed": bool(ok), "detail": detail})
+
+    for m in ("purchase", "lapse"):
+        c = chal[m]
+        add(f"{m}.positives", c["positives"] >= g.min_test_positives,
+            f"{c['positives']} positives on the test snapshot (need {g.min_test_positives})")
+        add(f"{m}.auc_floor", c["roc_auc"] >= g.min_auc, f"AUC {c['roc_auc']:.4f} (floor {g.min_auc})")
+        add(f"{m}.ece", c["ece"] <= g.max_ece, f"ECE {c['ece']:.4f} (ceiling {g.max_ece})")
+        if champ is not None:
+            add(f"{m}.auc_vs_champion", c["roc_auc"] >= champ[m]["roc_auc"] - g.auc_tolerance,
+                f"AUC {c['roc_auc']:.4f} vs champion {champ[m]['roc_auc']:.4f} (tolerance {g.auc_tolerance})")
+    if champ is not None:
+        c, k = chal["value"], champ["value"]
+        add("value.gini_vs_champion", c["gini"] >= k["gini"] - g.gini_tolerance,
+            f"Gini {c['gini']:.4f} vs champion {k['gini']:.4f} (tolerance {g.gini_tolerance})")
+    if g.require_monotone_tiers:
+        add("tiers.monotone", tiers_monotone, "P1..P4 realised purchase rate on the backtest snapshot "
+            + ("decreases" if tiers_monotone else "is NOT monotone"))
+    add("drift", not drift_block, "no score drift beyond the block threshold" if not drift_block
+        else f"score drift blocks promotion: {', '.join(drift_block)}")
+    return checks
+
+
+def decide(checks: list[dict[str, Any]], has_champion: bool, already: bool) -> tuple[str, str]:
+    """(decision, why): ``promoted`` (or already champion), ``kept`` the champion, or ``failed`` (first run)."""
+    failed = [c for c in checks if not c["passed"]]
+    if already:
+        return "promoted", "the challenger is already the champion (same registered versions): nothing to promote"
+    if not failed:
+        return "promoted", "all gates hold" + ("" if has_champion else " (first run: absolute gates)")
+    if not has_champion:
+        return "failed", "first run and the gates do not hold: no champion to fall back on, nothing delivered"
+    return "kept", "gates failed: " + "; ".join(f"{c['gate']}: {c['detail']}" for c in failed)
+
+
+def _v(versions: dict[str, Any]) -> Versions:
+    return {str(m): int(v) for m, v in versions.items()}
+
+
+def champion_stack(history: list[dict[str, Any]]) -> list[Versions]:
+    """The champions in history order, as a stack: a promotion pushes; a rollback pops back to its target."""
+    stack: list[Versions] = []
+    for h in history:
+        if h.get("event") == "promoted":
+            v = _v(h["versions"])
+            if not stack or stack[-1] != v:
+                stack.append(v)
+        elif h.get("event") == "rollback":
+            v = _v(h["versions"])
+            while stack and stack[-1] != v:
+                stack.pop()
+            if not stack:
+                stack.append(v)
+    return stack
+
+
+def rollback_target(history: list[dict[str, Any]], current: Versions) -> Versions | None:
+    """The champion before ``current`` in history order, or None when there is none."""
+    stack = champion_stack(history)
+    below = [i for i, v in enumerate(stack) if v == _v(current)]
+    if below:
+        i = below[-1]
+        return stack[i - 1] if i > 0 else None
+    return stack[-1] if stack else None  # the alias was moved outside the history: go back to its last champion
+
+
+def pending(history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The unfinished promotion or rollback a killed run left (the journal's last entry), if any."""
+    return history[-1] if history and history[-1].get("event") == "pending" else None
+
+
+def completion(history: list[dict[str, Any]], delivered: Versions | None) -> dict[str, Any] | None:
+    """The final entry that completes the pending action, when what it meant to deliver is delivered."""
+    p = pending(history)
+    if p is None or delivered is None or _v(p["versions"]) != _v(delivered):
+        return None
+    return {k: v for k, v in p.items() if k not in ("event", "action")} | {"event": p["action"],
+                                                                          "completed_by": "repair"}
