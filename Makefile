@@ -12,15 +12,22 @@ export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 # Tests use both cores unless told otherwise (PYTEST_WORKERS=0 runs them in one process).
 PYTEST_WORKERS ?= 2
 
+# `make mlflow-server`: a shared tracking server on PostgreSQL (the embedded SQLite store stays the default);
+# point the pipeline at it with MLFLOW_TRACKING_URI=http://127.0.0.1:$(MLFLOW_PORT)
+MLFLOW_BACKEND_URI ?= postgresql+psycopg://mlflow@127.0.0.1:5432/mlflow
+MLFLOW_ARTIFACTS ?= $(CURDIR)/mlartifacts
+MLFLOW_PORT ?= 5000
 # `make serve`: the registered model a CRM-side service would call (default: the purchase champion)
 MODEL_URI ?= models:/contact-priority-purchase@champion
 PORT ?= 5001
 
-.PHONY: run test venv lock lint docs clean help bank-marketing coil2000 serve
+.PHONY: run test venv lock lint docs clean help bank-marketing coil2000 serve mlflow-server notebooks
 
 help:
 	@echo "make run   - install pinned dependencies into .venv and run the DVC pipeline (dvc repro)"
 	@echo "make test  - install if needed and run the whole test suite"
+	@echo "make notebooks - execute notebooks/ against the outputs; executed copies in data/notebooks/"
+	@echo "make mlflow-server - MLflow tracking server on PostgreSQL (MLFLOW_BACKEND_URI=postgresql+psycopg://...)"
 	@echo "make serve - serve a registered model over HTTP (MODEL_URI=models:/contact-priority-purchase@champion PORT=5001)"
 	@echo "make lock  - recompile requirements.lock from pyproject.toml (maintainers)"
 	@echo "make lint  - ruff and mypy"
@@ -45,6 +52,13 @@ run: venv
 
 test: venv
 	$(BIN)/python -m pytest $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
+
+notebooks: venv
+	$(BIN)/python -m pipelines.notebooks
+
+mlflow-server: venv
+	$(BIN)/mlflow server --backend-store-uri "$(MLFLOW_BACKEND_URI)" --artifacts-destination "$(MLFLOW_ARTIFACTS)" \
+		--host 127.0.0.1 --port $(MLFLOW_PORT)
 
 serve: venv
 	$(BIN)/mlflow models serve --model-uri "$(MODEL_URI)" --env-manager local --host 127.0.0.1 --port $(PORT)

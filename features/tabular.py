@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from features import personal
 
@@ -64,7 +64,8 @@ class TabularSpec(_Strict):
     score_file: str | None = None            # rows to score, same columns without the target (optional)
     header: bool = True                      # False: the file has no header row; give `names`
     names: list[str] = []                    # column names in file order (header: false)
-    id_column: str | None = None             # the customer key; None: the 1-based row number in the file
+    id_column: str | None = None             # the customer key; `none`: the 1-based row number in the file
+    row_keys: bool = False                   # set by `id_column: none`: rows are keyed by number on purpose
     target: str = Field(min_length=1)
     positive: list[str] = Field(min_length=1)  # target values meaning "bought" (compared as text)
     negative: list[str] = Field(min_length=1)
@@ -80,6 +81,24 @@ class TabularSpec(_Strict):
     seed: int = Field(default=20261123, ge=0)
     describe: dict[str, str] = {}            # column -> one-line description for the dictionary and reasons
     experiment: ExperimentSpec | None = None  # a randomised experiment: uplift per arm, best arm or none
+
+    @model_validator(mode="before")
+    @classmethod
+    def _explicit_row_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and str(data.get("id_column", "")).strip().lower() == "none":
+            data = {**data, "id_column": None, "row_keys": True}
+        return data
+
+    @field_validator("positive", "negative", "names", "drop", "categorical", "personal", "not_personal",
+                     mode="before")
+    @classmethod
+    def _no_yaml_booleans(cls, v: Any) -> Any:
+        """YAML reads unquoted Yes/No/On/Off/True/False as booleans; say so instead of "not a valid string"."""
+        for x in v if isinstance(v, list) else []:
+            if isinstance(x, bool):
+                raise ValueError(f"got the YAML boolean {x}: YAML reads unquoted Yes/No/On/Off/True/False as "
+                                 "booleans; quote it: 'Yes'")
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> TabularSpec:
@@ -213,6 +232,7 @@ def prepare(raw: pd.DataFrame, spec: TabularSpec, as_of: dt.date, source: str,
     if n == 0:
         raise TabularError(f"{source}: the file has no rows")
     found = personal_columns(raw, spec, source)
+    _guard_ids(raw, spec, source, {f.column for f in found})
     keys = (raw[spec.id_column].astype(str).str.strip() if spec.id_column
             else pd.Series([key_of(i) for i in range(1, n + 1)], index=raw.index))
     target = raw[spec.target].astype("string").str.strip()
@@ -269,6 +289,26 @@ def prepare(raw: pd.DataFrame, spec: TabularSpec, as_of: dt.date, source: str,
     features["snapshot_date"] = pd.to_datetime(features["snapshot_date"]).dt.date
     return Prepared(features=features, dictionary=dictionary(cols, dtypes, spec), quarantine=quarantine,
                     rejects=rejects, n_input=n, personal=found)
+
+
+ID_MIN_ROWS = 50  # below this many rows, a column of distinct values proves nothing
+
+
+def _guard_ids(raw: pd.DataFrame, spec: TabularSpec, source: str, hidden: set[str]) -> None:
+    """Without an id_column, a non-numeric column with a different value in every row is an ID: as a feature it
+    memorises rows, and the score file could not be joined back. Stop and say how to declare it."""
+    if spec.id_column or spec.row_keys or len(raw) < ID_MIN_ROWS:
+        return
+    skip = {spec.target, *spec.drop, *hidden}
+    for c in raw.columns:
+        if c in skip:
+            continue
+        s = raw[c].dropna().astype(str).str.strip()
+        if len(s) == len(raw) and s.is_unique and pd.to_numeric(s, errors="coerce").isna().any():
+            raise TabularError(
+                f"{source}: column {c!r} has a different non-numeric value in every row: it looks like an ID (rule: "
+                f"id_like). Set validate.source.tabular.id_column: {c} (the score file is then keyed by it), list "
+                "it under drop, or set id_column: none to key rows by their row number")
 
 
 def personal_columns(raw: pd.DataFrame, spec: TabularSpec, source: str) -> list[personal.Finding]:

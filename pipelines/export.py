@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from features.capabilities import Capabilities, for_source
@@ -108,6 +109,13 @@ def check_schema(df: pd.DataFrame, names: list[str] | None = None) -> None:
             bad = set(col.dropna()) - set(c.enum)
             if bad:
                 problems.append(f"{c.name}: values outside the schema {sorted(bad)[:5]}")
+        if c.type == "number":  # a NaN, an infinity or a probability outside [0, 1] never reaches a CRM
+            x = pd.to_numeric(col, errors="coerce").to_numpy(float)
+            bad_n = int((~np.isfinite(x) & col.notna().to_numpy()).sum())
+            if bad_n:
+                problems.append(f"{c.name}: {bad_n} NaN or infinite value(s)")
+            if c.name.startswith("p_") and ((x < 0) | (x > 1)).any():
+                problems.append(f"{c.name}: {int(((x < 0) | (x > 1)).sum())} probabilit(ies) outside [0, 1]")
     if df["customer_id"].duplicated().any():
         problems.append(f"customer_id: {int(df['customer_id'].duplicated().sum())} duplicate(s)")
     if problems:

@@ -92,6 +92,8 @@ def _as_of(overlay: dict[str, Any], path: Path) -> None:
     """A source must say its as-of date (``book.as_of: YYYY-MM-DD``, or ``today``): inheriting the synthetic
     book's date would stamp a wrong date on every score."""
     book = overlay.get("book") or {}
+    if not (overlay.get("validate") or {}).get("source"):
+        return  # the synthetic book with other settings: its own as-of applies
     if not isinstance(book, dict) or book.get("as_of") in (None, ""):
         raise ConfigError(f"{path}: set book.as_of (the day after the data's last complete day, quoted: "
                           '"2026-09-30"), or book.as_of: today')

@@ -150,6 +150,15 @@ def test_dvc_metrics_show_reads_the_reports(repro) -> None:
     plots = _run([str(BIN / "dvc"), "plots", "show", "-o", "plots_html"], root)
     assert plots.returncode == 0, plots.stdout + plots.stderr
     assert (root / "plots_html" / "index.html").is_file()
+    rendered = json.loads(_run([str(BIN / "dvc"), "plots", "show", "--json"], root).stdout)
+    specs = {name: entry[0]["content"] for name, entry in rendered.get("data", rendered).items()}
+    for name, spec in specs.items():  # every plot has data (the tier plots used to be empty)
+        assert spec["data"]["values"], name
+    marks = {name: json.dumps([spec.get("mark"), *(layer.get("mark") for layer in spec.get("layer", []))])
+             for name, spec in specs.items()}
+    assert '"bar"' in marks["tier_premium"] and '"bar"' in marks["tier_purchase_rate"]  # bars, not a step line
+    assert "strokeDash" in marks["data/plots/calibration_purchase.csv"]  # the diagonal beside the curve
+    assert specs["data/plots/importance_purchase.csv"]["encoding"]["y"]["sort"] == "-x"  # largest first
 
 
 @pytest.mark.slow
@@ -324,18 +333,41 @@ def test_report_is_one_self_contained_page_with_every_section(repro) -> None:
 
 @pytest.mark.slow
 def test_notebooks_execute_against_the_tiny_book(repro) -> None:
-    import nbclient
+    """`make notebooks` (python -m pipelines.notebooks): every notebook runs; executed copies in data/notebooks."""
     import nbformat
 
     root, first = repro
     assert first.returncode == 0
-    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+    done = _run([sys.executable, "-m", "pipelines.notebooks"], root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for source in sorted((REPO / "notebooks").glob("*.ipynb")):
+        path = root / "data/notebooks" / source.name
         nb = nbformat.read(path, as_version=4)
-        nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                resources={"metadata": {"path": str(root)}}).execute()
         errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert not errors, (path.name, errors)
         assert sum(len(c.get("outputs", [])) for c in nb.cells if c.cell_type == "code") >= 4, path.name
+
+
+@pytest.mark.slow
+def test_explain_one_customer_from_raw_rows_to_the_plan(repro) -> None:
+    """`python -m pipelines.explain <id>`: source rows (no personal field), drivers, scores, tier and plan."""
+    root, first = repro
+    assert first.returncode == 0
+    seg = pd.read_parquet(root / "data/segments/segments.parquet")
+    cid = str(seg.loc[seg["channel"].notna(), "customer_id"].iloc[0])
+    done = _run([sys.executable, "-m", "pipelines.explain", cid, "--json"], root)
+    assert done.returncode == 0, done.stderr[-2000:]
+    doc = json.loads(done.stdout)
+    assert doc["customer_id"] == cid and doc["source_rows"]["customers"][0]["customer_id"] == cid
+    assert not {"name", "phone", "id_number"} & set(doc["source_rows"]["customers"][0])
+    assert set(doc["drivers"]) == {"purchase", "lapse", "value"} and doc["drivers"]["purchase"]
+    plan = doc["scores_and_plan"]
+    assert 0 <= plan["p_purchase"] <= 1 and plan["priority_tier"] in {"P1", "P2", "P3", "P4"} and plan["plan_reason"]
+    text = _run([sys.executable, "-m", "pipelines.explain", cid], root).stdout
+    assert "strongest drivers" in text and "priority_tier" in text
+    missing = _run([sys.executable, "-m", "pipelines.explain", "NO-SUCH-ID"], root)
+    assert missing.returncode == 2 and "not in the scoring snapshot" in missing.stderr
+    assert "Traceback" not in missing.stderr
 
 
 def _mlflow_client(root: Path):  # noqa: ANN202
@@ -500,6 +532,53 @@ def test_served_model_answers_like_the_score_file(repro) -> None:
         scores = pd.read_parquet(next((root / "data/scores").glob("scores_*.parquet"))).set_index("customer_id")
         expected = scores.loc[served.index, "p_purchase"].astype(float)
         assert float((served - expected).abs().max()) < 1e-9
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_train_calibrate_register_log_to_a_postgresql_tracking_server(repro, postgres: str, tmp_path: Path) -> None:
+    """`make mlflow-server` on a throwaway PostgreSQL: the stages log and register through MLFLOW_TRACKING_URI,
+    and the artifacts land in the server's local artifact root."""
+    import urllib.error
+    import urllib.request
+
+    root, first = repro
+    assert first.returncode == 0
+    work = tmp_path / "repo"
+    shutil.copytree(root, work, symlinks=True)
+    port, artifacts = _free_port(), tmp_path / "artifacts"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": ""}
+    server = subprocess.Popen(["make", "--no-print-directory", "mlflow-server", f"MLFLOW_BACKEND_URI={postgres}",
+                               f"MLFLOW_ARTIFACTS={artifacts}", f"MLFLOW_PORT={port}"], cwd=work, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+            assert server.poll() is None, server.stdout.read()[-3000:] if server.stdout else "server exited"
+            assert time.time() < deadline, "the tracking server did not answer /health within 180 s"
+            time.sleep(1)
+        for stage in ("train", "calibrate", "register"):
+            done = _run([sys.executable, "-m", f"pipelines.{stage}"], work, {"MLFLOW_TRACKING_URI": uri})
+            assert done.returncode == 0, (stage, done.stderr[-3000:])
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+        run_id = json.loads((work / "data/tracking/run.json").read_text(encoding="utf-8"))["run_id"]
+        run = client.get_run(run_id)
+        assert "purchase.calibrated.ece" in run.data.metrics and run.info.run_name.startswith("pipeline ")
+        versions = client.search_model_versions("name='contact-priority-purchase'")
+        assert [v.run_id for v in versions] == [run_id]
+        assert list(artifacts.rglob("model.txt")), "no artifact reached the server's artifact root"
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

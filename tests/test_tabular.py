@@ -417,3 +417,17 @@ def test_a_source_file_resolves_its_dir_against_its_own_folder_and_must_name_its
     merged, _ = run_source.load_source(src, REPO / "params.yaml")
     assert Path(merged["validate"]["source"]["dir"]) == (folder / "data").resolve()
     assert merged["book"]["as_of"] == dt.date.today().isoformat()
+
+
+def test_an_id_like_column_stops_the_source_unless_declared() -> None:
+    """Issue 20: without id_column, a unique non-numeric column would become a feature and the score file could
+    not be joined back; YAML booleans in value lists get a hint."""
+    raw = _raw().assign(customerID=[f"{i:04d}-ABCD" for i in range(200)])
+    with pytest.raises(TabularError, match=r"'customerID'.*id_like.*id_column: customerID"):
+        prepare(raw, _spec(), AS_OF, "x.csv")
+    keyed = prepare(raw, _spec(id_column="customerID"), AS_OF, "x.csv")
+    assert keyed.features["customer_id"].iloc[0] == "0000-ABCD" and "customerID" not in keyed.features
+    by_row = prepare(raw.drop(columns=["customerID"]), _spec(id_column="none"), AS_OF, "x.csv")
+    assert by_row.features["customer_id"].iloc[0] == "r0000001"
+    with pytest.raises(ValueError, match="quote it: 'Yes'"):
+        _spec(positive=[True], negative=[False])
