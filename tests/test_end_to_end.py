@@ -500,9 +500,10 @@ def test_served_model_answers_like_the_score_file(repro) -> None:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": "",
         "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    log_file = (root / "serve.log").open("w")  # a file, not a pipe: an unread pipe fills up and blocks the server
     server = subprocess.Popen(["make", "--no-print-directory", "serve", f"PORT={port}",
                                "MODEL_URI=models:/contact-priority-purchase/1"], cwd=root, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                              stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 180
         while True:
@@ -512,7 +513,7 @@ def test_served_model_answers_like_the_score_file(repro) -> None:
                         break
             except (urllib.error.URLError, ConnectionError, OSError):
                 pass
-            assert server.poll() is None, server.stdout.read()[-3000:] if server.stdout else "server exited"
+            assert server.poll() is None, (root / "serve.log").read_text()[-3000:]
             assert time.time() < deadline, "the model server did not answer /ping within 180 s"
             time.sleep(1)
         feats = pd.read_parquet(root / "data/features/features.parquet")
@@ -533,7 +534,21 @@ def test_served_model_answers_like_the_score_file(repro) -> None:
         expected = scores.loc[served.index, "p_purchase"].astype(float)
         assert float((served - expected).abs().max()) < 1e-9
     finally:
+        _stop(server)
+        log_file.close()
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """End a server started in its own session, and everything it started."""
+    import contextlib
+
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
         server.wait(timeout=30)
 
 
@@ -551,9 +566,10 @@ def test_train_calibrate_register_log_to_a_postgresql_tracking_server(repro, pos
     port, artifacts = _free_port(), tmp_path / "artifacts"
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": ""}
+    log_file = (tmp_path / "server.log").open("w")  # a file, not a pipe: an unread pipe fills and blocks the server
     server = subprocess.Popen(["make", "--no-print-directory", "mlflow-server", f"MLFLOW_BACKEND_URI={postgres}",
                                f"MLFLOW_ARTIFACTS={artifacts}", f"MLFLOW_PORT={port}"], cwd=work, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                              stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 180
@@ -564,7 +580,7 @@ def test_train_calibrate_register_log_to_a_postgresql_tracking_server(repro, pos
                         break
             except (urllib.error.URLError, ConnectionError, OSError):
                 pass
-            assert server.poll() is None, server.stdout.read()[-3000:] if server.stdout else "server exited"
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
             assert time.time() < deadline, "the tracking server did not answer /health within 180 s"
             time.sleep(1)
         for stage in ("train", "calibrate", "register"):
@@ -580,5 +596,5 @@ def test_train_calibrate_register_log_to_a_postgresql_tracking_server(repro, pos
         assert [v.run_id for v in versions] == [run_id]
         assert list(artifacts.rglob("model.txt")), "no artifact reached the server's artifact root"
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        _stop(server)
+        log_file.close()
