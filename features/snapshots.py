@@ -35,7 +35,6 @@ Pure: the caller passes a DuckDB connection in which ``customers``, ``policies``
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
@@ -44,7 +43,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.contract import CHANNELS, OUTCOMES, PRODUCT_LINES, TABLES
 
-log = logging.getLogger(__name__)
 INCOME_RANK = {code: i for i, code in enumerate(TABLES["customers"].column("income_band").allowed or ())}
 # Mid-points of the income bands (CNY / year), for the premium-burden ratio.
 INCOME_MID = {"lt_100k": 60_000, "100k_200k": 150_000, "200k_500k": 320_000, "500k_1m": 700_000, "gt_1m": 1_800_000}
@@ -89,7 +87,7 @@ class FeatureDef:
     window_days: int | None
     en: str
     zh: str
-    sql: str  # expression over the joined snapshot relation (see _snapshot_sql)
+    sql: str  # expression over the joined snapshot relation (see snapshot_query)
 
 
 def _w(w: int) -> str:
@@ -469,12 +467,6 @@ def materialise(con: object, query: SnapshotQuery, partitions: int = 1) -> list[
         if n:
             raise FeatureBoundError(table, message.format(n=f"{n:,}"))
     return finals
-
-
-def snapshot_sql(p: FeatureParams, s: dt.date, horizon_days: int, labels_known: bool,
-                 sample_fraction: float | None = None) -> str:
-    """The query for one snapshot as a single statement: one row per customer existing before ``s``."""
-    return snapshot_query(p, s, horizon_days, labels_known, sample_fraction).as_sql()
 
 
 def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known: bool,

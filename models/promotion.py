@@ -29,11 +29,18 @@ class GateParams(BaseModel):
     auc_tolerance: float = Field(ge=0, le=0.5)   # AUC may be lower than the champion's by at most this
     gini_tolerance: float = Field(ge=0, le=1)    # value model Gini, likewise
     require_monotone_tiers: bool
+    logistic_tolerance: float = Field(ge=0, le=0.5)  # AUC may be below the logistic baseline's by at most this
+    max_champion_age_days: int = Field(ge=1)     # an older champion gives way to any challenger passing the floors
+
+
+ABSOLUTE = ("positives", "auc_floor", "ece", "vs_logistic", "monotone", "drift")  # gates that need no champion
 
 
 def gates(g: GateParams, chal: dict[str, dict[str, float]], champ: dict[str, dict[str, float]] | None,
-          tiers_monotone: bool, drift_block: list[str]) -> list[dict[str, Any]]:
-    """Every gate's verdict for the challenger (absolute floors; against the champion when there is one)."""
+          tiers_monotone: bool, drift_block: list[str], logistic: dict[str, float] | None = None,
+          ) -> list[dict[str, Any]]:
+    """Every gate's verdict for the challenger: absolute floors, the logistic baseline on the same test rows
+    (``logistic``: AUC per model), and the champion when there is one."""
     checks: list[dict[str, Any]] = []
 
     def add(name: str, ok: bool, detail: str) -> None:
@@ -45,6 +52,9 @@ def gates(g: GateParams, chal: dict[str, dict[str, float]], champ: dict[str, dic
             f"{c['positives']} positives on the test snapshot (need {g.min_test_positives})")
         add(f"{m}.auc_floor", c["roc_auc"] >= g.min_auc, f"AUC {c['roc_auc']:.4f} (floor {g.min_auc})")
         add(f"{m}.ece", c["ece"] <= g.max_ece, f"ECE {c['ece']:.4f} (ceiling {g.max_ece})")
+        if logistic and m in logistic:
+            add(f"{m}.vs_logistic", c["roc_auc"] >= logistic[m] - g.logistic_tolerance,
+                f"AUC {c['roc_auc']:.4f} vs logistic baseline {logistic[m]:.4f} (tolerance {g.logistic_tolerance})")
         if champ is not None:
             add(f"{m}.auc_vs_champion", c["roc_auc"] >= champ[m]["roc_auc"] - g.auc_tolerance,
                 f"AUC {c['roc_auc']:.4f} vs champion {champ[m]['roc_auc']:.4f} (tolerance {g.auc_tolerance})")
@@ -60,8 +70,12 @@ def gates(g: GateParams, chal: dict[str, dict[str, float]], champ: dict[str, dic
     return checks
 
 
-def decide(checks: list[dict[str, Any]], has_champion: bool, already: bool) -> tuple[str, str]:
-    """(decision, why): ``promoted`` (or already champion), ``kept`` the champion, or ``failed`` (first run)."""
+def decide(checks: list[dict[str, Any]], has_champion: bool, already: bool, champion_age_days: int | None = None,
+           max_age_days: int | None = None) -> tuple[str, str]:
+    """(decision, why): ``promoted`` (or already champion), ``kept`` the champion, or ``failed`` (first run).
+
+    A champion older than ``max_age_days`` is not kept over a challenger that passes every absolute gate: a
+    stale model that merely scored better on an old comparison is the larger risk."""
     failed = [c for c in checks if not c["passed"]]
     if already:
         return "promoted", "the challenger is already the champion (same registered versions): nothing to promote"
@@ -69,7 +83,25 @@ def decide(checks: list[dict[str, Any]], has_champion: bool, already: bool) -> t
         return "promoted", "all gates hold" + ("" if has_champion else " (first run: absolute gates)")
     if not has_champion:
         return "failed", "first run and the gates do not hold: no champion to fall back on, nothing delivered"
+    stale = champion_age_days is not None and max_age_days is not None and champion_age_days > max_age_days
+    if stale and not any(c["gate"].split(".")[-1] in ABSOLUTE for c in failed):
+        return "promoted", (f"the champion is {champion_age_days} days old (max {max_age_days}) and the challenger "
+                            "passes every absolute gate: " + "; ".join(c["gate"] for c in failed) + " waived")
     return "kept", "gates failed: " + "; ".join(f"{c['gate']}: {c['detail']}" for c in failed)
+
+
+def degraded(metrics: dict[str, dict[str, float]], g: GateParams) -> list[str]:
+    """What a kept champion now fails on new matured data (its own floors): the alarm a scheduler must see."""
+    out = []
+    for m in ("purchase", "lapse"):
+        c = metrics.get(m)
+        if not c:
+            continue
+        if c["roc_auc"] < g.min_auc:
+            out.append(f"{m} AUC {c['roc_auc']:.4f} below the floor {g.min_auc}")
+        if c["ece"] > g.max_ece:
+            out.append(f"{m} ECE {c['ece']:.4f} above the ceiling {g.max_ece}")
+    return out
 
 
 def _v(versions: dict[str, Any]) -> Versions:

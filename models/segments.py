@@ -26,7 +26,6 @@ CLOSENESS_ZH = {"hot": "炽热", "warm": "温和", "cold": "冰冷"}
 BEHAVIOURS = ("active", "prospect", "lapsed")
 BEHAVIOUR_ZH = {"active": "活跃", "prospect": "潜在", "lapsed": "流失"}
 TIERS = ("P1", "P2", "P3", "P4")
-ENGAGED_OUTCOMES = ("reached", "interested", "quote", "appointment", "purchase")
 
 
 class _Strict(BaseModel):

@@ -11,7 +11,8 @@ out-of-time snapshot; check drift between the training and scoring snapshots; ap
 The delivered manifest is the commit point: nothing the CRM or the registry sees changes before it is
 renamed into place, and the alias is moved right after it (and repaired from it at the start of every
 run, should a run die between the two). Exit codes: 0 promoted (or already champion), 3 kept the champion,
-1 failed (pipeline or delivery error; nothing delivered), 4 another run holds the lock, 2 bad input.
+5 kept a champion that now fails its own floors (an alarm), 1 failed (pipeline or delivery error; nothing
+delivered), 4 another run holds the lock, 2 bad input.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from pipelines.io import staged_outputs
 from pipelines.params import Params, load_params
 
 log = logging.getLogger("pipelines.retrain")
-EXIT_PROMOTED, EXIT_FAILED, EXIT_KEPT, EXIT_LOCKED = 0, 1, 3, 4
+EXIT_PROMOTED, EXIT_FAILED, EXIT_KEPT, EXIT_LOCKED, EXIT_DEGRADED = 0, 1, 3, 4, 5
 ALIAS = "champion"
 CHALLENGER = "challenger"
 MODELS = ("purchase", "lapse", "value")
@@ -161,7 +162,7 @@ def champion_versions(client: Any, prefix: str) -> dict[str, Any] | None:
         except Exception:  # noqa: BLE001 - MLflow raises several types for a missing alias or model
             return None
         out[m] = {"name": f"{prefix}-{m}", "version": int(mv.version), "uri": f"models:/{prefix}-{m}/{mv.version}",
-                  "run_id": mv.run_id}
+                  "run_id": mv.run_id, "as_of": (mv.tags or {}).get("as_of")}
     return out
 
 
@@ -307,6 +308,8 @@ def cycle(params_path: Path, as_of: dt.date, log_path: Path) -> tuple[int, dict[
     write_report(state, as_of, report)
     _log_to_mlflow(mlflow, registry["run_id"], report)
     code = {"promoted": EXIT_PROMOTED, "kept": EXIT_KEPT}.get(report["decision"], EXIT_FAILED)
+    if report["champion_degraded"]:  # kept, but the champion itself now fails its floors: a person must look
+        code = EXIT_DEGRADED
     return code, report
 
 
@@ -340,11 +343,20 @@ def judge(params: Params, as_of: dt.date, chal_versions: dict[str, Any], champ_v
                        "n_feature_warnings": int(len(warnings)), "scores": sd, "blocked": block}
     for _, w in warnings.head(10).iterrows():
         log.warning("drift: %s %s (PSI %.3f)", w["feature"], w["warning"], w["psi"])
-    checks = pr.gates(rp.gates, chal, champ, bool(seg_report["backtest"]["tiers_monotone_purchase_rate"]), block)
+    logistic = {m: float(train["models"][m]["logistic"]["roc_auc"]) for m in ("purchase", "lapse")
+                if "logistic" in train["models"].get(m, {})}
+    checks = pr.gates(rp.gates, chal, champ, bool(seg_report["backtest"]["tiers_monotone_purchase_rate"]), block,
+                      logistic)
     already = champ_versions is not None and all(
         champ_versions[m]["version"] == chal_versions[m]["version"] for m in MODELS)
-    decision, why = pr.decide(checks, champ_versions is not None, already)
-    return report | {"gates": checks, "decision": decision, "why": why, "already_champion": already}
+    champ_as_of = (champ_versions or {}).get("purchase", {}).get("as_of")
+    age = (as_of - dt.date.fromisoformat(champ_as_of)).days if champ_as_of else None
+    decision, why = pr.decide(checks, champ_versions is not None, already, age, rp.gates.max_champion_age_days)
+    alarm = pr.degraded(champ, rp.gates) if champ is not None and decision == "kept" else []
+    for line in alarm:
+        log.error("the kept champion has degraded on the new matured data: %s", line)
+    return report | {"gates": checks, "decision": decision, "why": why, "already_champion": already,
+                     "champion_age_days": age, "champion_degraded": alarm}
 
 
 def _deliver_decision(params: Params, report: dict[str, Any], client: Any, registry: dict[str, Any],

@@ -501,7 +501,8 @@ def test_served_model_answers_like_the_score_file(repro) -> None:
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": "",
         "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
     log_file = (root / "serve.log").open("w")  # a file, not a pipe: an unread pipe fills up and blocks the server
-    server = subprocess.Popen(["make", "--no-print-directory", "serve", f"PORT={port}",
+    # `-o .venv/.installed`: a test never rebuilds the venv (a copy's files can look newer than its stamp)
+    server = subprocess.Popen(["make", "--no-print-directory", "-o", ".venv/.installed", "serve", f"PORT={port}",
                                "MODEL_URI=models:/contact-priority-purchase/1"], cwd=root, env=env,
                               stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -567,7 +568,8 @@ def test_train_calibrate_register_log_to_a_postgresql_tracking_server(repro, pos
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": ""}
     log_file = (tmp_path / "server.log").open("w")  # a file, not a pipe: an unread pipe fills and blocks the server
-    server = subprocess.Popen(["make", "--no-print-directory", "mlflow-server", f"MLFLOW_BACKEND_URI={postgres}",
+    server = subprocess.Popen(["make", "--no-print-directory", "-o", ".venv/.installed", "mlflow-server",
+                               f"MLFLOW_BACKEND_URI={postgres}",
                                f"MLFLOW_ARTIFACTS={artifacts}", f"MLFLOW_PORT={port}"], cwd=work, env=env,
                               stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
