@@ -289,60 +289,9 @@ def validate_table(
 
     failures += _row_rules(df, spec, as_of_ts)
 
-    reason = pd.Series(pd.NA, index=df.index, dtype="string")
-    reason_col = pd.Series(pd.NA, index=df.index, dtype="string")
-    detail: dict[int, list[str]] = {}
-    for rule in RULE_PRIORITY:
-        for r, c, mask in failures:
-            if r != rule or not mask.any():
-                continue
-            if r == "missing":
-                # parse failures leave nulls behind; those rows are already 'type'
-                mask = mask & ~_type_mask(failures, c)
-            new = mask & reason.isna()
-            reason[new] = r
-            reason_col[new] = c
-            for i in np.flatnonzero(mask.to_numpy()):
-                detail.setdefault(int(i), []).append(f"{r}:{c}")
+    reason, reason_col, detail = _first_reasons(failures, df.index)
 
-    ok = reason.isna()
-    # Keys and duplicate events among rows that passed the row checks.
-    dup_key = ok & df.loc[ok, spec.key].duplicated(keep="first").reindex(df.index, fill_value=False)
-    _mark(reason, reason_col, detail, dup_key, "duplicate_key", spec.key)
-    ok = reason.isna()
-    if spec.duplicate_event_key:
-        k = list(spec.duplicate_event_key)
-        dup_ev = df.loc[ok, k].duplicated(keep="first").reindex(df.index, fill_value=False)
-        dup_ev &= ~df["holdout"].fillna(False).astype(bool) if "holdout" in df else True
-        _mark(reason, reason_col, detail, dup_ev, "duplicate_event", ",".join(k))
-        ok = reason.isna()
-
-    # Referential integrity: self references are resolved against this table's accepted keys.
-    parents = dict(parents or {})
-    for fk in spec.foreign_keys:
-        if fk.table == spec.name:
-            continue
-        keys = parents.get(fk.table)
-        if keys is None:
-            continue  # the referenced table is optional and absent
-        v = df[fk.column]
-        orphan = ok & v.notna() & ~v.isin(keys)
-        _mark(reason, reason_col, detail, orphan, "orphan_reference", fk.column)
-        ok = reason.isna()
-    births = parents.get(BIRTHS)
-    if births is not None and "issue_date" in df:  # a policy issued before its holder was born
-        born = df["customer_id"].map(births)
-        _mark(reason, reason_col, detail, ok & born.notna() & (df["issue_date"] < born), "issued_before_birth",
-              "issue_date")
-        ok = reason.isna()
-    for fk in spec.foreign_keys:
-        if fk.table != spec.name:
-            continue
-        v = df[fk.column]
-        orphan = ok & v.notna() & ~v.isin(df.loc[ok, fk.ref_column])
-        _mark(reason, reason_col, detail, orphan, "orphan_reference", fk.column)
-        ok = reason.isna()
-
+    ok = _keys_and_references(df, spec, dict(parents or {}), reason, reason_col, detail)
     accepted = df.loc[ok]
     if spec.order_by and len(accepted):
         keys = pd.DataFrame({c: (accepted[c[:-6]].dt.to_period("M") if c.endswith(":month") else accepted[c])
@@ -372,6 +321,72 @@ def _type_mask(failures: list[tuple[str, str, pd.Series]], column: str) -> pd.Se
     for m in masks[1:]:
         out = out | m
     return out
+
+
+def _first_reasons(failures: list[tuple[str, str, pd.Series]], index: pd.Index,
+                   ) -> tuple[pd.Series, pd.Series, dict[int, list[str]]]:
+    """Each row's first reason in ``RULE_PRIORITY`` order (rule, column), and every rule it broke (detail)."""
+    reason = pd.Series(pd.NA, index=index, dtype="string")
+    reason_col = pd.Series(pd.NA, index=index, dtype="string")
+    detail: dict[int, list[str]] = {}
+    for rule in RULE_PRIORITY:
+        for r, c, mask in failures:
+            if r != rule or not mask.any():
+                continue
+            if r == "missing":
+                # parse failures leave nulls behind; those rows are already 'type'
+                mask = mask & ~_type_mask(failures, c)
+            new = mask & reason.isna()
+            reason[new] = r
+            reason_col[new] = c
+            for i in np.flatnonzero(mask.to_numpy()):
+                detail.setdefault(int(i), []).append(f"{r}:{c}")
+
+    return reason, reason_col, detail
+
+
+def _keys_and_references(df: pd.DataFrame, spec: TableSpec, parents: dict[str, pd.Series], reason: pd.Series,
+                         reason_col: pd.Series, detail: dict[int, list[str]]) -> pd.Series:
+    """Duplicate keys and events, orphans and policies issued before birth, among rows that passed the row
+    checks (marked in place); returns the rows still accepted."""
+    ok = reason.isna()
+    # Keys and duplicate events among rows that passed the row checks.
+    dup_key = ok & df.loc[ok, spec.key].duplicated(keep="first").reindex(df.index, fill_value=False)
+    _mark(reason, reason_col, detail, dup_key, "duplicate_key", spec.key)
+    ok = reason.isna()
+    if spec.duplicate_event_key:
+        k = list(spec.duplicate_event_key)
+        dup_ev = df.loc[ok, k].duplicated(keep="first").reindex(df.index, fill_value=False)
+        dup_ev &= ~df["holdout"].fillna(False).astype(bool) if "holdout" in df else True
+        _mark(reason, reason_col, detail, dup_ev, "duplicate_event", ",".join(k))
+        ok = reason.isna()
+
+    # Referential integrity: self references are resolved against this table's accepted keys.
+    for fk in spec.foreign_keys:
+        if fk.table == spec.name:
+            continue
+        keys = parents.get(fk.table)
+        if keys is None:
+            continue  # the referenced table is optional and absent
+        v = df[fk.column]
+        orphan = ok & v.notna() & ~v.isin(keys)
+        _mark(reason, reason_col, detail, orphan, "orphan_reference", fk.column)
+        ok = reason.isna()
+    births = parents.get(BIRTHS)
+    if births is not None and "issue_date" in df:  # a policy issued before its holder was born
+        born = df["customer_id"].map(births)
+        _mark(reason, reason_col, detail, ok & born.notna() & (df["issue_date"] < born), "issued_before_birth",
+              "issue_date")
+        ok = reason.isna()
+    for fk in spec.foreign_keys:
+        if fk.table != spec.name:
+            continue
+        v = df[fk.column]
+        orphan = ok & v.notna() & ~v.isin(df.loc[ok, fk.ref_column])
+        _mark(reason, reason_col, detail, orphan, "orphan_reference", fk.column)
+        ok = reason.isna()
+
+    return ok
 
 
 def _mark(reason: pd.Series, reason_col: pd.Series, detail: dict[int, list[str]], mask: pd.Series,

@@ -506,17 +506,7 @@ def test_served_model_answers_like_the_score_file(repro) -> None:
                                "MODEL_URI=models:/contact-priority-purchase/1"], cwd=root, env=env,
                               stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                pass
-            assert server.poll() is None, (root / "serve.log").read_text()[-3000:]
-            assert time.time() < deadline, "the model server did not answer /ping within 180 s"
-            time.sleep(1)
+        _wait_until_up(f"http://127.0.0.1:{port}/ping", server, root / "serve.log")
         feats = pd.read_parquet(root / "data/features/features.parquet")
         rows = feats[feats["snapshot_date"] == feats["snapshot_date"].max()].head(50)
         from models.gbm import FeatureSpec
@@ -539,6 +529,24 @@ def test_served_model_answers_like_the_score_file(repro) -> None:
         log_file.close()
 
 
+def _wait_until_up(url: str, server: subprocess.Popen, log: Path, seconds: float = 180) -> None:
+    """Poll ``url`` until it answers 200; fail with the server's log if it exits or takes too long."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.time() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass
+        assert server.poll() is None, log.read_text()[-3000:]
+        assert time.time() < deadline, f"{url} did not answer within {seconds:.0f} s"
+        time.sleep(1)
+
+
 def _stop(server: subprocess.Popen) -> None:
     """End a server started in its own session, and everything it started."""
     import contextlib
@@ -557,8 +565,6 @@ def _stop(server: subprocess.Popen) -> None:
 def test_train_calibrate_register_log_to_a_postgresql_tracking_server(repro, postgres: str, tmp_path: Path) -> None:
     """`make mlflow-server` on a throwaway PostgreSQL: the stages log and register through MLFLOW_TRACKING_URI,
     and the artifacts land in the server's local artifact root."""
-    import urllib.error
-    import urllib.request
 
     root, first = repro
     assert first.returncode == 0
@@ -574,17 +580,7 @@ def test_train_calibrate_register_log_to_a_postgresql_tracking_server(repro, pos
                               stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                pass
-            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-            assert time.time() < deadline, "the tracking server did not answer /health within 180 s"
-            time.sleep(1)
+        _wait_until_up(f"{uri}/health", server, tmp_path / "server.log")
         for stage in ("train", "calibrate", "register"):
             done = _run([sys.executable, "-m", f"pipelines.{stage}"], work, {"MLFLOW_TRACKING_URI": uri})
             assert done.returncode == 0, (stage, done.stderr[-3000:])
