@@ -21,11 +21,10 @@ channels. ``form`` chooses what the lapse effect borrows:
 
 * ``learner``: the learner's own per-customer effect;
 * ``per_channel``: the learner's average relative effect per channel, times the calibrated churn probability;
-* ``transfer`` (default): the learner's *pooled* relative effect (all supported channels together, the one
-  number the lapse data can estimate) sets the level; how it varies across channels and customers is
-  borrowed from the purchase learner's relative effect (a touch that moves a customer's purchase more also
-  strengthens the relationship more): tau_lapse_c(x) = kappa x (tau_purchase_c(x) / p_purchase(x)) x
-  p_lapse(x), with kappa = pooled lapse relative effect / pooled purchase relative effect.
+* ``transfer`` (default): the pattern across channels and customers is borrowed from the purchase learner's
+  relative effect, with a level and an elasticity that the lapse outcomes estimate by maximum likelihood:
+  tau_lapse_c(x) = kappa x (r_c(x) / r0) ** elasticity x p_lapse(x), r_c = tau_purchase_c / p_purchase
+  (``models/transfer.py``).
 
 Confounding: the history is observational (agents touch the customers they believe valuable). The offset
 carries every feature that drives that targeting (income, holdings, engagement); what is left is checked on
@@ -46,6 +45,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
+
+from models import transfer
 
 CONTROL = "none"
 OUTCOMES = ("purchase", "lapse")
@@ -91,12 +92,14 @@ class EffectModel:
     form: str                         # learner | per_channel | transfer
     relative_effect: dict[str, float] = field(default_factory=dict)  # per channel, on the training rows
     treated: dict[str, int] = field(default_factory=dict)            # treated training rows per channel
-    kappa: float = 0.0                # transfer: pooled lapse / pooled purchase relative effect
+    kappa: float = 0.0                # transfer: the relative lapse effect at r0 (models/transfer.py)
+    elasticity: float = 1.0           # transfer: how lapse effects follow relative purchase effects
+    centre: float = 0.0               # transfer: log r0
 
     def meta(self) -> dict[str, object]:
         return {"outcome": self.outcome, "modifiers": self.modifiers, "channels": self.channels,
                 "supported": self.supported, "form": self.form, "relative_effect": self.relative_effect,
-                "treated": self.treated, "kappa": self.kappa,
+                "treated": self.treated, "kappa": self.kappa, "elasticity": self.elasticity, "centre": self.centre,
                 "best_iteration": int(self.booster.best_iteration or self.booster.current_iteration())}
 
     @classmethod
@@ -104,7 +107,8 @@ class EffectModel:
         return cls(str(meta["outcome"]), booster, list(meta["modifiers"]), list(meta["channels"]),
                    list(meta["supported"]), str(meta["form"]),
                    {str(k): float(v) for k, v in dict(meta["relative_effect"]).items()},
-                   {str(k): int(v) for k, v in dict(meta["treated"]).items()}, float(meta["kappa"]))
+                   {str(k): int(v) for k, v in dict(meta["treated"]).items()}, float(meta["kappa"]),
+                   float(meta.get("elasticity", 1.0)), float(meta.get("centre", 0.0)))
 
     def pooled_relative_effect(self) -> float:
         """Treated-row-weighted mean relative effect over the supported channels."""
@@ -191,12 +195,18 @@ def fit_effects(train: pd.DataFrame, valid: pd.DataFrame | None, y: str,
     return EffectModel(outcome, booster, list(p.modifiers), chans, list(supported), p.form, relative, treated)
 
 
-def with_transfer(lapse: EffectModel, purchase: EffectModel) -> EffectModel:
-    """The lapse model in ``transfer`` form: kappa = its pooled relative effect / the purchase model's."""
-    pooled_p = purchase.pooled_relative_effect()
-    kappa = lapse.pooled_relative_effect() / pooled_p if pooled_p > 0 else 0.0
+def with_transfer(lapse: EffectModel, link: transfer.TransferFit) -> EffectModel:
+    """The lapse model in ``transfer`` form, with the level and elasticity fitted on the lapse outcomes."""
     return EffectModel(lapse.outcome, lapse.booster, lapse.modifiers, lapse.channels, lapse.supported, lapse.form,
-                       lapse.relative_effect, lapse.treated, float(kappa))
+                       lapse.relative_effect, lapse.treated, link.kappa, link.elasticity, link.centre)
+
+
+def own_channel(values: np.ndarray, treatment: Sequence[str], channels: Sequence[str]) -> np.ndarray:
+    """Per row, the column of ``values`` (rows x channels) of the channel that row was treated through
+    (NaN for a row treated through none of ``channels``)."""
+    j = pd.Index(list(channels)).get_indexer(list(treatment))
+    picked = np.asarray(values, float)[np.arange(len(j)), np.maximum(j, 0)]
+    return np.where(j >= 0, picked, np.nan)
 
 
 def _learner_effects(model: EffectModel, df: pd.DataFrame, baseline: np.ndarray) -> np.ndarray:
@@ -238,7 +248,7 @@ def effects(model: EffectModel, df: pd.DataFrame, baseline: np.ndarray, channels
     else:
         if purchase_relative is None:
             raise ValueError("the transfer form needs the purchase effects relative to p_purchase")
-        out = model.kappa * np.clip(purchase_relative, 0.0, None) * base[:, None]
+        out = transfer.multiplier(purchase_relative, model.kappa, model.elasticity, model.centre) * base[:, None]
     return out
 
 

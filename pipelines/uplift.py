@@ -23,6 +23,7 @@ import pandas as pd
 
 from features import tabular
 from features import treatments as tr
+from models import transfer
 from models import uplift as up
 from pipelines import headline, paths, scoring, tracking
 from pipelines.cli import base_parser, run_stage
@@ -78,15 +79,32 @@ def _fit(train: pd.DataFrame, valid: pd.DataFrame | None, params: Params, rounds
     vl = None if holders_v is None else churn.predict(holders_v)
     lapse = up.fit_effects(holders_t, holders_v, "lapse_h", (churn.predict(holders_t), vl), CHANNELS, supported_l,
                            u.lapse, "lapse", g.seed, g.num_threads, None if rounds is None else rounds["lapse"])
+    link = None
     if lapse.form == "transfer":
-        lapse = up.with_transfer(lapse, purchase)
+        link = _transfer_fit(holders_t, purchase, propensity.predict(holders_t), churn.predict(holders_t))
+        lapse = up.with_transfer(lapse, link)
+        log.info("lapse effect transferred from purchase: kappa %.3f, elasticity %.2f (%s treated holder rows, %s "
+                 "lapses; -log-likelihood %s)", link.kappa, link.elasticity, f"{link.rows:,}", link.lapses,
+                 {k: round(v, 2) for k, v in link.nll.items()})
     info = {"treated_rows": {"purchase": counts_p, "lapse": counts_l},
             "supported": {"purchase": supported_p, "lapse": supported_l},
             "training_rows": {"purchase": len(train), "lapse": len(holders_t)},
             "rounds": {"purchase": purchase.meta()["best_iteration"], "lapse": lapse.meta()["best_iteration"]},
             "relative_effect": {"purchase": purchase.relative_effect, "lapse": lapse.relative_effect},
-            "lapse_form": lapse.form, "lapse_kappa": lapse.kappa}
+            "lapse_form": lapse.form, "lapse_kappa": lapse.kappa,
+            **({"lapse_transfer": link.as_dict()} if link is not None else {})}
     return purchase, lapse, info
+
+
+def _transfer_fit(holders: pd.DataFrame, purchase: up.EffectModel, p_purchase: np.ndarray, p_lapse: np.ndarray,
+                  ) -> transfer.TransferFit:
+    """The lapse-from-purchase link, fitted on the holders touched through a channel the purchase learner
+    estimates (their lapse outcome, churn probability and the relative purchase effect of their channel)."""
+    treated = holders["treatment"].isin(purchase.supported).to_numpy()
+    rows = holders[treated]
+    rel = up.relative(up.effects(purchase, rows, p_purchase[treated], CHANNELS), p_purchase[treated])
+    return transfer.fit(rows["lapse_h"].to_numpy(float), p_lapse[treated],
+                        up.own_channel(rel, rows["treatment"].tolist(), CHANNELS))
 
 
 def _check_inputs(rows: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from features import treatments as tr
+from models import transfer
 from models import uplift as up
 from pipelines.params import load_params
 from tests.conftest import REPO
@@ -96,12 +97,18 @@ def test_unsupported_channels_get_no_effect_and_transfer_borrows_the_purchase_pa
     assert model.relative_effect["phone"] == 0.0 and model.relative_effect["sms"] == 0.0
     purchase_like = up.EffectModel("purchase", model.booster, model.modifiers, model.channels, ["visit"],
                                    "learner", {"visit": 0.5}, {"visit": 100})
-    lapse = up.with_transfer(model, purchase_like)
+    assert purchase_like.relative_effect["visit"] == 0.5
+    lapse = up.with_transfer(model, transfer.TransferFit(-0.1, 1.0, 0.0, 100, 5, {}))  # strict proportionality
     rel = np.array([[0.1, 0.0, 0.6], [0.2, 0.0, 1.2]])
     tau = up.effects(lapse, pd.DataFrame(index=[0, 1]), np.array([0.02, 0.04]), ["phone", "sms", "visit"], rel)
     assert tau[1, 2] == pytest.approx(4 * tau[0, 2])  # twice the relative effect, twice the baseline
-    assert (tau[:, 1] == 0).all()
-    assert lapse.kappa == pytest.approx(model.pooled_relative_effect() / 0.5)
+    assert tau[0, 2] == pytest.approx(-0.1 * 0.6 * 0.02)
+    assert (tau[:, 1] == 0).all()  # no purchase effect: no lapse effect claimed
+    flat = up.with_transfer(model, transfer.TransferFit(-0.1, 0.0, 0.0, 100, 5, {}))  # elasticity 0
+    tau0 = up.effects(flat, pd.DataFrame(index=[0, 1]), np.array([0.02, 0.04]), ["phone", "sms", "visit"], rel)
+    assert tau0[0, 0] == pytest.approx(tau0[0, 2]) == pytest.approx(-0.1 * 0.02)
+    restored = up.EffectModel.from_meta(lapse.booster, lapse.meta())
+    assert (restored.kappa, restored.elasticity, restored.centre) == (-0.1, 1.0, 0.0)
 
 
 def test_qini_ranks_a_true_uplift_score_above_random() -> None:
