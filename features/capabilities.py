@@ -2,9 +2,10 @@
 
 The synthetic book has everything; a user's own four tables have everything but the simulation's truth; a
 tabular source (one file whose columns are the features) has no archive of policies and premiums and no
-contact history, so only the propensity model applies, tiers rank by its calibrated probability, and the
-contact plan, rule segments, lapse and value models do not exist. Stages ask ``skip_reason`` (whole stage)
-or read ``models`` / the flags (parts of a stage); nothing else in the code tests which source it is.
+contact history, so only the model of its own target applies (purchase, or lapse for a churn flag), tiers
+rank by its calibrated probability, and the contact plan, rule segments and value model do not exist.
+Stages ask ``skip_reason`` (whole stage) or read ``models`` / the flags (parts of a stage); nothing else in
+the code tests which source it is.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 ALL_MODELS = ("purchase", "lapse", "value")
+LABELS = {"purchase": "purchase_h", "lapse": "lapse_h"}  # a target kind's label column in the feature table
 
 
 @dataclass(frozen=True)
@@ -23,10 +25,25 @@ class Capabilities:
     contact_history: bool   # dated contacts: the contact plan, frequency caps, recency segments
     snapshots: bool         # point-in-time monthly snapshots (else: the source's own rows and split)
     experiment: bool = False  # a randomised experiment (treatment arms and a control group) in a tabular file
+    target: Literal["purchase", "lapse"] = "purchase"  # a tabular source's target kind (books have both)
 
     @property
     def models(self) -> tuple[str, ...]:
-        return ALL_MODELS if self.archive else ("purchase",)
+        return ALL_MODELS if self.archive else (self.target,)
+
+    @property
+    def label(self) -> str:
+        """The label column of the source's own target (a book's: purchase)."""
+        return LABELS[self.target]
+
+    def has(self, need: str) -> bool:
+        """A capability flag, ``model:<name>`` (that model is trained) or ``own_split`` (rows carry the source's
+        own train/valid/calib/test split instead of snapshots)."""
+        if need.startswith("model:"):
+            return need.removeprefix("model:") in self.models
+        if need == "own_split":
+            return not self.snapshots
+        return bool(getattr(self, need))
 
     def describe(self) -> str:
         has = [k for k in ("synthetic_truth", "archive", "contact_history", "snapshots", "experiment")
@@ -35,10 +52,11 @@ class Capabilities:
                 f"models: {', '.join(self.models)})")
 
 
-def for_source(kind: Literal["tables", "tabular"], synthetic: bool, experiment: bool = False) -> Capabilities:
+def for_source(kind: Literal["tables", "tabular"], synthetic: bool, experiment: bool = False,
+               target: Literal["purchase", "lapse"] = "purchase") -> Capabilities:
     if kind == "tabular":
         return Capabilities("tabular", synthetic_truth=False, archive=False, contact_history=False, snapshots=False,
-                            experiment=experiment)
+                            experiment=experiment, target=target)
     return Capabilities("synthetic" if synthetic else "tables", synthetic_truth=synthetic, archive=True,
                         contact_history=True, snapshots=True)
 

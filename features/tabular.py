@@ -5,9 +5,9 @@ bank exports come this way: no customer archive and contact history to build poi
 from, but a file with one row per case, a target column, and, when the rows are in time order, a way to
 tell which period each row belongs to. ``TabularSpec`` declares that shape; ``prepare`` validates it and
 returns the same feature table the book path writes (``customer_id``, ``snapshot_date``, the features,
-``purchase_h``) plus the ``role`` of each row in the split, and a feature dictionary built from the
-columns. Validation follows the contract's rules: a target value that is neither positive nor negative is
-quarantined with its rule, column and count, never guessed.
+``purchase_h``, or ``lapse_h`` when the target is a lapse/churn flag) plus the ``role`` of each row in the
+split, and a feature dictionary built from the columns. Validation follows the contract's rules: a target
+value that is neither positive nor negative is quarantined with its rule, column and count, never guessed.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from features import personal
+from features.capabilities import LABELS
 
+OUTCOME_WORDS = {"purchase": ("purchase", "新投保"), "lapse": ("lapse or churn", "流失/退保")}
 MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
                                       "nov", "dec"), start=1)}
 
@@ -66,7 +68,13 @@ class TabularSpec(_Strict):
     id_column: str | None = None             # the customer key; `none`: the 1-based row number in the file
     row_keys: bool = False                   # set by `id_column: none`: rows are keyed by number on purpose
     target: str = Field(min_length=1)
-    positive: list[str] = Field(min_length=1)  # target values meaning "bought" (compared as text)
+    # what a positive target means: purchase (bought; the propensity model) or lapse (lapsed, churned,
+    # surrendered; the churn model, and tiers rank by retention value). `churn` is read as lapse.
+    target_kind: Literal["purchase", "lapse"] = "purchase"
+    target_en: str | None = None             # the outcome in words, for descriptions (default from the kind)
+    target_zh: str | None = None
+    premium_column: str | None = None        # lapse: the premium at risk per row (ranks tiers by p x premium)
+    positive: list[str] = Field(min_length=1)  # target values meaning the outcome happened (compared as text)
     negative: list[str] = Field(min_length=1)
     drop: list[str] = []                     # never features: known only after the outcome (leaky)
     personal: list[str] = []                 # personal data (dropped); more is found by name and content
@@ -86,7 +94,19 @@ class TabularSpec(_Strict):
     def _explicit_row_keys(cls, data: Any) -> Any:
         if isinstance(data, dict) and str(data.get("id_column", "")).strip().lower() == "none":
             data = {**data, "id_column": None, "row_keys": True}
+        if isinstance(data, dict) and str(data.get("target_kind", "")).strip().lower() == "churn":
+            data = {**data, "target_kind": "lapse"}
         return data
+
+    @property
+    def label_column(self) -> str:
+        """The feature table's label column for this target kind."""
+        return LABELS[self.target_kind]
+
+    def outcome_words(self) -> tuple[str, str]:
+        """The outcome in English and Chinese (the spec's words, else the kind's)."""
+        en, zh = OUTCOME_WORDS[self.target_kind]
+        return (self.target_en or f"{en} ('{self.target}' is one of {self.positive})", self.target_zh or zh)
 
     @field_validator("positive", "negative", "names", "drop", "categorical", "personal", "not_personal",
                      mode="before")
@@ -116,6 +136,12 @@ class TabularSpec(_Strict):
             raise ValueError(f"the treatment column '{self.experiment.treatment}' cannot be the target or dropped")
         if self.experiment and self.experiment.control in self.experiment.arms:
             raise ValueError(f"the control value '{self.experiment.control}' is also listed among the arms")
+        if self.experiment and self.target_kind != "purchase":
+            raise ValueError("an experiment's outcome is a success to buy more of: target_kind must be purchase")
+        if self.premium_column and self.target_kind != "lapse":
+            raise ValueError("premium_column (the premium at risk) only applies to target_kind: lapse")
+        if self.premium_column and self.premium_column in (self.target, *self.drop):
+            raise ValueError(f"premium_column '{self.premium_column}' cannot be the target or dropped")
         return self
 
 
@@ -187,7 +213,7 @@ def _roles_hashed(keys: pd.Series, s: SplitShares, seed: int) -> np.ndarray:
 def _check_columns(df: pd.DataFrame, spec: TabularSpec, source: str, with_target: bool) -> None:
     named = {spec.target} if with_target else set()
     named |= set(spec.drop) | set(spec.categorical) | set(spec.missing) | set(spec.describe) | set(spec.not_personal)
-    named |= {c for c in (spec.id_column, spec.month_column) if c}
+    named |= {c for c in (spec.id_column, spec.month_column, spec.premium_column) if c}
     if spec.experiment and with_target:
         named |= {spec.experiment.treatment, *spec.experiment.modifiers}
     # personal columns a spec drops may be absent (a later export without them is fine)
@@ -260,8 +286,11 @@ def prepare(raw: pd.DataFrame, spec: TabularSpec, as_of: dt.date, source: str,
         dates = pd.Series(as_of - dt.timedelta(days=1), index=raw.index)
     cols = feature_columns(raw, spec, [f.column for f in found])
     typed, dtypes = _typed(raw, cols, spec)
+    if spec.premium_column and dtypes.get(spec.premium_column) != "float":
+        raise TabularError(f"{source}: premium_column '{spec.premium_column}' must be numeric (the premium at risk "
+                           "per row), but some of its values are not numbers")
     labelled = pd.DataFrame({"customer_id": keys, "snapshot_date": dates}).join(typed)
-    labelled["purchase_h"] = is_pos.astype("float64")
+    labelled[spec.label_column] = is_pos.astype("float64")
     if arm is not None:
         labelled["treatment"] = arm.to_numpy()
     labelled = labelled[keep.to_numpy()].reset_index(drop=True)
@@ -280,7 +309,7 @@ def prepare(raw: pd.DataFrame, spec: TabularSpec, as_of: dt.date, source: str,
             if t == "float":
                 st[c] = pd.to_numeric(st[c], errors="coerce").astype("float64")
         scored = pd.DataFrame({"customer_id": skeys, "snapshot_date": as_of, "role": "score"}).join(st)
-        scored["purchase_h"] = np.nan
+        scored[spec.label_column] = np.nan
         if arm is not None:
             scored["treatment"] = None
         frames.append(scored.reset_index(drop=True))
@@ -351,7 +380,7 @@ def dictionary(cols: list[str], dtypes: dict[str, str], spec: TabularSpec) -> li
         text = spec.describe.get(c, c)
         rows.append({"name": c, "family": "source", "dtype": dtypes[c], "window_days": None, "en": text,
                      "zh": text, "role": "feature"})
-    rows.append({"name": "purchase_h", "family": "label", "dtype": "float", "window_days": None,
-                 "en": f"Target: '{spec.target}' is one of {spec.positive}", "zh": f"目标:{spec.target}",
-                 "role": "label"})
+    en, zh = spec.outcome_words()
+    rows.append({"name": spec.label_column, "family": "label", "dtype": "float", "window_days": None,
+                 "en": f"Target: {en}", "zh": f"目标:{zh}({spec.target})", "role": "label"})
     return rows

@@ -236,14 +236,14 @@ def backtest_table(df: pd.DataFrame, by: str, order: tuple[str, ...] | None = No
     return out.reset_index()
 
 
-def propensity_backtest(df: pd.DataFrame, by: str = "priority_tier") -> pd.DataFrame:
-    """Per tier of a propensity-only model set (no premiums or lapses): customers, expected vs realised
-    purchases, realised purchase rate and the share of all purchases the tier holds."""
+def propensity_backtest(df: pd.DataFrame, by: str = "priority_tier", outcome: str = "purchase") -> pd.DataFrame:
+    """Per tier of a one-model set (a tabular source: its target is a purchase or a lapse): customers, expected
+    vs realised outcomes (``p_<outcome>`` vs ``<outcome>_h``), the realised rate and the tier's share of them."""
     g = df.groupby(by, observed=True)
-    out = pd.DataFrame({"customers": g.size(), "expected_purchases": g["p_purchase"].sum(),
-                        "realised_purchases": g["purchase_h"].sum()})
-    out["realised_purchase_rate"] = out["realised_purchases"] / out["customers"]
-    out["purchase_share"] = out["realised_purchases"] / max(float(df["purchase_h"].sum()), 1e-12)
+    p, y = f"p_{outcome}", f"{outcome}_h"
+    out = pd.DataFrame({"customers": g.size(), f"expected_{outcome}s": g[p].sum(), f"realised_{outcome}s": g[y].sum()})
+    out[f"realised_{outcome}_rate"] = out[f"realised_{outcome}s"] / out["customers"]
+    out[f"{outcome}_share"] = out[f"realised_{outcome}s"] / max(float(df[y].sum()), 1e-12)
     out = out.reindex([t for t in TIERS if t in out.index])
     out.index.name = by
     return out.reset_index()

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import lightgbm as lgb
@@ -60,6 +60,9 @@ class LearnerParams(BaseModel):
     # additive: log-odds effect = channel + shared modifiers (channels with little data borrow the pattern);
     # full: each channel's effect may vary with the modifiers in its own way (a randomised experiment)
     interactions: Literal["additive", "full"] = "additive"
+    # how much the plan's effect leans on the configured prior (segment.value.propensity_effect, the propensity
+    # form) rather than on this learner: effect = (1 - w) x learned + w x prior. 0 trusts the data alone.
+    prior_weight: float = Field(default=0.0, ge=0.0, le=1.0)
     learning_rate: float = Field(gt=0, le=1)
     num_leaves: int = Field(ge=2, le=256)
     min_child_samples: int = Field(ge=1)
@@ -76,6 +79,8 @@ class UpliftParams(BaseModel):
     experiment_window_days: int = Field(ge=1, le=90)   # campaign arms counted in [s, s + this)
     min_treated: int = Field(ge=1)                     # treated rows a channel needs for an estimate
     refit_all_snapshots: bool = True                   # score with learners refitted on every labelled snapshot
+    anchor_min_holdout: int = Field(default=100, ge=1)  # held-out rows a campaign channel needs to anchor its level
+    anchor_prior_sd: float = Field(default=1.0, gt=0)   # prior sd of a channel's scale (models/anchoring.py)
     purchase: LearnerParams
     lapse: LearnerParams
 
@@ -95,11 +100,13 @@ class EffectModel:
     kappa: float = 0.0                # transfer: the relative lapse effect at r0 (models/transfer.py)
     elasticity: float = 1.0           # transfer: how lapse effects follow relative purchase effects
     centre: float = 0.0               # transfer: log r0
+    scale: dict[str, float] = field(default_factory=dict)  # per channel, from the experiments (anchoring.py)
 
     def meta(self) -> dict[str, object]:
         return {"outcome": self.outcome, "modifiers": self.modifiers, "channels": self.channels,
                 "supported": self.supported, "form": self.form, "relative_effect": self.relative_effect,
                 "treated": self.treated, "kappa": self.kappa, "elasticity": self.elasticity, "centre": self.centre,
+                "scale": self.scale,
                 "best_iteration": int(self.booster.best_iteration or self.booster.current_iteration())}
 
     @classmethod
@@ -108,7 +115,8 @@ class EffectModel:
                    list(meta["supported"]), str(meta["form"]),
                    {str(k): float(v) for k, v in dict(meta["relative_effect"]).items()},
                    {str(k): int(v) for k, v in dict(meta["treated"]).items()}, float(meta["kappa"]),
-                   float(meta.get("elasticity", 1.0)), float(meta.get("centre", 0.0)))
+                   float(meta.get("elasticity", 1.0)), float(meta.get("centre", 0.0)),
+                   {str(k): float(v) for k, v in dict(meta.get("scale", {})).items()})
 
     def pooled_relative_effect(self) -> float:
         """Treated-row-weighted mean relative effect over the supported channels."""
@@ -197,8 +205,14 @@ def fit_effects(train: pd.DataFrame, valid: pd.DataFrame | None, y: str,
 
 def with_transfer(lapse: EffectModel, link: transfer.TransferFit) -> EffectModel:
     """The lapse model in ``transfer`` form, with the level and elasticity fitted on the lapse outcomes."""
-    return EffectModel(lapse.outcome, lapse.booster, lapse.modifiers, lapse.channels, lapse.supported, lapse.form,
-                       lapse.relative_effect, lapse.treated, link.kappa, link.elasticity, link.centre)
+    return replace(lapse, kappa=link.kappa, elasticity=link.elasticity, centre=link.centre)
+
+
+def with_scale(model: EffectModel, scale: dict[str, float]) -> EffectModel:
+    """The model with each channel's effects multiplied by ``scale`` (anchored to the experiments); the
+    relative effects it reports are scaled alike."""
+    rel = {c: v * scale.get(c, 1.0) for c, v in model.relative_effect.items()}
+    return replace(model, scale=dict(scale), relative_effect=rel)
 
 
 def own_channel(values: np.ndarray, treatment: Sequence[str], channels: Sequence[str]) -> np.ndarray:
@@ -222,7 +236,7 @@ def _learner_effects(model: EffectModel, df: pd.DataFrame, baseline: np.ndarray)
     out = np.zeros((len(df), len(model.channels)))
     for j, c in enumerate(model.channels):
         if c in model.supported:
-            out[:, j] = prob(c) - control
+            out[:, j] = (prob(c) - control) * model.scale.get(c, 1.0)
     return out
 
 

@@ -34,8 +34,8 @@ def redact(url: str) -> str:
 
 
 def table_for(name: str, schema: str | None) -> sa.Table:
-    cols = [sa.Column(c.name, _TYPES[c.type], nullable=c.nullable,
-                      primary_key=c.name in ("customer_id", "as_of")) for c in score_file.COLUMNS]
+    cols = [sa.Column(c.name, _TYPES[c.type], nullable=c.nullable, primary_key=c.name in ("customer_id", "as_of"))
+            for c in score_file.COLUMNS if c.name in score_file.NAMES]  # the book profile only
     return sa.Table(name, sa.MetaData(schema=schema), *cols)
 
 

@@ -59,12 +59,12 @@ def build_scores(seg: pd.DataFrame, scoring_rows: pd.DataFrame, dictionary: list
     """The score file's rows, in schema order, from the segment stage's table and the propensity model.
     ``columns``: a profile's columns (default: all); the segment table only needs to carry those."""
     names = columns or score_file.NAMES
-    model = scoring.load_model("purchase", models_dir)
+    model = scoring.load_model("purchase" if "p_purchase" in names else "lapse", models_dir)  # whose reasons
     rows = scoring_rows.set_index("customer_id").loc[seg["customer_id"]].reset_index()
     contrib = reasons.contributions(model.booster, gbm.design(rows, model.spec))
     why = reasons.top_reasons(contrib, rows, {d["name"]: d for d in dictionary}, k=score_file.N_REASONS)
     out = pd.DataFrame({"customer_id": seg["customer_id"].to_numpy(), "as_of": pd.to_datetime(seg["as_of"]).dt.date})
-    for c in ("p_purchase", "p_lapse", "expected_premium", "contact_value", "priority_tier"):
+    for c in ("split_role", "p_purchase", "p_lapse", "expected_premium", "contact_value", "priority_tier"):
         if c in names:
             out[c] = seg[c].to_numpy()
     for c, zh in ZH.items():
@@ -141,7 +141,13 @@ def export(params_path: str) -> dict[str, Any]:
     registry = json.loads(REGISTRY.read_text(encoding="utf-8"))
     cutpoints = json.loads(CUTPOINTS.read_text(encoding="utf-8"))
     df = scores_frame(seg, as_of, registry, caps=params.capabilities)
-    return deliver(df, as_of, registry, cutpoints, SCORES, params.export.delimiter)
+    tab = params.validate_.source.tabular
+    outcome = None
+    if tab is not None:
+        en, zh = tab.outcome_words()
+        outcome = {"kind": tab.target_kind, "column": tab.target, "positive": tab.positive, "en": en, "zh": zh,
+                  "probability_column": f"p_{tab.target_kind}"}
+    return deliver(df, as_of, registry, cutpoints, SCORES, params.export.delimiter, outcome)
 
 
 def scores_frame(seg: pd.DataFrame, as_of: dt.date, registry: dict[str, Any],
@@ -161,8 +167,9 @@ def scores_frame(seg: pd.DataFrame, as_of: dt.date, registry: dict[str, Any],
 
 
 def deliver(df: pd.DataFrame, as_of: dt.date, registry: dict[str, Any], cutpoints: dict[str, Any], folder: Path,
-            delimiter: str) -> dict[str, Any]:
-    """Write the CSV, Parquet and manifest of ``as_of`` into ``folder`` (manifest as the commit marker)."""
+            delimiter: str, outcome: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the CSV, Parquet and manifest of ``as_of`` into ``folder`` (manifest as the commit marker).
+    ``outcome``: a tabular source's target in words, for the manifest (what the probability is of)."""
     target = score_paths(as_of, folder)
     remove_stale_staging(folder)
     with staged_outputs(marker=target["manifest"]) as out:
@@ -178,7 +185,9 @@ def deliver(df: pd.DataFrame, as_of: dt.date, registry: dict[str, Any], cutpoint
                        for m in registry["models"]},
             "mlflow_run_id": registry["run_id"],
             "profile": ("book" if list(df.columns) == score_file.NAMES else
-                        "experiment" if "recommended_arm" in df.columns else "propensity"),
+                        "experiment" if "recommended_arm" in df.columns else
+                        "propensity" if "p_purchase" in df.columns else "retention"),
+            **({"target": outcome} if outcome else {}),
             "tier_cutpoints": _cutpoints(cutpoints),
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "columns": list(df.columns),

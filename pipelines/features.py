@@ -91,14 +91,15 @@ def tabular_features(params: Params) -> None:
     caps = params.capabilities
     log.info("%s: no point-in-time snapshots to build; the source's %d columns are the features",
              caps.describe(), sum(1 for d in dic if d["role"] == "feature"))
-    per_role = df.groupby("role", sort=False).agg(rows=("purchase_h", "size"), purchase_rate=("purchase_h", "mean"))
+    per_role = df.groupby("role", sort=False).agg(rows=(caps.label, "size"), positive_rate=(caps.label, "mean"))
     with staged_outputs() as out:
         out.parquet(df, OUT / "features.parquet")
         out.json(dic, OUT / "dictionary.json")
         headline.write(out, "features", {"as_of": str(params.book.as_of), "source": caps.source, "rows": len(df),
                   "n_features": sum(1 for d in dic if d["role"] == "feature"), "n_snapshots": int(
-                      df["snapshot_date"].nunique()), "roles": {str(r): {"rows": int(v["rows"]), "purchase_rate": (
-                          None if pd.isna(v["purchase_rate"]) else float(v["purchase_rate"]))}
+                      df["snapshot_date"].nunique()), "label": caps.label,
+                  "roles": {str(r): {"rows": int(v["rows"]), "positive_rate": (
+                          None if pd.isna(v["positive_rate"]) else float(v["positive_rate"]))}
                                                                 for r, v in per_role.iterrows()}})
     log.info("wrote %s (%s rows)", OUT / "features.parquet", f"{len(df):,}")
 

@@ -256,7 +256,8 @@ class Params(Strict):
         """What this source supports; stages skip or narrow themselves by it (features/capabilities.py)."""
         tab = self.validate_.source.tabular
         return for_source(self.validate_.source.kind, self.synthetic_source,
-                          experiment=tab is not None and tab.experiment is not None)
+                          experiment=tab is not None and tab.experiment is not None,
+                          target=tab.target_kind if tab is not None else "purchase")
 
     def synthetic(self) -> SyntheticParams:
         g = self.generate

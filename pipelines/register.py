@@ -29,7 +29,7 @@ from pipelines import paths, scoring, tracking
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError
 from pipelines.io import staged_outputs
-from pipelines.params import load_params
+from pipelines.params import Params, load_params
 
 log = logging.getLogger("pipelines.register")
 FEATURES, MODELS, CALIBRATORS = paths.FEATURES, paths.MODELS, paths.CALIBRATORS
@@ -46,6 +46,17 @@ DESCRIPTIONS = {
     "value": "Expected new premium (CNY) if the customer buys within {h} days. Contact-priority pipeline.",
 }
 REQUIREMENTS = ("mlflow", "lightgbm", "pandas", "numpy", "scikit-learn", "scipy", "pydantic")
+
+
+def description(model: str, params: Params) -> str:
+    """The registered model's description: a book's fixed wording, a tabular source's own target in words."""
+    tab = params.validate_.source.tabular
+    if tab is None:
+        return DESCRIPTIONS[model].format(h=params.book.horizon_days)
+    en, zh = tab.outcome_words()
+    return (f"Calibrated probability of {en} ({zh}) for a row of the tabular source "
+            f"{params.validate_.source.dir}/{tab.file}, from its columns (pipelines/serving.py). "
+            "Contact-priority pipeline; docs/your_data.md.")
 
 
 def pip_requirements() -> list[str]:
@@ -125,8 +136,7 @@ def main(args: argparse.Namespace) -> None:
             tags |= tracking.dvc_experiment()  # a version from `dvc exp run` says so: never delivered as is
             for k, v in tags.items():
                 client.set_model_version_tag(name, ver, k, v)
-            client.update_registered_model(name, description=DESCRIPTIONS[model].format(
-                h=params.book.horizon_days))
+            client.update_registered_model(name, description=description(model, params))
             registry["models"][model] = {"name": name, "version": int(ver), "uri": f"models:/{name}/{ver}",
                                          "model_uri": info.model_uri, "run_id": run_id, **tags}
             log.info("registered %s version %s (%s)", name, ver, ", ".join(f"{k} {v}" for k, v in tags.items()))

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from features.capabilities import Capabilities
+from features.capabilities import Capabilities, for_source
 from features.contract import CHANNELS as CONTRACT_CHANNELS
 from models.segments import (
     BEHAVIOUR_ZH,
@@ -53,10 +53,17 @@ CHANNELS = tuple(CONTRACT_CHANNELS)  # the contract's channels, in its order
 COLUMNS: list[Column] = [
     Column("customer_id", "string", False, "Customer key (as in the customer archive)", "客户编号"),
     Column("as_of", "date", False, "Scoring date: history up to the day before", "评分日期(使用前一日及之前的数据)"),
+    Column("split_role", "string", False,
+           "A tabular source's row: how it was used (train, valid: early stopping, calib: calibration, test: "
+           "evaluation, its score out of sample; score: a row of the score file)",
+           "该行在训练中的用途(train训练, valid早停, calib校准, test评估, score待评分)",
+           ("train", "valid", "calib", "test", "score"), ("own_split",)),
     Column("p_purchase", "number", False, "Probability of a new policy within the horizon (calibrated)",
-           "观察期内新投保概率(已校准)"),
-    Column("p_lapse", "number", False, "Probability an in-force policy lapses within the horizon (0 if none held)",
-           "观察期内有效保单失效概率(无有效保单为0)", needs=ARCHIVE),
+           "观察期内新投保概率(已校准)", needs=("model:purchase",)),
+    Column("p_lapse", "number", False, "Probability an in-force policy lapses within the horizon (0 if none held); "
+           "a tabular source with a lapse/churn target: the probability of that outcome (calibrated)",
+           "观察期内有效保单失效概率(无有效保单为0);流失/退保目标的表格数据源:该结果的概率(已校准)",
+           needs=("model:lapse",)),
     Column("expected_premium", "number", False, "Expected annual premium if the customer buys, CNY",
            "若投保的预期年保费(元)", needs=ARCHIVE),
     Column("contact_value", "number", False,
@@ -93,16 +100,15 @@ COLUMNS: list[Column] = [
     *(Column(f"reason_against_{i}", "string", True, f"Reason {i} against (most negative contribution)",
              f"不利因素{i}") for i in range(1, N_REASONS + 1)),
     Column("model_version_purchase", "string", False, "Registered version of the propensity model",
-           "投保倾向模型版本"),
+           "投保倾向模型版本", needs=("model:purchase",)),
     Column("model_version_lapse", "string", False, "Registered version of the churn model", "流失模型版本",
-           needs=ARCHIVE),
+           needs=("model:lapse",)),
     Column("model_version_value", "string", False, "Registered version of the value model", "价值模型版本",
            needs=ARCHIVE),
     Column("mlflow_run_id", "string", False, "MLflow run that trained and registered the models",
            "训练该模型的MLflow运行编号"),
 ]
 
-NAMES = [c.name for c in COLUMNS]  # the full ("book") profile: a source with an archive and contact history
 
 # A tabular source with a randomised experiment adds the best arm per customer to the propensity profile.
 EXPERIMENT_COLUMNS: list[Column] = [
@@ -116,14 +122,20 @@ EXPERIMENT_COLUMNS: list[Column] = [
 ]
 
 
+NAMES = [c.name for c in COLUMNS if "own_split" not in c.needs]  # the "book" profile: every other column
+
+
 def profile(caps: Capabilities) -> tuple[str, list[Column]]:
-    """The columns a source can fill: all of them for a book; for a source without a policy archive or
-    contact history (a tabular file) the "propensity" profile, the columns whose ``needs`` it lacks left out;
-    with a randomised experiment, the "experiment" profile (propensity plus the best arm)."""
-    cols = [c for c in COLUMNS if all(getattr(caps, n) for n in c.needs)]
+    """The columns a source can fill: a book's (every column but ``split_role``); for a source without a policy
+    archive or contact history (a tabular file) the columns whose ``needs`` it meets: the "propensity" profile
+    (a purchase target) or the "retention" profile (a lapse/churn target); with a randomised experiment, the
+    "experiment" profile (propensity plus the best arm)."""
+    cols = [c for c in COLUMNS if all(caps.has(n) for n in c.needs)]
     if caps.experiment:
         return "experiment", cols + EXPERIMENT_COLUMNS
-    return ("book" if len(cols) == len(COLUMNS) else "propensity"), cols
+    if [c.name for c in cols] == NAMES:
+        return "book", cols
+    return ("retention" if caps.target == "lapse" else "propensity"), cols
 
 
 def json_schema() -> dict[str, Any]:
@@ -179,22 +191,27 @@ def render_markdown() -> str:
         "",
         "## Columns",
         "",
-        "| # | column | type | null | description | 说明 | allowed values | propensity profile |",
-        "|---|---|---|---|---|---|---|---|",
+        "| # | column | type | null | description | 说明 | allowed values | book | propensity | retention |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    kinds = (for_source("tables", synthetic=False), for_source("tabular", synthetic=False),
+             for_source("tabular", synthetic=False, target="lapse"))
     for i, c in enumerate(COLUMNS, 1):
         enum = ", ".join(f"`{v}`" for v in c.enum) if c.enum else ""
-        kept = "yes" if not c.needs else f"no (needs {' and '.join(n.replace('_', ' ') for n in c.needs)})"
+        kept = " | ".join("yes" if all(k.has(n) for n in c.needs) else "no" for k in kinds)
         lines.append(f"| {i} | `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} | {c.en} | {c.zh} | {enum} "
                      f"| {kept} |")
     lines += [
         "",
-        "**Profiles.** A book (the contract's tables) fills every column: the manifest says `\"profile\": "
-        "\"book\"`. A source without a policy archive or contact history (`validate.source.kind: tabular`, "
-        "e.g. the public benchmarks in [benchmarks.md](benchmarks.md)) has only the propensity model: its files "
-        "carry the `propensity` profile, the columns marked *no* above left out (not emptied), tiers ranked by "
-        "`p_purchase`, and the manifest's `columns` lists exactly what is there. Database loading "
-        "(`--to`) takes the book profile only.",
+        "**Profiles.** A book (the contract's tables) fills every column but `split_role`: the manifest says "
+        "`\"profile\": \"book\"`. A source without a policy archive or contact history "
+        "(`validate.source.kind: tabular`, e.g. the public benchmarks in [benchmarks.md](benchmarks.md)) has "
+        "one model, of its own target: a purchase target gives the `propensity` profile (tiers ranked by "
+        "`p_purchase`), a lapse/churn target (`target_kind: lapse`) the `retention` profile (`p_lapse`; tiers "
+        "ranked by it, or by premium at risk when the source declares `premium_column`). Their files leave "
+        "the columns marked *no* out (not emptied), score every row of the file (`split_role` says how each "
+        "was used), and the manifest's `columns` lists exactly what is there; its `target` says what the "
+        "probability is of, in English and Chinese. Database loading (`--to`) takes the book profile only.",
         "",
         "A tabular source with a randomised experiment (`tabular.experiment`, [your_data.md](your_data.md)) "
         "carries the `experiment` profile: the propensity profile plus",

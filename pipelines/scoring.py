@@ -45,11 +45,12 @@ def load_model(name: str, models: Path = MODELS, calibrators: Path = CALIBRATORS
 
 def scoring_rows(feats: pd.DataFrame, as_of: dt.date, caps: Capabilities) -> pd.DataFrame:
     """The rows to score at the as-of date: the as-of snapshot of a book; of a tabular source its score file's
-    rows, or without one its latest (test) rows, so the export shows what the CRM would have received."""
+    rows, or without one every row of the file (each with its ``role``: train, valid, calib or test)."""
     if caps.snapshots:
         return feats[pd.to_datetime(feats["snapshot_date"]) == pd.Timestamp(as_of)]
-    role = "score" if (feats["role"] == "score").any() else "test"
-    return feats[feats["role"] == role]
+    if (feats["role"] == "score").any():
+        return feats[feats["role"] == "score"]
+    return feats[feats["role"].isin(["train", "valid", "calib", "test"])]
 
 
 def score(df: pd.DataFrame, models: Path = MODELS, calibrators: Path = CALIBRATORS) -> pd.DataFrame:

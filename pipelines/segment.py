@@ -86,8 +86,12 @@ def effects(frame: pd.DataFrame, scored: pd.DataFrame, params: Params, models: d
     tl = up.effects(models["lapse"], frame, p_lapse, CHANNELS, up.relative(tp, p_purchase))
     learned = np.array([c in models["purchase"].supported for c in CHANNELS])
     tp, tl = np.where(learned[None, :], tp, fp), np.where(learned[None, :], tl, fl)
+    u = params.uplift  # shrink towards the configured prior (docs/segments.md: why, and what it was measured at)
+    tp = (1 - u.purchase.prior_weight) * tp + u.purchase.prior_weight * fp
+    tl = (1 - u.lapse.prior_weight) * tl + u.lapse.prior_weight * fl
     form = "uplift" if learned.all() else ("propensity" if not learned.any() else
                                            "uplift; propensity for " + ", ".join(np.array(CHANNELS)[~learned]))
+    form += f" (prior weight: purchase {u.purchase.prior_weight:g}, lapse {u.lapse.prior_weight:g})"
     return tp, np.where(holder[:, None], tl, 0.0), form
 
 
@@ -324,55 +328,69 @@ def build(params: Params, model_set: tuple[Path, Path] = (scoring.MODELS, scorin
             "baselines": baselines_plan}
 
 
+def _ranking(rows: pd.DataFrame, p: np.ndarray, params: Params) -> tuple[np.ndarray, str]:
+    """What a tabular source's tiers rank by: the calibrated probability of its target, or for a lapse target
+    with a declared premium column the premium at risk (p_lapse x premium: retention value)."""
+    tab = params.validate_.source.tabular
+    if params.capabilities.target == "lapse" and tab is not None and tab.premium_column:
+        return p * rows[tab.premium_column].astype("float64").fillna(0.0).clip(lower=0).to_numpy(), "premium_at_risk"
+    return p, f"p_{params.capabilities.target}"
+
+
 def propensity_tiers(params: Params) -> None:
-    """A source without an archive or contact history: P1-P4 tiers by calibrated purchase probability (there is
-    no premium for a contact value, no rule segment to align with, no history to plan a channel from), and a
-    backtest of those tiers on the test rows. Writes the same files as the full stage, minus the plan."""
+    """A source without an archive or contact history: P1-P4 tiers by the calibrated probability of its target
+    (purchase, or lapse: then by premium at risk when the source declares a premium) - there is no contact
+    value, no rule segment to align with, no history to plan a channel from - and a backtest of those tiers on
+    the test rows. Writes the same files as the full stage, minus the plan."""
     caps = params.capabilities
     for path in (FEATURES, TRAIN_REPORT):
         if not path.is_file():
             raise InputError(f"{path} not found: run the earlier stages first (dvc repro calibrate)")
-    log.info("%s: tiers rank by calibrated p_purchase; rule segments, contact value and the contact plan "
-             "do not apply", caps.describe())
+    target, prob = caps.target, f"p_{caps.target}"
     as_of, sp = params.book.as_of, params.segment
     feats = pd.read_parquet(FEATURES)
     rows = scoring.scoring_rows(feats, as_of, caps).reset_index(drop=True)
     test = feats[feats["role"] == "test"].reset_index(drop=True)
-    purchase = scoring.load_model("purchase")
-    p, p_test = purchase.predict(rows), purchase.predict(test)
+    model = scoring.load_model(target)
+    p, p_test = model.predict(rows), model.predict(test)
+    (rank, ranked_by), (rank_test, _) = _ranking(rows, p, params), _ranking(test, p_test, params)
+    log.info("%s: tiers rank by %s; rule segments, contact value and the contact plan do not apply",
+             caps.describe(), ranked_by)
     frozen = sp.frozen if sp.cutpoints == "frozen" else None
-    cuts = frozen.tiers if frozen else sg.fit_tier_cuts(p, sp.tiers, sp.capacity.total_weekly)
-    seg = pd.DataFrame({"customer_id": rows["customer_id"], "as_of": as_of, "p_purchase": p,
-                        "priority_tier": sg.tiers(p, cuts)})
+    cuts = frozen.tiers if frozen else sg.fit_tier_cuts(rank, sp.tiers, sp.capacity.total_weekly)
+    seg = pd.DataFrame({"customer_id": rows["customer_id"], "as_of": as_of, prob: p,
+                        "priority_tier": sg.tiers(rank, cuts), "split_role": rows["role"].to_numpy()})
+    if ranked_by == "premium_at_risk":
+        seg[ranked_by] = rank
     if caps.experiment:
         seg = pd.concat([seg, best_arms(rows, p, params)], axis=1)
-    bt = test[["customer_id", "purchase_h"]].assign(p_purchase=p_test,
-                                                    priority_tier=sg.tiers(p_test, sg.fit_tier_cuts(
-                                                        p_test, sp.tiers, sp.capacity.total_weekly)
-                                                        if not frozen else cuts))
-    table = sg.propensity_backtest(bt)
-    report: dict[str, Any] = {"as_of": str(as_of), "cutpoints_mode": sp.cutpoints, "ranked_by": "p_purchase",
+    bt = test[["customer_id", caps.label]].assign(**{prob: p_test}, priority_tier=sg.tiers(
+        rank_test, sg.fit_tier_cuts(rank_test, sp.tiers, sp.capacity.total_weekly) if not frozen else cuts))
+    table = sg.propensity_backtest(bt, outcome=target)
+    rate = f"realised_{target}_rate"
+    report: dict[str, Any] = {"as_of": str(as_of), "cutpoints_mode": sp.cutpoints, "ranked_by": ranked_by,
+              "target": target,
               "not_applicable": "rule segments, contact value, contact plan (no archive or contact history)",
               "backtest": {"rows": "test", "customers": len(bt),
-                           "tiers_monotone_purchase_rate": sg.is_monotone_decreasing(table["realised_purchase_rate"]),
+                           f"tiers_monotone_{target}_rate": sg.is_monotone_decreasing(table[rate]),
                            "tiers": {r["priority_tier"]: {k: float(r[k]) for k in (
-                               "customers", "expected_purchases", "realised_purchases", "realised_purchase_rate")}
+                               "customers", f"expected_{target}s", f"realised_{target}s", rate)}
                                for r in table.to_dict("records")}},
-              "scoring": {"customers": len(seg), "rows": "score" if (feats["role"] == "score").any() else "test",
+              "scoring": {"customers": len(seg), "rows": "score" if (feats["role"] == "score").any() else "all",
                           "tiers": seg["priority_tier"].value_counts().reindex(list(sg.TIERS),
                                                                                fill_value=0).to_dict()}}
     if caps.experiment:
         report["scoring"]["best_arm"] = seg["recommended_arm"].fillna("none").value_counts().to_dict()
-    log.info("backtest on %s test rows: tiers monotone in purchase rate: %s (%s)", f"{len(bt):,}",
-             report["backtest"]["tiers_monotone_purchase_rate"],
-             ", ".join(f"{r['priority_tier']} {r['realised_purchase_rate']:.1%}" for r in table.to_dict("records")))
+    log.info("backtest on %s test rows: tiers monotone in %s rate: %s (%s)", f"{len(bt):,}", target,
+             report["backtest"][f"tiers_monotone_{target}_rate"],
+             ", ".join(f"{r['priority_tier']} {r[rate]:.1%}" for r in table.to_dict("records")))
     with staged_outputs() as out:
         out.parquet(seg, OUT / "segments.parquet")
-        out.json({"tiers": list(cuts), "ranked_by": "p_purchase", "fitted_on": str(as_of), "mode": sp.cutpoints},
+        out.json({"tiers": list(cuts), "ranked_by": ranked_by, "fitted_on": str(as_of), "mode": sp.cutpoints},
                  OUT / "cutpoints.json")
         table.to_csv(out.path(OUT / "backtest" / "priority_tier.csv"), index=False)
-        table.rename(columns={"priority_tier": "tier", "realised_purchase_rate": "ml_purchase_rate"})[
-            ["tier", "ml_purchase_rate"]].to_csv(out.path(PLOT), index=False)
+        table.rename(columns={"priority_tier": "tier", rate: f"ml_{target}_rate"})[
+            ["tier", f"ml_{target}_rate"]].to_csv(out.path(PLOT), index=False)
         headline.write(out, "segments", report)
     _log_run(report)
 

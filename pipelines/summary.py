@@ -1,7 +1,10 @@
 """One line that says how the run went, for the end of ``make run`` (not a DVC stage; it only reads).
 
-    tiers P1 2,494 / P2 7,483 / P3 14,965 / P4 24,943 | AUC purchase 0.738, lapse 0.776 | week one: 31,598
-    touches planned | report data/reports/report.html, scores data/scores/, metrics: dvc metrics show
+    tiers P1 2,494 / P2 7,483 / P3 14,965 / P4 24,943 | AUC of the calibrated models on the test rows:
+    purchase 0.738, lapse 0.776 | week one: 31,598 touches planned | report data/reports/report.html, ...
+
+Every AUC printed says what it measured: these are the calibrated models' (what the score file carries, as in
+the registry's ``test_roc_auc`` tags) on the test snapshot, or a tabular source's test rows.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def line() -> str:
         parts.append("tiers " + " / ".join(f"{t} {n:,}" for t, n in tiers.items()))
     aucs = [f"{m} {cal[f'{m}_auc']:.3f}" for m in ("purchase", "lapse") if f"{m}_auc" in cal]
     if aucs:
-        parts.append("test AUC " + ", ".join(aucs))
+        parts.append("AUC of the calibrated models on the test rows: " + ", ".join(aucs))
     if "week1_touches" in seg:
         parts.append(f"week one: {int(seg['week1_touches']):,} touches planned")
     truth = _metrics("truth_check")

@@ -133,12 +133,12 @@ def main(args: argparse.Namespace) -> None:
         if tp.rolling.windows:
             tab = params.validate_.source.tabular
             if tab is not None and tab.time_order == "file":
-                report["rolling"] = rolling_evaluation(df, dictionary, tp)
+                report["rolling"] = rolling_evaluation(df, dictionary, tp, caps.label)
                 r = report["rolling"]["pooled"]
                 log.info("rolling-window evaluation (%d windows, %s training rows each): pooled LightGBM AUC %.3f "
                          "ALIFT %.3f; logistic AUC %.3f ALIFT %.3f", tp.rolling.windows, f"{tp.rolling.train_rows:,}",
                          r["lightgbm_auc"], r["lightgbm_alift"], r["logistic_auc"], r["logistic_alift"])
-                mlflow.log_metrics({f"purchase.rolling.{k}": float(v) for k, v in r.items()})
+                mlflow.log_metrics({f"{caps.target}.rolling.{k}": float(v) for k, v in r.items()})
             else:
                 log.info("train.rolling: not applicable (only for a tabular source with time_order: file); skipped")
         with staged_outputs() as out:
@@ -175,13 +175,14 @@ def main(args: argparse.Namespace) -> None:
                  "out of time" if caps.snapshots else f"the source's split: {report['split']['test']}")
 
 
-def rolling_evaluation(df: pd.DataFrame, dictionary: list[dict[str, Any]], tp: TrainParams) -> dict[str, Any]:
+def rolling_evaluation(df: pd.DataFrame, dictionary: list[dict[str, Any]], tp: TrainParams,
+                       label: str = "purchase_h") -> dict[str, Any]:
     """Moro et al.'s rolling window over time-ordered rows: each test window scored by LightGBM and logistic
-    models fitted on the rows just before it; per window and pooled AUC and ALIFT."""
-    rows = df[df["purchase_h"].notna()].reset_index(drop=True)  # file (time) order
+    models fitted on the rows just before it; per window and pooled AUC and ALIFT (of the ``label`` column)."""
+    rows = df[df[label].notna()].reset_index(drop=True)  # file (time) order
     test_start = int(np.flatnonzero(rows["role"].to_numpy() == "test")[0])
     windows = rolling_windows(len(rows), test_start, tp.rolling.windows, tp.rolling.train_rows)
-    y_all = rows["purchase_h"].to_numpy(float)
+    y_all = rows[label].to_numpy(float)
     per: list[dict[str, Any]] = []
     pooled: dict[str, list[np.ndarray]] = {"y": [], "lightgbm": [], "logistic": []}
     for k, w in enumerate(windows, 1):
@@ -191,7 +192,7 @@ def rolling_evaluation(df: pd.DataFrame, dictionary: list[dict[str, Any]], tp: T
                           y_all[w.valid[0]:w.valid[1]], tp.gbm, "binary")
         fit_rows = pd.concat([tr, va])
         lr = baselines.logistic_baseline(spec, tp.gbm.seed).fit(
-            baselines.lr_frame(gbm.design(fit_rows, spec), spec), fit_rows["purchase_h"].to_numpy(int))
+            baselines.lr_frame(gbm.design(fit_rows, spec), spec), fit_rows[label].to_numpy(int))
         yt = y_all[w.test[0]:w.test[1]]
         p = gbm.predict(booster, gbm.design(te, spec))
         q = lr.predict_proba(baselines.lr_frame(gbm.design(te, spec), spec))[:, 1]

@@ -23,7 +23,7 @@ import pandas as pd
 
 from features import tabular
 from features import treatments as tr
-from models import transfer
+from models import anchoring, transfer
 from models import uplift as up
 from pipelines import headline, paths, scoring, tracking
 from pipelines.cli import base_parser, run_stage
@@ -60,9 +60,29 @@ def _rows(params: Params, split: dict[str, Any]) -> pd.DataFrame:
     return out
 
 
-def _fit(train: pd.DataFrame, valid: pd.DataFrame | None, params: Params, rounds: dict[str, int] | None = None,
-         ) -> tuple[up.EffectModel, up.EffectModel, dict[str, Any]]:
-    """Both learners on ``train`` (early stopping on ``valid``; without it, the given ``rounds``)."""
+def _anchor(purchase: up.EffectModel, campaigns: pd.DataFrame, p_purchase: np.ndarray, params: Params,
+            ) -> tuple[up.EffectModel, dict[str, Any]]:
+    """The purchase learner with each campaign channel's level anchored to its randomised arms in ``campaigns``
+    (direct purchases, the learner's own outcome)."""
+    tau = up.effects(purchase, campaigns, p_purchase, CHANNELS)
+    found = {}
+    for j, c in enumerate(CHANNELS):
+        sel = campaigns[f"arm_{c}"].notna().to_numpy()
+        if sel.any() and c in purchase.supported:
+            found[c] = (campaigns.loc[sel, "purchase_direct"].to_numpy(float),
+                        campaigns.loc[sel, f"arm_{c}"].to_numpy(int), tau[sel, j])
+    anchors = anchoring.anchor(found, params.uplift.anchor_min_holdout, params.uplift.anchor_prior_sd)
+    for a in anchors.values():
+        log.info("anchored %s: campaigns %s rows (%s held out), effect %+.4f +- %.4f vs learned %.4f: scale %.2f",
+                 a.channel, f"{a.rows:,}", f"{a.holdout:,}", a.ate, a.se, a.predicted, a.scale)
+    return (up.with_scale(purchase, {c: a.scale for c, a in anchors.items()}),
+            {"prior_sd": params.uplift.anchor_prior_sd, "channels": {c: a.as_dict() for c, a in anchors.items()}})
+
+
+def _fit(train: pd.DataFrame, valid: pd.DataFrame | None, params: Params, campaigns: pd.DataFrame,
+         rounds: dict[str, int] | None = None) -> tuple[up.EffectModel, up.EffectModel, dict[str, Any]]:
+    """Both learners on ``train`` (early stopping on ``valid``; without it, the given ``rounds``); the purchase
+    learner's channel levels anchored to the randomised arms in ``campaigns``."""
     u, g = params.uplift, params.train.gbm
     propensity, churn = scoring.load_model("purchase"), scoring.load_model("lapse")
     counts_p, supported_p = up.support(train["treatment"], CHANNELS, u.min_treated)
@@ -71,6 +91,7 @@ def _fit(train: pd.DataFrame, valid: pd.DataFrame | None, params: Params, rounds
     purchase = up.fit_effects(train, valid, "purchase_direct", (propensity.predict(train), vp), CHANNELS,
                               supported_p, u.purchase, "purchase", g.seed, g.num_threads,
                               None if rounds is None else rounds["purchase"])
+    purchase, anchored = _anchor(purchase, campaigns, propensity.predict(campaigns), params)
     holders_t = train[train["lapse_h"].notna()]
     holders_v = None if valid is None else valid[valid["lapse_h"].notna()]
     counts_l, supported_l = up.support(holders_t["treatment"], CHANNELS, u.min_treated)
@@ -91,7 +112,7 @@ def _fit(train: pd.DataFrame, valid: pd.DataFrame | None, params: Params, rounds
             "training_rows": {"purchase": len(train), "lapse": len(holders_t)},
             "rounds": {"purchase": purchase.meta()["best_iteration"], "lapse": lapse.meta()["best_iteration"]},
             "relative_effect": {"purchase": purchase.relative_effect, "lapse": lapse.relative_effect},
-            "lapse_form": lapse.form, "lapse_kappa": lapse.kappa,
+            "anchoring": anchored, "lapse_form": lapse.form, "lapse_kappa": lapse.kappa,
             **({"lapse_transfer": link.as_dict()} if link is not None else {})}
     return purchase, lapse, info
 
@@ -242,7 +263,8 @@ def main(args: argparse.Namespace) -> None:
     rows = _rows(params, split)
     log.info("treatments: %s", rows["treatment"].value_counts(dropna=False).to_dict())
     train, valid = _check_inputs(rows, params)
-    purchase, lapse, info = _fit(train, valid, params)
+    has_arm = rows[[f"arm_{c}" for c in CHANNELS]].notna().any(axis=1)
+    purchase, lapse, info = _fit(train, valid, params, rows[has_arm & rows["role"].isin(["train", "valid"])])
     evaluation, curve = _evaluate(rows, purchase, params.train.gbm.seed)
     report: dict[str, Any] = {"treatment_window_days": params.uplift.treatment_window_days, "evaluated": info,
                               "holdout_evaluation": evaluation}
@@ -250,7 +272,7 @@ def main(args: argparse.Namespace) -> None:
         everything = rows[rows["treatment"].notna()]
         log.info("refitting on every labelled snapshot (%s rows) with the rounds early stopping chose",
                  f"{len(everything):,}")
-        purchase, lapse, report["scoring_models"] = _fit(everything, None, params, info["rounds"])
+        purchase, lapse, report["scoring_models"] = _fit(everything, None, params, rows[has_arm], info["rounds"])
     pooled = evaluation.get("pooled", {})
     if "qini_uplift" in pooled:
         log.info("out-of-time campaign holdouts (%s rows): Qini uplift %.4f vs propensity %.4f vs random %.4f",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -131,10 +132,15 @@ def test_capabilities_decide_which_stages_and_columns_apply() -> None:
     assert all(cap.skip_reason(s, tab) is None for s in ("validate", "features", "train", "segment", "export"))
     name, cols = score_file.profile(tab)
     kept = [c.name for c in cols]
-    assert name == "propensity" and kept[:3] == ["customer_id", "as_of", "p_purchase"]
+    assert name == "propensity" and kept[:4] == ["customer_id", "as_of", "split_role", "p_purchase"]
     assert "p_lapse" not in kept and "recommended_channel" not in kept and "priority_tier" in kept
     assert "model_version_purchase" in kept and "model_version_value" not in kept
-    assert score_file.profile(own) == ("book", score_file.COLUMNS)
+    name, cols = score_file.profile(cap.for_source("tabular", synthetic=False, target="lapse"))
+    kept = [c.name for c in cols]
+    assert name == "retention" and kept[:4] == ["customer_id", "as_of", "split_role", "p_lapse"]
+    assert "p_purchase" not in kept and "model_version_lapse" in kept and "model_version_purchase" not in kept
+    name, cols = score_file.profile(own)
+    assert name == "book" and [c.name for c in cols] == score_file.NAMES and "split_role" not in score_file.NAMES
 
 
 def test_params_need_the_tabular_section_for_a_tabular_source() -> None:
@@ -192,7 +198,8 @@ def test_bank_marketing_runs_through_the_pipeline_out_of_time(tmp_path: Path) ->
     features = pd.read_parquet(ws / "data/features/features.parquet")
     last_train = features.loc[features["role"] == "train", "snapshot_date"].max()
     assert features.loc[features["role"] == "test", "snapshot_date"].min() >= last_train  # later rows test
-    assert len(out["scores"]) == (features["role"] == "test").sum()  # no score file: the test rows are scored
+    assert len(out["scores"]) == len(features)  # no score file: every row is scored, saying how it was used
+    assert out["scores"]["split_role"].value_counts().to_dict() == features["role"].value_counts().to_dict()
     assert summary["train"]["models"]["purchase"]["lightgbm"]["roc_auc"] > 0.6
     assert out["segments"]["backtest"]["tiers_monotone_purchase_rate"]
     rolling = summary["train"]["rolling"]  # Moro's rolling window over the same test rows
@@ -431,3 +438,50 @@ def test_an_id_like_column_stops_the_source_unless_declared() -> None:
     assert by_row.features["customer_id"].iloc[0] == "r0000001"
     with pytest.raises(ValueError, match="quote it: 'Yes'"):
         _spec(positive=[True], negative=[False])
+
+
+def _subscriptions(path: Path, n: int = 4000, seed: int = 11) -> pd.DataFrame:
+    """A subscription book as a CRM exports it: an ID column, a Yes/No churn flag with signal, CRLF line ends
+    and a blank numeric cell."""
+    rng = np.random.default_rng(seed)
+    contract = rng.choice(["Month-to-month", "One year", "Two year"], n, p=[0.55, 0.25, 0.2])
+    tenure = rng.integers(0, 72, n)
+    charges = np.round(rng.uniform(18, 120, n), 2)
+    logit = -1.2 + 1.6 * (contract == "Month-to-month") - 0.04 * tenure + 0.012 * charges
+    churn = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "Yes", "No")
+    df = pd.DataFrame({"customerID": [f"{i:04d}-{''.join(rng.choice(list('ABCDEFGHJK'), 5))}" for i in range(n)],
+                       "gender": rng.choice(["Female", "Male"], n), "tenure": tenure, "Contract": contract,
+                       "MonthlyCharges": charges.astype(object), "Churn": churn})
+    df.loc[17, "MonthlyCharges"] = ""
+    df.to_csv(path, index=False, lineterminator="\r\n")
+    return df
+
+
+def test_a_churn_flag_trains_the_churn_model_and_scores_every_row_as_documented(tmp_path: Path) -> None:
+    text = (REPO / "docs/your_data.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if b.startswith("# subscriptions.yaml"))
+    (tmp_path / "exports").mkdir()
+    raw = _subscriptions(tmp_path / "exports" / "subscriptions.csv")
+    assert b"\r\n" in (tmp_path / "exports" / "subscriptions.csv").read_bytes()[:200]
+    source = tmp_path / "subscriptions.yaml"
+    source.write_text(block, encoding="utf-8")
+    ws, _ = _run(source, tmp_path)
+    manifest = json.loads((ws / "data/scores/manifest_2026-09-30.json").read_text(encoding="utf-8"))
+    scores = pd.read_parquet(ws / "data/scores/scores_2026-09-30.parquet")
+    assert manifest["profile"] == "retention" and list(scores.columns) == manifest["columns"]
+    assert manifest["target"]["kind"] == "lapse" and manifest["target"]["en"] == "cancelled the subscription"
+    assert list(manifest["models"]) == ["lapse"] and manifest["models"]["lapse"]["name"] == "subscriptions-lapse"
+    assert "p_lapse" in scores and "p_purchase" not in scores and scores["p_lapse"].between(0, 1).all()
+    # every row of the file is scored, keyed by its ID, and says how it was used
+    assert sorted(scores["customer_id"]) == sorted(raw["customerID"])
+    assert set(scores["split_role"]) == {"train", "valid", "calib", "test"}
+    assert raw.loc[17, "customerID"] in set(scores["customer_id"])  # the blank numeric cell is a null, not a reject
+    # reasons come from the churn model: the contract type drives churn here
+    assert scores["reason_for_1"].str.contains("Contract type|Months as a customer").mean() > 0.5
+    seg = json.loads((ws / "data/reports/segments.json").read_text(encoding="utf-8"))
+    assert seg["ranked_by"] == "premium_at_risk" and seg["target"] == "lapse"
+    assert "tiers_monotone_lapse_rate" in seg["backtest"] and "realised_lapse_rate" in seg["backtest"]["tiers"]["P1"]
+    train = json.loads((ws / "data/reports/train.json").read_text(encoding="utf-8"))
+    assert train["models_trained"] == ["lapse"] and train["models"]["lapse"]["lightgbm"]["roc_auc"] > 0.7
+    p1, p4 = (seg["backtest"]["tiers"][t]["realised_lapse_rate"] for t in ("P1", "P4"))
+    assert p1 > p4  # the riskiest-and-most-valuable tier lapses more than the last
