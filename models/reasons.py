@@ -24,25 +24,42 @@ def contributions(booster: lgb.Booster, X: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(np.asarray(raw)[:, :-1], index=X.index, columns=X.columns)
 
 
+def number(f: float) -> str:
+    """A number at its own scale: thousands separated from 100 up, two decimals from 1, two significant digits
+    below 1 (0.0034, not 0), never a trailing zero."""
+    if not np.isfinite(f):
+        return str(f)
+    a = abs(f)
+    if a >= 100 or a == 0:
+        return f"{f:,.0f}"
+    text = f"{f:.2f}" if a >= 1 else f"{f:.{max(2, 1 - int(np.floor(np.log10(a))))}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def _value(v: Any, dtype: str) -> tuple[str, str]:
     if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
         return NONE_EN, NONE_ZH
     if dtype == "bool":
         return ("yes", "是") if bool(v) else ("no", "否")
     if dtype == "int":
-        return f"{int(round(float(v))):,}", f"{int(round(float(v)))}"
+        return f"{int(round(float(v))):,}", f"{int(round(float(v))):,}"
     if dtype == "float":
-        f = float(v)
-        text = f"{f:,.0f}" if abs(f) >= 100 else f"{f:.2f}".rstrip("0").rstrip(".")
-        return text, text.replace(",", "")
+        text = number(float(v))
+        return text, text
     return str(v), str(v)
 
 
 def render(feature: str, value: Any, dictionary: dict[str, dict[str, Any]]) -> str:
-    """"<description>: <value> / <中文描述>: <值>" for one feature of one customer."""
+    """"<description>: <value> / <中文描述>: <值>" for one feature of one customer. Without a Chinese description
+    of its own (a user's column described in English only, or not at all) the Chinese half names the column in a
+    generic phrase instead of repeating the English half."""
     d = dictionary.get(feature, {})
     en, zh = _value(value, str(d.get("dtype", "float")))
-    return f"{d.get('en', feature)}: {en} / {d.get('zh', feature)}: {zh}"
+    text_en = d.get("en") or feature
+    text_zh = d.get("zh")
+    if not text_zh or text_zh == text_en:
+        return f"{text_en}: {en} / 字段“{feature}”的取值: {zh}"
+    return f"{text_en}: {en} / {text_zh}: {zh}"
 
 
 def top_reasons(contrib: pd.DataFrame, values: pd.DataFrame, dictionary: dict[str, dict[str, Any]], k: int = 3,

@@ -285,3 +285,18 @@ def test_postgresql_load_is_idempotent_and_verified(postgres: str) -> None:
     assert [c for c, _ in cols] == score_file.NAMES
     assert dict(cols)["as_of"] == "date" and dict(cols)["p_purchase"] == "double precision"
     assert set(pk) == {"customer_id", "as_of"}
+
+
+def test_reasons_format_numbers_to_their_scale_and_never_repeat_a_half() -> None:
+    assert [reasons.number(x) for x in (0.0034, 0.25, 0.5, 3.14159, 12.0, 99.456, 1234.5, 2_500_000.0, 0.0)] == \
+        ["0.0034", "0.25", "0.5", "3.14", "12", "99.46", "1,234", "2,500,000", "0"]
+    plain = {"Contract": {"dtype": "category", "en": "Contract", "zh": "Contract"},
+             "MonthlyCharges": {"dtype": "float", "en": "Monthly charges", "zh": "Monthly charges"},
+             "tenure": {"dtype": "int", "en": "Months as a customer", "zh": "客户月数"}}
+    contract = reasons.render("Contract", "Month-to-month", plain)
+    assert contract == "Contract: Month-to-month / 字段“Contract”的取值: Month-to-month"
+    assert contract.split(" / ")[0] != contract.split(" / ")[1]
+    assert reasons.render("MonthlyCharges", 1234.5678, plain) == \
+        "Monthly charges: 1,235 / 字段“MonthlyCharges”的取值: 1,235"
+    assert reasons.render("tenure", 12345.0, plain) == "Months as a customer: 12,345 / 客户月数: 12,345"
+    assert reasons.render("undescribed", 0.0123, {}).startswith("undescribed: 0.012 / 字段“undescribed”")
