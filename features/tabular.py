@@ -58,6 +58,13 @@ class ExperimentSpec(_Strict):
     modifiers: list[str] = []                 # numeric columns the effect may vary with (default: all numeric)
 
 
+class ValueLabel(_Strict):
+    """How a coded value reads in reasons, in English and Chinese."""
+
+    en: str = Field(min_length=1)
+    zh: str = Field(min_length=1)
+
+
 class TabularSpec(_Strict):
     """A one-file source: where it is, which column is the target, what must never be a feature."""
 
@@ -87,6 +94,8 @@ class TabularSpec(_Strict):
     split: SplitShares
     seed: int = Field(default=20261123, ge=0)
     describe: dict[str, str] = {}            # column -> one-line description for the dictionary and reasons
+    describe_zh: dict[str, str] = {}         # column -> the same in Chinese (else reasons use a generic phrase)
+    labels: dict[str, dict[str, ValueLabel]] = {}  # column -> value -> its words in reasons ({en, zh})
     experiment: ExperimentSpec | None = None  # a randomised experiment: uplift per arm, best arm or none
 
     @model_validator(mode="before")
@@ -213,6 +222,7 @@ def _roles_hashed(keys: pd.Series, s: SplitShares, seed: int) -> np.ndarray:
 def _check_columns(df: pd.DataFrame, spec: TabularSpec, source: str, with_target: bool) -> None:
     named = {spec.target} if with_target else set()
     named |= set(spec.drop) | set(spec.categorical) | set(spec.missing) | set(spec.describe) | set(spec.not_personal)
+    named |= set(spec.describe_zh) | set(spec.labels)
     named |= {c for c in (spec.id_column, spec.month_column, spec.premium_column) if c}
     if spec.experiment and with_target:
         named |= {spec.experiment.treatment, *spec.experiment.modifiers}
@@ -378,8 +388,11 @@ def dictionary(cols: list[str], dtypes: dict[str, str], spec: TabularSpec) -> li
     rows: list[dict[str, Any]] = []
     for c in cols:
         text = spec.describe.get(c, c)
-        rows.append({"name": c, "family": "source", "dtype": dtypes[c], "window_days": None, "en": text,
-                     "zh": text, "role": "feature"})
+        row = {"name": c, "family": "source", "dtype": dtypes[c], "window_days": None, "en": text,
+               "zh": spec.describe_zh.get(c, text), "role": "feature"}
+        if c in spec.labels:
+            row["values"] = {v: lab.model_dump() for v, lab in spec.labels[c].items()}
+        rows.append(row)
     en, zh = spec.outcome_words()
     rows.append({"name": spec.label_column, "family": "label", "dtype": "float", "window_days": None,
                  "en": f"Target: {en}", "zh": f"目标:{zh}({spec.target})", "role": "label"})

@@ -36,9 +36,11 @@ def number(f: float) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def _value(v: Any, dtype: str) -> tuple[str, str]:
+def _value(v: Any, dtype: str, labels: dict[str, dict[str, str]] | None = None) -> tuple[str, str]:
     if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
         return NONE_EN, NONE_ZH
+    if labels and str(v) in labels:  # a coded value the source put into words
+        return labels[str(v)]["en"], labels[str(v)]["zh"]
     if dtype == "bool":
         return ("yes", "是") if bool(v) else ("no", "否")
     if dtype == "int":
@@ -54,7 +56,7 @@ def render(feature: str, value: Any, dictionary: dict[str, dict[str, Any]]) -> s
     of its own (a user's column described in English only, or not at all) the Chinese half names the column in a
     generic phrase instead of repeating the English half."""
     d = dictionary.get(feature, {})
-    en, zh = _value(value, str(d.get("dtype", "float")))
+    en, zh = _value(value, str(d.get("dtype", "float")), d.get("values"))
     text_en = d.get("en") or feature
     text_zh = d.get("zh")
     if not text_zh or text_zh == text_en:

@@ -300,3 +300,7 @@ def test_reasons_format_numbers_to_their_scale_and_never_repeat_a_half() -> None
         "Monthly charges: 1,235 / 字段“MonthlyCharges”的取值: 1,235"
     assert reasons.render("tenure", 12345.0, plain) == "Months as a customer: 12,345 / 客户月数: 12,345"
     assert reasons.render("undescribed", 0.0123, {}).startswith("undescribed: 0.012 / 字段“undescribed”")
+    labelled = {"Contract": {"dtype": "category", "en": "Contract type", "zh": "合同类型",
+                             "values": {"Month-to-month": {"en": "month to month", "zh": "按月"}}}}
+    assert reasons.render("Contract", "Month-to-month", labelled) == "Contract type: month to month / 合同类型: 按月"
+    assert reasons.render("Contract", "Two year", labelled) == "Contract type: Two year / 合同类型: Two year"

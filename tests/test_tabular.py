@@ -478,6 +478,11 @@ def test_a_churn_flag_trains_the_churn_model_and_scores_every_row_as_documented(
     assert raw.loc[17, "customerID"] in set(scores["customer_id"])  # the blank numeric cell is a null, not a reject
     # reasons come from the churn model: the contract type drives churn here
     assert scores["reason_for_1"].str.contains("Contract type|Months as a customer").mean() > 0.5
+    reasons = scores.filter(like="reason_").stack().dropna().astype(str)
+    reasons = reasons[reasons != ""]
+    assert reasons.str.contains("Contract type: month to month / 合同类型: 按月").any()  # declared labels
+    assert not reasons.str.contains("Month-to-month").any()
+    assert all(r.split(" / ")[0] != r.split(" / ")[1] for r in reasons)  # never the same half twice
     seg = json.loads((ws / "data/reports/segments.json").read_text(encoding="utf-8"))
     assert seg["ranked_by"] == "premium_at_risk" and seg["target"] == "lapse"
     assert "tiers_monotone_lapse_rate" in seg["backtest"] and "realised_lapse_rate" in seg["backtest"]["tiers"]["P1"]
