@@ -158,6 +158,20 @@ def render_json_schema() -> str:
     return json.dumps(json_schema(), ensure_ascii=False, indent=2) + "\n"
 
 
+def _column_table() -> list[str]:
+    """The columns table: each column's type, meaning and which profiles carry it."""
+    lines = ["| # | column | type | null | description | 说明 | allowed values | book | propensity | retention |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    kinds = (for_source("tables", synthetic=False), for_source("tabular", synthetic=False),
+             for_source("tabular", synthetic=False, target="lapse"))
+    for i, c in enumerate(COLUMNS, 1):
+        enum = ", ".join(f"`{v}`" for v in c.enum) if c.enum else ""
+        kept = " | ".join("yes" if all(k.has(n) for n in c.needs) else "no" for k in kinds)
+        lines.append(f"| {i} | `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} | {c.en} | {c.zh} | {enum} "
+                     f"| {kept} |")
+    return lines
+
+
 def render_markdown() -> str:
     lines = [
         "# Score file (schema version " + SCHEMA_VERSION + ")",
@@ -191,16 +205,8 @@ def render_markdown() -> str:
         "",
         "## Columns",
         "",
-        "| # | column | type | null | description | 说明 | allowed values | book | propensity | retention |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        *_column_table(),
     ]
-    kinds = (for_source("tables", synthetic=False), for_source("tabular", synthetic=False),
-             for_source("tabular", synthetic=False, target="lapse"))
-    for i, c in enumerate(COLUMNS, 1):
-        enum = ", ".join(f"`{v}`" for v in c.enum) if c.enum else ""
-        kept = " | ".join("yes" if all(k.has(n) for n in c.needs) else "no" for k in kinds)
-        lines.append(f"| {i} | `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} | {c.en} | {c.zh} | {enum} "
-                     f"| {kept} |")
     lines += [
         "",
         "**Profiles.** A book (the contract's tables) fills every column but `split_role`: the manifest says "
