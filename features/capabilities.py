@@ -2,8 +2,9 @@
 
 The synthetic book has everything; a user's own four tables have everything but the simulation's truth; a
 tabular source (one file whose columns are the features) has no archive of policies and premiums and no
-contact history, so only the model of its own target applies (purchase, or lapse for a churn flag), tiers
-rank by its calibrated probability, and the contact plan, rule segments and value model do not exist.
+contact history, so only the model of its own target applies (purchase, or lapse for a churn flag; both when the
+file has both flags), tiers rank by the primary target's calibrated probability, and the contact plan,
+rule segments and value model do not exist.
 Stages ask ``skip_reason`` (whole stage) or read ``models`` / the flags (parts of a stage); nothing else in
 the code tests which source it is.
 """
@@ -26,14 +27,17 @@ class Capabilities:
     snapshots: bool         # point-in-time monthly snapshots (else: the source's own rows and split)
     experiment: bool = False  # a randomised experiment (treatment arms and a control group) in a tabular file
     target: Literal["purchase", "lapse"] = "purchase"  # a tabular source's target kind (books have both)
+    other_target: Literal["purchase", "lapse"] | None = None  # a tabular file with both flags: the second one
 
     @property
     def models(self) -> tuple[str, ...]:
-        return ALL_MODELS if self.archive else (self.target,)
+        if self.archive:
+            return ALL_MODELS
+        return (self.target, self.other_target) if self.other_target else (self.target,)
 
     @property
     def label(self) -> str:
-        """The label column of the source's own target (a book's: purchase)."""
+        """The label column of the source's own (primary) target (a book's: purchase)."""
         return LABELS[self.target]
 
     def has(self, need: str) -> bool:
@@ -53,10 +57,11 @@ class Capabilities:
 
 
 def for_source(kind: Literal["tables", "tabular"], synthetic: bool, experiment: bool = False,
-               target: Literal["purchase", "lapse"] = "purchase") -> Capabilities:
+               target: Literal["purchase", "lapse"] = "purchase",
+               other_target: Literal["purchase", "lapse"] | None = None) -> Capabilities:
     if kind == "tabular":
         return Capabilities("tabular", synthetic_truth=False, archive=False, contact_history=False, snapshots=False,
-                            experiment=experiment, target=target)
+                            experiment=experiment, target=target, other_target=other_target)
     return Capabilities("synthetic" if synthetic else "tables", synthetic_truth=synthetic, archive=True,
                         contact_history=True, snapshots=True)
 
@@ -65,7 +70,6 @@ def for_source(kind: Literal["tables", "tabular"], synthetic: bool, experiment: 
 STAGE_NEEDS: dict[str, tuple[str, ...]] = {
     "generate": ("synthetic_truth",),
     "truth_check": ("synthetic_truth",),
-    "report": ("archive",),   # the HTML report reads the book's segments, contact plan and drift by family
 }
 
 WHY = {

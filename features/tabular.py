@@ -3,11 +3,12 @@
 Public benchmark data (UCI Bank Marketing, CoIL Challenge 2000) and many "analytical base tables" a
 bank exports come this way: no customer archive and contact history to build point-in-time features
 from, but a file with one row per case, a target column, and, when the rows are in time order, a way to
-tell which period each row belongs to. ``TabularSpec`` declares that shape; ``prepare`` validates it and
-returns the same feature table the book path writes (``customer_id``, ``snapshot_date``, the features,
-``purchase_h``, or ``lapse_h`` when the target is a lapse/churn flag) plus the ``role`` of each row in the
-split, and a feature dictionary built from the columns. Validation follows the contract's rules: a target
-value that is neither positive nor negative is quarantined with its rule, column and count, never guessed.
+tell which period each row belongs to. ``TabularSpec`` (features/tabular_spec.py) declares that shape;
+``prepare`` validates it and returns the same feature table the book path writes (``customer_id``,
+``snapshot_date``, the features, and ``purchase_h`` and/or ``lapse_h``: one per declared target) plus the
+``role`` of each row in the split, and a feature dictionary built from the columns. Validation follows the
+contract's rules: a target value that is neither positive nor negative is quarantined with its rule, column
+and count, never guessed.
 """
 
 from __future__ import annotations
@@ -15,143 +16,20 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from features import personal
 from features.capabilities import LABELS
+from features.tabular_spec import ExperimentSpec, OtherTarget, SplitShares, TabularSpec, ValueLabel
 
-OUTCOME_WORDS = {"purchase": ("purchase", "新投保"), "lapse": ("lapse or churn", "流失/退保")}
+__all__ = ["ExperimentSpec", "OtherTarget", "Prepared", "SplitShares", "TabularError", "TabularSpec", "ValueLabel",
+           "prepare"]
+
 MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
                                       "nov", "dec"), start=1)}
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SplitShares(_Strict):
-    """Shares of the labelled rows per role; train is the rest (the earliest rows when time-ordered)."""
-
-    valid: float = Field(gt=0, lt=0.5)   # early stopping
-    calib: float = Field(gt=0, lt=0.5)   # calibration, never seen by training
-    test: float = Field(gt=0, lt=0.5)    # evaluation: the latest rows when time-ordered
-
-    @model_validator(mode="after")
-    def _room_for_train(self) -> SplitShares:
-        if self.valid + self.calib + self.test > 0.8:
-            raise ValueError("valid + calib + test must leave at least 20% of the rows for training")
-        return self
-
-
-class ExperimentSpec(_Strict):
-    """A randomised experiment in the file: which arm each row received, and what a success is worth."""
-
-    treatment: str = Field(min_length=1)      # the column naming each row's arm
-    control: str = Field(min_length=1)        # its value for the random control group (no touch)
-    arms: list[str] = []                      # the arms' values (default: every other value in the file)
-    value_per_success: float = Field(gt=0)    # CNY one more positive outcome is worth
-    arm_cost: dict[str, float] = {}           # CNY per touch of an arm (default 0)
-    modifiers: list[str] = []                 # numeric columns the effect may vary with (default: all numeric)
-
-
-class ValueLabel(_Strict):
-    """How a coded value reads in reasons, in English and Chinese."""
-
-    en: str = Field(min_length=1)
-    zh: str = Field(min_length=1)
-
-
-class TabularSpec(_Strict):
-    """A one-file source: where it is, which column is the target, what must never be a feature."""
-
-    file: str = Field(min_length=1)          # relative to validate.source.dir
-    score_file: str | None = None            # rows to score, same columns without the target (optional)
-    header: bool = True                      # False: the file has no header row; give `names`
-    names: list[str] = []                    # column names in file order (header: false)
-    id_column: str | None = None             # the customer key; `none`: the 1-based row number in the file
-    row_keys: bool = False                   # set by `id_column: none`: rows are keyed by number on purpose
-    target: str = Field(min_length=1)
-    # what a positive target means: purchase (bought; the propensity model) or lapse (lapsed, churned,
-    # surrendered; the churn model, and tiers rank by retention value). `churn` is read as lapse.
-    target_kind: Literal["purchase", "lapse"] = "purchase"
-    target_en: str | None = None             # the outcome in words, for descriptions (default from the kind)
-    target_zh: str | None = None
-    premium_column: str | None = None        # lapse: the premium at risk per row (ranks tiers by p x premium)
-    positive: list[str] = Field(min_length=1)  # target values meaning the outcome happened (compared as text)
-    negative: list[str] = Field(min_length=1)
-    drop: list[str] = []                     # never features: known only after the outcome (leaky)
-    personal: list[str] = []                 # personal data (dropped); more is found by name and content
-    not_personal: list[str] = []             # taken for personal data by name, but is not (content still checked)
-    categorical: list[str] = []              # coded columns that look numeric but are not ordinal
-    missing: dict[str, list[str]] = {}       # column -> codes meaning "unknown" (e.g. pdays 999 = never)
-    time_order: Literal["file", "none"]      # file: rows are in time order (out-of-time split); none: random
-    month_column: str | None = None          # time_order file: month of each row (jan..dec or 1..12), years
-    start_year: int | None = Field(default=None, ge=1900, le=2100)  # roll over when the month goes back
-    split: SplitShares
-    seed: int = Field(default=20261123, ge=0)
-    describe: dict[str, str] = {}            # column -> one-line description for the dictionary and reasons
-    describe_zh: dict[str, str] = {}         # column -> the same in Chinese (else reasons use a generic phrase)
-    labels: dict[str, dict[str, ValueLabel]] = {}  # column -> value -> its words in reasons ({en, zh})
-    experiment: ExperimentSpec | None = None  # a randomised experiment: uplift per arm, best arm or none
-
-    @model_validator(mode="before")
-    @classmethod
-    def _explicit_row_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict) and str(data.get("id_column", "")).strip().lower() == "none":
-            data = {**data, "id_column": None, "row_keys": True}
-        if isinstance(data, dict) and str(data.get("target_kind", "")).strip().lower() == "churn":
-            data = {**data, "target_kind": "lapse"}
-        return data
-
-    @property
-    def label_column(self) -> str:
-        """The feature table's label column for this target kind."""
-        return LABELS[self.target_kind]
-
-    def outcome_words(self) -> tuple[str, str]:
-        """The outcome in English and Chinese (the spec's words, else the kind's)."""
-        en, zh = OUTCOME_WORDS[self.target_kind]
-        return (self.target_en or f"{en} ('{self.target}' is one of {self.positive})", self.target_zh or zh)
-
-    @field_validator("positive", "negative", "names", "drop", "categorical", "personal", "not_personal",
-                     mode="before")
-    @classmethod
-    def _no_yaml_booleans(cls, v: Any) -> Any:
-        """YAML reads unquoted Yes/No/On/Off/True/False as booleans; say so instead of "not a valid string"."""
-        for x in v if isinstance(v, list) else []:
-            if isinstance(x, bool):
-                raise ValueError(f"got the YAML boolean {x}: YAML reads unquoted Yes/No/On/Off/True/False as "
-                                 "booleans; quote it: 'Yes'")
-        return v
-
-    @model_validator(mode="after")
-    def _consistent(self) -> TabularSpec:
-        if not self.header and not self.names:
-            raise ValueError("header: false needs `names` (the column names in file order)")
-        if self.month_column and self.start_year is None:
-            raise ValueError("month_column needs start_year (the year of the file's first row)")
-        if self.month_column and self.time_order != "file":
-            raise ValueError("month_column only makes sense with time_order: file")
-        both = set(self.positive) & set(self.negative)
-        if both:
-            raise ValueError(f"target values {sorted(both)} are listed as both positive and negative")
-        if self.target in self.drop:
-            raise ValueError(f"the target '{self.target}' cannot also be dropped")
-        if self.experiment and self.experiment.treatment in (self.target, *self.drop):
-            raise ValueError(f"the treatment column '{self.experiment.treatment}' cannot be the target or dropped")
-        if self.experiment and self.experiment.control in self.experiment.arms:
-            raise ValueError(f"the control value '{self.experiment.control}' is also listed among the arms")
-        if self.experiment and self.target_kind != "purchase":
-            raise ValueError("an experiment's outcome is a success to buy more of: target_kind must be purchase")
-        if self.premium_column and self.target_kind != "lapse":
-            raise ValueError("premium_column (the premium at risk) only applies to target_kind: lapse")
-        if self.premium_column and self.premium_column in (self.target, *self.drop):
-            raise ValueError(f"premium_column '{self.premium_column}' cannot be the target or dropped")
-        return self
 
 
 class TabularError(ValueError):
@@ -220,7 +98,7 @@ def _roles_hashed(keys: pd.Series, s: SplitShares, seed: int) -> np.ndarray:
 
 
 def _check_columns(df: pd.DataFrame, spec: TabularSpec, source: str, with_target: bool) -> None:
-    named = {spec.target} if with_target else set()
+    named = {t.target for t in spec.targets()} if with_target else set()
     named |= set(spec.drop) | set(spec.categorical) | set(spec.missing) | set(spec.describe) | set(spec.not_personal)
     named |= set(spec.describe_zh) | set(spec.labels)
     named |= {c for c in (spec.id_column, spec.month_column, spec.premium_column) if c}
@@ -229,7 +107,7 @@ def _check_columns(df: pd.DataFrame, spec: TabularSpec, source: str, with_target
     # personal columns a spec drops may be absent (a later export without them is fine)
     absent = sorted(c for c in named - set(df.columns) if not (c in spec.drop and personal.by_name(c)))
     if not with_target:
-        absent = [c for c in absent if c != spec.target]
+        absent = [c for c in absent if c not in {t.target for t in spec.targets()}]
     if absent:
         raise TabularError(f"{source}: validate.source.tabular names columns that are not in the file: {absent}. "
                            f"The file has: {', '.join(map(str, df.columns[:40]))}")
@@ -237,7 +115,7 @@ def _check_columns(df: pd.DataFrame, spec: TabularSpec, source: str, with_target
 
 def feature_columns(df: pd.DataFrame, spec: TabularSpec, hidden: list[str] | None = None) -> list[str]:
     """The columns that become features: all but the target, key, dropped and personal (``hidden``) ones."""
-    skip = {spec.target, spec.id_column, *spec.drop, *(hidden or [])}
+    skip = {*(t.target for t in spec.targets()), spec.id_column, *spec.drop, *(hidden or [])}
     if spec.experiment:  # the arm a row received is the treatment, never a feature
         skip.add(spec.experiment.treatment)
     return [c for c in df.columns if c not in skip]
@@ -270,13 +148,14 @@ def prepare(raw: pd.DataFrame, spec: TabularSpec, as_of: dt.date, source: str,
     _guard_ids(raw, spec, source, {f.column for f in found})
     keys = (raw[spec.id_column].astype(str).str.strip() if spec.id_column
             else pd.Series([key_of(i) for i in range(1, n + 1)], index=raw.index))
-    target = raw[spec.target].astype("string").str.strip()
-    is_pos, is_neg = target.isin(spec.positive), target.isin(spec.negative)
     rejects: dict[tuple[str, str], int] = {}
-    bad = ~(is_pos | is_neg)
-    dup = keys.duplicated(keep="first") & ~bad
     reasons = pd.Series(None, index=raw.index, dtype=object)
-    reasons[bad] = f"allowed_values:{spec.target}"
+    labels: dict[str, pd.Series] = {}
+    for t in reversed(spec.targets()):  # a row with two bad flags is counted once, under the primary target
+        value = raw[t.target].astype("string").str.strip()
+        labels[LABELS[t.target_kind]] = value.isin(t.positive)
+        reasons[~(value.isin(t.positive) | value.isin(t.negative))] = f"allowed_values:{t.target}"
+    dup = keys.duplicated(keep="first") & reasons.isna()
     reasons[dup] = f"unique:{spec.id_column or 'row'}"
     arm = experiment_arms(raw, spec)
     if arm is not None:
@@ -300,7 +179,8 @@ def prepare(raw: pd.DataFrame, spec: TabularSpec, as_of: dt.date, source: str,
         raise TabularError(f"{source}: premium_column '{spec.premium_column}' must be numeric (the premium at risk "
                            "per row), but some of its values are not numbers")
     labelled = pd.DataFrame({"customer_id": keys, "snapshot_date": dates}).join(typed)
-    labelled[spec.label_column] = is_pos.astype("float64")
+    for label, is_pos in labels.items():
+        labelled[label] = is_pos.astype("float64")
     if arm is not None:
         labelled["treatment"] = arm.to_numpy()
     labelled = labelled[keep.to_numpy()].reset_index(drop=True)
@@ -315,11 +195,12 @@ def prepare(raw: pd.DataFrame, spec: TabularSpec, as_of: dt.date, source: str,
         skeys = (score_raw[spec.id_column].astype(str).str.strip() if spec.id_column
                  else pd.Series([score_key(i) for i in range(1, len(score_raw) + 1)], index=score_raw.index))
         st, _ = _typed(score_raw, cols, spec)
-        for c, t in dtypes.items():  # the training file decides a column's type
-            if t == "float":
+        for c, kind in dtypes.items():  # the training file decides a column's type
+            if kind == "float":
                 st[c] = pd.to_numeric(st[c], errors="coerce").astype("float64")
         scored = pd.DataFrame({"customer_id": skeys, "snapshot_date": as_of, "role": "score"}).join(st)
-        scored[spec.label_column] = np.nan
+        for label in labels:
+            scored[label] = np.nan
         if arm is not None:
             scored["treatment"] = None
         frames.append(scored.reset_index(drop=True))
@@ -337,7 +218,7 @@ def _guard_ids(raw: pd.DataFrame, spec: TabularSpec, source: str, hidden: set[st
     memorises rows, and the score file could not be joined back. Stop and say how to declare it."""
     if spec.id_column or spec.row_keys or len(raw) < ID_MIN_ROWS:
         return
-    skip = {spec.target, *spec.drop, *hidden}
+    skip = {*(t.target for t in spec.targets()), *spec.drop, *hidden}
     for c in raw.columns:
         if c in skip:
             continue
@@ -362,7 +243,8 @@ def personal_columns(raw: pd.DataFrame, spec: TabularSpec, source: str) -> list[
                 f"{source}: id_column {spec.id_column!r}: {hit[1]:.0%} of sampled values look like {hit[0]} "
                 "values (rule: personal_key). A customer key must not be personal data: give a pseudonymous key "
                 "(a salted hash, say), or leave id_column out to key rows by their row number")
-    candidates = [c for c in raw.columns if c not in {spec.target, spec.id_column, *spec.drop}]
+    skip = {*(t.target for t in spec.targets()), spec.id_column, *spec.drop}
+    candidates = [c for c in raw.columns if c not in skip]
     return personal.find(raw, candidates, declared=spec.personal, not_personal=spec.not_personal)
 
 
@@ -388,12 +270,13 @@ def dictionary(cols: list[str], dtypes: dict[str, str], spec: TabularSpec) -> li
     rows: list[dict[str, Any]] = []
     for c in cols:
         text = spec.describe.get(c, c)
-        row = {"name": c, "family": "source", "dtype": dtypes[c], "window_days": None, "en": text,
+        row: dict[str, Any] = {"name": c, "family": "source", "dtype": dtypes[c], "window_days": None, "en": text,
                "zh": spec.describe_zh.get(c, text), "role": "feature"}
         if c in spec.labels:
             row["values"] = {v: lab.model_dump() for v, lab in spec.labels[c].items()}
         rows.append(row)
-    en, zh = spec.outcome_words()
-    rows.append({"name": spec.label_column, "family": "label", "dtype": "float", "window_days": None,
-                 "en": f"Target: {en}", "zh": f"目标:{zh}({spec.target})", "role": "label"})
+    for tgt in spec.targets():
+        en, zh = spec.outcome_words(tgt.target_kind)
+        rows.append({"name": LABELS[tgt.target_kind], "family": "label", "dtype": "float", "window_days": None,
+                     "en": f"Target: {en}", "zh": f"目标:{zh}({tgt.target})", "role": "label"})
     return rows

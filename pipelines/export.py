@@ -55,11 +55,12 @@ def sha256(path: Path) -> str:
 
 def build_scores(seg: pd.DataFrame, scoring_rows: pd.DataFrame, dictionary: list[dict[str, Any]],
                  registry: dict[str, Any], models_dir: Path = scoring.MODELS,
-                 columns: list[str] | None = None) -> pd.DataFrame:
-    """The score file's rows, in schema order, from the segment stage's table and the propensity model.
+                 columns: list[str] | None = None, reasons_model: str = "purchase") -> pd.DataFrame:
+    """The score file's rows, in schema order, from the segment stage's table; reasons from ``reasons_model``
+    (what the tiers rank by: a book's propensity model, a tabular source's primary target).
     ``columns``: a profile's columns (default: all); the segment table only needs to carry those."""
     names = columns or score_file.NAMES
-    model = scoring.load_model("purchase" if "p_purchase" in names else "lapse", models_dir)  # whose reasons
+    model = scoring.load_model(reasons_model, models_dir)
     rows = scoring_rows.set_index("customer_id").loc[seg["customer_id"]].reset_index()
     contrib = reasons.contributions(model.booster, gbm.design(rows, model.spec))
     why = reasons.top_reasons(contrib, rows, {d["name"]: d for d in dictionary}, k=score_file.N_REASONS)
@@ -144,9 +145,10 @@ def export(params_path: str) -> dict[str, Any]:
     tab = params.validate_.source.tabular
     outcome = None
     if tab is not None:
-        en, zh = tab.outcome_words()
-        outcome = {"kind": tab.target_kind, "column": tab.target, "positive": tab.positive, "en": en, "zh": zh,
-                  "probability_column": f"p_{tab.target_kind}"}
+        words = [(t, *tab.outcome_words(t.target_kind)) for t in tab.targets()]
+        described = [{"kind": t.target_kind, "column": t.target, "positive": t.positive, "en": en, "zh": zh,
+                      "probability_column": f"p_{t.target_kind}"} for t, en, zh in words]
+        outcome = described[0] | ({"other": described[1]} if len(described) > 1 else {})
     return deliver(df, as_of, registry, cutpoints, SCORES, params.export.delimiter, outcome)
 
 
@@ -161,7 +163,7 @@ def scores_frame(seg: pd.DataFrame, as_of: dt.date, registry: dict[str, Any],
     dictionary = json.loads(DICTIONARY.read_text(encoding="utf-8"))
     log.info("building the score file for %s: %s customers (%s profile)", as_of, f"{len(seg):,}", name)
     names = [c.name for c in cols]
-    df = build_scores(seg, scoring_rows, dictionary, registry, models_dir, names)
+    df = build_scores(seg, scoring_rows, dictionary, registry, models_dir, names, reasons_model=caps.target)
     check_schema(df, names)
     return df
 
@@ -186,6 +188,7 @@ def deliver(df: pd.DataFrame, as_of: dt.date, registry: dict[str, Any], cutpoint
             "mlflow_run_id": registry["run_id"],
             "profile": ("book" if list(df.columns) == score_file.NAMES else
                         "experiment" if "recommended_arm" in df.columns else
+                        "propensity_retention" if {"p_purchase", "p_lapse"} <= set(df.columns) else
                         "propensity" if "p_purchase" in df.columns else "retention"),
             **({"target": outcome} if outcome else {}),
             "tier_cutpoints": _cutpoints(cutpoints),

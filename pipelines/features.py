@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from features.capabilities import LABELS
 from features.snapshots import (
     KEYS,
     FeatureBoundError,
@@ -92,6 +93,8 @@ def tabular_features(params: Params) -> None:
     log.info("%s: no point-in-time snapshots to build; the source's %d columns are the features",
              caps.describe(), sum(1 for d in dic if d["role"] == "feature"))
     per_role = df.groupby("role", sort=False).agg(rows=(caps.label, "size"), positive_rate=(caps.label, "mean"))
+    labels = [LABELS[m] for m in caps.models]  # a file with both flags has both label columns
+    rates = df.groupby("role", sort=False)[labels].mean()
     with staged_outputs() as out:
         out.parquet(df, OUT / "features.parquet")
         out.json(dic, OUT / "dictionary.json")
@@ -100,7 +103,9 @@ def tabular_features(params: Params) -> None:
                       df["snapshot_date"].nunique()), "label": caps.label,
                   "roles": {str(r): {"rows": int(v["rows"]), "positive_rate": (
                           None if pd.isna(v["positive_rate"]) else float(v["positive_rate"]))}
-                                                                for r, v in per_role.iterrows()}})
+                                                                for r, v in per_role.iterrows()},
+                  "positive_rates": {lbl: {str(r): None if pd.isna(v) else float(v) for r, v in rates[lbl].items()}
+                                     for lbl in labels}})
     log.info("wrote %s (%s rows)", OUT / "features.parquet", f"{len(df):,}")
 
 

@@ -19,7 +19,7 @@ from features.capabilities import Capabilities, for_source
 from features.mapping import TableMapping
 from features.snapshots import FeatureParams
 from features.synthetic import BookSize, DriftParams, SyntheticParams
-from features.tabular import TabularSpec
+from features.tabular_spec import TabularSpec
 from models.baselines import RuleParams
 from models.contact_plan import CapacityParams, PlanParams
 from models.drift import DriftParams as DriftCheckParams
@@ -257,7 +257,8 @@ class Params(Strict):
         tab = self.validate_.source.tabular
         return for_source(self.validate_.source.kind, self.synthetic_source,
                           experiment=tab is not None and tab.experiment is not None,
-                          target=tab.target_kind if tab is not None else "purchase")
+                          target=tab.target_kind if tab is not None else "purchase",
+                          other_target=tab.other_target.target_kind if tab and tab.other_target else None)
 
     def synthetic(self) -> SyntheticParams:
         g = self.generate

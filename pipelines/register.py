@@ -53,7 +53,7 @@ def description(model: str, params: Params) -> str:
     tab = params.validate_.source.tabular
     if tab is None:
         return DESCRIPTIONS[model].format(h=params.book.horizon_days)
-    en, zh = tab.outcome_words()
+    en, zh = tab.outcome_words(model)
     return (f"Calibrated probability of {en} ({zh}) for a row of the tabular source "
             f"{params.validate_.source.dir}/{tab.file}, from its columns (pipelines/serving.py). "
             "Contact-priority pipeline; docs/your_data.md.")

@@ -128,13 +128,16 @@ NAMES = [c.name for c in COLUMNS if "own_split" not in c.needs]  # the "book" pr
 def profile(caps: Capabilities) -> tuple[str, list[Column]]:
     """The columns a source can fill: a book's (every column but ``split_role``); for a source without a policy
     archive or contact history (a tabular file) the columns whose ``needs`` it meets: the "propensity" profile
-    (a purchase target) or the "retention" profile (a lapse/churn target); with a randomised experiment, the
+    (a purchase target), the "retention" profile (a lapse/churn target), or "propensity_retention" (a file
+    with both flags: both probabilities; tiers rank by the primary target); with a randomised experiment, the
     "experiment" profile (propensity plus the best arm)."""
     cols = [c for c in COLUMNS if all(caps.has(n) for n in c.needs)]
     if caps.experiment:
         return "experiment", cols + EXPERIMENT_COLUMNS
     if [c.name for c in cols] == NAMES:
         return "book", cols
+    if caps.other_target:
+        return "propensity_retention", cols
     return ("retention" if caps.target == "lapse" else "propensity"), cols
 
 
@@ -212,9 +215,11 @@ def render_markdown() -> str:
         "**Profiles.** A book (the contract's tables) fills every column but `split_role`: the manifest says "
         "`\"profile\": \"book\"`. A source without a policy archive or contact history "
         "(`validate.source.kind: tabular`, e.g. the public benchmarks in [benchmarks.md](benchmarks.md)) has "
-        "one model, of its own target: a purchase target gives the `propensity` profile (tiers ranked by "
+        "the model(s) of its own target(s): a purchase target gives the `propensity` profile (tiers ranked by "
         "`p_purchase`), a lapse/churn target (`target_kind: lapse`) the `retention` profile (`p_lapse`; tiers "
-        "ranked by it, or by premium at risk when the source declares `premium_column`). Their files leave "
+        "ranked by it, or by premium at risk when the source declares `premium_column`), and a file with both flags "
+        "(`other_target`) the `propensity_retention` profile (both; tiers and reasons follow the primary target). "
+        "Their files leave "
         "the columns marked *no* out (not emptied), score every row of the file (`split_role` says how each "
         "was used), and the manifest's `columns` lists exactly what is there; its `target` says what the "
         "probability is of, in English and Chinese. Database loading (`--to`) takes the book profile only.",

@@ -360,6 +360,8 @@ def propensity_tiers(params: Params) -> None:
     cuts = frozen.tiers if frozen else sg.fit_tier_cuts(rank, sp.tiers, sp.capacity.total_weekly)
     seg = pd.DataFrame({"customer_id": rows["customer_id"], "as_of": as_of, prob: p,
                         "priority_tier": sg.tiers(rank, cuts), "split_role": rows["role"].to_numpy()})
+    for other in caps.models[1:]:  # a file with both flags: the second probability rides along, untiered
+        seg[f"p_{other}"] = scoring.load_model(other).predict(rows)
     if ranked_by == "premium_at_risk":
         seg[ranked_by] = rank
     if caps.experiment:

@@ -248,7 +248,9 @@ def main(args: argparse.Namespace) -> None:
         experiment(params)
         return
     if not (caps.contact_history and caps.snapshots):
-        reason = f"{caps.describe()}: no contact history to define treatments; the plan uses the propensity form"
+        reason = (f"{caps.describe()}: no contact history to define treatments"
+                  + ("; the plan uses the propensity form" if caps.archive else "; tiers rank by the model's own "
+                     "probability, and an uplift per arm needs a randomised experiment (tabular.experiment)"))
         log.info("uplift skipped: %s", reason)
         with staged_outputs() as out:  # every declared output exists, saying why it is empty
             headline.write(out, "uplift", {"skipped": reason})

@@ -120,16 +120,44 @@ def test_alift_is_half_for_random_and_one_for_a_perfect_order() -> None:
     assert abs(alift(yy, rng.random(20000)) - 0.5) < 0.02
 
 
+def test_a_file_with_both_flags_labels_both_and_neither_flag_is_a_feature() -> None:
+    raw = _raw().assign(lapsed=lambda d: np.where(np.arange(len(d)) % 3 == 0, "Y", "N"))
+    raw.loc[[5, 9], "lapsed"] = "?"
+    raw.loc[[9, 20], "y"] = "maybe"  # row 9 is bad twice: counted once, under the primary target
+    other = {"target": "lapsed", "target_kind": "churn", "positive": ["Y"], "negative": ["N"]}
+    spec = _spec(other_target=other)
+    prep = prepare(raw, spec, AS_OF, "x.csv")
+    assert prep.rejects == {("allowed_values", "y"): 2, ("allowed_values", "lapsed"): 1}
+    f = prep.features
+    assert {"purchase_h", "lapse_h"} <= set(f.columns) and "lapsed" not in f.columns and "y" not in f.columns
+    kept = raw.drop(index=[5, 9, 20]).reset_index(drop=True)
+    assert (f["lapse_h"] == (kept["lapsed"] == "Y")).all() and (f["purchase_h"] == (kept["y"] == "yes")).all()
+    labels = {d["name"]: d for d in prep.dictionary if d["role"] == "label"}
+    assert set(labels) == {"purchase_h", "lapse_h"} and "lapsed" in labels["lapse_h"]["zh"]
+    assert spec.outcome_words("lapse")[1] == "流失/退保" and spec.outcome_words()[1] == "新投保"
+    caps = cap.for_source("tabular", synthetic=False, target="purchase", other_target="lapse")
+    assert caps.models == ("purchase", "lapse") and caps.label == "purchase_h"
+    name, cols = score_file.profile(caps)
+    assert name == "propensity_retention" and {"p_purchase", "p_lapse"} <= {c.name for c in cols}
+    with pytest.raises(ValueError, match="other kind"):
+        _spec(other_target=other | {"target_kind": "purchase"})
+    with pytest.raises(ValueError, match="cannot be the target"):
+        _spec(other_target=other | {"target": "y", "target_kind": "lapse"})
+    with pytest.raises(ValueError, match="quote it"):
+        _spec(other_target=other | {"positive": [True]})
+
+
 def test_capabilities_decide_which_stages_and_columns_apply() -> None:
     tab = cap.for_source("tabular", synthetic=False)
     book = cap.for_source("tables", synthetic=True)
     own = cap.for_source("tables", synthetic=False)
     assert tab.models == ("purchase",) and book.models == own.models == cap.ALL_MODELS
-    for stage in ("generate", "truth_check", "report"):
+    for stage in ("generate", "truth_check"):
         assert "does not apply" in (cap.skip_reason(stage, tab) or "")
         assert cap.skip_reason(stage, book) is None
     assert cap.skip_reason("generate", own) and cap.skip_reason("report", own) is None
-    assert all(cap.skip_reason(s, tab) is None for s in ("validate", "features", "train", "segment", "export"))
+    assert all(cap.skip_reason(s, tab) is None
+               for s in ("validate", "features", "train", "segment", "export", "report"))
     name, cols = score_file.profile(tab)
     kept = [c.name for c in cols]
     assert name == "propensity" and kept[:4] == ["customer_id", "as_of", "split_role", "p_purchase"]
@@ -490,3 +518,48 @@ def test_a_churn_flag_trains_the_churn_model_and_scores_every_row_as_documented(
     assert train["models_trained"] == ["lapse"] and train["models"]["lapse"]["lightgbm"]["roc_auc"] > 0.7
     p1, p4 = (seg["backtest"]["tiers"][t]["realised_lapse_rate"] for t in ("P1", "P4"))
     assert p1 > p4  # the riskiest-and-most-valuable tier lapses more than the last
+
+
+def _docs_block(start: str) -> str:
+    text = (REPO / "docs/your_data.md").read_text(encoding="utf-8")
+    return next(b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if b.startswith(start))
+
+
+@pytest.mark.slow
+def test_a_file_with_both_flags_trains_both_models_and_its_report_shows_what_applies(tmp_path: Path) -> None:
+    (tmp_path / "exports").mkdir()
+    raw = _subscriptions(tmp_path / "exports" / "subscriptions.csv")
+    rng = np.random.default_rng(5)  # an upgrade flag that depends on tenure, not on the contract's churn signal
+    p = 1 / (1 + np.exp(-(-2.0 + 0.04 * raw["tenure"].astype(float))))
+    raw["Upgraded"] = np.where(rng.random(len(raw)) < p, "Yes", "No")
+    raw.loc[[3, 8], "Upgraded"] = "unknown"  # neither positive nor negative: quarantined
+    raw.to_csv(tmp_path / "exports" / "subscriptions.csv", index=False, lineterminator="\r\n")
+    source = _docs_block("# subscriptions.yaml")
+    other = "\n".join(line for line in _docs_block("# other_target").splitlines() if not line.startswith("#"))
+    source = source.replace("      premium_column:", other + "\n      premium_column:", 1)
+    (tmp_path / "subscriptions.yaml").write_text(source, encoding="utf-8")
+    ws, _ = _run(tmp_path / "subscriptions.yaml", tmp_path)
+    manifest = json.loads((ws / "data/scores/manifest_2026-09-30.json").read_text(encoding="utf-8"))
+    scores = pd.read_parquet(ws / "data/scores/scores_2026-09-30.parquet")
+    assert manifest["profile"] == "propensity_retention" and list(scores.columns) == manifest["columns"]
+    assert set(manifest["models"]) == {"lapse", "purchase"}
+    assert manifest["target"]["kind"] == "lapse" and manifest["target"]["other"]["en"] == "bought an upgrade"
+    assert scores["p_lapse"].between(0, 1).all() and scores["p_purchase"].between(0, 1).all()
+    assert len(scores) == len(raw) - 2 and not set(raw.loc[[3, 8], "customerID"]) & set(scores["customer_id"])
+    train = json.loads((ws / "data/reports/train.json").read_text(encoding="utf-8"))
+    assert train["models"]["lapse"]["lightgbm"]["roc_auc"] > 0.7 and train["models"]["purchase"]["lightgbm"][
+        "roc_auc"] > 0.6
+    # each probability follows its own flag: purchase by tenure, churn by contract and tenure
+    test = scores[scores["split_role"] == "test"].merge(raw, left_on="customer_id", right_on="customerID")
+    assert np.corrcoef(test["p_purchase"], test["tenure"])[0, 1] > 0.5
+    assert np.corrcoef(test["p_lapse"], test["tenure"])[0, 1] < 0
+    # the report renders what applies (both models, the tier backtest, drift) and names what does not
+    page = (ws / "data/reports/report.html").read_text(encoding="utf-8")
+    for text in ("Models vs baselines", "lapse: LightGBM", "purchase: LightGBM", "lightgbm + ",
+                 "Tier backtest on the test rows", "premium_at_risk", "positive rate (purchase_h)",
+                 "Drift: training rows vs scored rows", "What does not apply to this source", "contact plan"):
+        assert text in page, text
+    assert "the rules" not in page  # a one-file source has no rule baseline to claim a win or loss against
+    figures = {f.name for f in (ws / "data/reports/figures").iterdir()}
+    assert {"curves_lapse.png", "curves_purchase.png", "tier_backtest.png", "drift.png"} <= figures
+
