@@ -89,12 +89,35 @@ def _roles_in_order(n: int, s: SplitShares) -> np.ndarray:
     return roles
 
 
+def _hashed_unit(keys: pd.Series, seed: int) -> np.ndarray:
+    """A stable uniform number per key: the same row gets the same number on every run, in any row order."""
+    return np.array([int.from_bytes(hashlib.blake2b(f"{seed}#{k}".encode(), digest_size=8).digest(), "big")
+                     for k in keys], dtype=np.float64) / 2.0**64
+
+
 def _roles_hashed(keys: pd.Series, s: SplitShares, seed: int) -> np.ndarray:
     """A stable random split by hashed key: the same row lands in the same role on every run."""
-    u = np.array([int.from_bytes(hashlib.blake2b(f"{seed}#{k}".encode(), digest_size=8).digest(), "big")
-                  for k in keys], dtype=np.float64) / 2.0**64
+    u = _hashed_unit(keys, seed)
     cuts = np.cumsum([s.valid, s.calib, s.test])
     return np.select([u < cuts[0], u < cuts[1], u < cuts[2]], ["valid", "calib", "test"], "train").astype(object)
+
+
+def crossfit_folds(keys: pd.Series, label: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Stable, stratified folds: within each label value rows are ordered by their hashed key and dealt out in
+    turn, so every fold holds the same share of positives and a row keeps its fold on every run."""
+    u = _hashed_unit(keys, seed)
+    out = np.empty(len(u), dtype=np.int64)
+    for value in np.unique(label):
+        idx = np.flatnonzero(label == value)
+        out[idx[np.argsort(u[idx], kind="stable")]] = np.arange(len(idx)) % folds
+    return out
+
+
+def uses_crossfit(spec: TabularSpec, labelled_rows: int) -> bool:
+    """Cross-fit a small file without time order; a time-ordered file keeps its out-of-time split, and an
+    experiment file its split (the uplift learners stop early and are judged on held-out arms)."""
+    return (spec.time_order == "none" and spec.experiment is None
+            and labelled_rows <= spec.split.crossfit_max_rows)
 
 
 def _check_columns(df: pd.DataFrame, spec: TabularSpec, source: str, with_target: bool) -> None:
@@ -184,8 +207,13 @@ def prepare(raw: pd.DataFrame, spec: TabularSpec, as_of: dt.date, source: str,
     if arm is not None:
         labelled["treatment"] = arm.to_numpy()
     labelled = labelled[keep.to_numpy()].reset_index(drop=True)
-    labelled.insert(2, "role", _roles_in_order(len(labelled), spec.split) if spec.time_order == "file"
-                    else _roles_hashed(labelled["customer_id"], spec.split, spec.seed))
+    if uses_crossfit(spec, len(labelled)):  # every labelled row trains the final model; ``fold`` scores it
+        labelled.insert(2, "role", "train")
+        labelled["fold"] = crossfit_folds(labelled["customer_id"], labelled[spec.label_column].to_numpy(),
+                                          spec.split.folds, spec.seed).astype("float64")
+    else:
+        labelled.insert(2, "role", _roles_in_order(len(labelled), spec.split) if spec.time_order == "file"
+                        else _roles_hashed(labelled["customer_id"], spec.split, spec.seed))
     frames = [labelled]
     if score_raw is not None:
         _check_columns(score_raw, spec, f"{source} (score file)", with_target=False)

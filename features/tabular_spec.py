@@ -24,6 +24,10 @@ class SplitShares(_Strict):
     valid: float = Field(gt=0, lt=0.5)   # early stopping
     calib: float = Field(gt=0, lt=0.5)   # calibration, never seen by training
     test: float = Field(gt=0, lt=0.5)    # evaluation: the latest rows when time-ordered
+    # time_order none and at most this many labelled rows: cross-fit instead (every row trains the final model,
+    # every row is scored out of fold; models/crossfit.py). 0: always split.
+    crossfit_max_rows: int = Field(default=20_000, ge=0)
+    folds: int = Field(default=5, ge=3, le=20)  # cross-fitting's folds
 
     @model_validator(mode="after")
     def _room_for_train(self) -> SplitShares:

@@ -77,6 +77,17 @@ def choose(scores: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0,
     return fit(best, s, y), brier
 
 
+def cross_calibrated(method: str, scores: np.ndarray, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """Each fold's scores calibrated by ``method`` fitted on the other folds: out-of-fold calibrated probabilities,
+    so a cross-fitted model's calibrated test metrics never score a row its calibrator was fitted on."""
+    s, y, fold = np.asarray(scores, float), np.asarray(y, int), np.asarray(fold, int)
+    out = np.empty(len(s))
+    for f in np.unique(fold):
+        rest = fold != f
+        out[~rest] = apply(fit(method, s[rest], y[rest]), s[~rest])
+    return out
+
+
 def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
     """Equal-count bins of predicted probability: mean predicted vs observed rate (calibration curve)."""
     y, p = np.asarray(y, float), np.asarray(p, float)

@@ -96,6 +96,14 @@ def fit(X_train: pd.DataFrame, y_train: np.ndarray, X_valid: pd.DataFrame, y_val
                      valid_names=["valid"], callbacks=callbacks)
 
 
+def fit_rounds(X: pd.DataFrame, y: np.ndarray, p: GBMParams, objective: Literal["binary", "regression"],
+               rounds: int) -> lgb.Booster:
+    """Boost a fixed number of rounds on every row (cross-fitting's final model: the rounds come from the
+    folds' early stopping, so no row has to be held back for it)."""
+    train = lgb.Dataset(X, label=y, categorical_feature=list(X.select_dtypes("category")), free_raw_data=False)
+    return lgb.train(_lgb_params(p, objective), train, num_boost_round=max(int(rounds), 1))
+
+
 def predict(booster: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
     return np.asarray(booster.predict(X, num_iteration=booster.best_iteration or None), dtype=float)
 

@@ -47,17 +47,21 @@ def main(args: argparse.Namespace) -> None:
     caps = params.capabilities
     for model, label in ((m, lbl) for m, lbl in CALIBRATED.items() if m in caps.models):
         rows = scores[scores[label].notna()]
-        cal_rows, test_rows = rows[rows["role"] == "calib"], rows[rows["role"] == "test"]
+        crossfit = "fold" in rows.columns  # a cross-fitted small file: every row's score is out of fold
+        cal_rows, test_rows = ((rows, rows) if crossfit
+                               else (rows[rows["role"] == "calib"], rows[rows["role"] == "test"]))
         if cal_rows[label].nunique() < 2:
             raise UserError(f"{model}: the calibration snapshot has no positive or no negative '{label}'")
         cp = params.calibrate
         cal, cv_brier = calibration.choose(cal_rows[f"score_{model}"].to_numpy(), cal_rows[label].to_numpy(int),
                                            folds=cp.folds, seed=cp.seed, min_relative_gain=cp.min_relative_gain)
-        calibrators[model] = cal | {"fitted_on_snapshot": str(cal_rows["snapshot_date"].iloc[0]),
+        calibrators[model] = cal | {"fitted_on_snapshot": (f"out-of-fold scores of {len(rows):,} rows" if crossfit
+                                                           else str(cal_rows["snapshot_date"].iloc[0])),
                                     "cv_brier": cv_brier}
         y = test_rows[label].to_numpy(int)
         raw = test_rows[f"score_{model}"].to_numpy()
-        p = calibration.apply(cal, raw)
+        p = (calibration.cross_calibrated(cal["method"], raw, y, test_rows["fold"].to_numpy(int)) if crossfit
+             else calibration.apply(cal, raw))
         report[model] = {"method": cal["method"], "cv_brier": cv_brier,
                          "test_raw": classification_metrics(y, raw), "test": classification_metrics(y, p)}
         curves[f"calibration_{model}"] = pd.DataFrame(calibration.reliability(y, p))

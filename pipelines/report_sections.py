@@ -144,6 +144,9 @@ figcaption{font-size:.8em;color:#666}nav a{margin-right:1em}"""
 
 def split_text(split: dict[str, Any]) -> str:
     """Which rows the test metrics are on: a book's out-of-time snapshot, or a source's own held-out rows."""
+    if split.get("kind") == "crossfit":
+        return (f"Cross-fitted in {split['folds']} folds: test metrics are {split['test']}, each scored by a model "
+                f"that never saw it; the final model trained on {split['train']}.")
     if split.get("kind") == "source":
         return (f"Test metrics on the source's held-out test rows ({split['test']}); trained on {split['train']}, "
                 f"early-stopped on {split['valid']}, calibrated on {split['calib']}.")

@@ -168,10 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         log.info("wrote the %d highest-scored rows to %s", len(top), top_out)
     with staged_outputs() as out:
         out.json(summary, reports / "run_source.json")
+    test_rows = summary.get("train", {}).get("split", {}).get("test", "")
     for model, ev in summary.get("train", {}).get("models", {}).items():
         cal = summary.get("calibration", {}).get(model, {}).get("test", {})
-        log.info("%s model on the held-out test rows: calibrated AUC %.3f, ECE %.4f (before calibration: LightGBM "
-                 "AUC %.3f, logistic regression %.3f)", model, cal.get("roc_auc", float("nan")),
+        log.info("%s model on the test rows (%s): calibrated AUC %.3f, ECE %.4f (before calibration: LightGBM "
+                 "AUC %.3f, logistic regression %.3f)", model, test_rows, cal.get("roc_auc", float("nan")),
                  cal.get("ece", float("nan")), ev["lightgbm"]["roc_auc"], ev["logistic"]["roc_auc"])
     log.info("done in %.0fs; score files in %s", summary["seconds"], ws / paths.SCORES)
     return 0

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from models import baselines, gbm, tuning
+from models import baselines, crossfit, gbm, tuning
 from models.metrics import alift, classification_metrics, regression_metrics
 from models.splits import SplitError, rolling_windows, time_split
 from pipelines import headline, paths, tracking
@@ -100,36 +100,26 @@ def main(args: argparse.Namespace) -> None:
     df["snapshot_date"] = pd.to_datetime(df["snapshot_date"]).dt.date
     caps = params.capabilities
     targets = {m: TARGETS[m] for m in caps.models}
-    if caps.snapshots:
-        labelled = sorted(df.loc[df["purchase_h"].notna(), "snapshot_date"].unique())
-        try:
-            split = time_split(labelled, params.book.horizon_days, tp.min_train_snapshots)
-        except SplitError as e:
-            raise UserError(str(e)) from None
-        df["role"] = df["snapshot_date"].map(split.role)
-        log.info("split: train %s..%s (%d snapshots), valid %s, calib %s, test %s", split.train[0], split.train[-1],
-                 len(split.train), split.valid, split.calib, split.test)
-        split_report = {"train": [str(d) for d in split.train], "valid": str(split.valid),
-                        "calib": str(split.calib), "test": str(split.test)}
-    else:  # the source's own split, decided at validation (time-ordered rows, or a stable hashed one)
-        df["role"] = df["role"].where(df["role"] != "score")
-        split_report = {"kind": "source", **{r: _role_span(df, r) for r in ("train", "valid", "calib", "test")}}
-        log.info("split from the source: %s; models: %s (%s)", split_report, ", ".join(caps.models),
-                 caps.describe())
+    crossfitted = "fold" in df.columns and bool(df["fold"].notna().any())  # a small file: models/crossfit.py
+    split_report = _split(df, params)
     spec = gbm.feature_spec(df[df["role"] == "train"], dictionary)
     report: dict[str, Any] = {"split": split_report, "models_trained": list(caps.models),
                               "n_features": len(spec.columns), "models": {}}
-    held = df[df["role"].isin(["calib", "test"])][["customer_id", "snapshot_date", "role", *targets.values()]].copy()
+    held_roles, extra = (["train"], ["fold"]) if crossfitted else (["calib", "test"], [])
+    held = df[df["role"].isin(held_roles)][["customer_id", "snapshot_date", "role", *extra, *targets.values()]].copy()
     for model, target in targets.items():  # before any run is opened: refuse early, with the counts
         rows = _rows(df, model)
         check_enough_data(model, target, {r: rows.loc[rows["role"] == r, target].to_numpy(float)
-                                          for r in ("train", "valid", "calib", "test")},
+                                          for r in (["train"] if crossfitted else ["train", "valid", "calib", "test"])},
                           "regression" if model == "value" else "binary", tp.min_positives)
     with tracking.run("train", {"features": FEATURES}, as_of=str(params.book.as_of)) as mlflow:
         run_id = mlflow.active_run().info.run_id
-        boosters, metas, importance, tuned = _train_all(df, spec, targets, tp,
-                                                        params.rules.quadrant if caps.archive else None, report,
-                                                        held, mlflow)
+        if crossfitted:
+            boosters, metas, importance, tuned = _train_crossfit(df, spec, targets, tp, report, held)
+        else:
+            boosters, metas, importance, tuned = _train_all(df, spec, targets, tp,
+                                                            params.rules.quadrant if caps.archive else None, report,
+                                                            held, mlflow)
         if tp.rolling.windows:
             tab = params.validate_.source.tabular
             if tab is not None and tab.time_order == "file":
@@ -210,6 +200,68 @@ def rolling_evaluation(df: pd.DataFrame, dictionary: list[dict[str, Any]], tp: T
             "pooled": {"test_rows": len(y), "lightgbm_auc": classification_metrics(y, p)["roc_auc"],
                        "lightgbm_alift": alift(y, p), "logistic_auc": classification_metrics(y, q)["roc_auc"],
                        "logistic_alift": alift(y, q)}}
+
+
+def _split(df: pd.DataFrame, params: Any) -> dict[str, Any]:
+    """Give each row its role (a book: by snapshot date, out of time; a tabular source: its own split from
+    validation, or cross-fitting's folds) and describe the split for the report."""
+    caps, tp = params.capabilities, params.train
+    if caps.snapshots:
+        labelled = sorted(df.loc[df["purchase_h"].notna(), "snapshot_date"].unique())
+        try:
+            split = time_split(labelled, params.book.horizon_days, tp.min_train_snapshots)
+        except SplitError as e:
+            raise UserError(str(e)) from None
+        df["role"] = df["snapshot_date"].map(split.role)
+        log.info("split: train %s..%s (%d snapshots), valid %s, calib %s, test %s", split.train[0], split.train[-1],
+                 len(split.train), split.valid, split.calib, split.test)
+        return {"train": [str(d) for d in split.train], "valid": str(split.valid), "calib": str(split.calib),
+                "test": str(split.test)}
+    df["role"] = df["role"].where(df["role"] != "score")
+    if "fold" in df.columns and df["fold"].notna().any():
+        n, k = int(df["fold"].notna().sum()), int(df["fold"].max()) + 1
+        report = {"kind": "crossfit", "folds": k, "train": f"all {n:,} labelled rows (the final model)",
+                  "valid": f"the next fold of each of {k} folds (early stopping)",
+                  "calib": f"out-of-fold scores of all {n:,} rows", "test": f"out of fold: {n:,} rows in {k} folds"}
+        log.info("cross-fitting a small file (%s labelled rows, %d folds; validate.source.tabular.split."
+                 "crossfit_max_rows); models: %s", f"{n:,}", k, ", ".join(caps.models))
+        return report
+    report = {"kind": "source", **{r: _role_span(df, r) for r in ("train", "valid", "calib", "test")}}
+    log.info("split from the source: %s; models: %s (%s)", report, ", ".join(caps.models), caps.describe())
+    return report
+
+
+def _train_crossfit(df: pd.DataFrame, spec: gbm.FeatureSpec, targets: dict[str, str], tp: TrainParams,
+                    report: dict[str, Any], held: pd.DataFrame) -> tuple[dict[str, Any], dict[str, Any],
+                                                                         dict[str, Any], dict[str, dict[str, Any]]]:
+    """A small tabular file: each model cross-fitted (out-of-fold test metrics and scores for calibration, a
+    final model on every row); fills ``report`` and ``held`` (the out-of-fold scores) in place."""
+    if tp.tuning.enabled:
+        log.warning("train.tuning: not applied when cross-fitting a small file; the train.gbm settings are used")
+    boosters: dict[str, Any] = {}
+    metas: dict[str, Any] = {}
+    importance: dict[str, dict[str, float]] = {}
+    for model, target in targets.items():
+        rows = _rows(df, model)
+        y = rows[target].to_numpy(float)
+        cf = crossfit.cross_fit(rows, y, rows["fold"].to_numpy(int), spec, tp.gbm, tp.lr_max_rows)
+        boosters[model] = cf.booster
+        entry: dict[str, Any] = {"best_iteration": cf.rounds, "fold_rounds": cf.fold_rounds,
+                                 "rows": {"train": len(rows), "test (out of fold)": len(rows)},
+                                 "lightgbm": classification_metrics(y, cf.oof),
+                                 "logistic": classification_metrics(y, cf.oof_logistic)}
+        entry["beats_logistic"] = entry["lightgbm"]["roc_auc"] > entry["logistic"]["roc_auc"]
+        report["models"][model] = entry
+        importance[model] = {k: float(v) for k, v in gbm.mean_abs_contributions(
+            cf.booster, gbm.design(rows, spec)).head(20).items()}
+        metas[model] = {"objective": "binary", "target": target, "target_transform": None,
+                        "best_iteration": cf.rounds, "features": spec.to_dict(), "params": tp.gbm.model_dump(),
+                        "split": report["split"]}
+        held[f"score_{model}"] = pd.Series(cf.oof, index=rows.index).reindex(held.index)
+        log.info("%s: cross-fitted in %d folds (early stopping at %s rounds; final model %d rounds on %s rows); "
+                 "out of fold: AUC %.4f (logistic %.4f)", model, report["split"]["folds"], cf.fold_rounds, cf.rounds,
+                 f"{len(rows):,}", entry["lightgbm"]["roc_auc"], entry["logistic"]["roc_auc"])
+    return boosters, metas, importance, {}
 
 
 def _role_span(df: pd.DataFrame, role: str) -> str:

@@ -33,6 +33,9 @@ def test_coil2000_selects_800_distinct_evaluation_rows(tmp_path: Path) -> None:
     summary = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
     assert summary["chosen"] == summary["cv"][0]["method"]
     assert summary["cv"][0]["cv_hits_per_800"] > 48 * 1.5  # far better than random selection (about 48)
+    pipeline = summary["pipeline"]  # the pipeline's own method (cross-fitted), on the same folds
+    assert pipeline["method"].startswith("the pipeline") and pipeline["folds"] == summary["cv"][0]["folds"]
+    assert pipeline["cv_hits_per_800"] > 48 * 1.5 and pipeline["versus_chosen"]["standard_error"] > 0
 
 
 @pytest.mark.skipif(not (DATASETS / "bank_marketing/bank-additional-full.csv").is_file(),

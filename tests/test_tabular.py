@@ -66,12 +66,26 @@ def test_unknown_target_values_are_quarantined_with_rule_column_and_rows() -> No
 
 def test_hashed_split_is_stable_whatever_the_row_order() -> None:
     raw = _raw(400).assign(cid=[f"c{i}" for i in range(400)])
-    spec = _spec(time_order="none", month_column=None, start_year=None, id_column="cid")
+    split = {"valid": 0.1, "calib": 0.1, "test": 0.2, "crossfit_max_rows": 0}  # a large file: split, not cross-fit
+    spec = _spec(time_order="none", month_column=None, start_year=None, id_column="cid", split=split)
     a = prepare(raw, spec, AS_OF, "x.csv").features.set_index("customer_id")["role"]
     b = prepare(raw.sample(frac=1, random_state=1), spec, AS_OF, "x.csv").features.set_index("customer_id")["role"]
     assert a.sort_index().equals(b.sort_index())
     shares = a.value_counts(normalize=True)
     assert abs(shares["test"] - 0.2) < 0.07 and abs(shares["train"] - 0.6) < 0.08
+
+
+def test_a_small_file_without_time_order_is_cross_fitted_in_stable_stratified_folds() -> None:
+    raw = _raw(400).assign(cid=[f"c{i}" for i in range(400)])
+    spec = _spec(time_order="none", month_column=None, start_year=None, id_column="cid")
+    f = prepare(raw, spec, AS_OF, "x.csv").features
+    assert (f["role"] == "train").all() and set(f["fold"]) == {0, 1, 2, 3, 4}  # every row trains the final model
+    per_fold = f.groupby("fold")["purchase_h"].agg(["size", "sum"])
+    assert per_fold["size"].max() - per_fold["size"].min() <= 2 and per_fold["sum"].max() - per_fold["sum"].min() <= 1
+    g = prepare(raw.sample(frac=1, random_state=1), spec, AS_OF, "x.csv").features
+    assert f.set_index("customer_id")["fold"].sort_index().equals(g.set_index("customer_id")["fold"].sort_index())
+    timed = prepare(raw, _spec(id_column="cid"), AS_OF, "x.csv").features  # time-ordered: keeps its split
+    assert "fold" not in timed and set(timed["role"]) == {"train", "valid", "calib", "test"}
 
 
 def test_score_file_rows_are_scored_not_trained_on() -> None:
@@ -251,6 +265,10 @@ def test_coil2000_runs_through_the_pipeline_and_selects_800(tmp_path: Path) -> N
         run_source.write_top(ws / "data/scores/scores_2000-06-01.parquet", 5000, tmp_path / "x.csv")
     assert not (tmp_path / "x.csv").exists()
     assert summary["train"]["models"]["purchase"]["lightgbm"]["roc_auc"] > 0.6
+    # a small file without time order: cross-fitted, so the final model learns from all 5,822 labelled rows
+    assert summary["train"]["split"]["kind"] == "crossfit"
+    assert summary["train"]["models"]["purchase"]["rows"]["train"] == 5822
+    assert out["segments"]["backtest"]["customers"] == 5822 and out["segments"]["backtest"]["rows"] == "out of fold"
 
 
 def test_validate_stage_stops_on_too_many_bad_targets_naming_file_column_rule_and_rows(tmp_path: Path, monkeypatch,
@@ -500,9 +518,10 @@ def test_a_churn_flag_trains_the_churn_model_and_scores_every_row_as_documented(
     assert manifest["target"]["kind"] == "lapse" and manifest["target"]["en"] == "cancelled the subscription"
     assert list(manifest["models"]) == ["lapse"] and manifest["models"]["lapse"]["name"] == "subscriptions-lapse"
     assert "p_lapse" in scores and "p_purchase" not in scores and scores["p_lapse"].between(0, 1).all()
-    # every row of the file is scored, keyed by its ID, and says how it was used
+    # every row of the file is scored, keyed by its ID, and says how it was used: a 4,000-row file is cross-fitted,
+    # so every row trained the final model and the metrics are out of fold
     assert sorted(scores["customer_id"]) == sorted(raw["customerID"])
-    assert set(scores["split_role"]) == {"train", "valid", "calib", "test"}
+    assert set(scores["split_role"]) == {"train"}
     assert raw.loc[17, "customerID"] in set(scores["customer_id"])  # the blank numeric cell is a null, not a reject
     # reasons come from the churn model: the contract type drives churn here
     assert scores["reason_for_1"].str.contains("Contract type|Months as a customer").mean() > 0.5
@@ -516,6 +535,8 @@ def test_a_churn_flag_trains_the_churn_model_and_scores_every_row_as_documented(
     assert "tiers_monotone_lapse_rate" in seg["backtest"] and "realised_lapse_rate" in seg["backtest"]["tiers"]["P1"]
     train = json.loads((ws / "data/reports/train.json").read_text(encoding="utf-8"))
     assert train["models_trained"] == ["lapse"] and train["models"]["lapse"]["lightgbm"]["roc_auc"] > 0.7
+    assert train["split"]["kind"] == "crossfit" and train["models"]["lapse"]["rows"]["train"] == len(raw)
+    assert seg["backtest"]["rows"] == "out of fold" and seg["backtest"]["customers"] == len(raw)
     p1, p4 = (seg["backtest"]["tiers"][t]["realised_lapse_rate"] for t in ("P1", "P4"))
     assert p1 > p4  # the riskiest-and-most-valuable tier lapses more than the last
 
@@ -550,7 +571,7 @@ def test_a_file_with_both_flags_trains_both_models_and_its_report_shows_what_app
     assert train["models"]["lapse"]["lightgbm"]["roc_auc"] > 0.7 and train["models"]["purchase"]["lightgbm"][
         "roc_auc"] > 0.6
     # each probability follows its own flag: purchase by tenure, churn by contract and tenure
-    test = scores[scores["split_role"] == "test"].merge(raw, left_on="customer_id", right_on="customerID")
+    test = scores.merge(raw, left_on="customer_id", right_on="customerID")
     assert np.corrcoef(test["p_purchase"], test["tenure"])[0, 1] > 0.5
     assert np.corrcoef(test["p_lapse"], test["tenure"])[0, 1] < 0
     # the report renders what applies (both models, the tier backtest, drift) and names what does not
