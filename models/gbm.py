@@ -116,6 +116,12 @@ def mean_abs_contributions(booster: lgb.Booster, X: pd.DataFrame, max_rows: int 
     return pd.Series(vals, index=X.columns).sort_values(ascending=False)
 
 
+def unused_features(booster: lgb.Booster) -> list[str]:
+    """Features no tree splits on: candidates to drop, or a sign that a column arrived empty or constant."""
+    splits = booster.feature_importance("split", iteration=booster.best_iteration or None)
+    return [name for name, n in zip(booster.feature_name(), splits, strict=True) if n == 0]
+
+
 def predict_output(booster: lgb.Booster, spec: FeatureSpec, df: pd.DataFrame, target_transform: str | None,
                    calibrator: dict[str, Any] | None) -> np.ndarray:
     """What a saved model means for ``df``: premium in CNY (log1p target) or a calibrated probability.

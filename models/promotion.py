@@ -31,9 +31,11 @@ class GateParams(BaseModel):
     require_monotone_tiers: bool
     logistic_tolerance: float = Field(ge=0, le=0.5)  # AUC may be below the logistic baseline's by at most this
     max_champion_age_days: int = Field(ge=1)     # an older champion gives way to any challenger passing the floors
+    slice_min_auc: float = Field(ge=0.5, le=1)   # every slice with enough positives (models/slices.py) at least this
 
 
-ABSOLUTE = ("positives", "auc_floor", "ece", "vs_logistic", "monotone", "drift")  # gates that need no champion
+# gates that need no champion
+ABSOLUTE = ("positives", "auc_floor", "ece", "vs_logistic", "monotone", "drift", "slices")
 
 
 def gates(g: GateParams, chal: dict[str, dict[str, float]], champ: dict[str, dict[str, float]] | None,

@@ -12,14 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from features.capabilities import ALL_MODELS
-from models import calibration
+from models import calibration, slices
 from models.metrics import classification_metrics
 from pipelines import headline, paths, tracking
 from pipelines.cli import base_parser, run_stage
@@ -28,9 +30,21 @@ from pipelines.io import staged_outputs
 from pipelines.params import load_params
 
 log = logging.getLogger("pipelines.calibrate")
-SCORES, IMPORTANCE, RUN_FILE = paths.MODEL_SCORES, paths.IMPORTANCE, paths.RUN_FILE
+SCORES, IMPORTANCE, RUN_FILE, FEATURES = paths.MODEL_SCORES, paths.IMPORTANCE, paths.RUN_FILE, paths.FEATURES
 CALIBRATORS, REPORT, PLOTS = paths.CALIBRATORS, paths.report("calibration"), paths.PLOTS
 CALIBRATED = {"purchase": "purchase_h", "lapse": "lapse_h"}
+
+
+def slice_labels(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The slice of each scored row (gender, age band, ...), from the feature table's columns it has."""
+    have = set(pq.read_schema(FEATURES).names)
+    cols = [c for c in slices.COLUMNS if c in have]
+    if not cols:
+        return {}
+    keys = ["customer_id", "snapshot_date"]
+    feats = pd.read_parquet(FEATURES, columns=[*keys, *cols],
+                            filters=[("snapshot_date", "in", list(rows["snapshot_date"].unique()))])
+    return slices.slice_labels(rows[keys].merge(feats, on=keys, how="left", validate="one_to_one"))
 
 
 def main(args: argparse.Namespace) -> None:
@@ -63,7 +77,8 @@ def main(args: argparse.Namespace) -> None:
         p = (calibration.cross_calibrated(cal["method"], raw, y, test_rows["fold"].to_numpy(int)) if crossfit
              else calibration.apply(cal, raw))
         report[model] = {"method": cal["method"], "cv_brier": cv_brier,
-                         "test_raw": classification_metrics(y, raw), "test": classification_metrics(y, p)}
+                         "test_raw": classification_metrics(y, raw), "test": classification_metrics(y, p),
+                         "slices": slices.slice_metrics(y, p, slice_labels(test_rows), cp.slice_min_positives)}
         curves[f"calibration_{model}"] = pd.DataFrame(calibration.reliability(y, p))
         curves[f"gains_{model}"] = pd.DataFrame(calibration.gains(y, p))
         t = report[model]["test"]
@@ -71,8 +86,9 @@ def main(args: argparse.Namespace) -> None:
                  ", ".join(f"{k} {v:.5f}" for k, v in cv_brier.items()), report[model]["test_raw"]["ece"],
                  t["ece"], t["brier"])
     for model, top in importance.items():
+        top20 = dict(list(top.items())[:20])  # the plot shows the top 20; importance.json keeps every feature
         curves[f"importance_{model}"] = pd.DataFrame(
-            {"feature": list(top), "mean_abs_contribution": list(top.values())})
+            {"feature": list(top20), "mean_abs_contribution": list(top20.values())})
     for model in (m for m in ALL_MODELS if m not in caps.models):  # declared DVC plots must exist: header only
         log.info("%s model: not trained for this source (%s); its plots are empty", model, caps.describe())
         if model in CALIBRATED:
@@ -92,6 +108,9 @@ def main(args: argparse.Namespace) -> None:
             for k, v in entry["test"].items():
                 if np.isfinite(v):
                     mlflow.log_metric(f"{model}.calibrated.{k}", v)
+            for s in (s for s in entry["slices"] if s["judged"]):
+                name = re.sub(r"[^\w.\- /]", "_", f"{model}.slice.{s['slice']}.{s['value']}")
+                mlflow.log_metrics({f"{name}.auc": s["roc_auc"], f"{name}.ece": s["ece"]})
             mlflow.log_artifact(str(CALIBRATORS / f"{model}.json"), artifact_path=f"models/{model}")
         mlflow.log_artifact(str(REPORT), artifact_path="reports")
         for f in sorted(PLOTS.glob("*.csv")):

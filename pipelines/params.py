@@ -220,6 +220,7 @@ class CalibrateParams(Strict):
     folds: int = Field(ge=2, le=20)
     min_relative_gain: float = Field(ge=0, le=0.5)  # a more flexible calibrator must beat the simpler by this
     seed: int = Field(ge=0)
+    slice_min_positives: int = Field(ge=1)  # per-slice metrics are judged (and gated) from this many positives
 
 
 class RegistryParams(Strict):

@@ -185,7 +185,8 @@ def build_html(params: Any) -> tuple[str, dict[str, bytes]]:
     truth = read_json(truth_path) if truth_path.is_file() else None
     figs = Figures()
     body = {"data": _data(validation, features), "models": models(train, calibration, truth),
-            "curves": curves(figs), "features": importance_section(figs, importance, names),
+            "curves": curves(figs), "features": importance_section(figs, importance, names, {
+                m: e.get("unused_features", []) for m, e in train["models"].items()}),
             "backtest": _backtest(figs, seg_report), "uplift": _uplift(figs, truth), "plan": _plan(figs),
             "drift": _drift(figs, params, train)}
     title = f"Contact priority model report / 客户接触优先级模型报告 — as of {params.book.as_of}"

@@ -85,9 +85,14 @@ def curves(figs: Figures) -> str:
     return "".join(out)
 
 
-def importance(figs: Figures, importance: dict[str, dict[str, float]], names: dict[str, dict[str, Any]]) -> str:
+def importance(figs: Figures, importance: dict[str, dict[str, float]], names: dict[str, dict[str, Any]],
+               unused: dict[str, list[str]] | None = None) -> str:
     out = []
     for model, top in importance.items():
+        idle = (unused or {}).get(model, [])
+        if idle:
+            out.append(f"<p>{model}: {len(idle)} of {len(top)} features are used by no split: "
+                       f"{html.escape(', '.join(idle[:30]))}{' ...' if len(idle) > 30 else ''}.</p>")
         items = list(top.items())[:12][::-1]
         fig, ax = plt.subplots(figsize=(8, 4.5))
         ax.barh([str(names.get(k, {}).get("en", k))[:55] for k, _ in items], [v for _, v in items])
@@ -123,6 +128,7 @@ def models(train: dict[str, Any], calibration: dict[str, Any], truth: dict[str, 
            + "".join(f"<li>{html.escape(v)}</li>" for v in verdicts) + "</ul>"
            + table(pd.DataFrame(rows), {k: "{:.4f}" for k in ("ROC-AUC", "PR-AUC", "lift@10%", "capture@10%",
                                                                "Gini", "Brier", "ECE")} | {"MAE": "{:,.0f}"}))
+    out += slices_table(calibration)
     if truth and "skipped" in truth:
         out += f"<p>Check against true probabilities skipped: {html.escape(str(truth['skipped']))}</p>"
     elif truth:
@@ -140,6 +146,25 @@ padding-bottom:.2em;margin-top:2em}table{border-collapse:collapse;margin:.8em 0;
 th,td{border:1px solid #ddd;padding:.25em .5em;text-align:right}th{background:#f4f4f4}
 td:first-child,th:first-child{text-align:left}figure{margin:1em 0}img{max-width:100%}
 figcaption{font-size:.8em;color:#666}nav a{margin-right:1em}"""
+
+
+def slices_table(calibration: dict[str, Any]) -> str:
+    """Calibrated metrics per slice (gender, age band, province, tenure, contacted) on the test rows."""
+    rows = [{"model": m, "slice": s["slice"], "value": s["value"], "rows": s["rows"], "positives": s["positives"],
+             "ROC-AUC": s["roc_auc"], "ECE": s["ece"], "share in top 10%": s["top_share"],
+             "judged": "yes" if s["judged"] else "too few positives"}
+            for m, c in calibration.items() for s in c.get("slices", [])]
+    if not rows:
+        return "<p>No slice columns (gender, age, province, tenure, contacts) in this source's features.</p>"
+    t = pd.DataFrame(rows)
+    judged = t[t["judged"] == "yes"]
+    worst = judged.loc[judged.groupby("model")["ROC-AUC"].idxmin()] if not judged.empty else judged
+    note = "; ".join(f"{r['model']}: lowest slice AUC {r['ROC-AUC']:.3f} ({r['slice']} = {r['value']})"
+                     for _, r in worst.iterrows())
+    return ("<h3>Slices 分群表现</h3><p>Calibrated model on the test rows, per slice. A slice is judged (and gated "
+            "at retraining: <code>retrain.gates.slice_min_auc</code>) when it has enough positives. "
+            f"{html.escape(note)}.</p>" + table(t, {"rows": "{:,.0f}", "positives": "{:,.0f}", "ROC-AUC": "{:.3f}",
+                                                    "ECE": "{:.4f}", "share in top 10%": "{:.1%}"}))
 
 
 def split_text(split: dict[str, Any]) -> str:

@@ -61,7 +61,9 @@ def build_html(params: Any) -> tuple[str, dict[str, bytes]]:
     uplift = read_json(uplift_path) if uplift_path.is_file() else {}
     figs = Figures()
     body = {"data": _data(validation, features, params), "models": models(train, calibration, None),
-            "curves": curves(figs), "features": importance(figs, imp, names), "backtest": _backtest(figs, segments),
+            "curves": curves(figs), "features": importance(figs, imp, names, {
+                m: e.get("unused_features", []) for m, e in train["models"].items()}),
+            "backtest": _backtest(figs, segments),
             "experiment": _experiment(figs, uplift), "drift": _drift(figs, params, segments["target"]),
             "not_applicable": "<ul>" + "".join(f"<li><b>{html.escape(what)}</b>: {html.escape(why)}.</li>"
                                                for what, why in NOT_APPLICABLE) + "</ul>"}

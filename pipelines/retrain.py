@@ -39,6 +39,7 @@ import pandas as pd
 from features.validation import ContractError
 from models import drift as dr
 from models import promotion as pr
+from models import slices as sl
 from models.metrics import classification_metrics, regression_metrics
 from pipelines import export, paths, scoring, segment, supervise, tracking
 from pipelines.cli import EXIT_USER_ERROR, setup_logging
@@ -199,6 +200,17 @@ def evaluate(rows: pd.DataFrame, model_set: tuple[Path, Path]) -> dict[str, dict
     return out
 
 
+def challenger_slices(test: pd.DataFrame, scored: pd.DataFrame, min_positives: int) -> dict[str, list[dict[str, Any]]]:
+    """Purchase and lapse metrics per slice (gender, age band, province, tenure, contacted) on the test snapshot."""
+    labels = sl.slice_labels(test)
+    out = {}
+    for m, col in (("purchase", "p_purchase"), ("lapse", "p_lapse")):
+        mask = test[TARGET[m]].notna().to_numpy()
+        out[m] = sl.slice_metrics(test.loc[mask, TARGET[m]].to_numpy(int), scored.loc[mask, col].to_numpy(),
+                                  {k: v[mask] for k, v in labels.items()}, min_positives)
+    return out
+
+
 # ---------------------------------------------------------------- delivery and state
 
 def delivered(folder: Path) -> dict[str, Any] | None:
@@ -335,7 +347,8 @@ def judge(params: Params, as_of: dt.date, chal_versions: dict[str, Any], champ_v
     spec = json.loads((scoring.MODELS / "purchase" / "meta.json").read_text(encoding="utf-8"))["features"]
     fd = dr.feature_drift(last_train, scoring_rows, [*spec["numeric"], *spec["categorical"]],
                           spec["categorical"], rp.drift)
-    sd = dr.score_drift(scoring.score(test), scoring.score(scoring_rows), rp.drift)
+    scored_test = scoring.score(test)
+    sd = dr.score_drift(scored_test, scoring.score(scoring_rows), rp.drift)
     warnings = fd[fd["warning"] != ""]
     block = [f"{k} PSI {v['psi']:.3f}" for k, v in sd.items() if v["level"] == "block"]
     report["drift"] = {"reference_snapshot": train["split"]["train"][-1],
@@ -347,6 +360,8 @@ def judge(params: Params, as_of: dt.date, chal_versions: dict[str, Any], champ_v
                 if "logistic" in train["models"].get(m, {})}
     checks = pr.gates(rp.gates, chal, champ, bool(seg_report["backtest"]["tiers_monotone_purchase_rate"]), block,
                       logistic)
+    report["challenger"]["slices"] = challenger_slices(test, scored_test, params.calibrate.slice_min_positives)
+    checks += sl.slice_gates(report["challenger"]["slices"], rp.gates.slice_min_auc)
     already = champ_versions is not None and all(
         champ_versions[m]["version"] == chal_versions[m]["version"] for m in MODELS)
     champ_as_of = (champ_versions or {}).get("purchase", {}).get("as_of")

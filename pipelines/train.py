@@ -163,6 +163,10 @@ def main(args: argparse.Namespace) -> None:
                             for k in ("beats_logistic", "beats_rules") if k in entry)
         log.info("%s: LightGBM %s on the test rows (%s)", model, verdict,
                  "out of time" if caps.snapshots else f"the source's split: {report['split']['test']}")
+        if entry.get("unused_features"):
+            log.info("%s: %d of %d features are used by no split (listed in train.json): %s", model,
+                     len(entry["unused_features"]), len(spec.columns), ", ".join(entry["unused_features"][:8])
+                     + (", ..." if len(entry["unused_features"]) > 8 else ""))
 
 
 def rolling_evaluation(df: pd.DataFrame, dictionary: list[dict[str, Any]], tp: TrainParams,
@@ -253,7 +257,8 @@ def _train_crossfit(df: pd.DataFrame, spec: gbm.FeatureSpec, targets: dict[str, 
         entry["beats_logistic"] = entry["lightgbm"]["roc_auc"] > entry["logistic"]["roc_auc"]
         report["models"][model] = entry
         importance[model] = {k: float(v) for k, v in gbm.mean_abs_contributions(
-            cf.booster, gbm.design(rows, spec)).head(20).items()}
+            cf.booster, gbm.design(rows, spec)).items()}
+        entry["unused_features"] = gbm.unused_features(cf.booster)
         metas[model] = {"objective": "binary", "target": target, "target_transform": None,
                         "best_iteration": cf.rounds, "features": spec.to_dict(), "params": tp.gbm.model_dump(),
                         "split": report["split"]}
@@ -330,7 +335,8 @@ def _train_all(df: pd.DataFrame, spec: gbm.FeatureSpec, targets: dict[str, str],
             entry["rules"] = regression_metrics(y["test"], rule)
             entry["beats_rules"] = entry["lightgbm"]["gini"] > entry["rules"]["gini"]
         imp = gbm.mean_abs_contributions(booster, X["test"])
-        importance[model] = {k: float(v) for k, v in imp.head(20).items()}
+        importance[model] = {k: float(v) for k, v in imp.items()}  # every feature, most important first
+        entry["unused_features"] = gbm.unused_features(booster)
         report["models"][model] = entry
         metas[model] = {"objective": objective, "target": target,
                         "target_transform": "log1p" if objective == "regression" else None,

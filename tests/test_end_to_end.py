@@ -107,6 +107,10 @@ def test_dvc_repro_builds_the_tiny_book(repro) -> None:
         assert (root / f"data/models/{model}/model.txt").read_text().startswith("tree")
         assert model in train["models"]
     assert train["models"]["purchase"]["lightgbm"]["roc_auc"] > 0.6
+    importance = json.loads((root / "data/models/importance.json").read_text(encoding="utf-8"))
+    for model, imp in importance.items():  # every feature, most important first; unused ones flagged
+        assert len(imp) == train["n_features"] and list(imp.values()) == sorted(imp.values(), reverse=True)
+        assert set(train["models"][model]["unused_features"]) <= {f for f, v in imp.items() if v == 0}
     assert (root / "mlflow.db").is_file()
     cal = json.loads((root / "data/reports/calibration.json").read_text(encoding="utf-8"))
     for model in ("purchase", "lapse"):

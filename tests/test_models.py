@@ -127,3 +127,15 @@ def test_truth_metrics() -> None:
     assert np.mean(draws) == pytest.approx(expected_auc(p, noisy), abs=0.01)
     assert calibration_error_vs_truth(p, p) == pytest.approx(0.0)
     assert calibration_error_vs_truth(p, 2 * p) == pytest.approx(p.mean(), rel=0.05)
+
+
+def test_unused_features_are_the_ones_no_tree_splits_on() -> None:
+    from models import gbm as g
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"signal": rng.normal(size=2000), "constant": 1.0, "noise": rng.normal(size=2000)})
+    y = (X["signal"] + 0.3 * rng.normal(size=2000) > 0).astype(float).to_numpy()
+    p = g.GBMParams(learning_rate=0.1, num_leaves=4, min_child_samples=20, feature_fraction=1.0, bagging_fraction=1.0,
+                    bagging_freq=0, lambda_l2=0.0, max_rounds=30, early_stopping_rounds=10, seed=1, num_threads=1)
+    booster = g.fit_rounds(X, y, p, "binary", 30)
+    assert "constant" in g.unused_features(booster) and "signal" not in g.unused_features(booster)

@@ -47,7 +47,8 @@ def test_decide() -> None:
 
 
 G = pr.GateParams(min_test_positives=10, min_auc=0.6, max_ece=0.02, auc_tolerance=0.01, gini_tolerance=0.02,
-                  require_monotone_tiers=True, logistic_tolerance=0.01, max_champion_age_days=120)
+                  require_monotone_tiers=True, logistic_tolerance=0.01, max_champion_age_days=120,
+                  slice_min_auc=0.55)
 
 
 def _metrics(auc: float, ece: float = 0.01, gini: float = 0.5) -> dict:
