@@ -215,8 +215,8 @@ def check_columns(raw: pd.DataFrame, spec: TableSpec, source: str) -> None:
     if missing:
         found = ", ".join(map(str, raw.columns[:12])) + (" …" if raw.shape[1] > 12 else "")
         raise ContractError(
-            f"{source} (table '{spec.name}') lacks required column(s) {missing}; found {raw.shape[1]} "
-            f"column(s): {found}. See docs/data_contract.md."
+            f"{source} (table '{spec.name}') lacks required column(s) {missing} (rule: missing_columns); found "
+            f"{raw.shape[1]} column(s): {found}. See docs/data_contract.md."
         )
     check_not_personal(raw, spec, source)
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 Versions = dict[str, int]
@@ -32,10 +34,12 @@ class GateParams(BaseModel):
     logistic_tolerance: float = Field(ge=0, le=0.5)  # AUC may be below the logistic baseline's by at most this
     max_champion_age_days: int = Field(ge=1)     # an older champion gives way to any challenger passing the floors
     slice_min_auc: float = Field(ge=0.5, le=1)   # every slice with enough positives (models/slices.py) at least this
+    max_tier_churn: float = Field(gt=0, le=1)    # canary: share of live customers whose tier the challenger changes
 
 
 # gates that need no champion
-ABSOLUTE = ("positives", "auc_floor", "ece", "vs_logistic", "monotone", "drift", "slices")
+ABSOLUTE = ("positives", "auc_floor", "ece", "vs_logistic", "monotone", "drift", "slices", "finite")
+CANARY_TIERS = (0.05, 0.20, 0.50)  # cumulative shares of P1, P1-P2, P1-P3 by expected new premium
 
 
 def gates(g: GateParams, chal: dict[str, dict[str, float]], champ: dict[str, dict[str, float]] | None,
@@ -70,6 +74,41 @@ def gates(g: GateParams, chal: dict[str, dict[str, float]], champ: dict[str, dic
     add("drift", not drift_block, "no score drift beyond the block threshold" if not drift_block
         else f"score drift blocks promotion: {', '.join(drift_block)}")
     return checks
+
+
+def _canary_tiers(score: np.ndarray) -> np.ndarray:
+    order = np.argsort(-score, kind="stable")
+    tier = np.full(len(score), 3)
+    for t, share in reversed(list(enumerate(CANARY_TIERS))):
+        tier[order[: int(round(share * len(score)))]] = t
+    return tier
+
+
+def canary(chal: pd.DataFrame, champ: pd.DataFrame | None, g: GateParams) -> tuple[list[dict[str, Any]],
+                                                                                     dict[str, float]]:
+    """The challenger's scores on the live snapshot, before anything is delivered: every score finite and in
+    range (absolute), and, beside the champion's scores of the same customers, how many customers change
+    tier (P1 5% / P2 15% / P3 30% / P4 by expected new premium). A model that passed its tests on last month's
+    snapshot can still break on this month's rows, or reshuffle the agents' lists far more than a retrain should.
+    ``chal``/``champ``: p_purchase, p_lapse, expected_premium per customer, same row order."""
+    checks: list[dict[str, Any]] = []
+    probs = chal[["p_purchase", "p_lapse"]].to_numpy(float)
+    premium = chal["expected_premium"].to_numpy(float)
+    bad = int((~np.isfinite(probs)).any(axis=1).sum() + (~np.isfinite(premium)).sum()
+              + ((probs < 0) | (probs > 1)).any(axis=1).sum() + (premium < 0).sum())
+    checks.append({"gate": "canary.finite", "passed": bad == 0,
+                   "detail": f"{len(chal):,} live customers scored; {bad:,} NaN, infinite or out-of-range score(s)"})
+    stats: dict[str, float] = {"customers": float(len(chal)), "bad_scores": float(bad)}
+    if champ is not None and bad == 0:
+        value_chal = chal["p_purchase"].to_numpy(float) * premium
+        value_champ = champ["p_purchase"].to_numpy(float) * champ["expected_premium"].to_numpy(float)
+        churn = float((_canary_tiers(value_chal) != _canary_tiers(value_champ)).mean())
+        stats |= {"tier_churn": churn, "spearman": float(pd.Series(value_chal).corr(pd.Series(value_champ),
+                                                                                     method="spearman"))}
+        checks.append({"gate": "canary.tier_churn", "passed": churn <= g.max_tier_churn,
+                       "detail": f"{churn:.1%} of live customers change tier against the champion (at most "
+                                 f"{g.max_tier_churn:.0%}; Spearman {stats['spearman']:.3f})"})
+    return checks, stats
 
 
 def decide(checks: list[dict[str, Any]], has_champion: bool, already: bool, champion_age_days: int | None = None,

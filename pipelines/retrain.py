@@ -347,8 +347,8 @@ def judge(params: Params, as_of: dt.date, chal_versions: dict[str, Any], champ_v
     spec = json.loads((scoring.MODELS / "purchase" / "meta.json").read_text(encoding="utf-8"))["features"]
     fd = dr.feature_drift(last_train, scoring_rows, [*spec["numeric"], *spec["categorical"]],
                           spec["categorical"], rp.drift)
-    scored_test = scoring.score(test)
-    sd = dr.score_drift(scored_test, scoring.score(scoring_rows), rp.drift)
+    scored_test, scored_live = scoring.score(test), scoring.score(scoring_rows)
+    sd = dr.score_drift(scored_test, scored_live, rp.drift)
     warnings = fd[fd["warning"] != ""]
     block = [f"{k} PSI {v['psi']:.3f}" for k, v in sd.items() if v["level"] == "block"]
     report["drift"] = {"reference_snapshot": train["split"]["train"][-1],
@@ -362,6 +362,9 @@ def judge(params: Params, as_of: dt.date, chal_versions: dict[str, Any], champ_v
                       logistic)
     report["challenger"]["slices"] = challenger_slices(test, scored_test, params.calibrate.slice_min_positives)
     checks += sl.slice_gates(report["challenger"]["slices"], rp.gates.slice_min_auc)
+    canary_checks, report["canary"] = pr.canary(scored_live, scoring.score(scoring_rows, *champ_set) if champ_set
+                                                else None, rp.gates)
+    checks += canary_checks
     already = champ_versions is not None and all(
         champ_versions[m]["version"] == chal_versions[m]["version"] for m in MODELS)
     champ_as_of = (champ_versions or {}).get("purchase", {}).get("as_of")

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from features import contract
 from pipelines import validate
 from tests.conftest import repo_params_raw
 
@@ -84,6 +85,65 @@ CASES: dict[str, tuple[Edit, int, str, str, str]] = {
 }
 
 
+ROW = 5  # the row each generated case breaks
+
+
+def _drop_column(path: Path, column: str) -> None:
+    pd.read_csv(path, dtype=str, keep_default_na=False).drop(columns=[column]).to_csv(path, index=False)
+
+
+def _copy_key(path: Path, key: str) -> None:
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df.loc[ROW, key] = df.loc[ROW - 1, key]
+    df.to_csv(path, index=False)
+
+
+def _contract_cases() -> dict[str, tuple[Edit, int, str, str, str]]:
+    """One case per way each contract column can break, generated from the contract itself: a blank required
+    cell, text where a number or date belongs, an unknown code, a value out of range, a date after the extract,
+    a key that breaks its pattern, a duplicated key, a reference to nothing, and a required column missing."""
+    cases: dict[str, tuple[Edit, int, str, str, str]] = {}
+
+    def cell(t: str, c: str, value: str) -> Edit:
+        return lambda f: _set_cell(f / f"{t}.csv", c, ROW, value)
+
+    for t in contract.TABLES.values():
+        for c in (c for c in t.columns if not c.personal):
+            if not c.nullable:
+                cases[f"{t.name}.{c.name}.blank"] = (cell(t.name, c.name, ""), 0, t.name, c.name, "missing")
+                cases[f"{t.name}.{c.name}.column_missing"] = (
+                    lambda f, t=t, c=c: _drop_column(f / f"{t.name}.csv", c.name), 2, f"{t.name}.csv", c.name,
+                    "missing_columns")
+            if c.dtype in ("int", "float", "date", "timestamp", "bool"):
+                cases[f"{t.name}.{c.name}.not_a_{c.dtype}"] = (cell(t.name, c.name, "n/a?"), 0, t.name, c.name,
+                                                                "type")
+            if c.allowed:
+                cases[f"{t.name}.{c.name}.unknown_code"] = (cell(t.name, c.name, "zz_unknown"), 0, t.name, c.name,
+                                                             "allowed_values")
+            if c.min_value is not None:
+                low = str(int(c.min_value) - 1) if c.dtype == "int" else str(c.min_value - 1)
+                cases[f"{t.name}.{c.name}.below_min"] = (cell(t.name, c.name, low), 0, t.name, c.name, "range")
+            if c.max_value is not None:
+                high = str(int(c.max_value) + 1) if c.dtype == "int" else str(c.max_value * 10)
+                cases[f"{t.name}.{c.name}.above_max"] = (cell(t.name, c.name, high), 0, t.name, c.name, "range")
+            if c.not_after_as_of:
+                late = "2099-01-01T10:00:00" if c.dtype == "timestamp" else "2099-01-01"
+                cases[f"{t.name}.{c.name}.after_as_of"] = (cell(t.name, c.name, late), 0, t.name, c.name,
+                                                            "future_date")
+            if c.regex:
+                cases[f"{t.name}.{c.name}.bad_pattern"] = (cell(t.name, c.name, "bad key!"), 0, t.name, c.name,
+                                                            "pattern")
+        cases[f"{t.name}.{t.key}.duplicate"] = (lambda f, t=t: _copy_key(f / f"{t.name}.csv", t.key), 0, t.name,
+                                                 t.key, "duplicate_key")
+        for fk in t.foreign_keys:
+            cases[f"{t.name}.{fk.column}.orphan"] = (cell(t.name, fk.column, "NO_SUCH_KEY_999"), 0, t.name,
+                                                      fk.column, "orphan_reference")
+    return cases
+
+
+CASES |= _contract_cases()
+
+
 def _fingerprints(root: Path) -> dict[str, str]:
     data = root / "data"
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -99,6 +159,7 @@ def csv_book(clean_book, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
         df.to_csv(folder / f"{name}.csv", index=False)
     raw = repo_params_raw()
     raw["validate"]["source"] = {"dir": "src", "format": "csv", "encoding": "utf-8", "delimiter": ",", "tables": {}}
+    raw["validate"]["max_reject_share"] = 0.05  # one broken row of the 32 claims is quarantined, not a stop
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     assert validate.cli(["--params", "params.yaml"]) == 0

@@ -3,6 +3,9 @@ a killed run is completed, never re-interpreted."""
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+
 from models import promotion as pr
 
 A, B, C = ({"purchase": k, "lapse": k, "value": k} for k in (1, 2, 3))
@@ -48,7 +51,7 @@ def test_decide() -> None:
 
 G = pr.GateParams(min_test_positives=10, min_auc=0.6, max_ece=0.02, auc_tolerance=0.01, gini_tolerance=0.02,
                   require_monotone_tiers=True, logistic_tolerance=0.01, max_champion_age_days=120,
-                  slice_min_auc=0.55)
+                  slice_min_auc=0.55, max_tier_churn=0.4)
 
 
 def _metrics(auc: float, ece: float = 0.01, gini: float = 0.5) -> dict:
@@ -76,3 +79,24 @@ def test_a_kept_champion_that_fails_its_own_floors_raises_the_alarm() -> None:
     assert pr.degraded(_metrics(0.70), G) == []
     alarm = pr.degraded(_metrics(0.58, ece=0.05), G)
     assert len(alarm) == 4 and "purchase AUC 0.5800 below the floor 0.6" in alarm[0]
+
+
+def test_the_canary_stops_broken_scores_and_too_much_tier_churn() -> None:
+    rng = np.random.default_rng(0)
+    n = 5000
+    champ = pd.DataFrame({"p_purchase": rng.uniform(0, 0.3, n), "p_lapse": rng.uniform(0, 0.1, n),
+                          "expected_premium": rng.lognormal(8, 1, n)})
+    close = champ * np.exp(rng.normal(0, 0.05, (n, 3)))  # a retrain that moves scores a little
+    checks, stats = pr.canary(close, champ, G)
+    assert all(c["passed"] for c in checks) and stats["tier_churn"] < 0.2 and stats["spearman"] > 0.9
+    shuffled = champ.sample(frac=1, random_state=1).reset_index(drop=True)  # a model that ranks at random
+    checks, stats = pr.canary(shuffled, champ, G)
+    churn = next(c for c in checks if c["gate"] == "canary.tier_churn")
+    assert not churn["passed"] and stats["tier_churn"] > G.max_tier_churn
+    broken = close.copy()
+    broken.loc[[3, 4], "p_purchase"] = [np.nan, 1.7]
+    checks, _ = pr.canary(broken, None, G)  # no champion yet: the finite check still applies
+    assert [c["gate"] for c in checks] == ["canary.finite"] and not checks[0]["passed"]
+    assert "2 NaN, infinite or out-of-range" in checks[0]["detail"]
+    decision, why = pr.decide(checks, has_champion=True, already=False, champion_age_days=500, max_age_days=120)
+    assert decision == "kept" and "canary.finite" in why  # never waived for a stale champion

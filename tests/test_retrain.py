@@ -125,6 +125,9 @@ def test_three_monthly_cycles_gates_drift_interruption_and_rollback(tmp_path: Pa
     assert r2["decision"] == "kept" and any(not g["passed"] and g["gate"].endswith("auc_vs_champion")
                                             for g in r2["gates"])
     assert "KEPT" in c2.stderr and "auc" in r2["why"].lower()
+    failed2 = {g["gate"] for g in r2["gates"] if not g["passed"]}  # a constant model: blind in every slice, and
+    assert {"purchase.slices", "canary.tier_churn"} <= failed2  # its ties reshuffle the live tiers (canary)
+    assert r2["canary"]["bad_scores"] == 0 and r2["canary"]["tier_churn"] > 0.4
     challenger = _champion(root, "challenger")  # the refused version stays findable as the challenger
     assert challenger["purchase"] > 1 and _champion(root) == {"purchase": 1, "lapse": 1, "value": 1}
     assert _champion(root) == {"purchase": 1, "lapse": 1, "value": 1}
@@ -156,6 +159,7 @@ def test_three_monthly_cycles_gates_drift_interruption_and_rollback(tmp_path: Pa
     assert c3.returncode == 0, c3.stderr[-4000:] + json.dumps(_report(root, "2026-08-31").get("gates"))
     assert "completed the promoted" in c3.stderr
     r3 = _report(root, "2026-08-31")
+    assert {g["gate"]: g["passed"] for g in r3["gates"]}["canary.tier_churn"], r3["canary"]
     assert r3["drift"]["n_feature_warnings"] > 0, r3["drift"]
     flagged = {w["feature"] for w in r3["drift"]["features_with_warnings"]}
     assert any(f.startswith(("n_reached", "reached_rate", "n_sms", "n_wechat", "days_since_last_answered"))
