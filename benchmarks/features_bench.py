@@ -217,7 +217,7 @@ def measure_duckdb(folder: Path, n_train: int) -> dict[str, object]:
 def measure_pandas(folder: Path) -> dict[str, object]:
     import pandas as pd
 
-    from tests.reference_features import reference_snapshot
+    from features.reference import reference_snapshot
 
     fp, H = _params()
     t = time.perf_counter()

@@ -16,6 +16,7 @@ from typing import Literal
 
 ALL_MODELS = ("purchase", "lapse", "value")
 LABELS = {"purchase": "purchase_h", "lapse": "lapse_h"}  # a target kind's label column in the feature table
+TARGETS = {**LABELS, "value": "premium_h"}  # every model's target column (value: premium given a purchase)
 
 
 @dataclass(frozen=True)

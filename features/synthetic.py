@@ -60,7 +60,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DriftParams(_Strict):
+class WorldChange(_Strict):
     """Changes of the world from a date on, used to test drift detection and retraining."""
 
     start: dt.date | None = None
@@ -68,7 +68,7 @@ class DriftParams(_Strict):
     withdrawn_lines: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _known_codes(self) -> DriftParams:
+    def _known_codes(self) -> WorldChange:
         bad = [c for c in self.channel_response if c not in CHANNELS]
         if bad:
             raise ValueError(f"unknown channel(s) {bad}; allowed: {CH}")
@@ -86,13 +86,10 @@ class BookSize(_Strict):
     n_agents: int = Field(ge=1, le=100_000)
 
 
-class SyntheticParams(_Strict):
-    """Everything that shapes the synthetic book. Defaults live in params.yaml, not here."""
+class WorldParams(_Strict):
+    """How the simulated world behaves (params.yaml's ``generate`` section). Defaults live in params.yaml."""
 
     seed: int = Field(ge=0)
-    as_of: dt.date
-    size: BookSize
-    horizon_days: int = Field(ge=7, le=730)
     truth_replicates: int = Field(ge=1, le=256)
     prospect_share: float = Field(ge=0, le=0.9)
     orphan_share: float = Field(ge=0, le=0.9)  # never contacted by an agent (no servicing agent)
@@ -105,7 +102,15 @@ class SyntheticParams(_Strict):
     lapse_base_per_year: float = Field(gt=0, le=1)
     missing_share: float = Field(ge=0, le=0.5)
     dirty_share: float = Field(ge=0, le=0.1)
-    drift: DriftParams = Field(default_factory=DriftParams)
+    drift: WorldChange = Field(default_factory=WorldChange)
+
+
+class SyntheticParams(WorldParams):
+    """Everything that shapes the synthetic book: the world, plus the book's as-of date, size and horizon."""
+
+    as_of: dt.date
+    size: BookSize
+    horizon_days: int = Field(ge=7, le=730)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from features.capabilities import ALL_MODELS
+from features.capabilities import ALL_MODELS, LABELS
 from models import calibration, slices
 from models.metrics import classification_metrics
 from pipelines import headline, paths, tracking
@@ -32,7 +32,7 @@ from pipelines.params import load_params
 log = logging.getLogger("pipelines.calibrate")
 SCORES, IMPORTANCE, RUN_FILE, FEATURES = paths.MODEL_SCORES, paths.IMPORTANCE, paths.RUN_FILE, paths.FEATURES
 CALIBRATORS, REPORT, PLOTS = paths.CALIBRATORS, paths.report("calibration"), paths.PLOTS
-CALIBRATED = {"purchase": "purchase_h", "lapse": "lapse_h"}
+CALIBRATED = LABELS  # the models whose scores are probabilities, and their label columns
 
 
 def slice_labels(rows: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from features.capabilities import Capabilities, for_source
 from features.mapping import TableMapping
 from features.snapshots import FeatureParams
-from features.synthetic import BookSize, DriftParams, SyntheticParams
+from features.synthetic import BookSize, SyntheticParams, WorldParams
 from features.tabular_spec import TabularSpec
 from models.baselines import RuleParams
 from models.contact_plan import CapacityParams, PlanParams
@@ -58,21 +58,8 @@ class BookParams(Strict):
         return self.profiles[self.profile]
 
 
-class GenerateParams(Strict):
-    seed: int = Field(ge=0)
-    truth_replicates: int = Field(ge=1, le=256)
-    prospect_share: float = Field(ge=0, le=0.9)
-    orphan_share: float = Field(ge=0, le=0.9)
-    new_customer_share: float = Field(ge=0, le=0.9)
-    agent_contacts_per_year: float = Field(ge=0, le=200)
-    campaigns_per_month: int = Field(ge=0, le=20)
-    holdout_share: float = Field(ge=0, le=0.9)
-    quote_followup_fast_share: float = Field(ge=0, le=1)
-    purchase_base_per_year: float = Field(gt=0, le=1)
-    lapse_base_per_year: float = Field(gt=0, le=1)
-    missing_share: float = Field(ge=0, le=0.5)
-    dirty_share: float = Field(ge=0, le=0.1)
-    drift: DriftParams
+class GenerateParams(WorldParams):
+    """params.yaml's ``generate`` section: the simulated world (features/synthetic.py), field for field."""
 
 
 class SourceParams(Strict):
@@ -263,10 +250,8 @@ class Params(Strict):
 
     def synthetic(self) -> SyntheticParams:
         g = self.generate
-        return SyntheticParams(
-            seed=g.seed, as_of=self.book.as_of, size=self.book.size, horizon_days=self.book.horizon_days,
-            **g.model_dump(exclude={"seed", "drift"}), drift=g.drift,
-        )
+        return SyntheticParams(as_of=self.book.as_of, size=self.book.size, horizon_days=self.book.horizon_days,
+                               **g.model_dump(exclude={"drift"}), drift=g.drift)
 
 
 def _format_errors(err: ValidationError, path: Path) -> str:

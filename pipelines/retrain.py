@@ -36,6 +36,7 @@ from typing import Any
 
 import pandas as pd
 
+from features.capabilities import TARGETS as TARGET
 from features.validation import ContractError
 from models import drift as dr
 from models import promotion as pr
@@ -52,7 +53,6 @@ EXIT_PROMOTED, EXIT_FAILED, EXIT_KEPT, EXIT_LOCKED, EXIT_DEGRADED = 0, 1, 3, 4, 
 ALIAS = "champion"
 CHALLENGER = "challenger"
 MODELS = ("purchase", "lapse", "value")
-TARGET = {"purchase": "purchase_h", "lapse": "lapse_h", "value": "premium_h"}
 
 
 class Locked(Exception):

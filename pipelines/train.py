@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from features.capabilities import TARGETS
 from models import baselines, crossfit, gbm, tuning
 from models.metrics import alift, classification_metrics, regression_metrics
 from models.splits import SplitError, rolling_windows, time_split
@@ -30,7 +31,6 @@ progress = progress_logger("train")
 FEATURES, DICTIONARY, MODELS, REPORT = paths.FEATURES, paths.DICTIONARY, paths.MODELS, paths.report("train")
 RANK_METRICS = ("roc_auc", "pr_auc", "lift_at_5", "capture_at_5", "lift_at_10", "capture_at_10", "lift_at_20",
                 "capture_at_20")
-TARGETS = {"purchase": "purchase_h", "lapse": "lapse_h", "value": "premium_h"}
 RUN_FILE = paths.RUN_FILE  # the run calibrate, register and truth_check add to (tracking state, not DVC-tracked)
 IMPORTANCE = paths.IMPORTANCE  # not a DVC metric: nested maps make `dvc metrics show` unreadable
 

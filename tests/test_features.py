@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.reference import reference_snapshot
 from features.snapshots import KEYS, Snapshot, dictionary, feature_defs, features_frame, snapshot_plan
 from features.synthetic import SyntheticBook
 from features.validation import validate_book
 from pipelines.features import register_tables
 from pipelines.params import Params
-from tests.reference_features import reference_snapshot
 
 H = 90
 

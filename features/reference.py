@@ -1,7 +1,8 @@
 """A slow, obviously-correct pandas implementation of the snapshot features and labels.
 
 Written independently of the SQL, from the definitions in docs/features.md: filter the events a
-snapshot may see, then count. It exists only to check the DuckDB stage value for value.
+snapshot may see, then count. It is the oracle the tests check the DuckDB stage against value for value
+(tests/test_features.py) and the baseline benchmarks/features_bench.py times it against; no stage uses it.
 """
 
 from __future__ import annotations
