@@ -10,6 +10,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -150,20 +151,34 @@ def _fingerprints(root: Path) -> dict[str, str]:
             for p in sorted(data.rglob("*")) if p.is_file()} if data.is_dir() else {}
 
 
-@pytest.fixture()
-def csv_book(clean_book, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A clean CSV book in ``src/`` with params.yaml pointing at it, validated once (the outputs to protect)."""
-    folder = tmp_path / "src"
+@pytest.fixture(scope="session")
+def validated_template(clean_book, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clean CSV book in ``src/`` with params.yaml pointing at it, validated once per test process."""
+    root = tmp_path_factory.mktemp("csv_book")
+    folder = root / "src"
     folder.mkdir()
     for name, df in clean_book.tables().items():
         df.to_csv(folder / f"{name}.csv", index=False)
     raw = repo_params_raw()
     raw["validate"]["source"] = {"dir": "src", "format": "csv", "encoding": "utf-8", "delimiter": ",", "tables": {}}
     raw["validate"]["max_reject_share"] = 0.05  # one broken row of the 32 claims is quarantined, not a stop
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
-    assert validate.cli(["--params", "params.yaml"]) == 0
-    return tmp_path
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        assert validate.cli(["--params", "params.yaml"]) == 0
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+@pytest.fixture()
+def csv_book(validated_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of the validated clean book (its outputs are what a failed run must not touch)."""
+    root = tmp_path / "book"
+    shutil.copytree(validated_template, root)
+    monkeypatch.chdir(root)
+    return root
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
