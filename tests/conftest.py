@@ -102,16 +102,3 @@ def postgres() -> Iterator[str]:
     finally:
         subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=60)
         shutil.rmtree(folder, ignore_errors=True)
-
-
-# The longest work first, so that with two workers neither sits on a 10-minute test at the end of the run.
-LONGEST_FIRST = ("retrain", "default_book", "e2e", "your_data")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        mark = item.get_closest_marker("xdist_group")
-        group = (mark.args[0] if mark and mark.args else mark.kwargs.get("name")) if mark else None
-        return LONGEST_FIRST.index(group) if group in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)  # stable: the order within each group and among the rest is kept
