@@ -16,21 +16,22 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
 
 from features.capabilities import LABELS
+from features.feature_defs import KEYS, dictionary
 from features.snapshots import (
-    KEYS,
     FeatureBoundError,
-    dictionary,
+    Snapshot,
     materialise,
     sample_fraction,
     snapshot_plan,
     snapshot_query,
 )
-from pipelines import headline, paths
+from pipelines import headline, paths, spark_engine
 from pipelines.cli import base_parser, progress_logger, run_stage
 from pipelines.errors import InputError
 from pipelines.io import staged_outputs
@@ -109,6 +110,68 @@ def tabular_features(params: Params) -> None:
     log.info("wrote %s (%s rows)", OUT / "features.parquet", f"{len(df):,}")
 
 
+def _duckdb_snapshots(con: duckdb.DuckDBPyConnection, params: Params, plan: list[Snapshot], frac: float | None,
+                      n_customers: int, parts: str) -> list[dict[str, Any]]:
+    """Each snapshot's staged script on DuckDB, its final join in customer partitions, to Parquet parts."""
+    fp, H = params.features, params.book.horizon_days
+    partitions = fp.engine.partitions(n_customers)
+    per_snapshot, staged = [], set()  # type: ignore[var-annotated]
+    for i, snap in enumerate(plan, 1):
+        ts = time.perf_counter()
+        query = snapshot_query(fp, snap.date, H, snap.labels_known, None if snap.scoring else frac)
+        try:
+            finals = materialise(con, query, partitions, staged)
+        except FeatureBoundError as e:
+            raise InputError(f"{INTERIM / (e.table + '.parquet')}: {e}") from e
+        for k, final in enumerate(finals):
+            part = Path(parts) / f"{i:03d}_{k:03d}.parquet"
+            con.execute(f"COPY ({final}) TO '{part.as_posix()}' (FORMAT parquet)")
+        stats = con.execute("SELECT COUNT(*), AVG(purchase_h), AVG(lapse_h), COUNT(lapse_h) "
+                            f"FROM read_parquet('{parts}/{i:03d}_*.parquet')").fetchall()[0]
+        row = {"snapshot_date": str(snap.date), "scoring": snap.scoring, "labels_known": snap.labels_known,
+               "rows": stats[0], "purchase_rate": stats[1], "lapse_rate": stats[2], "lapse_defined": stats[3]}
+        per_snapshot.append(row)  # no timings: DVC outputs are a function of code, params and data
+        _progress(i, len(plan), row, time.perf_counter() - ts)
+    return per_snapshot
+
+
+def _progress(i: int, n: int, row: dict[str, Any], seconds: float) -> None:
+    progress.info("[%d/%d] snapshot %s: %s rows in %.1fs%s", i, n, row["snapshot_date"], f"{row['rows']:,}", seconds,
+                  "" if not row["labels_known"] else
+                  f" (purchase {row['purchase_rate'] or 0:.2%}, lapse {row['lapse_rate'] or 0:.2%})")
+
+
+def _spark_snapshots(params: Params, scratch: str) -> tuple[list[Snapshot], float | None, list[dict[str, Any]], str]:
+    """The snapshots on Spark, written as partitioned Parquet where ``features.engine.spark.output`` says
+    (a scratch folder by default); (plan, sample fraction, per-snapshot counts, the output)."""
+    fp, H, sp = params.features, params.book.horizon_days, params.features.engine.spark
+    spark_engine.check_collectable(sp.output)
+    own = not spark_engine.active()
+    spark = spark_engine.session(sp, "contact-priority-features")
+    try:
+        spark_engine.register_tables(spark, sp.input or INTERIM.resolve().as_posix())
+        n_customers, first = spark.sql("SELECT (SELECT COUNT(*) FROM customers), "
+                                       "(SELECT CAST(MIN(contact_ts) AS DATE) FROM contacts)").collect()[0]
+        plan = snapshot_plan(params.book.as_of, fp, H, history_start=first)
+        frac = sample_fraction(fp, n_customers)
+        _log_plan(plan, n_customers, frac, "Spark " + sp.master)
+        output = sp.output or (Path(scratch) / "spark-features").as_posix()
+        per_snapshot, ts = [], time.perf_counter()
+        for i, row in enumerate(spark_engine.write_snapshots(spark, fp, plan, H, frac, output), 1):
+            per_snapshot.append(row)
+            _progress(i, len(plan), row, time.perf_counter() - ts)
+            ts = time.perf_counter()
+    finally:
+        if own:  # a session the caller opened (a test, a notebook) stays theirs
+            spark.stop()
+    return plan, frac, per_snapshot, output
+
+
+def _log_plan(plan: list[Snapshot], n_customers: int, frac: float | None, engine: str) -> None:
+    log.info("%d snapshots from %s to %s over %s customers on %s%s", len(plan), plan[0].date, plan[-1].date,
+             f"{n_customers:,}", engine, f" (training snapshots sample {frac:.1%})" if frac else "")
+
+
 def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     if not params.capabilities.snapshots:
@@ -118,38 +181,21 @@ def main(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="duckdb-spill-") as spill:
         con = connect(fp.engine, spill)
-        register_tables(con, INTERIM)
-        n_customers = con.execute("SELECT COUNT(*) FROM customers").fetchall()[0][0]
-        first = con.execute("SELECT CAST(MIN(contact_ts) AS DATE) FROM contacts").fetchall()[0][0]
-        plan = snapshot_plan(as_of, fp, H, history_start=first)
-        frac = sample_fraction(fp, n_customers)
-        partitions = fp.engine.partitions(n_customers)
-        log.info("%d snapshots from %s to %s over %s customers%s", len(plan), plan[0].date, plan[-1].date,
-                 f"{n_customers:,}", f" (training snapshots sample {frac:.1%})" if frac else "")
-        per_snapshot = []
         with staged_outputs() as out, tempfile.TemporaryDirectory(prefix="features-", dir=spill) as parts:
-            for i, snap in enumerate(plan, 1):
-                ts = time.perf_counter()
-                query = snapshot_query(fp, snap.date, H, snap.labels_known, None if snap.scoring else frac)
-                try:
-                    finals = materialise(con, query, partitions)
-                except FeatureBoundError as e:
-                    raise InputError(f"{INTERIM / (e.table + '.parquet')}: {e}") from e
-                for k, final in enumerate(finals):
-                    part = Path(parts) / f"{i:03d}_{k:03d}.parquet"
-                    con.execute(f"COPY ({final}) TO '{part.as_posix()}' (FORMAT parquet)")
-                stats = con.execute(
-                    "SELECT COUNT(*), AVG(purchase_h), AVG(lapse_h), COUNT(lapse_h) "
-                    f"FROM read_parquet('{parts}/{i:03d}_*.parquet')").fetchall()[0]
-                row = {"snapshot_date": str(snap.date), "scoring": snap.scoring, "labels_known": snap.labels_known,
-                       "rows": stats[0], "purchase_rate": stats[1], "lapse_rate": stats[2], "lapse_defined": stats[3]}
-                per_snapshot.append(row)  # no timings: DVC outputs are a function of code, params and data
-                progress.info("[%d/%d] snapshot %s: %s rows in %.1fs%s", i, len(plan), snap.date, f"{stats[0]:,}",
-                              time.perf_counter() - ts, "" if not snap.labels_known else
-                         f" (purchase {stats[1] or 0:.2%}, lapse {stats[2] or 0:.2%})")
+            if fp.engine.kind == "spark":
+                plan, frac, per_snapshot, output = _spark_snapshots(params, parts)
+                collect = spark_engine.collect_sql(output, spark_engine.output_columns(fp))
+            else:
+                register_tables(con, INTERIM)
+                n_customers = con.execute("SELECT COUNT(*) FROM customers").fetchall()[0][0]
+                first = con.execute("SELECT CAST(MIN(contact_ts) AS DATE) FROM contacts").fetchall()[0][0]
+                plan = snapshot_plan(as_of, fp, H, history_start=first)
+                frac = sample_fraction(fp, n_customers)
+                _log_plan(plan, n_customers, frac, "DuckDB")
+                per_snapshot = _duckdb_snapshots(con, params, plan, frac, n_customers, parts)
+                collect = f"SELECT * FROM read_parquet('{parts}/*.parquet') ORDER BY {', '.join(KEYS)}"
             target = out.path(OUT / "features.parquet")
-            con.execute(f"COPY (SELECT * FROM read_parquet('{parts}/*.parquet') ORDER BY {', '.join(KEYS)}) "
-                        f"TO '{target.as_posix()}' (FORMAT parquet, ROW_GROUP_SIZE 122880)")
+            con.execute(f"COPY ({collect}) TO '{target.as_posix()}' (FORMAT parquet, ROW_GROUP_SIZE 122880)")
             dic = dictionary(fp, H)
             out.json(dic, OUT / "dictionary.json")
             total = sum(r["rows"] for r in per_snapshot)

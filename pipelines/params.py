@@ -16,8 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from features.capabilities import Capabilities, for_source
+from features.feature_defs import FeatureParams
 from features.mapping import TableMapping
-from features.snapshots import FeatureParams
 from features.synthetic import BookSize, SyntheticParams, WorldParams
 from features.tabular_spec import TabularSpec
 from models.baselines import RuleParams
@@ -112,12 +112,27 @@ class ValidateParams(Strict):
         return self
 
 
-class EngineParams(Strict):
-    """DuckDB resources: bounded memory, spilling to a temporary folder beyond it."""
+class SparkParams(Strict):
+    """Where the Spark engine runs and where it reads and writes (docs/spark.md)."""
 
+    master: str = "local[2]"  # or yarn, k8s://..., spark://...
+    shuffle_partitions: int = Field(default=8, ge=1)
+    driver_memory: str = "2g"
+    executor_memory: str = "4g"
+    input: str = ""  # where the validated tables live (a folder or URI Spark reads); "" = data/interim
+    output: str = ""  # where the partitioned feature table goes; "" = a scratch folder the stage collects from
+    conf: dict[str, str] = Field(default_factory=dict)  # any further spark.* settings
+
+
+class EngineParams(Strict):
+    """Which engine runs the snapshot SQL. DuckDB (default): bounded memory, spilling to a temporary folder
+    beyond it. Spark: where the data live, beyond one machine (docs/spark.md)."""
+
+    kind: Literal["duckdb", "spark"] = "duckdb"
     threads: int = Field(ge=1, le=256)
     memory_limit: str = Field(pattern=r"^\d+(\.\d+)?\s*(MB|GB|MiB|GiB)$")
     partition_rows: int = Field(ge=10_000)  # customers per partition of the final join
+    spark: SparkParams = Field(default_factory=SparkParams)
 
     def partitions(self, n_customers: int) -> int:
         return max(1, -(-n_customers // self.partition_rows))

@@ -53,16 +53,44 @@ def scoring_rows(feats: pd.DataFrame, as_of: dt.date, caps: Capabilities) -> pd.
     return feats[feats["role"].isin(["train", "valid", "calib", "test"])]
 
 
-def score(df: pd.DataFrame, models: Path = MODELS, calibrators: Path = CALIBRATORS) -> pd.DataFrame:
+SCORED = ("purchase", "lapse", "value")
+
+
+def score_with(loaded: dict[str, LoadedModel], df: pd.DataFrame) -> pd.DataFrame:
     """Calibrated p_purchase and p_lapse, and expected premium if bought, for each row of ``df``.
 
-    p_lapse is 0 for customers with no policy in force: there is nothing to lapse.
+    p_lapse is 0 for customers with no policy in force: there is nothing to lapse. The one scoring
+    function of both engines (``pipelines.spark_engine.score_frame`` applies it per batch).
     """
     out = pd.DataFrame(index=df.index)
-    out["p_purchase"] = load_model("purchase", models, calibrators).predict(df)
+    out["p_purchase"] = loaded["purchase"].predict(df)
     holder = df["n_inforce"].fillna(0).to_numpy(float) > 0
-    out["p_lapse"] = np.where(holder, load_model("lapse", models, calibrators).predict(df), 0.0)
-    out["expected_premium"] = np.maximum(load_model("value", models, calibrators).predict(df), 0.0)
+    out["p_lapse"] = np.where(holder, loaded["lapse"].predict(df), 0.0)
+    out["expected_premium"] = np.maximum(loaded["value"].predict(df), 0.0)
+    return out
+
+
+def score(df: pd.DataFrame, models: Path = MODELS, calibrators: Path = CALIBRATORS) -> pd.DataFrame:
+    """``score_with`` the model set saved in ``models`` and ``calibrators``."""
+    return score_with({name: load_model(name, models, calibrators) for name in SCORED}, df)
+
+
+def model_texts(models: Path = MODELS, calibrators: Path = CALIBRATORS) -> dict[str, dict[str, str | None]]:
+    """The model set's native files as text (model, meta, calibrator), to ship to where the rows are."""
+    load_model("purchase", models, calibrators)  # the same clear errors for missing files
+    return {name: {"model": (models / name / "model.txt").read_text(encoding="utf-8"),
+                   "meta": (models / name / "meta.json").read_text(encoding="utf-8"),
+                   "calibrator": None if name == "value" else
+                   (calibrators / f"{name}.json").read_text(encoding="utf-8")} for name in SCORED}
+
+
+def models_from_texts(texts: dict[str, dict[str, str | None]]) -> dict[str, LoadedModel]:
+    """The ``LoadedModel``s of ``model_texts``: the same objects ``load_model`` builds from the files."""
+    out = {}
+    for name, t in texts.items():
+        meta = json.loads(t["meta"] or "{}")
+        out[name] = LoadedModel(lgb.Booster(model_str=t["model"]), gbm.FeatureSpec.from_dict(meta["features"]), meta,
+                                json.loads(t["calibrator"]) if t["calibrator"] else None)
     return out
 
 

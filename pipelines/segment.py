@@ -25,7 +25,7 @@ from features.treatments import PLANNABLE_CHANNELS
 from models import baselines, contact_plan, weekly_plan
 from models import segments as sg
 from models import uplift as up
-from pipelines import headline, paths, scoring, tabular_tiers, tracking
+from pipelines import headline, paths, scoring, spark_score, tabular_tiers, tracking
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError
 from pipelines.io import staged_outputs
@@ -67,7 +67,11 @@ def segment_snapshot(frame: pd.DataFrame, params: Params, cuts: sg.CutPoints | N
                                          sp.plan.quote_followup.channels, quoting, contact_plan.CONSENT_BLOCKS,
                                          sp.value.channel_cost)
 
-    out, fitted = sg.assign(frame, scoring.score(frame, *model_set), params.rules.quadrant, params.rules, sp.value,
+    if params.features.engine.kind == "spark":  # the scores of a Spark run come from Spark (docs/spark.md)
+        scores = spark_score.score_pandas(frame, params.features.engine.spark, *model_set)
+    else:
+        scores = scoring.score(frame, *model_set)
+    out, fitted = sg.assign(frame, scores, params.rules.quadrant, params.rules, sp.value,
                             sp.tiers, cost_for, cuts, weekly_capacity=sp.capacity.total_weekly)
     tau_p, tau_l, form = effects(frame, out, params, scoring.load_effect_models())
     return _retier(frame, out, fitted, tau_p, tau_l, form, params, cuts)

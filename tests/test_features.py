@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.feature_defs import KEYS, dictionary, feature_defs
 from features.reference import reference_snapshot
-from features.snapshots import KEYS, Snapshot, dictionary, feature_defs, features_frame, snapshot_plan
+from features.snapshots import Snapshot, features_frame, snapshot_plan
 from features.synthetic import SyntheticBook
 from features.validation import validate_book
 from pipelines.features import register_tables
@@ -281,12 +282,12 @@ def test_interim_tables_without_the_customer_key_ask_for_a_new_validate_run(vali
 def test_packed_window_counts_do_not_depend_on_the_field_width(validated, small_params, tmp_path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Window counters are packed several to an integer: narrower fields give exactly the same counts."""
-    from features import snapshots
+    from features import counters
 
     fp, plan = _plan(small_params, n=2)
     wide = _sql(validated, tmp_path / "wide", fp, plan)
-    monkeypatch.setattr(snapshots, "PACK_BITS", 8)
-    monkeypatch.setattr(snapshots, "PACK_LIMIT", 2 ** 8)
+    monkeypatch.setattr(counters, "PACK_BITS", 8)
+    monkeypatch.setattr(counters, "PACK_LIMIT", 2 ** 8)
     narrow = _sql(validated, tmp_path / "narrow", fp, plan)
     assert_same(narrow, wide)
     assert wide[[f"n_{ch}_365d" for ch in fp.channels]].to_numpy().max() > 2  # several touches per field
@@ -295,12 +296,12 @@ def test_packed_window_counts_do_not_depend_on_the_field_width(validated, small_
 def test_a_count_beyond_the_packed_field_is_refused_not_wrapped(validated, small_params, tmp_path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A customer with more touches than a packed field holds stops the snapshot with a clear message."""
-    from features import snapshots
+    from features import counters
     from features.snapshots import FeatureBoundError
 
     fp, plan = _plan(small_params, n=1)
-    monkeypatch.setattr(snapshots, "PACK_BITS", 3)
-    monkeypatch.setattr(snapshots, "PACK_LIMIT", 2 ** 3)
+    monkeypatch.setattr(counters, "PACK_BITS", 3)
+    monkeypatch.setattr(counters, "PACK_LIMIT", 2 ** 3)
     with pytest.raises(FeatureBoundError, match=r"customer\(s\) have 2 or more contact rows between \d+ and \d+ days "
                                                 r"before the snapshot .*runaway or duplicated rows") as err:
         _sql(validated, tmp_path, fp, plan)
@@ -327,15 +328,15 @@ def test_main_payment_mode_breaks_ties_like_the_reference(validated, small_param
 def test_a_policy_count_beyond_the_packed_field_is_refused(validated, small_params, tmp_path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Policy counts are packed too: a customer holding more policies than a field holds stops the snapshot."""
-    from features import snapshots
+    from features import counters
     from features.snapshots import FeatureBoundError
 
     t = {k: v.copy() for k, v in validated.items()}
     one = t["policies"].iloc[[0] * 40].copy()
     one["policy_id"] = [f"PZ{i}" for i in range(len(one))]
     t["policies"] = pd.concat([t["policies"], one], ignore_index=True)
-    monkeypatch.setattr(snapshots, "PACK_BITS", 5)
-    monkeypatch.setattr(snapshots, "PACK_LIMIT", 2 ** 5)
+    monkeypatch.setattr(counters, "PACK_BITS", 5)
+    monkeypatch.setattr(counters, "PACK_LIMIT", 2 ** 5)
     fp = small_params.features
     plan = [Snapshot(small_params.book.as_of, labels_known=False, scoring=True)]
     with pytest.raises(FeatureBoundError, match=r"policies: 1 customer\(s\) hold 32 or more policies") as err:

@@ -148,14 +148,14 @@ def test_bad_params_stop_the_stage(tmp_path, monkeypatch, capsys) -> None:
 
 def test_features_refuse_counts_beyond_the_packed_fields(clean_book, tmp_path, monkeypatch, capsys) -> None:
     """The features stage names the contact file and leaves no output when a window count cannot be packed."""
-    from features import snapshots
+    from features import counters
     from pipelines import features
 
     root = _setup(tmp_path, monkeypatch)
     _write_csv_book(clean_book, root / "in")
     assert _run(capsys)[0] == 0
-    monkeypatch.setattr(snapshots, "PACK_BITS", 3)
-    monkeypatch.setattr(snapshots, "PACK_LIMIT", 2 ** 3)
+    monkeypatch.setattr(counters, "PACK_BITS", 3)
+    monkeypatch.setattr(counters, "PACK_LIMIT", 2 ** 3)
     capsys.readouterr()
     code = features.cli(["--params", "params.yaml"])
     err = capsys.readouterr().err
