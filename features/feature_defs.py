@@ -9,6 +9,7 @@ engine-specific call, and the snapshot builder writes it in the engine's dialect
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -68,15 +69,12 @@ def _w(w: int) -> str:
 # ---------------------------------------------------------------------------------------------
 # Feature declarations
 # ---------------------------------------------------------------------------------------------
-def feature_defs(p: FeatureParams) -> list[FeatureDef]:
-    """All features, in output order, for these parameters."""
-    ch_zh, out_zh = CHANNELS, OUTCOMES
-    f: list[FeatureDef] = []
+class _Add(Protocol):
+    def __call__(self, *a: object) -> None: ...
 
-    def add(*a: object) -> None:
-        f.append(FeatureDef(*a))  # type: ignore[arg-type]
 
-    # profile (slowly-changing archive fields, used as they are)
+def _profile(p: FeatureParams, add: _Add) -> None:
+    """Slowly-changing archive fields, used as they are."""
     add("age_years", "profile", "float", None, "Age in years", "年龄(岁)",
         "CAST(_days(birth_date) AS DOUBLE) / 365.25")
     add("gender", "profile", "category", None, "Gender", "性别", "gender")
@@ -95,7 +93,10 @@ def feature_defs(p: FeatureParams) -> list[FeatureDef]:
         "referred_by IS NOT NULL")
     add("has_agent", "profile", "bool", None, "Has a servicing agent (not an orphan account)", "有服务代理人(非孤儿单)",
         "agent_id IS NOT NULL")
-    # holdings at the snapshot
+
+
+def _holdings(p: FeatureParams, add: _Add) -> None:
+    """Holdings at the snapshot, re-derived from the policy events."""
     add("n_inforce", "holdings", "int", None, "In-force policies", "有效保单数", "COALESCE(n_inforce, 0)")
     add("premium_inforce", "holdings", "float", None, "Annual premium of in-force policies (CNY)",
         "有效保单年缴保费(元)", "COALESCE(premium_inforce, 0)")
@@ -129,7 +130,10 @@ def feature_defs(p: FeatureParams) -> list[FeatureDef]:
         f"CAST(FLOOR(_days(last_issue) / {MONTH_DAYS}) AS INTEGER)")
     add("months_since_last_lapse", "holdings", "int", None, "Months since the last lapse or surrender",
         "距上次失效/退保月数", f"CAST(FLOOR(_days(last_lapse) / {MONTH_DAYS}) AS INTEGER)")
-    # claims
+
+
+def _claims_referrals(p: FeatureParams, add: _Add) -> None:
+    """Claims in their windows; referrals made."""
     for w in p.claim_windows_days:
         add(f"n_claims_{_w(w)}", "claims", "int", w, f"Claims in the last {w} days", f"近{w}天理赔次数",
             f"COALESCE(n_claims_{_w(w)}, 0)")
@@ -140,6 +144,11 @@ def feature_defs(p: FeatureParams) -> list[FeatureDef]:
         f"近{wl}天拒赔次数", f"COALESCE(n_claims_rejected_{_w(wl)}, 0)")
     add("referrals_made", "referrals", "int", None, "Customers this customer referred (chain)", "转介绍客户数",
         "COALESCE(referrals_made, 0)")
+
+
+def _contacts(p: FeatureParams, add: _Add) -> None:
+    """Touches per channel and window, totals and outcomes."""
+    ch_zh, out_zh = CHANNELS, OUTCOMES
     # contacts per channel and window; totals; outcomes. The window counts are never null (the final join sums
     # COALESCEd buckets), so they need no COALESCE here: one expression fewer per count and customer.
     for w in p.windows_days:
@@ -158,6 +167,10 @@ def feature_defs(p: FeatureParams) -> list[FeatureDef]:
         add(f"reached_rate_{_w(w)}", "outcomes", "float", w,
             f"Share of touches answered in the last {w} days (null without touches)", f"近{w}天接通率",
             f"CAST(n_answered_{_w(w)} AS DOUBLE) / NULLIF(n_contacts_{_w(w)}, 0)")
+
+
+def _engagement(p: FeatureParams, add: _Add) -> None:
+    """Engagement over the longest window, holdout membership, opt-out."""
     wmax = p.windows_days[-1]
     add(f"n_distinct_channels_{_w(wmax)}", "engagement", "int", wmax, f"Distinct channels used in the last {wmax} days",
         f"近{wmax}天使用的渠道数",
@@ -169,7 +182,10 @@ def feature_defs(p: FeatureParams) -> list[FeatureDef]:
         f"近{p.holdout_window_days}天在活动对照组", "n_holdout > 0")
     add("opted_out", "engagement", "bool", None, "Has asked not to be contacted (opt-out before the snapshot)",
         "曾要求不再联系", "COALESCE(n_opt_out_ever, 0) > 0")
-    # recency over all history
+
+
+def _recency(p: FeatureParams, add: _Add) -> None:
+    """Recency over all history, and open quotes."""
     for key, en, zh in (("contact", "any touch", "任意接触"), ("answered", "an answered touch", "接通"),
                         ("quote", "a quote", "报价"), ("complaint", "a complaint", "投诉")):
         add(f"days_since_last_{key}", "recency", "int", None, f"Days since {en} (null if never)",
@@ -184,7 +200,19 @@ def feature_defs(p: FeatureParams) -> list[FeatureDef]:
         "CASE WHEN last_quote_ts IS NOT NULL AND (last_outbound_ts IS NULL OR last_outbound_ts <= last_quote_ts) "
         "AND (last_issue IS NULL OR last_issue < CAST(last_quote_ts AS DATE)) "
         "THEN _days(CAST(last_quote_ts AS DATE)) END")
+
+
+def feature_defs(p: FeatureParams) -> list[FeatureDef]:
+    """All features, in output order, for these parameters."""
+    f: list[FeatureDef] = []
+
+    def add(*a: object) -> None:
+        f.append(FeatureDef(*a))  # type: ignore[arg-type]
+
+    for family in (_profile, _holdings, _claims_referrals, _contacts, _engagement, _recency):
+        family(p, add)
     return f
+
 
 
 LABELS = {

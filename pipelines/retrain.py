@@ -42,17 +42,27 @@ from models import drift as dr
 from models import promotion as pr
 from models import slices as sl
 from models.metrics import classification_metrics, regression_metrics
-from pipelines import export, paths, scoring, segment, supervise, tracking
+from pipelines import export, paths, scoring, supervise, tracking
 from pipelines.cli import EXIT_USER_ERROR, setup_logging
 from pipelines.errors import UserError
 from pipelines.io import staged_outputs
 from pipelines.params import Params, load_params
+from pipelines.retrain_state import (
+    MODELS,
+    append_history,
+    champion_versions,
+    deliver_with,
+    download_model_set,
+    history,
+    now,
+    reconcile,
+    same_delivery,
+    set_champion,
+)
 
 log = logging.getLogger("pipelines.retrain")
 EXIT_PROMOTED, EXIT_FAILED, EXIT_KEPT, EXIT_LOCKED, EXIT_DEGRADED = 0, 1, 3, 4, 5
-ALIAS = "champion"
 CHALLENGER = "challenger"
-MODELS = ("purchase", "lapse", "value")
 
 
 class Locked(Exception):
@@ -155,35 +165,6 @@ def as_of_moved(params_path: Path, as_of: dt.date) -> Iterator[dict[Path, Path]]
 
 # ---------------------------------------------------------------- models
 
-def champion_versions(client: Any, prefix: str) -> dict[str, Any] | None:
-    out = {}
-    for m in MODELS:
-        try:
-            mv = client.get_model_version_by_alias(f"{prefix}-{m}", ALIAS)
-        except Exception:  # noqa: BLE001 - MLflow raises several types for a missing alias or model
-            return None
-        out[m] = {"name": f"{prefix}-{m}", "version": int(mv.version), "uri": f"models:/{prefix}-{m}/{mv.version}",
-                  "run_id": mv.run_id, "as_of": (mv.tags or {}).get("as_of")}
-    return out
-
-
-def download_model_set(versions: dict[str, Any], dst: Path) -> tuple[Path, Path]:
-    """The registered models' native files, laid out like data/models and data/calibrators."""
-    import mlflow
-
-    models, cals = dst / "models", dst / "calibrators"
-    for m, v in versions.items():
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=v["uri"], dst_path=str(dst / "dl" / m)))
-        art = local / "artifacts"
-        (models / m).mkdir(parents=True, exist_ok=True)
-        shutil.copy(art / "model.txt", models / m / "model.txt")
-        shutil.copy(art / "meta.json", models / m / "meta.json")
-        if (art / f"{m}.json").is_file():
-            cals.mkdir(parents=True, exist_ok=True)
-            shutil.copy(art / f"{m}.json", cals / f"{m}.json")
-    return models, cals
-
-
 def evaluate(rows: pd.DataFrame, model_set: tuple[Path, Path]) -> dict[str, dict[str, float]]:
     """AUC/ECE (purchase, lapse) and Gini/MAE (value) of a model set on one matured snapshot."""
     s = scoring.score(rows, *model_set)
@@ -209,80 +190,6 @@ def challenger_slices(test: pd.DataFrame, scored: pd.DataFrame, min_positives: i
         out[m] = sl.slice_metrics(test.loc[mask, TARGET[m]].to_numpy(int), scored.loc[mask, col].to_numpy(),
                                   {k: v[mask] for k, v in labels.items()}, min_positives)
     return out
-
-
-# ---------------------------------------------------------------- delivery and state
-
-def delivered(folder: Path) -> dict[str, Any] | None:
-    """The most recent complete delivery's manifest (complete = its manifest exists)."""
-    manifests = sorted(folder.glob("manifest_*.json")) if folder.is_dir() else []
-    return json.loads(manifests[-1].read_text(encoding="utf-8")) if manifests else None
-
-
-def same_delivery(folder: Path, as_of: dt.date, versions: dict[str, Any]) -> bool:
-    m = export.score_paths(as_of, folder)["manifest"]
-    if not m.is_file():
-        return False
-    got = json.loads(m.read_text(encoding="utf-8"))["models"]
-    return all(int(got[k]["version"]) == int(versions[k]["version"]) for k in MODELS)
-
-
-def set_champion(client: Any, versions: dict[str, Any]) -> None:
-    for m in MODELS:
-        client.set_registered_model_alias(versions[m]["name"], ALIAS, str(versions[m]["version"]))
-
-
-def reconcile(client: Any, folder: Path, prefix: str, state: Path) -> dict[str, Any] | None:
-    """Make the registry's champion alias match the latest delivery, and complete in the history the promotion
-    or rollback a killed run left half done. Returns that completed entry, if any."""
-    last = delivered(folder)
-    if last is None:
-        return None
-    want = {m: {"name": v["name"], "version": int(v["version"])} for m, v in last["models"].items()}
-    have = champion_versions(client, prefix)
-    repaired = have is None or any(have[m]["version"] != want[m]["version"] for m in MODELS)
-    if repaired:
-        log.warning("champion alias %s disagrees with the last delivery (%s): repairing it from the delivery",
-                    {m: v["version"] for m, v in (have or {}).items()}, {m: v["version"] for m, v in want.items()})
-        set_champion(client, want)
-    done = pr.completion(history(state), {m: v["version"] for m, v in want.items()})
-    if done is not None:
-        append_history(state, done | {"at": _now()})
-        log.warning("completed the %s a killed run left half done: champion %s", done["event"], done["versions"])
-    elif repaired:  # no journal entry explains it (a run from before the journal): record it all the same
-        append_history(state, {"as_of": last["as_of"], "event": "promoted", "completed_by": "repair",
-                               "versions": {m: v["version"] for m, v in want.items()}, "at": _now()})
-    return done
-
-
-def _now() -> str:
-    return dt.datetime.now().isoformat(timespec="seconds")
-
-
-def deliver_with(params: Params, model_set: tuple[Path, Path], versions: dict[str, Any], run_id: str,
-                 folder: Path) -> dict[str, Any]:
-    """Segments and score files at the as-of date with the given model set, delivered to ``folder``."""
-    built = segment.build(params, model_set)
-    registry = {"models": {m: {"name": versions[m]["name"], "version": versions[m]["version"],
-                               "uri": f"models:/{versions[m]['name']}/{versions[m]['version']}"} for m in MODELS},
-                "run_id": run_id}
-    df = export.scores_frame(built["seg"], params.book.as_of, registry, model_set[0])
-    cuts = built["cuts"].model_dump() | {"mode": params.segment.cutpoints}
-    return export.deliver(df, params.book.as_of, registry, cuts, folder, params.export.delimiter)
-
-
-def append_history(state: Path, entry: dict[str, Any]) -> None:
-    """Append one journal line, flushed to disk before returning (the next step may be a kill)."""
-    state.mkdir(parents=True, exist_ok=True)
-    with (state / "history.jsonl").open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def history(state: Path) -> list[dict[str, Any]]:
-    f = state / "history.jsonl"
-    return [json.loads(x) for x in f.read_text(encoding="utf-8").splitlines() if x.strip()] if f.is_file() else []
 
 
 # ---------------------------------------------------------------- the cycle
@@ -391,7 +298,7 @@ def _deliver_decision(params: Params, report: dict[str, Any], client: Any, regis
     entry = {"as_of": str(as_of), "versions": {m: v["version"] for m, v in chal_versions.items()},
              "from": None if champ_versions is None else {m: v["version"] for m, v in champ_versions.items()}}
     if promote:
-        append_history(state, entry | {"event": "pending", "action": "promoted", "at": _now()})
+        append_history(state, entry | {"event": "pending", "action": "promoted", "at": now()})
     if same_delivery(delivery, as_of, winner):
         log.info("scores for %s with these models are already delivered: not re-delivering", as_of)
     elif decision == "promoted":
@@ -404,7 +311,7 @@ def _deliver_decision(params: Params, report: dict[str, Any], client: Any, regis
     if promote:
         supervise.failpoint("promote:after_delivery")
         set_champion(client, chal_versions)
-        append_history(state, entry | {"event": "promoted", "at": _now()})
+        append_history(state, entry | {"event": "promoted", "at": now()})
 
 
 def write_report(state: Path, as_of: dt.date, report: dict[str, Any]) -> None:
@@ -452,7 +359,7 @@ def rollback(params_path: Path) -> tuple[int, dict[str, Any]]:
             raise UserError(f"no previous champion to roll back to (history in {state / 'history.jsonl'})")
         target = found
         append_history(state, {"as_of": str(params.book.as_of), "event": "pending", "action": "rollback",
-                               "versions": target, "from": cur, "at": _now()})
+                               "versions": target, "from": cur, "at": now()})
         supervise.failpoint("rollback:after_pending")
     versions: dict[str, Any] = {m: {"name": f"{prefix}-{m}", "version": target[m]} for m in MODELS}
     run_id = str(client.get_model_version(f"{prefix}-purchase", str(target["purchase"])).run_id)
@@ -463,7 +370,7 @@ def rollback(params_path: Path) -> tuple[int, dict[str, Any]]:
     supervise.failpoint("rollback:after_delivery")
     set_champion(client, versions)
     append_history(state, {"as_of": str(params.book.as_of), "event": "rollback", "versions": target, "from": cur,
-                           "at": _now()})
+                           "at": now()})
     return EXIT_PROMOTED, _rollback_report(state, params.book.as_of, cur, target, False)
 
 
