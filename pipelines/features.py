@@ -33,7 +33,7 @@ from features.snapshots import (
 )
 from pipelines import headline, paths, spark_engine
 from pipelines.cli import base_parser, progress_logger, run_stage
-from pipelines.errors import InputError
+from pipelines.errors import InputError, UserError
 from pipelines.io import staged_outputs
 from pipelines.params import EngineParams, Params, load_params
 
@@ -141,11 +141,13 @@ def _progress(i: int, n: int, row: dict[str, Any], seconds: float) -> None:
                   f" (purchase {row['purchase_rate'] or 0:.2%}, lapse {row['lapse_rate'] or 0:.2%})")
 
 
-def _spark_snapshots(params: Params, scratch: str) -> tuple[list[Snapshot], float | None, list[dict[str, Any]], str]:
+def _spark_snapshots(params: Params, scratch: str, collect: bool = True) \
+        -> tuple[list[Snapshot], float | None, list[dict[str, Any]], str]:
     """The snapshots on Spark, written as partitioned Parquet where ``features.engine.spark.output`` says
     (a scratch folder by default); (plan, sample fraction, per-snapshot counts, the output)."""
     fp, H, sp = params.features, params.book.horizon_days, params.features.engine.spark
-    spark_engine.check_collectable(sp.output)
+    if collect:
+        spark_engine.check_collectable(sp.output)
     own = not spark_engine.active()
     spark = spark_engine.session(sp, "contact-priority-features")
     try:
@@ -172,10 +174,26 @@ def _log_plan(plan: list[Snapshot], n_customers: int, frac: float | None, engine
              f"{n_customers:,}", engine, f" (training snapshots sample {frac:.1%})" if frac else "")
 
 
+def cluster_job(params: Params) -> None:
+    """``--no-collect``: the snapshots on Spark, written to ``features.engine.spark.output`` (any URI Spark
+    writes: HDFS, an object store) and left there; nothing under data/ changes (docs/spark.md)."""
+    sp = params.features.engine.spark
+    if params.features.engine.kind != "spark" or not sp.output:
+        raise UserError("--no-collect is for the Spark engine's cluster job: set features.engine.kind: spark and "
+                        "features.engine.spark.output to where the feature table should go")
+    t0 = time.perf_counter()
+    plan, _, per_snapshot, output = _spark_snapshots(params, "", collect=False)
+    log.info("wrote %d snapshots (%s rows) to %s in %.1fs; data/features unchanged", len(plan),
+             f"{sum(r['rows'] for r in per_snapshot):,}", output, time.perf_counter() - t0)
+
+
 def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     if not params.capabilities.snapshots:
         tabular_features(params)
+        return
+    if args.no_collect:
+        cluster_job(params)
         return
     fp, H, as_of = params.features, params.book.horizon_days, params.book.as_of
     t0 = time.perf_counter()
@@ -209,7 +227,11 @@ def main(args: argparse.Namespace) -> None:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    return run_stage("features", main, base_parser("features", __doc__), argv)
+    p = base_parser("features", __doc__)
+    p.add_argument("--no-collect", action="store_true",
+                   help="Spark engine only: leave the partitioned table at features.engine.spark.output (a cluster "
+                        "job); do not collect it into data/features")
+    return run_stage("features", main, p, argv)
 
 
 if __name__ == "__main__":

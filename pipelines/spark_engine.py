@@ -142,13 +142,14 @@ def write_snapshots(spark: SparkSession, fp: FeatureParams, plan: list[Snapshot]
 def check_collectable(output: str) -> None:
     """The stage collects Spark's table into ``data/features`` with DuckDB: the output must be a local path.
 
-    A cluster job that writes to HDFS or an object store runs outside the stage (docs/spark.md).
+    A cluster job that writes to HDFS or an object store runs with ``--no-collect`` (docs/spark.md).
     """
     scheme = output.split("://", 1)[0] if "://" in output else ""
     if scheme not in ("", "file"):
         raise UserError(f"features.engine.spark.output is {output!r}: the features stage reads the table back into "
-                        "data/features, so it must be a folder this machine reads (a local or mounted path). Write "
-                        "to a cluster store with the Spark job of docs/spark.md instead.")
+                        "data/features, so it must be a folder this machine reads (a local or mounted path). To "
+                        "leave the table in a cluster store, run `python -m pipelines.features --no-collect` "
+                        "(docs/spark.md).")
 
 
 def collect_sql(output: str, columns: list[str]) -> str:

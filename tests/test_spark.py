@@ -213,3 +213,24 @@ def test_the_spark_submit_launcher_names_its_jobs() -> None:
     proc = subprocess.run([sys.executable, str(REPO / "deploy" / "spark_submit.py"), "nonsense"], cwd=REPO,
                           capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(REPO)})
     assert proc.returncode == 2 and "deploy/spark_submit.py {features|score}" in proc.stderr
+
+
+def test_the_cluster_job_leaves_the_table_where_spark_wrote_it(spark, interim: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """`--no-collect`: partitioned Parquet at spark.output (any URI on a cluster), nothing under data/."""
+    from pipelines import features
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "interim").symlink_to(interim, target_is_directory=True)
+    _stage_params(tmp_path, "duckdb")
+    monkeypatch.chdir(tmp_path)
+    assert features.cli(["--params", "params.yaml", "--no-collect"]) == 2
+    assert "--no-collect is for the Spark engine's cluster job" in capsys.readouterr().err
+    _stage_params(tmp_path, "spark")
+    raw = yaml.safe_load((tmp_path / "params.yaml").read_text(encoding="utf-8"))
+    raw["features"]["engine"]["spark"]["output"] = (tmp_path / "lake" / "features").as_uri()
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    assert features.cli(["--params", "params.yaml", "--no-collect"]) == 0
+    parts = sorted(p.name for p in (tmp_path / "lake" / "features").glob("snapshot_date=*"))
+    assert len(parts) == 3 and parts[-1] == f"snapshot_date={raw['book']['as_of']}"
+    assert not (tmp_path / "data" / "features").exists()
