@@ -26,16 +26,11 @@ def _months(s: pd.Timestamp, dates: pd.Series) -> pd.Series:
     return np.floor(d / MONTH_DAYS).astype("Int64")
 
 
-def reference_snapshot(t: dict[str, pd.DataFrame], p: FeatureParams, snapshot: dt.date, horizon: int,
-                       labels_known: bool) -> pd.DataFrame:
-    s = pd.Timestamp(snapshot)
-    cu = t["customers"]
-    cu = cu[cu["created_date"] < s].set_index("customer_id", drop=False)
-    ids = cu.index
-    out = pd.DataFrame(index=ids)  # built column by column on purpose: clarity over speed
-    out["customer_id"] = ids
-    out["snapshot_date"] = s
-    # --- profile
+def _per_customer(frame: pd.DataFrame, ids: pd.Index, agg: str, col: str = "policy_id") -> pd.Series:
+    return frame.groupby("customer_id")[col].agg(agg).reindex(ids)
+
+
+def _profile(out: pd.DataFrame, cu: pd.DataFrame, s: pd.Timestamp) -> None:
     out["age_years"] = (s - cu["birth_date"]).dt.days / 365.25
     for c in ("gender", "province", "occupation_class", "income_band"):
         out[c] = cu[c]
@@ -46,15 +41,20 @@ def reference_snapshot(t: dict[str, pd.DataFrame], p: FeatureParams, snapshot: d
     out["was_referred"] = cu["referred_by"].notna()
     out["has_agent"] = cu["agent_id"].notna()
 
-    # --- holdings
+
+
+def _holdings(out: pd.DataFrame, t: dict[str, pd.DataFrame], p: FeatureParams, s: pd.Timestamp,
+              ids: pd.Index, cu: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Policy counts and premiums at the snapshot; (policies issued before it, those in force)."""
+
+    def per_customer(frame: pd.DataFrame, agg: str, col: str = "policy_id") -> pd.Series:
+        return _per_customer(frame, ids, agg, col)
+
     po = t["policies"]
     seen = po[po["issue_date"] < s].copy()
     end = seen[["lapse_date", "surrender_date", "maturity_date"]].min(axis=1, skipna=True)
     seen["inforce"] = end.isna() | (end >= s)
     inf = seen[seen["inforce"]]
-
-    def per_customer(frame: pd.DataFrame, agg: str, col: str = "policy_id") -> pd.Series:
-        return frame.groupby("customer_id")[col].agg(agg).reindex(ids)
 
     out["n_inforce"] = per_customer(inf, "count").fillna(0).astype(int)
     out["premium_inforce"] = per_customer(inf, "sum", "annual_premium").fillna(0.0)
@@ -81,8 +81,11 @@ def reference_snapshot(t: dict[str, pd.DataFrame], p: FeatureParams, snapshot: d
                              seen.loc[seen["surrender_date"] < s, ["customer_id", "surrender_date"]]
                              .rename(columns={"surrender_date": "d"})])
     out["months_since_last_lapse"] = _months(s, lapse_dates.groupby("customer_id")["d"].max().reindex(ids))
+    return seen, inf
 
-    # --- claims
+
+def _claims_referrals(out: pd.DataFrame, t: dict[str, pd.DataFrame], p: FeatureParams, s: pd.Timestamp,
+                      ids: pd.Index) -> None:
     cl = t["claims"]
     cmax = p.claim_windows_days[-1]
     for w in p.claim_windows_days:
@@ -95,7 +98,10 @@ def reference_snapshot(t: dict[str, pd.DataFrame], p: FeatureParams, snapshot: d
     made = everyone[(everyone["created_date"] < s) & everyone["referred_by"].notna()]
     out["referrals_made"] = made.groupby("referred_by").size().reindex(ids).fillna(0).astype(int)
 
-    # --- contacts
+
+def _contacts(out: pd.DataFrame, t: dict[str, pd.DataFrame], p: FeatureParams, s: pd.Timestamp, ids: pd.Index,
+              seen: pd.DataFrame) -> None:
+    """Windowed counts, engagement and recency from the contact history."""
     co = t["contacts"]
     before = co[co["contact_ts"] < s]
     live = before[~before["holdout"]]
@@ -132,14 +138,17 @@ def reference_snapshot(t: dict[str, pd.DataFrame], p: FeatureParams, snapshot: d
     out["days_since_last_answered"] = _days(s, last(live[live["outcome"].isin(ANSWERED)]))
     out["days_since_last_quote"] = _days(s, last_quote)
     out["days_since_last_complaint"] = _days(s, last(live[live["outcome"] == "complaint"]))
-    last_issue = per_customer(seen, "max", "issue_date")
+    last_issue = _per_customer(seen, ids, "max", "issue_date")
     # a follow-up is an outbound touch in a later minute than the quote (the engine keeps whole minutes)
     is_open = (last_quote.notna() & ~(last_out.dt.floor("min") > last_quote.dt.floor("min"))
                & ~(last_issue >= last_quote.dt.normalize()))
     out["open_quote"] = is_open
     out["open_quote_age_days"] = _days(s, last_quote).where(is_open)
 
-    # --- labels
+
+def _labels(out: pd.DataFrame, t: dict[str, pd.DataFrame], inf: pd.DataFrame, s: pd.Timestamp, ids: pd.Index,
+            horizon: int, labels_known: bool) -> None:
+    po = t["policies"]
     if labels_known:
         h_end = s + pd.Timedelta(days=horizon)
         new = po[(po["issue_date"] >= s) & (po["issue_date"] < h_end)]
@@ -154,5 +163,21 @@ def reference_snapshot(t: dict[str, pd.DataFrame], p: FeatureParams, snapshot: d
         out["purchase_h"] = pd.Series(pd.NA, index=ids, dtype="Int64")
         out["lapse_h"] = pd.Series(pd.NA, index=ids, dtype="Int64")
         out["premium_h"] = np.nan
+
+
+def reference_snapshot(t: dict[str, pd.DataFrame], p: FeatureParams, snapshot: dt.date, horizon: int,
+                       labels_known: bool) -> pd.DataFrame:
+    s = pd.Timestamp(snapshot)
+    cu = t["customers"]
+    cu = cu[cu["created_date"] < s].set_index("customer_id", drop=False)
+    ids = cu.index
+    out = pd.DataFrame(index=ids)  # built column by column on purpose: clarity over speed
+    out["customer_id"] = ids
+    out["snapshot_date"] = s
+    _profile(out, cu, s)
+    seen, inf = _holdings(out, t, p, s, ids, cu)
+    _claims_referrals(out, t, p, s, ids)
+    _contacts(out, t, p, s, ids, seen)
+    _labels(out, t, inf, s, ids, horizon, labels_known)
     labels = ["purchase_h", "lapse_h", "premium_h"]
     return out[[c for c in out.columns if c not in labels] + labels].reset_index(drop=True)

@@ -59,7 +59,7 @@ class BookParams(Strict):
 
 
 class GenerateParams(WorldParams):
-    """params.yaml's ``generate`` section: the simulated world (features/synthetic.py), field for field."""
+    """params.yaml's ``generate`` section: the simulated world (features/synthetic_params.py), field for field."""
 
 
 class SourceParams(Strict):

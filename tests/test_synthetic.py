@@ -147,9 +147,10 @@ def test_truth_effects_are_reproducible_across_random_streams(small_params: Para
     independent stream per scenario the phone lapse effects of two such truths correlated 0.18 here, with it
     0.40)."""
     from features import synthetic as sy
+    from features.synthetic_world import World
 
     sp = _tiny(small_params, n=3000, truth_replicates=4)
-    world = sy._World(sp, np.random.default_rng(sp.seed))
+    world = World(sp, np.random.default_rng(sp.seed))
     for t in range(sp.size.history_days):
         world.step(t)
     a, b = (sy._truth(world, sp, lambda _: None, stream=s) for s in (7, 8))
