@@ -6,6 +6,7 @@ Runs on a local Spark session (``local[2]``). PySpark comes with the dev depende
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -234,3 +235,41 @@ def test_the_cluster_job_leaves_the_table_where_spark_wrote_it(spark, interim: P
     parts = sorted(p.name for p in (tmp_path / "lake" / "features").glob("snapshot_date=*"))
     assert len(parts) == 3 and parts[-1] == f"snapshot_date={raw['book']['as_of']}"
     assert not (tmp_path / "data" / "features").exists()
+
+
+@pytest.mark.slow
+def test_a_100k_customer_benchmark_book_gives_the_same_features(spark, tmp_path: Path, small_params: Params) -> None:
+    """The benchmark's contract-shaped 100k-customer / 2M-contact book: the scoring snapshot and a sampled,
+    labelled training snapshot equal on both engines (the tiny book cannot reach every count or value)."""
+    import importlib.util
+    import sys
+
+    from features.dialect import SPARK as spark_dialect
+    from features.snapshots import Snapshot, materialise, snapshot_query
+    from pipelines import spark_engine
+    from tests.conftest import REPO
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("features_bench", REPO / "benchmarks" / "features_bench.py")
+    bench = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    bench.make_book(100_000, tmp_path / "book")
+    fp = small_params.features.model_copy(update={"train_sample_max_customers": 30_000})
+    as_of = bench.AS_OF
+    snaps = [Snapshot(as_of - dt.timedelta(days=180), labels_known=True, scoring=False),
+             Snapshot(as_of, labels_known=False, scoring=True)]
+    con = _duckdb(tmp_path / "book")
+    spark_engine.register_tables(spark, (tmp_path / "book").as_posix())
+    for snap in snaps:
+        frac = None if snap.scoring else 0.3
+        (want_sql,) = materialise(con, snapshot_query(fp, snap.date, H, snap.labels_known, frac), 1, set())
+        want = con.execute(want_sql).df().sort_values(KEYS).reset_index(drop=True)
+        (got_sql,) = materialise(spark_engine.SparkConnection(spark),
+                                 snapshot_query(fp, snap.date, H, snap.labels_known, frac, dialect=spark_dialect), 1,
+                                 set())
+        out = (tmp_path / f"spark_{snap.date}").as_posix()
+        spark.sql(got_sql).write.parquet(out)
+        got = con.execute(f"SELECT * FROM read_parquet('{out}/*.parquet') ORDER BY customer_id").df()
+        assert len(want) > (20_000 if frac else 90_000)
+        assert (got.dtypes == want.dtypes).all(), got.dtypes[got.dtypes != want.dtypes]
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
