@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from features_bench import AS_OF, make_book  # noqa: E402
+from features_bench import AS_OF, emit, make_book  # noqa: E402
 
 log = logging.getLogger("engines_bench")
 BASELINE = "7dabb1b"  # the last commit before the Spark dialect (issue 21)
@@ -170,10 +170,7 @@ def main() -> int:
                          f"| {med / base:.2f}x |")
         lines.append(f"| {n:,} | {events:,} | Spark {a.master}, cold JVM | {statistics.median(cold):.1f} "
                      f"| {events / (statistics.median(cold) * cores):,.0f} | {statistics.median(cold) / base:.2f}x |")
-    table = "\n".join(lines)
-    print(table)
-    if a.markdown:
-        a.markdown.write_text(table + "\n", encoding="utf-8")
+    emit(lines, a.markdown)
     return 0
 
 

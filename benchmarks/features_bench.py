@@ -240,6 +240,14 @@ def _child(kind: str, folder: Path, n_train: int) -> tuple[dict[str, object], fl
     return json.loads(out.strip().splitlines()[-1]), usage.ru_maxrss / 1024 / 1024  # GiB
 
 
+def emit(lines: list[str], markdown: Path | None) -> None:
+    """Print the results table, and write it to ``markdown`` when given (the benchmarks share this)."""
+    table = "\n".join(lines)
+    print(table)
+    if markdown:
+        markdown.write_text(table + "\n", encoding="utf-8")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 5_000_000])
@@ -290,10 +298,7 @@ def main() -> int:
         pandas_m = f"{r['pandas_gib']:.2f}" if r["pandas_gib"] is not None else "–"
         lines.append(f"| {r['customers']:,} | {r['contacts']:,} | {r['duckdb_s']} | {r['duckdb_gib']:.2f} | {train} "
                      f"| {pandas_s} | {pandas_m} |")
-    table = "\n".join(lines)
-    print(table)
-    if a.markdown:
-        a.markdown.write_text(table + "\n", encoding="utf-8")
+    emit(lines, a.markdown)
     return 0
 
 

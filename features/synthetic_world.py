@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.synthetic_day import bau_outbound, claims_today
 from features.synthetic_params import (
-    AGENT_MIX,
     APPOINT,
     CH,
     COMPLAINT,
@@ -23,7 +23,6 @@ from features.synthetic_params import (
     INCOME_P,
     INCOME_PREMIUM,
     INTEREST,
-    LINE_CLAIM_RATE,
     LINE_PREMIUM,
     LINE_SUM_MULT,
     LINES,
@@ -264,14 +263,14 @@ class World:
 
         touches = Touches()
         if outbound == "bau":
-            self._bau_outbound(t, active, inforce, n_inforce, touches)
+            bau_outbound(self, t, active, inforce, n_inforce, touches)
         elif outbound != "none":
             touches.add(np.flatnonzero(active), CH.index(outbound), PURP.index("sales"))
         # inbound service requests
         inb = np.flatnonzero(active & (self.rng.random(n) < 0.4 / 365 * (1 + (n_inforce > 0))))
         touches.add(inb, self.rng.choice([CH.index("phone"), CH.index("wechat"), CH.index("service")], len(inb)),
                     PURP.index("service"), inbound=True)
-        self._claims_today(t, inforce, realise, touches)
+        claims_today(self, t, inforce, realise, touches)
         sale_p = self._outcomes(t, touches)
         expired = (self.quote_day >= 0) & (t - self.quote_day > QUOTE_MAX_AGE)
         self.quote_day[expired] = -1
@@ -285,97 +284,11 @@ class World:
             m = acc["lapse_mask"][idx]
             np.add.at(acc["lapse"], pc[m], np.log1p(-lh[m]))
 
-    def _bau_outbound(self, t: int, active: np.ndarray, inforce: np.ndarray, n_inforce: np.ndarray,
-                      touches: Touches) -> None:
-        """Business as usual: agents, quote follow-ups, booked visits, renewal reminders, campaigns."""
-        p, rng, n, P = self.p, self.rng, self.n, self.pol
-        pn = P.n
-        reachable = active & ~self.orphan
-        # agents: favour customers they believe are valuable and warm (confounding)
-        believed = 0.35 * self.income + 0.35 * (self.will + rng.normal(0, 0.3, n)) + 0.4 * (n_inforce > 0)
-        attract = np.exp(believed)
-        attract = attract / max(float(attract[reachable].mean()), 1e-9) if reachable.any() else attract
-        rate = p.agent_contacts_per_year / 365.0 * attract
-        weekday = self.date(t).weekday()
-        rate = rate * (0.35 if weekday >= 5 else 1.15)
-        who = np.flatnonzero(reachable & ~self.opted_out & (rng.random(n) < rate))
-        if len(who):
-            mix = np.tile(AGENT_MIX, (len(who), 1))
-            rich = self.income[who] >= 3
-            mix[rich, CH.index("visit")] *= 2.5
-            mix[rich, CH.index("event")] *= 2.0
-            mix[self.dnc[who], CH.index("phone")] = 0
-            mix[self.dns[who], CH.index("sms")] = 0
-            mix /= mix.sum(1, keepdims=True)
-            ch = (mix.cumsum(1) < rng.random(len(who))[:, None]).sum(1).clip(0, len(CH) - 2)
-            u = rng.random(len(who))
-            purpose = np.where(u < 0.6, PURP.index("sales"), np.where(u < 0.85, PURP.index("care"),
-                                                                      PURP.index("service")))
-            for pu in np.unique(purpose):
-                touches.add(who[purpose == pu], ch[purpose == pu], int(pu))
-        # quote follow-ups and booked visits
-        fu = np.flatnonzero(reachable & (self.followup_day == t) & (self.quote_day >= 0))
-        touches.add(fu, rng.choice([CH.index("phone"), CH.index("wechat"), CH.index("visit")], len(fu),
-                           p=[0.5, 0.3, 0.2]), PURP.index("quote_followup"))
-        vis = np.flatnonzero(reachable & (self.visit_day == t))
-        touches.add(vis, CH.index("visit"), PURP.index("sales"))
-        # renewal reminders ten days before a premium anniversary
-        due = inforce & (P.mode[:pn] != MODES.index("single")) & ((t - P.issue[:pn]) % 365 == 355)
-        rc = np.unique(P.cust[:pn][due])
-        rc = rc[reachable[rc] & (rng.random(len(rc)) < 0.7)]
-        touches.add(rc, np.where(self.dns[rc], CH.index("phone"), CH.index("sms")), PURP.index("renewal"))
-        # campaigns with a random holdout
-        for cp in self.campaigns.get(t, []):
-            elig = reachable & ~self.opted_out
-            tg = cp["target"]
-            if tg == "needs":
-                elig &= self.needs == cp["needs"]
-            elif tg == "income":
-                elig &= self.income >= 2
-            elif tg == "holders":
-                elig &= n_inforce > 0
-            elif tg == "prospects":
-                elig &= n_inforce == 0
-            if cp["ch"] == CH.index("sms"):
-                elig &= ~self.dns
-            if cp["ch"] == CH.index("phone"):
-                elig &= ~self.dnc
-            sel = np.flatnonzero(elig & (rng.random(n) < cp["share"]))
-            hold = rng.random(len(sel)) < p.holdout_share
-            touches.add(sel[~hold], int(cp["ch"]), int(cp["purpose"]), int(cp["id"]))
-            touches.add(sel[hold], int(cp["ch"]), int(cp["purpose"]), int(cp["id"]), hold=True)
-
-    def _claims_today(self, t: int, inforce: np.ndarray, realise: bool, touches: Touches) -> None:
-        """Claims today; they move the customer's state and bring inbound claim-service contacts."""
-        rng, P = self.rng, self.pol
-        pn = P.n
-        # --- claims today (they also bring inbound claim-service contacts) ------------------------
-        claim_rate = LINE_CLAIM_RATE[P.line[:pn]] / 365.0
-        cl = np.flatnonzero(inforce & (rng.random(pn) < claim_rate))
-        if len(cl):
-            early = (t - P.issue[cl]) < 365
-            u = rng.random(len(cl))
-            status = np.where(u < np.where(early, 0.25, 0.08), 1, 0)  # 0 paid, 1 rejected (pending set later)
-            amount = np.where(np.isin(P.line[cl], [0, 1]), P.sum[cl],
-                              np.round(rng.lognormal(8.2, 1.0, len(cl)), 2))
-            if realise:
-                self.claims.add(pol=cl, day=np.full(len(cl), t, np.int32), amount=amount,
-                                status=status.astype(np.int8))
-            cc = P.cust[cl]
-            rej = status == 1
-            np.add.at(self.C, cc[rej], 1.5)
-            np.add.at(self.will, cc[rej], -0.4)
-            np.add.at(self.will, cc[~rej], 0.15)
-            np.add.at(self.V, cc[~rej], 1.0)
-            P.bad_claim[cl[rej]] += 1.0
-            touches.add(cc[rng.random(len(cc)) < 0.7], CH.index("service"), PURP.index("claim"), inbound=True)
-
     def _outcomes(self, t: int, touches: Touches) -> np.ndarray:
         """Draw each touch's outcome, update the customer's state; the chance a touch closes a sale today."""
         p, rng, n = self.p, self.rng, self.n
         # --- contact outcomes -----------------------------------------------------------------------
         sale_p = np.zeros(n)  # probability that a contact today closes a sale
-        touched = np.zeros(n, bool)
         if touches.cust:
             c = np.concatenate(touches.cust)
             ch = np.concatenate(touches.ch).astype(np.int64)
@@ -422,35 +335,40 @@ class World:
             self.opted_out[c[opt]] = True
             self.dnc[c[opt & (ch != CH.index("sms"))]] = True
             self.dns[c[opt]] = True
-            # quotes open a follow-up clock; appointments book a visit
-            qc = c[quote]
-            self.quote_day[qc] = t
-            self.followups[qc] = 0
-            fast = rng.random(len(qc)) < p.quote_followup_fast_share
-            delay = np.where(fast, 1, rng.choice([3, 5, 8, 12, 40], len(qc)))
-            self.followup_day[qc] = t + delay
-            ac = c[appoint]
-            self.visit_day[ac] = t + rng.integers(2, 8, len(ac))
-            # a reached follow-up converts the open quote with a probability that decays with delay
-            fu_reach = reached & (purp == PURP.index("quote_followup")) & (self.quote_day[c] >= 0)
-            age_q = t - self.quote_day[c]
-            recent = (t - self.last_purchase[c]) < 180
-            conv = np.where(fu_reach, 0.45 * sigmoid(self.will[c] + 0.5) * np.exp(-(age_q - 1) / QUOTE_TAU_DAYS)
-                            * np.where(recent, 0.3, 1.0), 0.0)
-            # sale on the spot at visits and events, from stimulus and interest
-            spot = np.where(interested & np.isin(ch, [CH.index("visit"), CH.index("event")]), 0.05, 0.0)
-            q_sale = 1 - (1 - conv) * (1 - spot)
-            np.maximum.at(sale_p, c, q_sale)
-            touched[c[reached]] = True
-            # schedule the next follow-up of a still-open quote (up to three)
-            again = c[(purp == PURP.index("quote_followup")) & ~fu_reach | (fu_reach & (conv < 0.5))]
-            again = again[self.followups[again] < 2]
-            self.followups[again] += 1
-            self.followup_day[again] = t + rng.choice([2, 3, 5], len(again))
+            np.maximum.at(sale_p, c, self._quote_clock(t, c, ch, purp, reached, interested, quote, appoint))
             self._today = (c, ch, purp, camp, hold, inbound, outcome)
         else:
             self._today = None
         return sale_p
+
+    def _quote_clock(self, t: int, c: np.ndarray, ch: np.ndarray, purp: np.ndarray, reached: np.ndarray,
+                     interested: np.ndarray, quote: np.ndarray, appoint: np.ndarray) -> np.ndarray:
+        """Open quotes' follow-up clocks and booked visits; each touch's chance to close a sale today."""
+        p, rng = self.p, self.rng
+        # quotes open a follow-up clock; appointments book a visit
+        qc = c[quote]
+        self.quote_day[qc] = t
+        self.followups[qc] = 0
+        fast = rng.random(len(qc)) < p.quote_followup_fast_share
+        delay = np.where(fast, 1, rng.choice([3, 5, 8, 12, 40], len(qc)))
+        self.followup_day[qc] = t + delay
+        ac = c[appoint]
+        self.visit_day[ac] = t + rng.integers(2, 8, len(ac))
+        # a reached follow-up converts the open quote with a probability that decays with delay
+        fu_reach = reached & (purp == PURP.index("quote_followup")) & (self.quote_day[c] >= 0)
+        age_q = t - self.quote_day[c]
+        recent = (t - self.last_purchase[c]) < 180
+        conv = np.where(fu_reach, 0.45 * sigmoid(self.will[c] + 0.5) * np.exp(-(age_q - 1) / QUOTE_TAU_DAYS)
+                        * np.where(recent, 0.3, 1.0), 0.0)
+        # sale on the spot at visits and events, from stimulus and interest
+        spot = np.where(interested & np.isin(ch, [CH.index("visit"), CH.index("event")]), 0.05, 0.0)
+        q_sale = 1 - (1 - conv) * (1 - spot)
+        # schedule the next follow-up of a still-open quote (up to three)
+        again = c[(purp == PURP.index("quote_followup")) & ~fu_reach | (fu_reach & (conv < 0.5))]
+        again = again[self.followups[again] < 2]
+        self.followups[again] += 1
+        self.followup_day[again] = t + rng.choice([2, 3, 5], len(again))
+        return q_sale
 
     def _purchase_hazard(self, t: int, active: np.ndarray, n_inforce: np.ndarray, sale_p: np.ndarray) -> np.ndarray:
         p = self.p
