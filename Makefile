@@ -64,7 +64,7 @@ serve: venv
 	$(BIN)/mlflow models serve --model-uri "$(MODEL_URI)" --env-manager local --host 127.0.0.1 --port $(PORT)
 
 lint: venv
-	$(BIN)/ruff check features models pipelines tests benchmarks
+	$(BIN)/ruff check features models pipelines tests benchmarks deploy
 	$(BIN)/mypy features models pipelines
 
 bank-marketing: venv

@@ -2,7 +2,8 @@
 
 Written independently of the SQL, from the definitions in docs/features.md: filter the events a
 snapshot may see, then count. It is the oracle the tests check the DuckDB stage against value for value
-(tests/test_features.py) and the baseline benchmarks/features_bench.py times it against; no stage uses it.
+(tests/unit/features/test_snapshots.py) and the baseline benchmarks/features_bench.py times it against; no stage
+uses it.
 """
 
 from __future__ import annotations

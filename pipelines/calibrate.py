@@ -25,7 +25,7 @@ from models import calibration, slices
 from models.metrics import classification_metrics
 from pipelines import headline, paths, tracking
 from pipelines.cli import base_parser, run_stage
-from pipelines.errors import InputError, UserError
+from pipelines.errors import UserError, require
 from pipelines.io import staged_outputs
 from pipelines.params import load_params
 
@@ -50,9 +50,7 @@ def slice_labels(rows: pd.DataFrame) -> dict[str, np.ndarray]:
 def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     tracking.ensure_store()  # fail fast on a misconfigured MLFLOW_TRACKING_URI, before any work
-    for path in (SCORES, IMPORTANCE):
-        if not path.is_file():
-            raise InputError(f"{path} not found: run the train stage first (dvc repro train)")
+    require((SCORES, IMPORTANCE), "run the train stage first (dvc repro train)")
     scores = pd.read_parquet(SCORES)
     importance = json.loads(IMPORTANCE.read_text(encoding="utf-8"))
     report: dict[str, Any] = {}

@@ -20,7 +20,7 @@ import pandas as pd
 from models import gbm, reasons
 from pipelines import paths, scoring
 from pipelines.cli import setup_logging
-from pipelines.errors import InputError, UserError
+from pipelines.errors import InputError, UserError, require
 from pipelines.params import load_params
 
 log = logging.getLogger("pipelines.explain")
@@ -75,9 +75,7 @@ def drivers(row: pd.DataFrame, model_name: str, top: int) -> list[dict[str, Any]
 def explain(customer_id: str, top: int = 8, last_contacts: int = 5) -> dict[str, Any]:
     params = load_params()
     as_of = params.book.as_of
-    for p in (paths.FEATURES, paths.SEGMENTS):
-        if not p.is_file():
-            raise InputError(f"{p} not found: run the pipeline first (make run)")
+    require((paths.FEATURES, paths.SEGMENTS), "run the pipeline first (make run)")
     feats = pd.read_parquet(paths.FEATURES)
     rows = scoring.scoring_rows(feats, as_of, params.capabilities)
     row = rows[rows["customer_id"].astype(str) == customer_id]

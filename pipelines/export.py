@@ -29,7 +29,7 @@ from models import gbm, reasons
 from models import segments as sg
 from pipelines import paths, score_file, scoring
 from pipelines.cli import base_parser, run_stage
-from pipelines.errors import InputError, UserError
+from pipelines.errors import InputError, UserError, require
 from pipelines.io import remove_stale_staging, staged_outputs
 from pipelines.params import load_params
 
@@ -132,9 +132,8 @@ def write_csv(df: pd.DataFrame, path: Path, delimiter: str) -> None:
 
 def export(params_path: str) -> dict[str, Any]:
     params = load_params(params_path)
-    for p in (SEGMENTS, CUTPOINTS, REGISTRY, FEATURES, DICTIONARY):
-        if not p.is_file():
-            raise InputError(f"{p} not found: run the earlier stages first (dvc repro segment register)")
+    require((SEGMENTS, CUTPOINTS, REGISTRY, FEATURES, DICTIONARY),
+            "run the earlier stages first (dvc repro segment register)")
     as_of = params.book.as_of
     seg = pd.read_parquet(SEGMENTS)
     if (pd.to_datetime(seg["as_of"]).dt.date != as_of).any():

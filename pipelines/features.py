@@ -33,7 +33,7 @@ from features.snapshots import (
 )
 from pipelines import headline, paths, spark_engine
 from pipelines.cli import base_parser, progress_logger, run_stage
-from pipelines.errors import InputError, UserError
+from pipelines.errors import InputError, UserError, require
 from pipelines.io import staged_outputs
 from pipelines.params import EngineParams, Params, load_params
 
@@ -69,12 +69,11 @@ def register_tables(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
     }
     for name, cols in casts.items():
         path = folder / f"{name}.parquet"
-        if not path.is_file():
-            if name == "claims":
-                log.info("no claims table: claim features are zero")
-                con.execute(f"CREATE OR REPLACE VIEW claims AS {EMPTY_CLAIMS}")
-                continue
-            raise InputError(f"{path} not found: run the validate stage first (dvc repro validate)")
+        if name == "claims" and not path.is_file():
+            log.info("no claims table: claim features are zero")
+            con.execute(f"CREATE OR REPLACE VIEW claims AS {EMPTY_CLAIMS}")
+            continue
+        require([path], "run the validate stage first (dvc repro validate)")
         con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM read_parquet('{path.as_posix()}')")
         have = {r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()}
         if "customer_key" not in have:
@@ -85,9 +84,7 @@ def register_tables(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
 def tabular_features(params: Params) -> None:
     """A tabular source's columns already are its features: publish the validated table and its dictionary
     in the feature table's place (one row per case; ``role`` carries the source's split)."""
-    for p in (TABULAR, TABULAR_DICTIONARY):
-        if not p.is_file():
-            raise InputError(f"{p} not found: run the validate stage first (dvc repro validate)")
+    require((TABULAR, TABULAR_DICTIONARY), "run the validate stage first (dvc repro validate)")
     df = pd.read_parquet(TABULAR)
     dic = json.loads(TABULAR_DICTIONARY.read_text(encoding="utf-8"))
     caps = params.capabilities

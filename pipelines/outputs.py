@@ -13,14 +13,13 @@ from typing import Any
 import pandas as pd
 
 from pipelines import paths
-from pipelines.errors import InputError
+from pipelines.errors import InputError, require
 
 TABLES = ("customers", "policies", "claims", "contacts")
 
 
 def _need(path: Path, stage: str) -> Path:
-    if not path.exists():
-        raise InputError(f"{path} not found: run `dvc repro {stage}` first")
+    require([path], f"run `dvc repro {stage}` first")
     return path
 
 

@@ -1,6 +1,6 @@
 """Every file and folder the stages read or write, named once (relative to the repository root).
 
-dvc.yaml names the same paths as the stages' deps and outs; tests/test_paths.py checks the two agree.
+dvc.yaml names the same paths as the stages' deps and outs; tests/project/test_paths.py checks the two agree.
 Two kinds of place:
 
 * **DVC outputs** (everything below except ``TRACKING``): a function of the code, ``params.yaml`` and the

@@ -27,7 +27,7 @@ import pandas as pd
 from models import gbm
 from pipelines import paths, scoring, tracking
 from pipelines.cli import base_parser, run_stage
-from pipelines.errors import InputError
+from pipelines.errors import InputError, require
 from pipelines.io import staged_outputs
 from pipelines.params import Params, load_params
 
@@ -99,9 +99,7 @@ def main(args: argparse.Namespace) -> None:
 
     model_names = params.capabilities.models
     needed = [FEATURES, TRAIN_REPORT, CAL_REPORT, *(p for m in model_names for p in _inputs(m).values())]
-    for p in needed:
-        if not p.is_file():
-            raise InputError(f"{p} not found: run the train and calibrate stages first (dvc repro calibrate)")
+    require(needed, "run the train and calibrate stages first (dvc repro calibrate)")
     train_report = json.loads(TRAIN_REPORT.read_text(encoding="utf-8"))
     cal_report = json.loads(CAL_REPORT.read_text(encoding="utf-8"))
     feats = pd.read_parquet(FEATURES)

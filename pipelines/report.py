@@ -21,7 +21,7 @@ from models import drift as dr
 from models import segments as sg
 from pipelines import paths, report_tabular
 from pipelines.cli import base_parser, run_stage
-from pipelines.errors import InputError
+from pipelines.errors import require
 from pipelines.io import staged_outputs
 from pipelines.params import load_params
 from pipelines.report_sections import Figures, curves, models, page, plt, read_json, table, uplift_holdouts
@@ -174,9 +174,7 @@ def _data(validation: dict[str, Any], features: dict[str, Any]) -> str:
 
 
 def build_html(params: Any) -> tuple[str, dict[str, bytes]]:
-    for p in NEEDED:
-        if not p.is_file():
-            raise InputError(f"{p} not found: run the pipeline first (dvc repro)")
+    require(NEEDED, "run the pipeline first (dvc repro)")
     validation, features, train = read_json(NEEDED[0]), read_json(NEEDED[1]), read_json(NEEDED[2])
     calibration, seg_report = read_json(NEEDED[3]), read_json(NEEDED[4])
     importance = read_json(NEEDED[5])

@@ -16,7 +16,7 @@ import pandas as pd
 
 from models import drift as dr
 from pipelines import paths
-from pipelines.errors import InputError
+from pipelines.errors import require
 from pipelines.report_sections import (
     Figures,
     Section,
@@ -52,9 +52,7 @@ NOT_APPLICABLE = [
 
 def build_html(params: Any) -> tuple[str, dict[str, bytes]]:
     """The page and its figures (PNG bytes by name) for a tabular source."""
-    for p in NEEDED:
-        if not p.is_file():
-            raise InputError(f"{p} not found: run the pipeline first (python -m pipelines.run_source <source>)")
+    require(NEEDED, "run the pipeline first (python -m pipelines.run_source <source>)")
     validation, features, train, calibration, segments, imp, dic = (read_json(p) for p in NEEDED)
     names = {d["name"]: d for d in dic}
     uplift_path = paths.report("uplift")

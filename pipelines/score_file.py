@@ -1,7 +1,7 @@
 """The score file a CRM loads: its columns, declared once, rendered as docs and as a JSON Schema.
 
 A column is never renamed or removed without bumping ``SCHEMA_VERSION`` (major); adding a column bumps the
-minor version. ``tests/test_export.py`` pins the current columns, so a change cannot slip through.
+minor version. ``tests/unit/pipelines/test_export.py`` pins the current columns, so a change cannot slip through.
 """
 
 from __future__ import annotations

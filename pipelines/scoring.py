@@ -15,7 +15,7 @@ import pandas as pd
 from features.capabilities import Capabilities
 from models import gbm
 from pipelines import paths
-from pipelines.errors import InputError
+from pipelines.errors import require
 
 MODELS, CALIBRATORS, UPLIFT = paths.MODELS, paths.CALIBRATORS, paths.UPLIFT
 
@@ -35,9 +35,7 @@ def load_model(name: str, models: Path = MODELS, calibrators: Path = CALIBRATORS
     files = [models / name / "model.txt", models / name / "meta.json"]
     if name != "value":
         files.append(calibrators / f"{name}.json")
-    for f in files:
-        if not f.is_file():
-            raise InputError(f"{f} not found: run the train and calibrate stages first (dvc repro calibrate)")
+    require(files, "run the train and calibrate stages first (dvc repro calibrate)")
     meta = json.loads(files[1].read_text(encoding="utf-8"))
     cal = json.loads(files[2].read_text(encoding="utf-8")) if name != "value" else None
     return LoadedModel(lgb.Booster(model_file=str(files[0])), gbm.FeatureSpec.from_dict(meta["features"]), meta, cal)

@@ -27,7 +27,7 @@ from models import segments as sg
 from models import uplift as up
 from pipelines import headline, paths, scoring, spark_score, tabular_tiers, tracking
 from pipelines.cli import base_parser, run_stage
-from pipelines.errors import InputError
+from pipelines.errors import InputError, require
 from pipelines.io import staged_outputs
 from pipelines.params import Params, load_params
 
@@ -267,9 +267,7 @@ def build(params: Params, model_set: tuple[Path, Path] = (scoring.MODELS, scorin
           ) -> dict[str, Any]:
     """Segments, tiers, plan and backtest at the as-of date with the given model files (models, calibrators
     folders): the pipeline's own, or a registered champion's (retraining scores with it when it is kept)."""
-    for p in (FEATURES, CUSTOMERS, CONTACTS, TRAIN_REPORT):
-        if not p.is_file():
-            raise InputError(f"{p} not found: run the earlier stages first (dvc repro calibrate)")
+    require((FEATURES, CUSTOMERS, CONTACTS, TRAIN_REPORT), "run the earlier stages first (dvc repro calibrate)")
     as_of = pd.Timestamp(params.book.as_of)
     test_date = pd.Timestamp(json.loads(TRAIN_REPORT.read_text(encoding="utf-8"))["split"]["test"])
     feats = pd.read_parquet(FEATURES)

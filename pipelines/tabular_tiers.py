@@ -19,7 +19,7 @@ from models import calibration
 from models import segments as sg
 from models import uplift as up
 from pipelines import headline, paths, scoring, tracking
-from pipelines.errors import InputError
+from pipelines.errors import InputError, require
 from pipelines.io import staged_outputs
 from pipelines.params import Params
 
@@ -44,8 +44,7 @@ def _held_out(feats: pd.DataFrame, model: scoring.LoadedModel, target: str) -> t
     if "fold" not in feats.columns or not feats["fold"].notna().any():
         test = feats[feats["role"] == "test"].reset_index(drop=True)
         return test, model.predict(test)
-    if not MODEL_SCORES.is_file():
-        raise InputError(f"{MODEL_SCORES} not found: run the train stage first (dvc repro train)")
+    require([MODEL_SCORES], "run the train stage first (dvc repro train)")
     oof = pd.read_parquet(MODEL_SCORES, columns=["customer_id", f"score_{target}"]).set_index("customer_id")
     test = feats[feats["fold"].notna()].reset_index(drop=True)
     raw = oof[f"score_{target}"].reindex(test["customer_id"]).to_numpy(float)
@@ -61,9 +60,7 @@ def propensity_tiers(params: Params) -> None:
     value, no rule segment to align with, no history to plan a channel from - and a backtest of those tiers on
     the test rows. Writes the same files as the full stage, minus the plan."""
     caps = params.capabilities
-    for path in (FEATURES, TRAIN_REPORT):
-        if not path.is_file():
-            raise InputError(f"{path} not found: run the earlier stages first (dvc repro calibrate)")
+    require((FEATURES, TRAIN_REPORT), "run the earlier stages first (dvc repro calibrate)")
     target, prob = caps.target, f"p_{caps.target}"
     as_of, sp = params.book.as_of, params.segment
     feats = pd.read_parquet(FEATURES)

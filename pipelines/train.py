@@ -22,7 +22,7 @@ from models.metrics import alift, classification_metrics, regression_metrics
 from models.splits import SplitError, rolling_windows, time_split
 from pipelines import headline, paths, tracking
 from pipelines.cli import base_parser, progress_logger, run_stage
-from pipelines.errors import InputError, UserError
+from pipelines.errors import UserError, require
 from pipelines.io import staged_outputs
 from pipelines.params import MinPositives, TrainParams, load_params
 
@@ -92,9 +92,7 @@ def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     tracking.ensure_store()  # fail fast on a misconfigured MLFLOW_TRACKING_URI, before any work
     tp = params.train
-    for p in (FEATURES, DICTIONARY):
-        if not p.is_file():
-            raise InputError(f"{p} not found: run the features stage first (dvc repro features)")
+    require((FEATURES, DICTIONARY), "run the features stage first (dvc repro features)")
     df = pd.read_parquet(FEATURES)
     dictionary = json.loads(DICTIONARY.read_text(encoding="utf-8"))
     df["snapshot_date"] = pd.to_datetime(df["snapshot_date"]).dt.date

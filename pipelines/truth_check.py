@@ -24,7 +24,7 @@ from models.metrics import calibration_error_vs_truth, expected_auc
 from models.segments import incremental_value
 from pipelines import headline, paths, scoring, tracking
 from pipelines.cli import base_parser, run_stage
-from pipelines.errors import InputError
+from pipelines.errors import InputError, require
 from pipelines.io import staged_outputs
 from pipelines.params import load_params
 
@@ -50,13 +50,10 @@ def main(args: argparse.Namespace) -> None:
             pd.DataFrame({"decile": []}).to_csv(out.path(PLOT), index=False)
         return
     tracking.ensure_store()  # fail fast on a misconfigured MLFLOW_TRACKING_URI, before any work
-    for p in (TRUTH, FEATURES):
-        if not p.is_file():
-            raise InputError(f"{p} not found: this check needs the synthetic book (dvc repro generate features)")
+    require((TRUTH, FEATURES), "this check needs the synthetic book (dvc repro generate features)")
     for model in ("purchase", "lapse"):
-        for p in (MODELS / model / "model.txt", MODELS / model / "meta.json", CALIBRATORS / f"{model}.json"):
-            if not p.is_file():
-                raise InputError(f"{p} not found: run the train and calibrate stages first (dvc repro calibrate)")
+        require((MODELS / model / "model.txt", MODELS / model / "meta.json", CALIBRATORS / f"{model}.json"),
+                "run the train and calibrate stages first (dvc repro calibrate)")
     feats = pd.read_parquet(FEATURES)
     as_of = pd.Timestamp(params.book.as_of)
     scoring = feats[pd.to_datetime(feats["snapshot_date"]) == as_of]

@@ -27,7 +27,7 @@ from models import anchoring, transfer
 from models import uplift as up
 from pipelines import headline, paths, scoring, tracking
 from pipelines.cli import base_parser, run_stage
-from pipelines.errors import InputError
+from pipelines.errors import InputError, require
 from pipelines.io import staged_outputs
 from pipelines.params import Params, load_params
 
@@ -188,9 +188,7 @@ def experiment(params: Params) -> None:
     spec = params.validate_.source.tabular
     assert spec is not None and spec.experiment is not None
     e, u, g = spec.experiment, params.uplift, params.train.gbm
-    for path in (FEATURES, DICTIONARY):
-        if not path.is_file():
-            raise InputError(f"{path} not found: run the earlier stages first (dvc repro calibrate)")
+    require((FEATURES, DICTIONARY), "run the earlier stages first (dvc repro calibrate)")
     feats = pd.read_parquet(FEATURES)
     rows = feats[feats["purchase_h"].notna() & feats["treatment"].notna()].reset_index(drop=True)
     arms = tabular.arm_names(rows)
@@ -258,9 +256,7 @@ def main(args: argparse.Namespace) -> None:
             pd.DataFrame(columns=["share", "uplift", "propensity", "random"]).to_csv(out.path(PLOT), index=False)
         return
     tracking.ensure_store()
-    for path in (FEATURES, DICTIONARY, CONTACTS, TRAIN_REPORT):
-        if not path.is_file():
-            raise InputError(f"{path} not found: run the earlier stages first (dvc repro calibrate)")
+    require((FEATURES, DICTIONARY, CONTACTS, TRAIN_REPORT), "run the earlier stages first (dvc repro calibrate)")
     split = json.loads(TRAIN_REPORT.read_text(encoding="utf-8"))["split"]
     rows = _rows(params, split)
     log.info("treatments: %s", rows["treatment"].value_counts(dropna=False).to_dict())

@@ -23,6 +23,21 @@ from pipelines.params import Params, parse_params
 REPO = Path(__file__).resolve().parents[1]
 
 
+DATASETS = REPO.parent / "shared/datasets"
+
+
+def public_dataset(relative: str) -> Path:
+    """A public benchmark file under ../shared/datasets. Missing data skips the test on a developer's machine
+    and fails it in CI, as a missing PostgreSQL does: a benchmark test must never pass by not running."""
+    path = DATASETS / relative
+    if not path.is_file():
+        message = f"public dataset {path} not found: the benchmark tests read ../shared/datasets beside the checkout"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
 def repo_params_raw() -> dict:
     return yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
 

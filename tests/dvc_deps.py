@@ -1,4 +1,4 @@
-"""Which project modules each DVC stage runs, found from its imports (used by tests/test_dvc_deps.py).
+"""Which project modules each DVC stage runs, found from its imports (used by tests/project/test_dvc_deps.py).
 
 A stage's command runs ``pipelines.<stage>``; everything it imports from ``features``, ``models`` or
 ``pipelines`` (transitively, including imports inside functions) is code whose change must re-run it. Run

@@ -95,7 +95,7 @@ def test_the_whole_pipeline_runs_on_the_documented_export(small_params, tmp_path
     import json
 
     from features.synthetic import simulate_book
-    from tests.test_end_to_end import BIN, _run, repo_copy
+    from tests.e2e.workspace import BIN, repo_copy, run_cmd
 
     root = repo_copy(tmp_path)
     raw = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
@@ -112,7 +112,7 @@ def test_the_whole_pipeline_runs_on_the_documented_export(small_params, tmp_path
                                                    encoding=m.get("encoding", source["encoding"]))
     raw["validate"]["source"] = source
     (root / "params.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    proc = _run([str(BIN / "dvc"), "repro"], root)
+    proc = run_cmd([str(BIN / "dvc"), "repro"], root)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "generate skipped" in proc.stdout + proc.stderr and "truth_check skipped" in proc.stdout + proc.stderr
     assert "skipped" in json.loads((root / "data/reports/generate.json").read_text(encoding="utf-8"))

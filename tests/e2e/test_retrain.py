@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.test_end_to_end import BIN, _run, repo_copy
+from tests.e2e.workspace import BIN, repo_copy, run_cmd
 
 pytestmark = pytest.mark.xdist_group("retrain")
 PREFIX = "contact-priority"
@@ -43,7 +43,7 @@ def _write_params(root: Path, **changes: object) -> None:
 
 
 def _retrain(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return _run([sys.executable, "-m", "pipelines.retrain", *args], root)
+    return run_cmd([sys.executable, "-m", "pipelines.retrain", *args], root)
 
 
 def _delivery(root: Path) -> dict[str, str]:
@@ -142,7 +142,7 @@ def test_three_monthly_cycles_gates_drift_interruption_and_rollback(tmp_path: Pa
         "import pipelines.retrain as r\n"
         "r.same_delivery = lambda *a, **k: False\n"
         "sys.exit(r.main(['--as-of', '2026-07-31']))\n")
-    failed = _run([sys.executable, "-c", check], root)
+    failed = run_cmd([sys.executable, "-c", check], root)
     assert failed.returncode != 0 and "No space left" in failed.stderr
     assert _delivery(root) == delivered_2 and _champion(root) == {"purchase": 1, "lapse": 1, "value": 1}
 
@@ -151,7 +151,7 @@ def test_three_monthly_cycles_gates_drift_interruption_and_rollback(tmp_path: Pa
                   generate__drift__channel_response={"sms": 0.05, "wechat": 0.05, "phone": 0.2, "email": 0.05})
     # killed between delivering the new champion's scores and moving the alias: the next run completes the
     # promotion (alias and history) from the delivery instead of losing it
-    killed = _run([sys.executable, "-m", "pipelines.retrain", "--as-of", "2026-08-31"], root,
+    killed = run_cmd([sys.executable, "-m", "pipelines.retrain", "--as-of", "2026-08-31"], root,
                   {"PIPELINES_FAILPOINT": "promote:after_delivery"})
     assert killed.returncode == 137, killed.stderr[-3000:]
     assert _champion(root) == {"purchase": 1, "lapse": 1, "value": 1}
@@ -171,7 +171,7 @@ def test_three_monthly_cycles_gates_drift_interruption_and_rollback(tmp_path: Pa
     # ---- rollback: the previous champion's scores come back for the current as-of; killed before and after its
     # delivery, each retry completes the same rollback (to 1), never flips back to 3
     for point in ("rollback:after_pending", "rollback:after_delivery"):
-        rb = _run([sys.executable, "-m", "pipelines.retrain", "--rollback"], root, {"PIPELINES_FAILPOINT": point})
+        rb = run_cmd([sys.executable, "-m", "pipelines.retrain", "--rollback"], root, {"PIPELINES_FAILPOINT": point})
         assert rb.returncode == 137, (point, rb.stderr[-3000:])
         assert _champion(root) == {"purchase": 3, "lapse": 3, "value": 3}
     rb = _retrain(root, "--rollback")
@@ -191,7 +191,7 @@ def test_three_monthly_cycles_gates_drift_interruption_and_rollback(tmp_path: Pa
         "p = m.predict(s.loc[d.index].reset_index())\n"
         "assert np.abs(p - d['p_purchase'].to_numpy()).max() < 1e-9\n"
         "print('rollback ok')\n")
-    ok = _run([sys.executable, "-c", verify], root)
+    ok = run_cmd([sys.executable, "-c", verify], root)
     assert "rollback ok" in ok.stdout, ok.stderr[-3000:]
     history = [json.loads(x) for x in (root / "runs/history.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [h["event"] for h in history] == ["pending", "promoted", "pending", "promoted", "pending", "rollback"]

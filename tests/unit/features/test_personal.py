@@ -7,18 +7,7 @@ import pandas as pd
 import pytest
 
 from features import personal
-
-
-def resident_id(rng: np.random.Generator) -> str:
-    """A syntactically valid 18-character resident ID number (random region, birth date and sequence)."""
-    body = f"{rng.integers(110000, 660000)}{rng.integers(1950, 2005)}{rng.integers(1, 13):02d}" \
-           f"{rng.integers(1, 29):02d}{rng.integers(0, 1000):03d}"
-    digits = np.array([int(c) for c in body])
-    return body + personal.ID_CHECK[int((digits * personal.ID_WEIGHTS).sum() % 11)]
-
-
-def mobile(rng: np.random.Generator) -> str:
-    return f"1{rng.choice([3, 5, 7, 8, 9])}{rng.integers(0, 10**9):09d}"
+from tests.builders import mobile, resident_id
 
 
 @pytest.mark.parametrize("column, kind", [

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_end_to_end import BIN, _run, repo_copy
+from tests.e2e.workspace import BIN, repo_copy, run_cmd
 
 pytestmark = pytest.mark.xdist_group("default_book")
 
@@ -23,7 +23,7 @@ def test_default_book_tiers_are_monotone_and_beat_the_rules(tmp_path: Path) -> N
     text = params.read_text(encoding="utf-8")
     assert "truth_replicates: 32" in text
     params.write_text(text.replace("truth_replicates: 32", "truth_replicates: 1"), encoding="utf-8")
-    proc = _run([str(BIN / "dvc"), "repro", "segment"], root)
+    proc = run_cmd([str(BIN / "dvc"), "repro", "segment"], root)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     bt = json.loads((root / "data/reports/segments.json").read_text(encoding="utf-8"))["backtest"]
     assert bt["customers"] > 40_000

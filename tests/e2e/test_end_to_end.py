@@ -16,57 +16,22 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.e2e.workspace import BIN, copy_worktree, git, run_cmd
 
 pytestmark = pytest.mark.xdist_group("e2e")  # one worker builds the tiny book once for all these tests
-
-BIN = Path(sys.executable).parent
-
-
-def _copy_worktree(dst: Path) -> None:
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                           cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
-    for f in filter(None, files):
-        src = REPO / f
-        if src.is_file():
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / f)
-
-
-def repo_copy(tmp_path: Path) -> Path:
-    """A git-initialised copy of the working tree to run `dvc repro` in without touching the checkout."""
-    root = tmp_path / "repo"
-    root.mkdir()
-    _copy_worktree(root)
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    return root
-
-
-def _run(cmd: list[str], cwd: Path, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # the copy's embedded store
-    env |= {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1", "PYTHONPATH": ""}
-    env |= extra or {}
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-
-
-GIT_ID = ["-c", "user.name=test", "-c", "user.email=test@example.invalid"]
-
-
-def _git(root: Path, *args: str) -> None:
-    subprocess.run(["git", *GIT_ID, *args], cwd=root, check=True, capture_output=True)
-
 
 @pytest.fixture(scope="module")
 def repro(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     """`.venv/bin/dvc repro` of the tiny book in a committed copy, from a shell with no virtualenv on PATH (the
     stages find ./.venv through pipelines/stage.sh)."""
     root = tmp_path_factory.mktemp("repo")
-    _copy_worktree(root)
+    copy_worktree(root)
     params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
     params["book"]["profile"] = "tiny"
     params["generate"]["truth_replicates"] = 4  # the tiny book's checks need a truth, not a precise one (32: ~1 min)
     (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
     (root / ".venv").symlink_to(BIN.parent, target_is_directory=True)  # what `make venv` leaves in a checkout
-    _git(root, "init", "-q")
+    git(root, "init", "-q")
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "VIRTUAL_ENV")}
     path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
                            if p and Path(p).resolve() != BIN.resolve())
@@ -74,8 +39,8 @@ def repro(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.Co
     proc = subprocess.run([str(BIN / "dvc"), "repro"], cwd=root, env=env, capture_output=True, text=True,
                           timeout=900)
     if proc.returncode == 0:  # a baseline commit: what `dvc metrics diff` and `dvc exp run` compare against
-        _git(root, "add", "-A")
-        _git(root, "commit", "-q", "-m", "tiny book")
+        git(root, "add", "-A")
+        git(root, "commit", "-q", "-m", "tiny book")
     return root, proc
 
 
@@ -128,11 +93,11 @@ def test_dvc_repro_builds_the_tiny_book(repro) -> None:
 def test_second_repro_is_a_no_op(repro) -> None:
     root, first = repro
     assert first.returncode == 0
-    again = _run([str(BIN / "dvc"), "repro"], root)
+    again = run_cmd([str(BIN / "dvc"), "repro"], root)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "up to date" in again.stdout, again.stdout
     assert "Running stage" not in again.stdout
-    status = _run([str(BIN / "dvc"), "status"], root)
+    status = run_cmd([str(BIN / "dvc"), "status"], root)
     assert "up to date" in status.stdout, status.stdout
 
 
@@ -140,22 +105,22 @@ def test_second_repro_is_a_no_op(repro) -> None:
 def test_dvc_metrics_show_reads_the_reports(repro) -> None:
     root, first = repro
     assert first.returncode == 0
-    shown = _run([str(BIN / "dvc"), "metrics", "show", "--json"], root)
+    shown = run_cmd([str(BIN / "dvc"), "metrics", "show", "--json"], root)
     assert shown.returncode == 0, shown.stdout + shown.stderr
     metrics = next(iter(json.loads(shown.stdout).values()))["data"]  # keyed by revision ("" = workspace)
     for stage in ("validation", "train", "calibration", "uplift", "segments", "truth_check"):
         numbers = metrics[f"data/metrics/{stage}.json"]["data"]
         assert numbers and all(isinstance(v, int | float) for v in numbers.values()), (stage, numbers)
     assert metrics["data/metrics/calibration.json"]["data"]["purchase_auc"] > 0.5
-    table = _run([str(BIN / "dvc"), "metrics", "show"], root)
+    table = run_cmd([str(BIN / "dvc"), "metrics", "show"], root)
     assert max(len(line) for line in table.stdout.splitlines()) < 250, "too wide for a terminal again"
-    diff = _run([str(BIN / "dvc"), "metrics", "diff", "--json"], root)  # against the committed baseline
+    diff = run_cmd([str(BIN / "dvc"), "metrics", "diff", "--json"], root)  # against the committed baseline
     assert diff.returncode == 0, diff.stdout + diff.stderr
     assert json.loads(diff.stdout or "{}") == {}, "the workspace is the baseline: nothing changed"
-    plots = _run([str(BIN / "dvc"), "plots", "show", "-o", "plots_html"], root)
+    plots = run_cmd([str(BIN / "dvc"), "plots", "show", "-o", "plots_html"], root)
     assert plots.returncode == 0, plots.stdout + plots.stderr
     assert (root / "plots_html" / "index.html").is_file()
-    rendered = json.loads(_run([str(BIN / "dvc"), "plots", "show", "--json"], root).stdout)
+    rendered = json.loads(run_cmd([str(BIN / "dvc"), "plots", "show", "--json"], root).stdout)
     specs = {name: entry[0]["content"] for name, entry in rendered.get("data", rendered).items()}
     for name, spec in specs.items():  # every plot has data (the tier plots used to be empty)
         assert spec["data"]["values"], name
@@ -287,7 +252,7 @@ def test_export_delivers_score_files_a_crm_can_load(repro) -> None:
     # loading into SQLite through the CLI, twice (idempotent)
     url = f"sqlite:///{root / 'crm.db'}"
     for _ in range(2):
-        proc = _run([sys.executable, "-m", "pipelines.export", "--to", url], root)
+        proc = run_cmd([sys.executable, "-m", "pipelines.export", "--to", url], root)
         assert proc.returncode == 0, proc.stderr[-3000:]
     import sqlalchemy as sa
 
@@ -314,7 +279,7 @@ def test_killing_the_export_never_leaves_a_manifest_that_disagrees(repro) -> Non
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         states.add(_delivery_state(root))  # asserts the invariant
-    done = _run([sys.executable, "-m", "pipelines.export"], root)  # the next run cleans up and delivers
+    done = run_cmd([sys.executable, "-m", "pipelines.export"], root)  # the next run cleans up and delivers
     assert done.returncode == 0, done.stderr[-2000:]
     assert _delivery_state(root) != "none"
     assert not list((root / "data/scores").glob(".*.tmp-*"))
@@ -343,7 +308,7 @@ def test_notebooks_execute_against_the_tiny_book(repro) -> None:
 
     root, first = repro
     assert first.returncode == 0
-    done = _run([sys.executable, "-m", "pipelines.notebooks"], root)
+    done = run_cmd([sys.executable, "-m", "pipelines.notebooks"], root)
     assert done.returncode == 0, done.stderr[-3000:]
     for source in sorted((REPO / "notebooks").glob("*.ipynb")):
         path = root / "data/notebooks" / source.name
@@ -360,7 +325,7 @@ def test_explain_one_customer_from_raw_rows_to_the_plan(repro) -> None:
     assert first.returncode == 0
     seg = pd.read_parquet(root / "data/segments/segments.parquet")
     cid = str(seg.loc[seg["channel"].notna(), "customer_id"].iloc[0])
-    done = _run([sys.executable, "-m", "pipelines.explain", cid, "--json"], root)
+    done = run_cmd([sys.executable, "-m", "pipelines.explain", cid, "--json"], root)
     assert done.returncode == 0, done.stderr[-2000:]
     doc = json.loads(done.stdout)
     assert doc["customer_id"] == cid and doc["source_rows"]["customers"][0]["customer_id"] == cid
@@ -368,9 +333,9 @@ def test_explain_one_customer_from_raw_rows_to_the_plan(repro) -> None:
     assert set(doc["drivers"]) == {"purchase", "lapse", "value"} and doc["drivers"]["purchase"]
     plan = doc["scores_and_plan"]
     assert 0 <= plan["p_purchase"] <= 1 and plan["priority_tier"] in {"P1", "P2", "P3", "P4"} and plan["plan_reason"]
-    text = _run([sys.executable, "-m", "pipelines.explain", cid], root).stdout
+    text = run_cmd([sys.executable, "-m", "pipelines.explain", cid], root).stdout
     assert "strongest drivers" in text and "priority_tier" in text
-    missing = _run([sys.executable, "-m", "pipelines.explain", "NO-SUCH-ID"], root)
+    missing = run_cmd([sys.executable, "-m", "pipelines.explain", "NO-SUCH-ID"], root)
     assert missing.returncode == 2 and "not in the scoring snapshot" in missing.stderr
     assert "Traceback" not in missing.stderr
 
@@ -426,7 +391,7 @@ def test_one_mlflow_run_holds_everything_and_the_models_are_registered(repro) ->
         "d = np.abs(np.asarray(m.predict(s)) - score_snapshot(s, 'purchase')).max()\n"
         "assert d < 1e-9, d\n"
         "print('pyfunc ok')\n")
-    proc = _run([sys.executable, "-c", check], root)
+    proc = run_cmd([sys.executable, "-c", check], root)
     assert "pyfunc ok" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
 
 
@@ -452,10 +417,10 @@ def test_dvc_exp_run_compares_without_touching_the_workspace(repro) -> None:
     assert first.returncode == 0
     scores_before = {p.name: p.read_bytes() for p in (root / "data/scores").glob("*")}
     params_before = (root / "params.yaml").read_bytes()
-    done = _run([str(BIN / "dvc"), "exp", "run", "--temp", "-n", "leaves15", "--set-param",
+    done = run_cmd([str(BIN / "dvc"), "exp", "run", "--temp", "-n", "leaves15", "--set-param",
                  "train.gbm.num_leaves=15"], root)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    shown = _run([str(BIN / "dvc"), "exp", "show", "--json"], root)
+    shown = run_cmd([str(BIN / "dvc"), "exp", "show", "--json"], root)
     assert shown.returncode == 0, shown.stderr[-2000:]
     exp = _find(json.loads(shown.stdout), "leaves15")
     assert exp is not None, shown.stdout[:2000]
@@ -474,7 +439,7 @@ def test_retraining_gives_the_same_models_and_a_new_registered_version(repro) ->
     assert first.returncode == 0
     before = {m: (root / f"data/models/{m}/model.txt").read_bytes() for m in ("purchase", "lapse", "value")}
     for stage in ("train", "calibrate", "register"):
-        proc = _run([sys.executable, "-m", f"pipelines.{stage}"], root)
+        proc = run_cmd([sys.executable, "-m", f"pipelines.{stage}"], root)
         assert proc.returncode == 0, proc.stderr[-3000:]
     for m, text in before.items():
         assert (root / f"data/models/{m}/model.txt").read_bytes() == text, f"{m} model changed on retraining"
@@ -587,7 +552,7 @@ def test_train_calibrate_register_log_to_a_postgresql_tracking_server(repro, pos
     try:
         _wait_until_up(f"{uri}/health", server, tmp_path / "server.log")
         for stage in ("train", "calibrate", "register"):
-            done = _run([sys.executable, "-m", f"pipelines.{stage}"], work, {"MLFLOW_TRACKING_URI": uri})
+            done = run_cmd([sys.executable, "-m", f"pipelines.{stage}"], work, {"MLFLOW_TRACKING_URI": uri})
             assert done.returncode == 0, (stage, done.stderr[-3000:])
         from mlflow.tracking import MlflowClient
 
