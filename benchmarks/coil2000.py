@@ -29,7 +29,7 @@ from sklearn.model_selection import RepeatedStratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from features.tabular import crossfit_folds
+from features.intake.tabular import crossfit_folds
 
 log = logging.getLogger("benchmarks.coil2000")
 REPO = Path(__file__).resolve().parents[1]

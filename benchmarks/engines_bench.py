@@ -45,9 +45,20 @@ BASELINE = "7dabb1b"  # the last commit before the Spark dialect (issue 21)
 
 
 def _old_snapshots(rev: str) -> ModuleType:
-    """``features/snapshots.py`` as committed at ``rev``, importable beside today's package."""
-    src = subprocess.run(["git", "show", f"{rev}:features/snapshots.py"], cwd=REPO, capture_output=True, text=True,
-                         check=True).stdout
+    """The snapshot SQL module as committed at ``rev`` (``features/snapshots.py`` before issue 19's packages),
+    importable beside today's package: its imports of modules that have moved since are pointed at their new
+    homes."""
+    for where in ("features/snapshots/query.py", "features/snapshots.py"):
+        shown = subprocess.run(["git", "show", f"{rev}:{where}"], cwd=REPO, capture_output=True, text=True)
+        if shown.returncode == 0:
+            break
+    src = shown.stdout
+    for old, new in (("features.contract", "features.intake.contract"),
+                     ("features.feature_defs", "features.snapshots.definitions"),
+                     ("from features import counters", "from features.snapshots import counters"),
+                     ("features.counters", "features.snapshots.counters"),
+                     ("features.dialect", "features.snapshots.dialect")):
+        src = src.replace(old, new)
     path = Path(tempfile.mkdtemp()) / "snapshots_baseline.py"
     path.write_text(src, encoding="utf-8")
     spec = importlib.util.spec_from_file_location("snapshots_baseline", path)
@@ -68,7 +79,7 @@ def _params():  # noqa: ANN202
 def measure_duckdb(folder: Path, baseline: str | None) -> dict[str, object]:
     from pipelines.features import connect, register_tables
 
-    snapshots = _old_snapshots(baseline) if baseline else __import__("features.snapshots", fromlist=["x"])
+    snapshots = _old_snapshots(baseline) if baseline else __import__("features.snapshots.query", fromlist=["x"])
     fp, H = _params()
     with tempfile.TemporaryDirectory() as tmp:
         con = connect(fp.engine, tmp)
@@ -86,8 +97,8 @@ def measure_duckdb(folder: Path, baseline: str | None) -> dict[str, object]:
 
 
 def measure_spark(folder: Path, master: str, memory: str) -> dict[str, object]:
-    from features.dialect import SPARK
-    from features.snapshots import materialise, snapshot_query
+    from features.snapshots.dialect import SPARK
+    from features.snapshots.query import materialise, snapshot_query
     from pipelines import spark_engine
 
     fp, H = _params()

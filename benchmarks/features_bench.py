@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from features.contract import (  # noqa: E402
+from features.intake.contract import (  # noqa: E402
     ACQUISITION_SOURCES,
     CHANNELS,
     INCOME_BANDS,
@@ -133,7 +133,7 @@ def make_book(n: int, folder: Path, seed: int = 1, contacts_per_customer: float 
     writer = None
     lo = 0
     for mo in months:
-        # the layout validate writes (features.contract: contacts by month, then customer, then time)
+        # the layout validate writes (features.intake.contract: contacts by month, then customer, then time)
         d0 = max(int((mo.astype("datetime64[D]") - EPOCH).astype(int)), start)
         d1 = min(int(((mo + 1).astype("datetime64[D]") - EPOCH).astype(int)), as_of)
         c = int(round(total * (d1 - start) / HISTORY_DAYS)) - lo
@@ -177,14 +177,14 @@ def _params(sample_max: int = 500_000):  # noqa: ANN202
 
 def _run(con, query, path: str, partitions: int) -> None:  # noqa: ANN001
     """Exactly what the features stage does for one snapshot."""
-    from features.snapshots import materialise
+    from features.snapshots.query import materialise
 
     for k, final in enumerate(materialise(con, query, partitions)):
         con.execute(f"COPY ({final}) TO '{path}.{k}.parquet' (FORMAT parquet)")
 
 
 def measure_duckdb(folder: Path, n_train: int) -> dict[str, object]:
-    from features.snapshots import sample_fraction, snapshot_plan, snapshot_query
+    from features.snapshots.query import sample_fraction, snapshot_plan, snapshot_query
     from pipelines.features import connect, register_tables
 
     fp, H = _params()
@@ -217,7 +217,7 @@ def measure_duckdb(folder: Path, n_train: int) -> dict[str, object]:
 def measure_pandas(folder: Path) -> dict[str, object]:
     import pandas as pd
 
-    from features.reference import reference_snapshot
+    from features.snapshots.reference import reference_snapshot
 
     fp, H = _params()
     t = time.perf_counter()

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from features.capabilities import ALL_MODELS, LABELS
+from features.intake.capabilities import ALL_MODELS, LABELS
 from models import calibration, slices
 from models.metrics import classification_metrics
 from pipelines import headline, paths, tracking

@@ -21,9 +21,9 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from features.capabilities import LABELS
-from features.feature_defs import KEYS, dictionary
-from features.snapshots import (
+from features.intake.capabilities import LABELS
+from features.snapshots.definitions import KEYS, dictionary
+from features.snapshots.query import (
     FeatureBoundError,
     Snapshot,
     materialise,

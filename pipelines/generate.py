@@ -13,12 +13,12 @@ import sys
 
 import pandas as pd
 
-from features.capabilities import skip_reason
-from features.synthetic import simulate_book
+from features.simulator.book import simulate_book
 from pipelines import paths
 from pipelines.cli import base_parser, progress_logger, run_stage
 from pipelines.io import staged_outputs
 from pipelines.params import load_params
+from pipelines.stage_needs import skip_reason
 
 log = logging.getLogger("pipelines.generate")
 BOOK_DIR, TRUTH = paths.SYNTHETIC_BOOK, paths.TRUTH

@@ -3,7 +3,7 @@
 Every stage loads its parameters through here. An unknown key, a wrong type or an out-of-range
 value stops the stage with a message naming the key path (``generate.truth_replicates``), not a
 traceback. The pure libraries define the parameter types they consume (e.g.
-``features.synthetic.SyntheticParams``); this module composes them and owns reading the file.
+``features.simulator.book.SyntheticParams``); this module composes them and owns reading the file.
 """
 
 from __future__ import annotations
@@ -15,18 +15,17 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from features.capabilities import Capabilities, for_source
-from features.feature_defs import FeatureParams
-from features.mapping import TableMapping
-from features.synthetic import BookSize, SyntheticParams, WorldParams
-from features.tabular_spec import TabularSpec
+from features.intake.capabilities import Capabilities, for_source
+from features.intake.mapping import TableMapping
+from features.intake.tabular_spec import TabularSpec
+from features.simulator.book import BookSize, SyntheticParams, WorldParams
+from features.snapshots.definitions import FeatureParams
 from models.baselines import RuleParams
 from models.contact_plan import CapacityParams, PlanParams
 from models.drift import DriftParams as DriftCheckParams
-from models.gbm import GBMParams
 from models.promotion import GateParams
 from models.segments import CutPoints, SegmentRules, TierParams, ValueParams
-from models.tuning import TuningParams
+from models.training import TrainParams
 from models.uplift import UpliftParams
 from pipelines import paths
 from pipelines.errors import ConfigError
@@ -59,7 +58,7 @@ class BookParams(Strict):
 
 
 class GenerateParams(WorldParams):
-    """params.yaml's ``generate`` section: the simulated world (features/synthetic_params.py), field for field."""
+    """params.yaml's ``generate`` section: the simulated world (features/simulator/params.py), field for field."""
 
 
 class SourceParams(Strict):
@@ -85,7 +84,7 @@ class SourceParams(Strict):
     def _encoding_known(self) -> SourceParams:
         import codecs
 
-        from features.contract import TABLES
+        from features.intake.contract import TABLES
 
         for enc in [self.encoding, *(m.encoding for m in self.tables.values() if m.encoding)]:
             try:
@@ -140,31 +139,6 @@ class EngineParams(Strict):
 
 class FeaturesSection(FeatureParams):
     engine: EngineParams
-
-
-class MinPositives(Strict):
-    """Below these counts a model is not trained: its numbers would be noise (commercial tools refuse too)."""
-
-    train: int = Field(ge=1)
-    holdout: int = Field(ge=1)  # each of the valid, calibration and test snapshots
-
-
-class RollingParams(Strict):
-    """Rolling-window evaluation (Moro et al. 2014) for sources whose rows are in time order (tabular,
-    ``time_order: file``): the test rows in ``windows`` consecutive windows, each scored by a model fitted on
-    the ``train_rows`` rows before it. 0 windows: off. Reported beside the single out-of-time split."""
-
-    windows: int = Field(default=0, ge=0, le=50)
-    train_rows: int = Field(default=20_000, ge=100)
-
-
-class TrainParams(Strict):
-    gbm: GBMParams
-    rolling: RollingParams = RollingParams()
-    tuning: TuningParams
-    min_train_snapshots: int = Field(ge=1, le=120)
-    min_positives: MinPositives
-    lr_max_rows: int = Field(ge=1000)  # rows sampled to fit the logistic baseline
 
 
 class RulesSection(SegmentRules):
@@ -256,7 +230,7 @@ class Params(Strict):
 
     @property
     def capabilities(self) -> Capabilities:
-        """What this source supports; stages skip or narrow themselves by it (features/capabilities.py)."""
+        """What this source supports; stages skip or narrow themselves by it (features/intake/capabilities.py)."""
         tab = self.validate_.source.tabular
         return for_source(self.validate_.source.kind, self.synthetic_source,
                           experiment=tab is not None and tab.experiment is not None,

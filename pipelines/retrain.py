@@ -35,14 +35,16 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
-from features.capabilities import TARGETS as TARGET
-from features.validation import ContractError
+from features.intake.capabilities import TARGETS as TARGET
+from features.intake.validation import ContractError
 from models import drift as dr
 from models import promotion as pr
 from models import slices as sl
 from models.metrics import classification_metrics, regression_metrics
-from pipelines import export, paths, scoring, supervise, tracking
+from pipelines import delivery as dl
+from pipelines import paths, scoring, supervise, tracking
 from pipelines.cli import EXIT_USER_ERROR, setup_logging
 from pipelines.errors import UserError
 from pipelines.io import staged_outputs
@@ -108,26 +110,32 @@ def log_to_file(folder: Path, name: str) -> Path:
 
 
 def set_as_of(params_path: Path, as_of: dt.date) -> bool:
-    """Set ``book.as_of`` in params.yaml (other lines and comments kept), atomically: a kill leaves the old
-    file or the new one, never a partial one. True when it changed."""
-    lines = params_path.read_text(encoding="utf-8").splitlines(keepends=True)
-    in_book = False
-    for i, line in enumerate(lines):
-        if re.match(r"^\S", line):  # a top-level key
-            in_book = line.startswith("book:")
-            continue
-        m = re.match(r"^(\s+as_of:\s*)(['\"]?)([0-9]{4}-[0-9]{2}-[0-9]{2})\2(.*)$", line.rstrip("\n"))
-        if in_book and m:
-            if m.group(3) == as_of.isoformat():
-                return False
-            lines[i] = f'{m.group(1)}"{as_of.isoformat()}"{m.group(4)}' + ("\n" if line.endswith("\n") else "")
-            tmp = params_path.with_name(f".{params_path.name}.tmp-{os.getpid()}")
-            tmp.write_text("".join(lines), encoding="utf-8")
-            with tmp.open("rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, params_path)
-            return True
-    raise UserError(f"{params_path}: could not find book.as_of (a YYYY-MM-DD date) to move it")
+    """Set ``book.as_of`` in params.yaml, atomically: a kill leaves the old file or the new one, never a partial
+    one. True when it changed.
+
+    The value's exact span comes from the YAML parser (the scalar node of ``book.as_of``), so every other byte,
+    comments included, is kept, whatever the file's layout. DVC's stages read params.yaml itself, so the as-of
+    must be there; ``as_of_moved`` puts the old file back if the cycle fails.
+    """
+    text = params_path.read_text(encoding="utf-8")
+    node = _mapping_value(_mapping_value(yaml.compose(text), "book"), "as_of")
+    if not isinstance(node, yaml.ScalarNode) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", node.value):
+        raise UserError(f"{params_path}: could not find book.as_of (a YYYY-MM-DD date) to move it")
+    if node.value == as_of.isoformat():
+        return False
+    new = text[:node.start_mark.index] + f'"{as_of.isoformat()}"' + text[node.end_mark.index:]
+    tmp = params_path.with_name(f".{params_path.name}.tmp-{os.getpid()}")
+    tmp.write_text(new, encoding="utf-8")
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, params_path)
+    return True
+
+
+def _mapping_value(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    return next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key), None)
 
 
 def run_pipeline(log_path: Path, restore: dict[Path, Path] | None = None) -> None:
@@ -302,9 +310,9 @@ def _deliver_decision(params: Params, report: dict[str, Any], client: Any, regis
     if same_delivery(delivery, as_of, winner):
         log.info("scores for %s with these models are already delivered: not re-delivering", as_of)
     elif decision == "promoted":
-        df, _ = export.read_delivery(as_of, export.SCORES)  # the pipeline's export, checked
-        cuts = json.loads(export.CUTPOINTS.read_text(encoding="utf-8"))
-        export.deliver(df, as_of, registry, cuts, delivery, params.export.delimiter)
+        df, _ = dl.read_delivery(as_of, paths.SCORES)  # the pipeline's export, checked
+        cuts = json.loads(paths.CUTPOINTS.read_text(encoding="utf-8"))
+        dl.deliver(df, as_of, registry, cuts, delivery, params.export.delimiter)
     else:
         assert champ_set is not None and champ_versions is not None
         deliver_with(params, champ_set, champ_versions, champ_versions["purchase"]["run_id"], delivery)

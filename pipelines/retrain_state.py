@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from models import promotion as pr
-from pipelines import export, segment
+from pipelines import delivery, segmenting
 from pipelines.params import Params
 
 log = logging.getLogger("pipelines.retrain")
@@ -60,7 +60,7 @@ def delivered(folder: Path) -> dict[str, Any] | None:
 
 
 def same_delivery(folder: Path, as_of: dt.date, versions: dict[str, Any]) -> bool:
-    m = export.score_paths(as_of, folder)["manifest"]
+    m = delivery.score_paths(as_of, folder)["manifest"]
     if not m.is_file():
         return False
     got = json.loads(m.read_text(encoding="utf-8"))["models"]
@@ -102,13 +102,13 @@ def now() -> str:
 def deliver_with(params: Params, model_set: tuple[Path, Path], versions: dict[str, Any], run_id: str,
                  folder: Path) -> dict[str, Any]:
     """Segments and score files at the as-of date with the given model set, delivered to ``folder``."""
-    built = segment.build(params, model_set)
+    built = segmenting.build(params, model_set)
     registry = {"models": {m: {"name": versions[m]["name"], "version": versions[m]["version"],
                                "uri": f"models:/{versions[m]['name']}/{versions[m]['version']}"} for m in MODELS},
                 "run_id": run_id}
-    df = export.scores_frame(built["seg"], params.book.as_of, registry, model_set[0])
+    df = delivery.scores_frame(built["seg"], params.book.as_of, registry, model_set[0])
     cuts = built["cuts"].model_dump() | {"mode": params.segment.cutpoints}
-    return export.deliver(df, params.book.as_of, registry, cuts, folder, params.export.delimiter)
+    return delivery.deliver(df, params.book.as_of, registry, cuts, folder, params.export.delimiter)
 
 
 def append_history(state: Path, entry: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ runner. The merged parameters are validated before anything runs, written to ``<
 and every stage of ``dvc.yaml``, in its order, runs as ``python -m pipelines.<stage> --params ...`` with the
 workspace as its working directory, so all outputs land in ``<workspace>/data/`` (default workspace:
 ``data/sources/<name>``) and MLflow logs to ``<workspace>/mlflow.db`` unless ``--tracking-uri`` says
-otherwise. Stages that do not apply to the source skip themselves with a message (features/capabilities.py).
+otherwise. Stages that do not apply to the source skip themselves with a message (features/intake/capabilities.py).
 
 ``run.top: {n, out}`` additionally writes the ``n`` highest-scored rows of the score file to ``out`` (relative
 to the repository) as ``row`` (1-based, in the order of the source's score file) and ``p_purchase``: the CoIL
@@ -34,7 +34,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from features.tabular import TabularError, row_of_score_key
+from features.intake.tabular import TabularError, row_of_score_key
 from pipelines import paths
 from pipelines.cli import EXIT_USER_ERROR, setup_logging
 from pipelines.errors import ConfigError, UserError

@@ -10,8 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from features.capabilities import Capabilities, for_source
-from features.contract import CHANNELS as CONTRACT_CHANNELS
+from features.intake.capabilities import Capabilities, for_source
+from features.intake.contract import CHANNELS as CONTRACT_CHANNELS
 from models.segments import (
     BEHAVIOUR_ZH,
     BEHAVIOURS,
@@ -36,7 +36,7 @@ class Column:
     en: str
     zh: str
     enum: tuple[str, ...] | None = None
-    needs: tuple[str, ...] = ()  # source capabilities the column needs (features/capabilities.py)
+    needs: tuple[str, ...] = ()  # source capabilities the column needs (features/intake/capabilities.py)
 
 
 ARCHIVE, HISTORY = ("archive",), ("archive", "contact_history")

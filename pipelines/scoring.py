@@ -12,7 +12,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.capabilities import Capabilities
+from features.intake.capabilities import Capabilities
 from models import gbm
 from pipelines import paths
 from pipelines.errors import require

@@ -1,7 +1,7 @@
 """The Spark engine's wiring: a session, the validated tables as views, the snapshot SQL, scoring.
 
-The SQL is ``features.snapshots`` in the Spark dialect (``features.dialect.SPARK``), run through the same
-``materialise`` as on DuckDB, so the bound checks and the staging order are shared. ANSI mode is on:
+The SQL is ``features.snapshots.query`` in the Spark dialect (``features.snapshots.dialect.SPARK``), run through
+the same ``materialise`` as on DuckDB, so the bound checks and the staging order are shared. ANSI mode is on:
 an overflow or a bad cast is an error, never a wrong number. Sessions run in UTC, so timestamps mean
 what they mean in DuckDB. docs/spark.md says how to point this at a cluster.
 """
@@ -15,9 +15,9 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from features.dialect import SPARK
-from features.feature_defs import KEYS, LABELS, FeatureParams, feature_defs
-from features.snapshots import Snapshot, materialise, snapshot_query
+from features.snapshots.definitions import KEYS, LABELS, FeatureParams, feature_defs
+from features.snapshots.dialect import SPARK
+from features.snapshots.query import Snapshot, materialise, snapshot_query
 from pipelines.errors import InputError, UserError
 from pipelines.params import SparkParams
 
@@ -81,7 +81,7 @@ class _Rows:
 
 
 class SparkConnection:
-    """What ``features.snapshots.materialise`` needs of a connection: ``execute(sql).fetchall()``."""
+    """What ``features.snapshots.query.materialise`` needs of a connection: ``execute(sql).fetchall()``."""
 
     def __init__(self, spark: SparkSession) -> None:
         self.spark = spark

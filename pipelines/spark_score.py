@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from features.feature_defs import KEYS
+from features.snapshots.definitions import KEYS
 from pipelines import paths, scoring, spark_engine
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from features.capabilities import skip_reason
 from models import allocation, plan_eval
 from models import uplift as up
 from models.metrics import calibration_error_vs_truth, expected_auc
@@ -27,6 +26,7 @@ from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError, require
 from pipelines.io import staged_outputs
 from pipelines.params import load_params
+from pipelines.stage_needs import skip_reason
 
 log = logging.getLogger("pipelines.truth_check")
 TRUTH, FEATURES, MODELS, CALIBRATORS = paths.TRUTH, paths.FEATURES, paths.MODELS, paths.CALIBRATORS

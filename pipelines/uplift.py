@@ -1,6 +1,6 @@
 """Learn the incremental effect of a touch per channel and evaluate it on randomised holdouts (DVC stage ``uplift``).
 
-Treatments are defined point-in-time from the contact history (``features/treatments.py``): the first selling
+Treatments are defined point-in-time from the contact history (``features/snapshots/treatments.py``): the first selling
 touch in the week after each snapshot, or none. The learners (``models/uplift.py``) fit on the training
 snapshots and stop early on the validation snapshot; the evaluation uses only the campaigns of the
 calibration and test snapshots' windows (out of time), whose holdouts are random: Qini and uplift in the top
@@ -21,8 +21,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features import tabular
-from features import treatments as tr
+from features.intake import tabular
+from features.snapshots import treatments as tr
 from models import anchoring, transfer
 from models import uplift as up
 from pipelines import headline, paths, scoring, tracking

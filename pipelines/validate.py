@@ -17,10 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from features.contract import TABLE_ORDER, TABLES
-from features.mapping import MappingError, apply_mapping
-from features.tabular import TabularError, prepare
-from features.validation import TableResult, validate_book
+from features.intake.contract import TABLE_ORDER, TABLES
+from features.intake.mapping import MappingError, apply_mapping
+from features.intake.tabular import TabularError, prepare
+from features.intake.validation import TableResult, validate_book
 from pipelines import headline, paths
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError, RejectThresholdError

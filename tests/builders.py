@@ -8,8 +8,8 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from features import personal
-from features.tabular import TabularSpec
+from features.intake import personal
+from features.intake.tabular import TabularSpec
 
 AS_OF = dt.date(2010, 12, 1)
 

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from features.synthetic import SyntheticBook, simulate_book
+from features.simulator.book import SyntheticBook, simulate_book
 from pipelines.params import Params, parse_params
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from features.contract import TABLES
-from features.mapping import MappingError, TableMapping, apply_mapping
+from features.intake.contract import TABLES
+from features.intake.mapping import MappingError, TableMapping, apply_mapping
 from pipelines import validate
 from tests.conftest import REPO, repo_params_raw
 
@@ -94,7 +94,7 @@ def test_the_whole_pipeline_runs_on_the_documented_export(small_params, tmp_path
     """`dvc repro` on the worked example's files: generate and truth_check skip themselves, the rest delivers."""
     import json
 
-    from features.synthetic import simulate_book
+    from features.simulator.book import simulate_book
     from tests.e2e.workspace import BIN, repo_copy, run_cmd
 
     root = repo_copy(tmp_path)

@@ -39,3 +39,13 @@ def test_the_import_walk_sees_function_level_and_from_imports(tmp_path: Path,
     assert got == {"pipelines/stage_a.py", "pipelines/helper.py", "models/deep.py", "features/sql.py"}
     assert dvc_deps.covered(tmp_path / "models" / "deep.py", ["models"])
     assert not dvc_deps.covered(tmp_path / "models" / "deep.py", ["models/dee"])
+
+
+def test_no_stage_imports_another_stage() -> None:
+    """Issue 19: stages only wire; what two stages share lives in a non-stage module (retrain, the monthly cycle,
+    runs the stages through `dvc repro`, never by importing them)."""
+    modules = {m for m, _ in dvc_deps.stages().values()} | {"pipelines.retrain"}
+    files = {m: dvc_deps.module_file(m) for m in modules}
+    crossing = {m: sorted(other for other, f in files.items() if other != m and f in dvc_deps.closure(m))
+                for m in modules}
+    assert len(modules) > 8 and not {m: c for m, c in crossing.items() if c}

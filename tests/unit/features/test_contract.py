@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from features.contract import TABLE_ORDER, TABLES, personal_columns, render_markdown
+from features.intake.contract import TABLE_ORDER, TABLES, personal_columns, render_markdown
 from tests.conftest import REPO
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features import personal
+from features.intake import personal
 from tests.builders import mobile, resident_id
 
 

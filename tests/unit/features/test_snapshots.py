@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.feature_defs import KEYS, dictionary, feature_defs
-from features.reference import reference_snapshot
-from features.snapshots import Snapshot, features_frame, snapshot_plan
-from features.synthetic import SyntheticBook
-from features.validation import validate_book
+from features.intake.validation import validate_book
+from features.simulator.book import SyntheticBook
+from features.snapshots.definitions import KEYS, dictionary, feature_defs
+from features.snapshots.query import Snapshot, features_frame, snapshot_plan
+from features.snapshots.reference import reference_snapshot
 from pipelines.features import register_tables
 from pipelines.params import Params
 
@@ -239,7 +239,7 @@ def test_features_doc_is_current() -> None:
 
 def test_single_statement_and_staged_script_agree(validated, small_params, tmp_path) -> None:
     """The portable one-statement form (for Spark) and the staged script (DuckDB) give the same rows."""
-    from features.snapshots import materialise, snapshot_query
+    from features.snapshots.query import materialise, snapshot_query
 
     fp, plan = _plan(small_params, n=3)
     con = _con(validated, tmp_path)
@@ -282,7 +282,7 @@ def test_interim_tables_without_the_customer_key_ask_for_a_new_validate_run(vali
 def test_packed_window_counts_do_not_depend_on_the_field_width(validated, small_params, tmp_path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Window counters are packed several to an integer: narrower fields give exactly the same counts."""
-    from features import counters
+    from features.snapshots import counters
 
     fp, plan = _plan(small_params, n=2)
     wide = _sql(validated, tmp_path / "wide", fp, plan)
@@ -296,8 +296,8 @@ def test_packed_window_counts_do_not_depend_on_the_field_width(validated, small_
 def test_a_count_beyond_the_packed_field_is_refused_not_wrapped(validated, small_params, tmp_path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A customer with more touches than a packed field holds stops the snapshot with a clear message."""
-    from features import counters
-    from features.snapshots import FeatureBoundError
+    from features.snapshots import counters
+    from features.snapshots.query import FeatureBoundError
 
     fp, plan = _plan(small_params, n=1)
     monkeypatch.setattr(counters, "PACK_BITS", 3)
@@ -328,8 +328,8 @@ def test_main_payment_mode_breaks_ties_like_the_reference(validated, small_param
 def test_a_policy_count_beyond_the_packed_field_is_refused(validated, small_params, tmp_path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Policy counts are packed too: a customer holding more policies than a field holds stops the snapshot."""
-    from features import counters
-    from features.snapshots import FeatureBoundError
+    from features.snapshots import counters
+    from features.snapshots.query import FeatureBoundError
 
     t = {k: v.copy() for k, v in validated.items()}
     one = t["policies"].iloc[[0] * 40].copy()

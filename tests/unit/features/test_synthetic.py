@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from features.synthetic import OUTBOUND_SALES_CHANNELS, SyntheticBook, simulate_book
+from features.simulator.book import OUTBOUND_SALES_CHANNELS, SyntheticBook, simulate_book
 from pipelines.params import Params
 
 
@@ -146,8 +146,8 @@ def test_truth_effects_are_reproducible_across_random_streams(small_params: Para
     two truths from independent replicate streams agree (common random numbers across scenarios; with an
     independent stream per scenario the phone lapse effects of two such truths correlated 0.18 here, with it
     0.40)."""
-    from features import synthetic as sy
-    from features.synthetic_world import World
+    from features.simulator import book as sy
+    from features.simulator.world import World
 
     sp = _tiny(small_params, n=3000, truth_replicates=4)
     world = World(sp, np.random.default_rng(sp.seed))

@@ -7,9 +7,10 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from features import capabilities as cap
-from features.tabular import SplitShares, TabularError, prepare, row_of_score_key, score_key
+from features.intake import capabilities as cap
+from features.intake.tabular import SplitShares, TabularError, prepare, row_of_score_key, score_key
 from pipelines import score_file
+from pipelines.stage_needs import skip_reason
 from tests.builders import AS_OF, bank_rows, mobile, resident_id, tabular_spec
 
 
@@ -140,10 +141,10 @@ def test_capabilities_decide_which_stages_and_columns_apply() -> None:
     own = cap.for_source("tables", synthetic=False)
     assert tab.models == ("purchase",) and book.models == own.models == cap.ALL_MODELS
     for stage in ("generate", "truth_check"):
-        assert "does not apply" in (cap.skip_reason(stage, tab) or "")
-        assert cap.skip_reason(stage, book) is None
-    assert cap.skip_reason("generate", own) and cap.skip_reason("report", own) is None
-    assert all(cap.skip_reason(s, tab) is None
+        assert "does not apply" in (skip_reason(stage, tab) or "")
+        assert skip_reason(stage, book) is None
+    assert skip_reason("generate", own) and skip_reason("report", own) is None
+    assert all(skip_reason(s, tab) is None
                for s in ("validate", "features", "train", "segment", "export", "report"))
     name, cols = score_file.profile(tab)
     kept = [c.name for c in cols]

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.contract import TABLES
-from features.synthetic import SyntheticBook
-from features.validation import ContractError, validate_book
+from features.intake.contract import TABLES
+from features.intake.validation import ContractError, validate_book
+from features.simulator.book import SyntheticBook
 
 AS_OF = dt.date(2026, 9, 30)
 

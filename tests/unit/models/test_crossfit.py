@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.tabular import crossfit_folds
+from features.intake.tabular import crossfit_folds
 from models import calibration, crossfit, gbm
 from models.metrics import classification_metrics
 

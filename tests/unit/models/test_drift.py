@@ -63,6 +63,10 @@ def test_set_as_of_edits_only_book_as_of(tmp_path: Path) -> None:
     assert retrain.set_as_of(f, dt.date(2026, 10, 31)) is True  # yaml.safe_dump style quotes; only book's
     assert f.read_text(encoding="utf-8").splitlines()[2] == '  as_of: "2026-10-31"'
     assert "'2020-01-01'" in f.read_text(encoding="utf-8")
+    comment = "  # as_of: 2026-09-30 in a comment\n"
+    f.write_text("book: {profile: tiny, as_of: 2026-09-30}" + comment, encoding="utf-8")
+    assert retrain.set_as_of(f, dt.date(2026, 10, 31)) is True  # found by the YAML parser, not by a line pattern
+    assert f.read_text(encoding="utf-8") == 'book: {profile: tiny, as_of: "2026-10-31"}' + comment
     f.write_text("book:\n  profile: tiny\n", encoding="utf-8")
     with pytest.raises(retrain.UserError, match="could not find book.as_of"):
         retrain.set_as_of(f, dt.date(2026, 10, 31))

@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from models import baselines, gbm
+from models import baselines, gbm, training
 from models.metrics import classification_metrics, expected_calibration_error, gini, lift_capture
 from models.splits import SplitError, time_split
+from models.training import MinPositives
+from tests.conftest import repo_params_raw
 
 H = 90
 
@@ -139,3 +141,42 @@ def test_unused_features_are_the_ones_no_tree_splits_on() -> None:
                     bagging_freq=0, lambda_l2=0.0, max_rounds=30, early_stopping_rounds=10, seed=1, num_threads=1)
     booster = g.fit_rounds(X, y, p, "binary", 30)
     assert "constant" in g.unused_features(booster) and "signal" not in g.unused_features(booster)
+
+
+def test_check_enough_data_names_the_model_role_and_counts() -> None:
+    y = {"train": np.array([1.0] * 50 + [0.0] * 500), "valid": np.array([1.0] * 40), "calib": np.ones(40),
+         "test": np.array([1.0] * 5 + [0.0] * 100)}
+    with pytest.raises(training.NotEnoughData, match="not enough data") as e:
+        training.check_enough_data("purchase", "purchase_h", y, "binary", MinPositives(train=200, holdout=30))
+    msg = str(e.value)
+    assert "purchase model" in msg and "train: 50 (need 200)" in msg and "test: 5 (need 30)" in msg
+    assert "valid" not in msg.split("Counts")[0]  # only the short roles are listed as the reason
+    training.check_enough_data("purchase", "purchase_h", y, "binary", MinPositives(train=50, holdout=5))
+
+
+def _frame(n: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, list[dict]]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(x * 1.5 - 2)))).astype(float)
+    df = pd.DataFrame({"x": x, "noise": rng.normal(size=n), "income_band": rng.choice(["a", "b"], n),
+                       "purchase_h": y, "role": rng.choice(list(training.ROLES), n, p=[.55, .15, .15, .15])})
+    dictionary = [{"name": c, "role": "feature", "dtype": "float"} for c in ("x", "noise")]
+    return df, dictionary
+
+
+def test_fit_out_of_time_reports_against_its_baselines_and_never_touches_its_inputs() -> None:
+    df, dictionary = _frame()
+    before = df.copy()
+    spec = gbm.feature_spec(df[df["role"] == "train"], dictionary)
+    tp = training.TrainParams.model_validate(repo_params_raw()["train"])
+    fitted = training.fit_out_of_time("purchase", "purchase_h", df, spec, tp, None, {"test": "t"})
+    pd.testing.assert_frame_equal(df, before)
+    e = fitted.entry
+    assert e["rows"] == {r: int((df["role"] == r).sum()) for r in training.ROLES}
+    assert "rules" not in e and e["beats_logistic"] == (e["lightgbm"]["roc_auc"] > e["logistic"]["roc_auc"])
+    assert e["lightgbm"]["roc_auc"] > 0.7 and fitted.meta["split"] == {"test": "t"}
+    assert list(fitted.importance)[0] == "x" and fitted.tuning is None
+    p = training.predict_raw(fitted, df[df["role"] == "test"], spec)
+    assert p.shape == ((df["role"] == "test").sum(),) and ((p > 0) & (p < 1)).all()
+    with pytest.raises(training.NotEnoughData, match="no calib rows"):
+        training.fit_out_of_time("purchase", "purchase_h", df[df["role"] != "calib"], spec, tp, None, {})

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features import treatments as tr
+from features.snapshots import treatments as tr
 from models import transfer
 from models import uplift as up
 from pipelines.params import load_params

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from features import contract
+from features.intake import contract
 from pipelines import validate
 from tests.conftest import repo_params_raw
 

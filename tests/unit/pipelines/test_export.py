@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from models import reasons
 from models import segments as sg
-from pipelines import crm_load, export, score_file
+from pipelines import crm_load, delivery, score_file, tracking
 from pipelines.errors import InputError, UserError
 from pipelines.io import staged_outputs
 from tests.conftest import REPO
@@ -75,7 +75,7 @@ def sample_delivery(n: int = 300, seed: int = 0, as_of: dt.date = AS_OF) -> pd.D
         "model_version_purchase": "1", "model_version_lapse": "1", "model_version_value": "1",
         "mlflow_run_id": "0" * 32,
     })
-    export.check_schema(df[score_file.NAMES])
+    delivery.check_schema(df[score_file.NAMES])
     return df[score_file.NAMES]
 
 
@@ -84,7 +84,7 @@ def test_check_schema_refuses_bad_rows() -> None:
     df.loc[3, "priority_tier"] = "P9"
     df.loc[4, "customer_id"] = df.loc[5, "customer_id"]
     with pytest.raises(UserError, match="priority_tier.*P9") as e:
-        export.check_schema(df)
+        delivery.check_schema(df)
     assert "duplicate" in str(e.value)
 
 
@@ -96,7 +96,7 @@ def test_check_schema_refuses_nan_infinite_and_impossible_probabilities() -> Non
     df.loc[3, "p_lapse"] = 1.5
     df.loc[4, "contact_value"] = np.inf
     with pytest.raises(UserError) as e:
-        export.check_schema(df)
+        delivery.check_schema(df)
     text = str(e.value)
     assert "p_lapse: 1 probabilit(ies) outside [0, 1]" in text and "contact_value: 1 NaN or infinite" in text
     assert "p_purchase" in text
@@ -134,23 +134,23 @@ def test_reasons_are_readable_and_signed() -> None:
 # ---------------------------------------------------------------- the manifest commit protocol
 
 def _deliver(folder: Path, df: pd.DataFrame, tag: str) -> None:
-    target = export.score_paths(AS_OF, folder)
+    target = delivery.score_paths(AS_OF, folder)
     with staged_outputs(marker=target["manifest"]) as out:
         staged = {"csv": out.path(target["csv"]), "parquet": out.path(target["parquet"])}
-        export.write_csv(df, staged["csv"], ",")
+        delivery.write_csv(df, staged["csv"], ",")
         df.to_parquet(staged["parquet"], index=False)
-        out.json({"tag": tag, "rows": len(df), "files": {k: {"name": target[k].name, "sha256": export.sha256(p)}
+        out.json({"tag": tag, "rows": len(df), "files": {k: {"name": target[k].name, "sha256": tracking.fingerprint(p)}
                                                           for k, p in staged.items()}}, target["manifest"])
 
 
 def _consistent(folder: Path) -> str:
     """'none' when no manifest (not ready), else the manifest's tag after checking every file against it."""
-    target = export.score_paths(AS_OF, folder)
+    target = delivery.score_paths(AS_OF, folder)
     if not target["manifest"].exists():
         return "none"
     m = json.loads(target["manifest"].read_text(encoding="utf-8"))
     for f in m["files"].values():
-        assert export.sha256(folder / f["name"]) == f["sha256"], f"{f['name']} disagrees with its manifest"
+        assert tracking.fingerprint(folder / f["name"]) == f["sha256"], f"{f['name']} disagrees with its manifest"
     return str(m["tag"])
 
 
@@ -181,7 +181,7 @@ def test_a_publish_interrupted_at_any_point_never_leaves_a_disagreeing_manifest(
 def test_a_failure_while_writing_leaves_the_previous_delivery_untouched(tmp_path: Path) -> None:
     _deliver(tmp_path, sample_delivery(40), "old")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    target = export.score_paths(AS_OF, tmp_path)
+    target = delivery.score_paths(AS_OF, tmp_path)
     with pytest.raises(RuntimeError), staged_outputs(marker=target["manifest"]) as out:
         out.path(target["csv"]).write_text("partial")
         raise RuntimeError("disk full")
@@ -191,26 +191,26 @@ def test_a_failure_while_writing_leaves_the_previous_delivery_untouched(tmp_path
 
 def test_read_delivery_refuses_files_that_disagree_with_the_manifest(tmp_path: Path) -> None:
     df = sample_delivery(30)
-    target = export.score_paths(AS_OF, tmp_path)
+    target = delivery.score_paths(AS_OF, tmp_path)
     with staged_outputs(marker=target["manifest"]) as out:
         staged = {"csv": out.path(target["csv"]), "parquet": out.path(target["parquet"])}
-        export.write_csv(df, staged["csv"], ",")
+        delivery.write_csv(df, staged["csv"], ",")
         df.to_parquet(staged["parquet"], index=False)
-        out.json({"rows": len(df), "files": {k: {"name": target[k].name, "sha256": export.sha256(p)}
+        out.json({"rows": len(df), "files": {k: {"name": target[k].name, "sha256": tracking.fingerprint(p)}
                                              for k, p in staged.items()}}, target["manifest"])
-    got, _ = export.read_delivery(AS_OF, tmp_path)
+    got, _ = delivery.read_delivery(AS_OF, tmp_path)
     assert len(got) == 30
     with target["csv"].open("a", encoding="utf-8") as fh:
         fh.write("tampered\n")
     with pytest.raises(InputError, match="does not match its manifest"):
-        export.read_delivery(AS_OF, tmp_path)
+        delivery.read_delivery(AS_OF, tmp_path)
     with pytest.raises(InputError, match="no complete delivery"):
-        export.read_delivery(AS_OF + dt.timedelta(days=1), tmp_path)
+        delivery.read_delivery(AS_OF + dt.timedelta(days=1), tmp_path)
 
 
 def test_csv_is_utf8_with_bom_and_opens_with_the_declared_delimiter(tmp_path: Path) -> None:
     df = sample_delivery(10)
-    export.write_csv(df, tmp_path / "s.csv", ";")
+    delivery.write_csv(df, tmp_path / "s.csv", ";")
     raw = (tmp_path / "s.csv").read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf") and "宠爱".encode() in raw or "开发".encode() in raw
     back = pd.read_csv(tmp_path / "s.csv", sep=";", encoding="utf-8-sig", dtype=str, keep_default_na=False)

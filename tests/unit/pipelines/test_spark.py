@@ -17,11 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from features.dialect import DUCKDB, SPARK
-from features.feature_defs import KEYS, dictionary
-from features.snapshots import features_frame, snapshot_plan
-from features.synthetic import SyntheticBook
-from features.validation import validate_book
+from features.intake.validation import validate_book
+from features.simulator.book import SyntheticBook
+from features.snapshots.definitions import KEYS, dictionary
+from features.snapshots.dialect import DUCKDB, SPARK
+from features.snapshots.query import features_frame, snapshot_plan
 from pipelines.features import register_tables
 from pipelines.params import Params
 from tests.conftest import repo_params_raw
@@ -244,8 +244,8 @@ def test_a_100k_customer_benchmark_book_gives_the_same_features(spark, tmp_path:
     import importlib.util
     import sys
 
-    from features.dialect import SPARK as spark_dialect
-    from features.snapshots import Snapshot, materialise, snapshot_query
+    from features.snapshots.dialect import SPARK as spark_dialect
+    from features.snapshots.query import Snapshot, materialise, snapshot_query
     from pipelines import spark_engine
     from tests.conftest import REPO
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from features.synthetic import SyntheticBook
+from features.simulator.book import SyntheticBook
 from pipelines import validate
 from tests.conftest import repo_params_raw
 
@@ -148,7 +148,7 @@ def test_bad_params_stop_the_stage(tmp_path, monkeypatch, capsys) -> None:
 
 def test_features_refuse_counts_beyond_the_packed_fields(clean_book, tmp_path, monkeypatch, capsys) -> None:
     """The features stage names the contact file and leaves no output when a window count cannot be packed."""
-    from features import counters
+    from features.snapshots import counters
     from pipelines import features
 
     root = _setup(tmp_path, monkeypatch)

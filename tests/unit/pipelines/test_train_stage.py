@@ -7,12 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 import yaml
 
 from models import gbm, tuning
 from pipelines import tracking, train
-from pipelines.params import MinPositives
 from tests.conftest import repo_params_raw
 
 
@@ -34,17 +32,6 @@ def _features(n_customers: int, purchase_rate: float, seed: int = 0) -> tuple[pd
                   {"name": "income_band", "role": "feature", "dtype": "category"},
                   *({"name": c, "role": "label", "dtype": "float"} for c in ("purchase_h", "lapse_h", "premium_h"))]
     return pd.concat(rows, ignore_index=True), dictionary
-
-
-def test_check_enough_data_names_the_model_role_and_counts() -> None:
-    y = {"train": np.array([1.0] * 50 + [0.0] * 500), "valid": np.array([1.0] * 40), "calib": np.ones(40),
-         "test": np.array([1.0] * 5 + [0.0] * 100)}
-    with pytest.raises(train.UserError, match="not enough data") as e:
-        train.check_enough_data("purchase", "purchase_h", y, "binary", MinPositives(train=200, holdout=30))
-    msg = str(e.value)
-    assert "purchase model" in msg and "train: 50 (need 200)" in msg and "test: 5 (need 30)" in msg
-    assert "valid" not in msg.split("Counts")[0]  # only the short roles are listed as the reason
-    train.check_enough_data("purchase", "purchase_h", y, "binary", MinPositives(train=50, holdout=5))
 
 
 def test_train_stage_refuses_too_few_positives_and_writes_nothing(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -1,6 +1,6 @@
 """The simulated world: customers, their policies and contacts, advanced one day at a time.
 
-Split out of ``features.synthetic`` (issue 19). ``World.step`` runs the day's phases in a fixed order
+Split out of ``features.simulator.book`` (issue 19). ``World.step`` runs the day's phases in a fixed order
 (outbound touches, inbound requests, claims, outcomes, purchase and lapse hazards), and so its random
 draws: the book depends on that order.
 """
@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.synthetic_day import bau_outbound, claims_today
-from features.synthetic_params import (
+from features.simulator.day import bau_outbound, claims_today
+from features.simulator.params import (
     APPOINT,
     CH,
     COMPLAINT,
@@ -46,7 +46,7 @@ from features.synthetic_params import (
     decay,
     sigmoid,
 )
-from features.synthetic_stores import Policies, Store, Touches
+from features.simulator.stores import Policies, Store, Touches
 
 
 class World:

@@ -1,6 +1,6 @@
 """The synthetic book's parameters and the structural constants of its world (docs/synthetic_book.md).
 
-Split out of ``features.synthetic`` (issue 19): what the world is made of, apart from how it moves.
+Split out of ``features.simulator.book`` (issue 19): what the world is made of, apart from how it moves.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import datetime as dt
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from features.contract import (
+from features.intake.contract import (
     ACQUISITION_SOURCES,
     CHANNELS,
     NEEDS_CLASSES,

@@ -13,7 +13,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from features.feature_defs import INCOME_MID, INCOME_RANK, MONTH_DAYS, FeatureParams
+from features.snapshots.definitions import INCOME_MID, INCOME_RANK, MONTH_DAYS, FeatureParams
 
 ANSWERED = ["reached", "interested", "quote", "appointment", "purchase", "complaint", "opt_out"]
 

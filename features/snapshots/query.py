@@ -1,7 +1,7 @@
 """Point-in-time features and labels per (customer, snapshot): the snapshot SQL, for DuckDB or Spark.
 
-What the features are is declared once in ``features.feature_defs``; this module turns the
-declarations into one snapshot's computation, in the engine's dialect (``features.dialect``).
+What the features are is declared once in ``features.snapshots.definitions``; this module turns the
+declarations into one snapshot's computation, in the engine's dialect (``features.snapshots.dialect``).
 
 **Point in time.** A snapshot ``s`` sees only what happened strictly before ``s``: events with a
 date/timestamp ``< s``. The customer archive is a current-state extract, so anything in it that
@@ -14,7 +14,7 @@ gets null labels.
 
 **Speed.** Windowed counts are summed from disjoint window buckets, each a plain time range of the
 contacts (so a time-ordered file is read only where the bucket lies). Within a bucket the counters are
-packed into 128-bit words on DuckDB and counted plainly on Spark (``features.counters``). Recency comes
+packed into 128-bit words on DuckDB and counted plainly on Spark (``features.snapshots.counters``). Recency comes
 from a separate, simpler query over all history, with the maxima kept as 32-bit whole minutes. Row
 conditions other than time sit in ``FILTER``/``CASE``, not ``WHERE``; the number of distinct channels
 is derived from the per-channel counts instead of ``COUNT(DISTINCT)``. Measurements:
@@ -32,10 +32,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from features import counters as packing
-from features.counters import Counters, flags, switch
-from features.dialect import DUCKDB, Dialect
-from features.feature_defs import FeatureDef, FeatureParams, feature_defs
+from features.snapshots import counters as packing
+from features.snapshots.counters import Counters, flags, switch
+from features.snapshots.definitions import FeatureDef, FeatureParams, feature_defs
+from features.snapshots.dialect import DUCKDB, Dialect
 
 
 def _lit(d: dt.date) -> str:

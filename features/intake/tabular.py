@@ -3,7 +3,7 @@
 Public benchmark data (UCI Bank Marketing, CoIL Challenge 2000) and many "analytical base tables" a
 bank exports come this way: no customer archive and contact history to build point-in-time features
 from, but a file with one row per case, a target column, and, when the rows are in time order, a way to
-tell which period each row belongs to. ``TabularSpec`` (features/tabular_spec.py) declares that shape;
+tell which period each row belongs to. ``TabularSpec`` (features/intake/tabular_spec.py) declares that shape;
 ``prepare`` validates it and returns the same feature table the book path writes (``customer_id``,
 ``snapshot_date``, the features, and ``purchase_h`` and/or ``lapse_h``: one per declared target) plus the
 ``role`` of each row in the split, and a feature dictionary built from the columns. Validation follows the
@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features import personal
-from features.capabilities import LABELS
-from features.tabular_spec import ExperimentSpec, OtherTarget, SplitShares, TabularSpec, ValueLabel
+from features.intake import personal
+from features.intake.capabilities import LABELS
+from features.intake.tabular_spec import ExperimentSpec, OtherTarget, SplitShares, TabularSpec, ValueLabel
 
 __all__ = ["ExperimentSpec", "OtherTarget", "Prepared", "SplitShares", "TabularError", "TabularSpec", "ValueLabel",
            "prepare"]
@@ -259,7 +259,7 @@ def _guard_ids(raw: pd.DataFrame, spec: TabularSpec, source: str, hidden: set[st
 
 
 def personal_columns(raw: pd.DataFrame, spec: TabularSpec, source: str) -> list[personal.Finding]:
-    """Columns that are personal data (declared, by name or by content: ``features/personal.py``).
+    """Columns that are personal data (declared, by name or by content: ``features/intake/personal.py``).
 
     A key that is personal data stops the source: it would travel into the features, MLflow and the score
     file, and cannot be dropped like a feature can.

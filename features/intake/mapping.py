@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from features.contract import TableSpec
+from features.intake.contract import TableSpec
 
 
 class MappingError(ValueError):

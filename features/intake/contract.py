@@ -309,7 +309,7 @@ def render_markdown() -> str:
     lines = [
         "# Data contract for the raw input tables",
         "",
-        "<!-- Generated from features/contract.py by `python -m pipelines.docs`; do not edit by hand. "
+        "<!-- Generated from features/intake/contract.py by `python -m pipelines.docs`; do not edit by hand. "
         "A test fails when this page and the code disagree. -->",
         "",
         "Every source (the synthetic book, your own exports) must arrive as these four tables. The "

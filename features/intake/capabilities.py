@@ -5,8 +5,8 @@ tabular source (one file whose columns are the features) has no archive of polic
 contact history, so only the model of its own target applies (purchase, or lapse for a churn flag; both when the
 file has both flags), tiers rank by the primary target's calibrated probability, and the contact plan,
 rule segments and value model do not exist.
-Stages ask ``skip_reason`` (whole stage) or read ``models`` / the flags (parts of a stage); nothing else in
-the code tests which source it is.
+Stages read ``models`` / the flags (parts of a stage), or ask ``pipelines.stage_needs.skip_reason`` (a whole
+stage: the stage names live with the stages); nothing else in the code tests which source it is.
 """
 
 from __future__ import annotations
@@ -66,24 +66,3 @@ def for_source(kind: Literal["tables", "tabular"], synthetic: bool, experiment: 
     return Capabilities("synthetic" if synthetic else "tables", synthetic_truth=synthetic, archive=True,
                         contact_history=True, snapshots=True)
 
-
-# What each stage needs in full; a stage whose needs are not met skips itself with the reason.
-STAGE_NEEDS: dict[str, tuple[str, ...]] = {
-    "generate": ("synthetic_truth",),
-    "truth_check": ("synthetic_truth",),
-}
-
-WHY = {
-    "synthetic_truth": "the source is not the synthetic book, so there is no simulated truth",
-    "archive": "the source has no policy archive (no premiums, lapses or rule segments)",
-    "contact_history": "the source has no contact history",
-    "snapshots": "the source has no dated history to take point-in-time snapshots from",
-}
-
-
-def skip_reason(stage: str, caps: Capabilities) -> str | None:
-    """Why ``stage`` does not apply to this source, or None when it does."""
-    missing = [need for need in STAGE_NEEDS.get(stage, ()) if not getattr(caps, need)]
-    if not missing:
-        return None
-    return f"{stage} does not apply to this {caps.source} source: " + "; ".join(WHY[m] for m in missing)

@@ -1,6 +1,6 @@
 """The book's tables as an insurer's extract would hold them: ids, personal fields, missing values, dirty rows.
 
-Split out of ``features.synthetic`` (issue 19).
+Split out of ``features.simulator.book`` (issue 19).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from features.contract import INCOME_BANDS
-from features.synthetic_params import (
+from features.intake.contract import INCOME_BANDS
+from features.simulator.params import (
     CH,
     DURATION,
     GIVEN,
@@ -24,7 +24,7 @@ from features.synthetic_params import (
     SURNAMES,
     SyntheticParams,
 )
-from features.synthetic_world import World
+from features.simulator.world import World
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.synthetic_params import OUTBOUND_SALES_CHANNELS, BookSize, SyntheticParams, WorldChange, WorldParams
-from features.synthetic_tables import add_missing, book_tables, inject_dirt
-from features.synthetic_world import World
+from features.simulator.params import OUTBOUND_SALES_CHANNELS, BookSize, SyntheticParams, WorldChange, WorldParams
+from features.simulator.tables import add_missing, book_tables, inject_dirt
+from features.simulator.world import World
 
 __all__ = ["OUTBOUND_SALES_CHANNELS", "BookSize", "SyntheticBook", "SyntheticParams", "WorldChange", "WorldParams",
            "simulate_book"]

@@ -1,6 +1,6 @@
 """Two phases of the simulated day, as functions of the world: business-as-usual outbound touches, and claims.
 
-Split out of ``features.synthetic_world`` (issue 19); ``World.step`` calls them in its fixed order.
+Split out of ``features.simulator.world`` (issue 19); ``World.step`` calls them in its fixed order.
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from features.synthetic_params import AGENT_MIX, CH, LINE_CLAIM_RATE, MODES, PURP
-from features.synthetic_stores import Touches
+from features.simulator.params import AGENT_MIX, CH, LINE_CLAIM_RATE, MODES, PURP
+from features.simulator.stores import Touches
 
 if TYPE_CHECKING:
-    from features.synthetic_world import World
+    from features.simulator.world import World
 
 
 def bau_outbound(w: World, t: int, active: np.ndarray, inforce: np.ndarray, n_inforce: np.ndarray,

@@ -1,4 +1,4 @@
-"""Growable columnar stores the simulated world appends to day by day (split out of features.synthetic_world)."""
+"""Growable columnar stores the simulated world appends to day by day (split out of features.simulator.world)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What the snapshot features are: each declared once, with its family, window, type, a one-line
 description in English and Chinese, and its SQL expression over the joined snapshot relation.
 
-The SQL (``features.snapshots``), the feature dictionary and ``docs/features.md`` all come from this
+The SQL (``features.snapshots.query``), the feature dictionary and ``docs/features.md`` all come from this
 list. The expressions are dialect-free: ``_days(x)`` (whole days from ``x`` to the snapshot) is the one
 engine-specific call, and the snapshot builder writes it in the engine's dialect.
 """
@@ -13,7 +13,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from features.contract import CHANNELS, OUTCOMES, PRODUCT_LINES, TABLES
+from features.intake.contract import CHANNELS, OUTCOMES, PRODUCT_LINES, TABLES
 
 INCOME_RANK = {code: i for i, code in enumerate(TABLES["customers"].column("income_band").allowed or ())}
 # Mid-points of the income bands (CNY / year), for the premium-burden ratio.

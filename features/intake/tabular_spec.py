@@ -1,6 +1,6 @@
 """The declaration of a one-file (tabular) source: where it is, its target(s), what must never be a feature.
 
-``validate.source.tabular`` in params.yaml parses into ``TabularSpec``; ``features/tabular.py`` validates a file
+``validate.source.tabular`` in params.yaml parses into ``TabularSpec``; ``features/intake/tabular.py`` validates a file
 against it. Kept apart so the rules a user writes are read in one place (docs/your_data.md lists them).
 """
 
@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from features.capabilities import LABELS
+from features.intake.capabilities import LABELS
 
 OUTCOME_WORDS = {"purchase": ("purchase", "新投保"), "lapse": ("lapse or churn", "流失/退保")}
 

@@ -16,8 +16,8 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from features import personal
-from features.contract import AGE_MAX, AGE_MIN, TABLE_ORDER, TABLES, ColumnSpec, TableSpec
+from features.intake import personal
+from features.intake.contract import AGE_MAX, AGE_MIN, TABLE_ORDER, TABLES, ColumnSpec, TableSpec
 
 # Rules in the order in which they explain a rejection (the first one found is the reason shown).
 RULE_PRIORITY = (

@@ -1,6 +1,6 @@
 """The few SQL pieces that differ between the engines that run the snapshot SQL.
 
-The snapshot builders (``features.snapshots``) write their SQL through a ``Dialect``, so the Spark SQL
+The snapshot builders (``features.snapshots.query``) write their SQL through a ``Dialect``, so the Spark SQL
 is written here and reviewed with the DuckDB SQL, not produced by a transpiler at run time: sqlglot's
 Spark output emitted types Spark lacks, turned temporary tables into unmaterialised views and kept
 DuckDB's ``hash()``, whose Spark namesake samples different customers (issue 21).
@@ -8,7 +8,7 @@ DuckDB's ``hash()``, whose Spark namesake samples different customers (issue 21)
 What differs:
 
 - **Date arithmetic:** days and minutes between two instants, and a timestamp from minutes.
-- **Counters:** DuckDB sums counters packed into 128-bit words (``features.counters``); Spark has no
+- **Counters:** DuckDB sums counters packed into 128-bit words (``features.snapshots.counters``); Spark has no
   128-bit integer and its plain ``COUNT(*) FILTER`` is faster there than packed ``DECIMAL`` words.
 - **Staging:** DuckDB materialises each aggregate as a temporary table; Spark caches a temporary view.
 - **Types:** Spark's string type is ``STRING`` (``VARCHAR`` needs a length there).

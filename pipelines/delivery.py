@@ -1,0 +1,192 @@
+"""The score delivery: the score file's rows with readable reasons, and the CSV, Parquet and manifest of one as-of
+written with the manifest as the commit marker (docs/score_file.md), or read back and checked against it.
+
+Shared wiring: the export stage writes ``data/scores/``, and retraining delivers the winner's files to
+``retrain.delivery_dir`` with the same functions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.intake.capabilities import Capabilities, for_source
+from models import gbm, reasons
+from models import segments as sg
+from pipelines import paths, score_file, scoring, tracking
+from pipelines.errors import InputError, UserError
+from pipelines.io import remove_stale_staging, staged_outputs
+
+log = logging.getLogger("pipelines.export")  # the stage that runs it
+SEGMENTS, CUTPOINTS, REGISTRY = paths.SEGMENTS, paths.CUTPOINTS, paths.REGISTRY
+FEATURES, DICTIONARY, SCORES = paths.FEATURES, paths.DICTIONARY, paths.SCORES
+ZH = {"rule_quadrant": sg.QUADRANT_ZH, "ml_quadrant": sg.QUADRANT_ZH, "value_tier": sg.VALUE_TIER_ZH,
+      "closeness": sg.CLOSENESS_ZH, "behaviour": sg.BEHAVIOUR_ZH}
+
+
+def score_paths(as_of: dt.date, folder: Path = SCORES) -> dict[str, Path]:
+    return {"csv": folder / f"scores_{as_of}.csv", "parquet": folder / f"scores_{as_of}.parquet",
+            "manifest": folder / f"manifest_{as_of}.json"}
+
+
+def build_scores(seg: pd.DataFrame, scoring_rows: pd.DataFrame, dictionary: list[dict[str, Any]],
+                 registry: dict[str, Any], models_dir: Path = scoring.MODELS,
+                 columns: list[str] | None = None, reasons_model: str = "purchase") -> pd.DataFrame:
+    """The score file's rows, in schema order, from the segment stage's table; reasons from ``reasons_model``
+    (what the tiers rank by: a book's propensity model, a tabular source's primary target).
+    ``columns``: a profile's columns (default: all); the segment table only needs to carry those."""
+    names = columns or score_file.NAMES
+    model = scoring.load_model(reasons_model, models_dir)
+    rows = scoring_rows.set_index("customer_id").loc[seg["customer_id"]].reset_index()
+    contrib = reasons.contributions(model.booster, gbm.design(rows, model.spec))
+    why = reasons.top_reasons(contrib, rows, {d["name"]: d for d in dictionary}, k=score_file.N_REASONS)
+    out = pd.DataFrame({"customer_id": seg["customer_id"].to_numpy(), "as_of": pd.to_datetime(seg["as_of"]).dt.date})
+    for c in ("split_role", "p_purchase", "p_lapse", "expected_premium", "contact_value", "priority_tier"):
+        if c in names:
+            out[c] = seg[c].to_numpy()
+    for c, zh in ZH.items():
+        if c in names:
+            out[c] = seg[c].to_numpy()
+            out[f"{c}_zh"] = seg[c].map(zh).to_numpy()
+    if "recommended_channel" in names:
+        out["recommended_channel"] = seg["channel"].to_numpy()
+        out["next_contact_date"] = seg["next_contact_date"].to_numpy()
+        out["suppressed"] = seg["suppressed"].astype(bool).to_numpy()
+        out["suppress_reason"] = seg["suppress_reason"].replace("", None).to_numpy()
+        out["channel_uplift_purchase"] = seg["channel_tau_purchase"].to_numpy(float)
+        out["channel_uplift_lapse"] = seg["channel_tau_lapse"].to_numpy(float)
+        out["plan_reason"] = seg["plan_reason"].replace("", None).to_numpy()
+        out["touches_planned"] = seg["touches_planned"].astype(int).to_numpy()
+    for c in why.columns:
+        out[c] = why[c].replace("", None).to_numpy()
+    if "recommended_arm" in names:
+        out["recommended_arm"] = seg["recommended_arm"].to_numpy()
+        out["arm_uplift"] = seg["arm_uplift"].to_numpy(float)
+        out["arm_value"] = seg["arm_value"].to_numpy(float)
+    for m in registry["models"]:
+        out[f"model_version_{m}"] = str(registry["models"][m]["version"])
+    out["mlflow_run_id"] = str(registry["run_id"])
+    return out[names]
+
+
+def check_schema(df: pd.DataFrame, names: list[str] | None = None) -> None:
+    """Our own output against the published schema (``names``: a profile's columns; default all): a failure
+    here is a bug, never a CRM's problem."""
+    problems = []
+    names = names or score_file.NAMES
+    if list(df.columns) != names:
+        problems.append(f"columns {list(df.columns)} != schema {names}")
+    for c in [*score_file.COLUMNS, *score_file.EXPERIMENT_COLUMNS]:
+        if c.name not in df:
+            continue
+        col = df[c.name]
+        if not c.nullable and col.isna().any():
+            problems.append(f"{c.name}: {int(col.isna().sum())} null value(s) in a non-null column")
+        if c.enum:
+            bad = set(col.dropna()) - set(c.enum)
+            if bad:
+                problems.append(f"{c.name}: values outside the schema {sorted(bad)[:5]}")
+        if c.type == "number":  # a NaN, an infinity or a probability outside [0, 1] never reaches a CRM
+            x = pd.to_numeric(col, errors="coerce").to_numpy(float)
+            bad_n = int((~np.isfinite(x) & col.notna().to_numpy()).sum())
+            if bad_n:
+                problems.append(f"{c.name}: {bad_n} NaN or infinite value(s)")
+            if c.name.startswith("p_") and ((x < 0) | (x > 1)).any():
+                problems.append(f"{c.name}: {int(((x < 0) | (x > 1)).sum())} probabilit(ies) outside [0, 1]")
+    if df["customer_id"].duplicated().any():
+        problems.append(f"customer_id: {int(df['customer_id'].duplicated().sum())} duplicate(s)")
+    if problems:
+        raise UserError("score file does not match schema " + score_file.SCHEMA_VERSION + ": " + "; ".join(problems))
+
+
+def write_csv(df: pd.DataFrame, path: Path, delimiter: str) -> None:
+    out = df.copy()
+    if "suppressed" in out:
+        out["suppressed"] = out["suppressed"].map({True: "true", False: "false"})
+    out.to_csv(path, index=False, sep=delimiter, encoding="utf-8-sig", lineterminator="\n", float_format="%.10g")
+
+
+def scores_frame(seg: pd.DataFrame, as_of: dt.date, registry: dict[str, Any],
+                 models_dir: Path = scoring.MODELS, caps: Capabilities | None = None) -> pd.DataFrame:
+    """Score-file rows for ``seg`` (the segment table of ``as_of``), reasons from ``models_dir``'s model;
+    the columns of the source's profile (``caps``; default: a book's)."""
+    caps = caps or for_source("tables", synthetic=False)
+    name, cols = score_file.profile(caps)
+    feats = pd.read_parquet(FEATURES)
+    scoring_rows = scoring.scoring_rows(feats, as_of, caps)
+    dictionary = json.loads(DICTIONARY.read_text(encoding="utf-8"))
+    log.info("building the score file for %s: %s customers (%s profile)", as_of, f"{len(seg):,}", name)
+    names = [c.name for c in cols]
+    df = build_scores(seg, scoring_rows, dictionary, registry, models_dir, names, reasons_model=caps.target)
+    check_schema(df, names)
+    return df
+
+
+def deliver(df: pd.DataFrame, as_of: dt.date, registry: dict[str, Any], cutpoints: dict[str, Any], folder: Path,
+            delimiter: str, outcome: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the CSV, Parquet and manifest of ``as_of`` into ``folder`` (manifest as the commit marker).
+    ``outcome``: a tabular source's target in words, for the manifest (what the probability is of)."""
+    target = score_paths(as_of, folder)
+    remove_stale_staging(folder)
+    with staged_outputs(marker=target["manifest"]) as out:
+        staged = {"csv": out.path(target["csv"]), "parquet": out.path(target["parquet"])}
+        write_csv(df, staged["csv"], delimiter)
+        df.to_parquet(staged["parquet"], index=False)
+        manifest = {
+            "schema_version": score_file.SCHEMA_VERSION, "as_of": str(as_of), "rows": len(df),
+            "files": {k: {"name": target[k].name, "sha256": tracking.fingerprint(p), "bytes": p.stat().st_size}
+                      for k, p in staged.items()},
+            "csv": {"encoding": "utf-8-sig", "delimiter": delimiter},
+            "models": {m: {k: registry["models"][m][k] for k in ("name", "version", "uri")}
+                       for m in registry["models"]},
+            "mlflow_run_id": registry["run_id"],
+            "profile": ("book" if list(df.columns) == score_file.NAMES else
+                        "experiment" if "recommended_arm" in df.columns else
+                        "propensity_retention" if {"p_purchase", "p_lapse"} <= set(df.columns) else
+                        "propensity" if "p_purchase" in df.columns else "retention"),
+            **({"target": outcome} if outcome else {}),
+            "tier_cutpoints": _cutpoints(cutpoints),
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "columns": list(df.columns),
+        }
+        out.json(manifest, target["manifest"])
+    tiers = df["priority_tier"].value_counts().reindex(list(sg.TIERS), fill_value=0)
+    suppressed = f"{int(df['suppressed'].sum()):,} suppressed" if "suppressed" in df else "no contact plan"
+    log.info("wrote %s and %s (%s rows; %s; %s) and %s", target["csv"], target["parquet"].name,
+             f"{len(df):,}", ", ".join(f"{t} {n:,}" for t, n in tiers.items()), suppressed, target["manifest"].name)
+    return manifest
+
+
+def _cutpoints(cutpoints: dict[str, Any]) -> dict[str, Any]:
+    """The tier cut-points for the manifest: on contact value for a book, on p_purchase for a propensity set."""
+    by = cutpoints.get("ranked_by", "contact_value")
+    out: dict[str, Any] = {"mode": cutpoints.get("mode"), f"{by}_at_least": {
+        t: c for t, c in zip(("P1", "P2", "P3"), cutpoints["tiers"], strict=True)}}
+    if "ability" in cutpoints:
+        out["ml_quadrant"] = {k: cutpoints[k] for k in ("ability", "willingness_high_ability",
+                                                        "willingness_low_ability")}
+    return out
+
+
+def read_delivery(as_of: dt.date, folder: Path = SCORES) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The delivered rows of ``as_of``, after checking the files against their manifest."""
+    target = score_paths(as_of, folder)
+    if not target["manifest"].is_file():
+        raise InputError(f"{target['manifest']} not found: no complete delivery for {as_of} "
+                         "(run `dvc repro export` first)")
+    manifest = json.loads(target["manifest"].read_text(encoding="utf-8"))
+    for k in ("csv", "parquet"):
+        f = folder / manifest["files"][k]["name"]
+        if not f.is_file() or tracking.fingerprint(f) != manifest["files"][k]["sha256"]:
+            raise InputError(f"{f} does not match its manifest {target['manifest'].name} (missing or changed "
+                             "after export): re-run the export")
+    df = pd.read_parquet(folder / manifest["files"]["parquet"]["name"])
+    if len(df) != manifest["rows"]:
+        raise InputError(f"{target['parquet']} has {len(df)} rows, the manifest says {manifest['rows']}")
+    return df, manifest

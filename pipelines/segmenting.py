@@ -1,0 +1,283 @@
+"""Segments, tiers, the week's plan and the tier backtest at one as-of date, from the model files it is given.
+
+Shared wiring (reads the feature table, customers and contacts; calls ``models``): the segment stage runs it with
+the pipeline's own models, and retraining with a kept champion's registered ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from features.snapshots.treatments import PLANNABLE_CHANNELS
+from models import backtest as bk
+from models import baselines, contact_plan, weekly_plan
+from models import segments as sg
+from models import uplift as up
+from pipelines import paths, scoring, spark_score
+from pipelines.errors import InputError, require
+from pipelines.params import Params
+
+log = logging.getLogger("pipelines.segment")
+FEATURES, CUSTOMERS, CONTACTS = paths.FEATURES, paths.CUSTOMERS, paths.CONTACTS
+TRAIN_REPORT, REPORT, PLOT = paths.report("train"), paths.report("segments"), paths.plot("tiers")
+OUT, BASELINES, RUN_FILE = paths.SEGMENT_DIR, paths.BASELINE_PLANS, paths.RUN_FILE
+CHANNELS = tuple(PLANNABLE_CHANNELS)
+
+
+
+def _consent(frame: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
+    flags = customers.set_index("customer_id")[list(contact_plan.CONSENT_BLOCKS)]
+    out = frame.join(flags, on="customer_id")
+    for f in contact_plan.CONSENT_BLOCKS:
+        out[f] = out[f].astype("boolean").fillna(False).astype(bool)
+    return out
+
+
+def _quoting(frame: pd.DataFrame, params: Params) -> np.ndarray:
+    qf = params.segment.plan.quote_followup
+    days = np.nan_to_num(frame["days_since_last_quote"].astype("float64").to_numpy(), nan=np.inf)
+    return frame["open_quote"].fillna(False).astype(bool).to_numpy() | (days <= qf.active_days)
+
+
+def segment_snapshot(frame: pd.DataFrame, params: Params, cuts: sg.CutPoints | None,
+                     model_set: tuple[Path, Path] = (scoring.MODELS, scoring.CALIBRATORS),
+                     ) -> tuple[pd.DataFrame, sg.CutPoints]:
+    """Scores, rule and ML segments, contact value and tiers for one snapshot's rows."""
+    sp = params.segment
+    quoting = _quoting(frame, params)
+
+    def cost_for(ml_quadrants: np.ndarray) -> np.ndarray:
+        return sg.cheapest_permitted_cost(frame, ml_quadrants, {q: c.channels for q, c in sp.plan.cadence.items()},
+                                         sp.plan.quote_followup.channels, quoting, contact_plan.CONSENT_BLOCKS,
+                                         sp.value.channel_cost)
+
+    if params.features.engine.kind == "spark":  # the scores of a Spark run come from Spark (docs/spark.md)
+        scores = spark_score.score_pandas(frame, params.features.engine.spark, *model_set)
+    else:
+        scores = scoring.score(frame, *model_set)
+    out, fitted = sg.assign(frame, scores, params.rules.quadrant, params.rules, sp.value,
+                            sp.tiers, cost_for, cuts, weekly_capacity=sp.capacity.total_weekly)
+    tau_p, tau_l, form = effects(frame, out, params, scoring.load_effect_models())
+    return _retier(frame, out, fitted, tau_p, tau_l, form, params, cuts)
+
+
+def effects(frame: pd.DataFrame, scored: pd.DataFrame, params: Params, models: dict[str, Any] | None,
+            ) -> tuple[np.ndarray, np.ndarray, str]:
+    """tau per customer and channel for purchase and lapse: the uplift learners' where they support the channel,
+    the propensity form (the documented fallback) for channels without enough treated rows or without history."""
+    holder = frame["n_inforce"].fillna(0).to_numpy(float) > 0
+    p_purchase, p_lapse = scored["p_purchase"].to_numpy(), scored["p_lapse"].to_numpy()
+    fp, fl = sg.propensity_effects(p_purchase, p_lapse, list(CHANNELS), params.segment.value)
+    if models is None:
+        return fp, fl, "propensity"
+    tp = up.effects(models["purchase"], frame, p_purchase, CHANNELS)
+    tl = up.effects(models["lapse"], frame, p_lapse, CHANNELS, up.relative(tp, p_purchase))
+    learned = np.array([c in models["purchase"].supported for c in CHANNELS])
+    tp, tl = np.where(learned[None, :], tp, fp), np.where(learned[None, :], tl, fl)
+    u = params.uplift  # shrink towards the configured prior (docs/segments.md: why, and what it was measured at)
+    tp = (1 - u.purchase.prior_weight) * tp + u.purchase.prior_weight * fp
+    tl = (1 - u.lapse.prior_weight) * tl + u.lapse.prior_weight * fl
+    form = "uplift" if learned.all() else ("propensity" if not learned.any() else
+                                           "uplift; propensity for " + ", ".join(np.array(CHANNELS)[~learned]))
+    form += f" (prior weight: purchase {u.purchase.prior_weight:g}, lapse {u.lapse.prior_weight:g})"
+    return tp, np.where(holder[:, None], tl, 0.0), form
+
+
+def _retier(frame: pd.DataFrame, out: pd.DataFrame, fitted: sg.CutPoints, tau_p: np.ndarray, tau_l: np.ndarray,
+            form: str, params: Params, cuts: sg.CutPoints | None) -> tuple[pd.DataFrame, sg.CutPoints]:
+    """Every channel's effect and net value on the rows; tiers cut on the best channel's incremental value."""
+    sp = params.segment
+    value_sale = out["expected_premium"].to_numpy(float) * sp.value.margin_rate
+    value_lapse = frame["premium_inforce"].fillna(0).to_numpy(float) * sp.value.lapse_loss_rate
+    cost = np.array([sp.value.channel_cost.get(c, 0.0) for c in CHANNELS])
+    value = sg.incremental_value(tau_p, tau_l, value_sale, value_lapse, cost)
+    res = out.copy()
+    res["value_sale_unit"], res["value_lapse_unit"], res["effect_form"] = value_sale, value_lapse, form
+    for j, c in enumerate(CHANNELS):
+        res[f"tau_purchase_{c}"], res[f"tau_lapse_{c}"], res[f"value_{c}"] = tau_p[:, j], tau_l[:, j], value[:, j]
+    res["priority_value"] = value.max(axis=1)
+    tier_cuts = cuts.tiers if cuts else sg.fit_tier_cuts(res["priority_value"].to_numpy(), sp.tiers,
+                                                         sp.capacity.total_weekly)
+    res["priority_tier"] = sg.tiers(res["priority_value"].to_numpy(), tier_cuts)
+    return res, fitted.model_copy(update={"tiers": tuple(tier_cuts)})
+
+
+def _recent_contacts(as_of: pd.Timestamp, days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Outbound touches (not campaign holdouts) of the last ``days`` days, and each customer's last one."""
+    con = duckdb.connect()
+    src = f"read_parquet('{CONTACTS.as_posix()}')"
+    where = "direction = 'outbound' AND NOT holdout AND contact_ts < CAST(? AS TIMESTAMP)"
+    recent = con.execute(f"SELECT customer_id, channel, CAST(contact_ts AS DATE) AS date FROM {src} WHERE {where} "
+                         "AND contact_ts >= CAST(? AS TIMESTAMP)",
+                         [as_of.to_pydatetime(), (as_of - pd.Timedelta(days=days)).to_pydatetime()]).df()
+    last = con.execute(f"SELECT customer_id, MAX(CAST(contact_ts AS DATE)) AS last_outbound_date FROM {src} "
+                       f"WHERE {where} GROUP BY customer_id", [as_of.to_pydatetime()]).df()
+    con.close()
+    return recent, last
+
+
+def _agents(customer_ids: pd.Series, params: Params) -> np.ndarray | None:
+    """Agent index per customer (-1 without one) when the plan caps agents and the archive names them."""
+    if not params.segment.plan.per_agent:
+        return None
+    cols = pd.read_parquet(CUSTOMERS).columns
+    if "agent_id" not in cols:
+        return None
+    agents = pd.read_parquet(CUSTOMERS, columns=["customer_id", "agent_id"]).set_index("customer_id")["agent_id"]
+    codes, _ = pd.factorize(agents.reindex(customer_ids.to_numpy()).to_numpy(), use_na_sentinel=True)
+    return codes.astype(np.int64)
+
+
+def _agent_caps(params: Params) -> dict[str, int]:
+    return {c: int(n) for c, n in params.segment.capacity.per_agent_per_week.items()}
+
+
+def _plan_columns(scored: pd.DataFrame, plan_in: pd.DataFrame, inputs: weekly_plan.PlanInputs,
+                  touches: pd.DataFrame, as_of: pd.Timestamp, params: Params) -> pd.DataFrame:
+    """Per customer: the first planned touch and its reason in words, or why there is none."""
+    sp = params.segment
+    first = weekly_plan.first_touches(touches, len(scored))
+    reason = contact_plan.suppression(plan_in.reset_index(drop=True), sp.plan).to_numpy()
+    reason = np.where((reason == "") & ~inputs.allowed.any(axis=1), "no_permitted_channel", reason)
+    planned = first["channel"].notna().to_numpy()
+    out = pd.DataFrame({"channel": first["channel"].to_numpy(),
+                        "next_contact_date": [(as_of + pd.Timedelta(days=int(d))).date() if ok else None
+                                              for d, ok in zip(first["day"], planned, strict=True)],
+                        "touches_planned": first["touches_planned"].to_numpy(int),
+                        "suppressed": reason != "", "suppress_reason": reason})
+    j = pd.Index(CHANNELS).get_indexer(first["channel"].fillna(CHANNELS[0]))
+    tp, tl = _at(scored, "tau_purchase_", j), _at(scored, "tau_lapse_", j)
+    out["channel_tau_purchase"] = np.where(planned, tp, np.nan)
+    out["channel_tau_lapse"] = np.where(planned, tl, np.nan)
+    cost = first["channel"].map(sp.value.channel_cost).astype(float).to_numpy()
+    best = np.where(inputs.allowed, inputs.value, -np.inf).max(axis=1)
+    idle = np.where(best <= 0, "no touch pays: every permitted channel costs more than it is expected to bring",
+                    f"not reached within capacity in the {sp.plan.weeks} planned weeks")
+    out["plan_reason"] = [
+        weekly_plan.plan_reason(c, a, vs, b, vl, k) if ok else ("" if sup else r)
+        for c, a, vs, b, vl, k, ok, r, sup in zip(first["channel"], tp, scored["value_sale_unit"], tl,
+                                                  scored["value_lapse_unit"], cost, planned, idle,
+                                                  out["suppressed"], strict=True)]
+    return out
+
+
+def _at(scored: pd.DataFrame, prefix: str, j: np.ndarray) -> np.ndarray:
+    """Per row, the ``<prefix><channel>`` column of channel index ``j`` (the per-channel columns of _retier)."""
+    return scored[[f"{prefix}{c}" for c in CHANNELS]].to_numpy()[np.arange(len(scored)), j]
+
+
+def _chosen_value(scored: pd.DataFrame, plan: pd.DataFrame, inputs: weekly_plan.PlanInputs) -> pd.DataFrame:
+    """Contact value = the planned channel's incremental value net of its cost (unplanned: the best permitted
+    channel's, which is what a touch would bring), split into sale, retention and cost."""
+    res = scored.copy()
+    best = np.argmax(np.where(inputs.allowed, inputs.value, -np.inf), axis=1)
+    j = np.where(plan["channel"].notna(), pd.Index(CHANNELS).get_indexer(plan["channel"].fillna(CHANNELS[0])), best)
+    res["value_sale"] = _at(res, "tau_purchase_", j) * res["value_sale_unit"].to_numpy()
+    res["value_retention"] = -_at(res, "tau_lapse_", j) * res["value_lapse_unit"].to_numpy()
+    res["contact_value"] = _at(res, "value_", j)
+    res["contact_cost"] = res["value_sale"] + res["value_retention"] - res["contact_value"]
+    return res
+
+
+def _baseline_plans(scoring_rows: pd.DataFrame, scored: pd.DataFrame, inputs: weekly_plan.PlanInputs,
+                    rule: pd.DataFrame, as_of: pd.Timestamp, params: Params) -> pd.DataFrame:
+    """Week one of the plans the product replaces, for evaluation: the rule playbook's (cadence channels, capacity
+    filled in priority order) and a propensity-ranked one (the same optimiser on the propensity form)."""
+    sp = params.segment
+    week1 = pd.to_datetime(rule["next_contact_date"]) < as_of + pd.Timedelta(days=7)
+    tp, tl = sg.propensity_effects(scored["p_purchase"].to_numpy(), scored["p_lapse"].to_numpy(), list(CHANNELS),
+                                   sp.value)
+    cost = np.array([sp.value.channel_cost.get(c, 0.0) for c in CHANNELS])
+    value = sg.incremental_value(tp, tl, scored["value_sale_unit"].to_numpy(), scored["value_lapse_unit"].to_numpy(),
+                                 cost)
+    prop_inputs = weekly_plan.PlanInputs(**{**inputs.__dict__, "value": value})
+    touches = weekly_plan.plan_weeks(prop_inputs, 1, sp.capacity.weekly(), _agent_caps(params), sp.plan.caps,
+                                     sp.plan.solver)
+    first = weekly_plan.first_touches(touches, len(scored))
+    return pd.DataFrame({"customer_id": scoring_rows["customer_id"].to_numpy(),
+                         "rule_channel": rule["channel"].where(week1 & ~rule["suppressed"]).to_numpy(),
+                         "propensity_channel": first["channel"].to_numpy()})
+
+
+def build(params: Params, model_set: tuple[Path, Path] = (scoring.MODELS, scoring.CALIBRATORS),
+          ) -> dict[str, Any]:
+    """Segments, tiers, plan and backtest at the as-of date with the given model files (models, calibrators
+    folders): the pipeline's own, or a registered champion's (retraining scores with it when it is kept)."""
+    require((FEATURES, CUSTOMERS, CONTACTS, TRAIN_REPORT), "run the earlier stages first (dvc repro calibrate)")
+    as_of = pd.Timestamp(params.book.as_of)
+    test_date = pd.Timestamp(json.loads(TRAIN_REPORT.read_text(encoding="utf-8"))["split"]["test"])
+    feats = pd.read_parquet(FEATURES)
+    dates = pd.to_datetime(feats["snapshot_date"])
+    customers = pd.read_parquet(CUSTOMERS, columns=["customer_id", *contact_plan.CONSENT_BLOCKS])
+    scoring_rows = _consent(feats[dates == as_of].reset_index(drop=True), customers)
+    bt_rows = _consent(feats[dates == test_date].reset_index(drop=True), customers)
+    if scoring_rows.empty or bt_rows.empty:
+        raise InputError(f"{FEATURES} has no rows for the as-of date {as_of.date()} or the test snapshot "
+                         f"{test_date.date()}: re-run the features and train stages")
+    sp = params.segment
+    frozen = sp.frozen if sp.cutpoints == "frozen" else None
+    scored, cuts = segment_snapshot(scoring_rows, params, frozen, model_set)
+    log.info("scored %s customers at %s; cut-points %s (%s)", f"{len(scored):,}", as_of.date(), cuts.model_dump(),
+             sp.cutpoints)
+    # plan the next touch
+    recent, last = _recent_contacts(as_of, max(contact_plan.CAP_WINDOWS_DAYS) + 1)
+    plan_in = pd.concat([scoring_rows[["customer_id", "opted_out", "days_since_last_complaint", "open_quote",
+                                       "days_since_last_quote", *contact_plan.CONSENT_BLOCKS]],
+                         scored[["ml_quadrant", "priority_tier"]]], axis=1)
+    plan_in = plan_in.merge(last, on="customer_id", how="left")
+    rule = contact_plan.schedule_capacity(contact_plan.plan(plan_in, recent, as_of.date(), sp.plan),
+                                          scored["priority_value"].to_numpy(), as_of.date(), sp.capacity.weekly())
+    agent = _agents(scoring_rows["customer_id"], params)
+    value = scored[[f"value_{c}" for c in CHANNELS]].to_numpy(float)
+    inputs = weekly_plan.build_inputs(plan_in, value, CHANNELS, recent, as_of.date(), sp.plan, sp.plan.weeks, agent)
+    touches = weekly_plan.plan_weeks(inputs, sp.plan.weeks, sp.capacity.weekly(), _agent_caps(params),
+                                     sp.plan.caps, sp.plan.solver)
+    plan = _plan_columns(scored, plan_in, inputs, touches, as_of, params)
+    for j, c in enumerate(CHANNELS):  # week one's constraints, so evaluation can solve the same problem
+        plan[f"allowed_{c}"] = weekly_plan.feasible(inputs, 0, inputs.last_touch, np.zeros_like(value, np.int32),
+                                                    sp.plan.caps)[:, j]
+    scored = _chosen_value(scored, plan, inputs)
+    seg = pd.concat([scoring_rows[["customer_id"]].assign(as_of=as_of.date()), scored, plan], axis=1)
+    seg["agent_index"] = agent if agent is not None else -1
+    baselines_plan = _baseline_plans(scoring_rows, scored, inputs, rule, as_of, params)
+    # backtest on the latest matured snapshot, cut-points fitted there the same label-free way
+    bt_scored, _ = segment_snapshot(bt_rows, params, frozen, model_set)
+    bt = pd.concat([bt_rows[["customer_id", "snapshot_date", "purchase_h", "lapse_h", "premium_h"]],
+                    bt_scored], axis=1)
+    bt["premium_h"] = bt["premium_h"].fillna(0.0)
+    rule_score = baselines.rule_purchase_score(bt_rows, params.rules.quadrant)
+    bt["rule_tier"] = sg.rule_tiers(rule_score, bt["priority_tier"].to_numpy())
+    bt_report, tables = bk.tier_backtest(bt, rule_score)
+    volume = bk.plan_volume(seg, as_of, sp.capacity.weekly())
+    report = {"as_of": str(as_of.date()), "cutpoints_mode": sp.cutpoints, "backtest": bt_report,
+              "scoring": {
+                  "customers": len(seg),
+                  "tiers": seg["priority_tier"].value_counts().reindex(list(sg.TIERS), fill_value=0).to_dict(),
+                  "ml_quadrant": seg["ml_quadrant"].value_counts().reindex(list(sg.QUADRANTS), fill_value=0).to_dict(),
+                  "rule_quadrant": seg["rule_quadrant"].value_counts().reindex(list(sg.QUADRANTS),
+                                                                               fill_value=0).to_dict(),
+                  "suppressed": int(seg["suppressed"].sum()),
+                  "suppress_reasons": seg.loc[seg["suppressed"], "suppress_reason"].value_counts().to_dict(),
+                  "channels": seg["channel"].value_counts().to_dict(),
+                  "contact_value_total": float(seg.loc[seg["contact_value"] > 0, "contact_value"].sum())}}
+    _log_backtest(bt_report)
+    report["plan"] = bk.plan_summary(seg, as_of, CHANNELS, sp.plan.weeks, sp.capacity.weekly())
+    return {"seg": seg, "cuts": cuts, "report": report, "tables": tables, "volume": volume,
+            "baselines": baselines_plan}
+
+
+def _log_backtest(r: dict[str, Any]) -> None:
+    log.info("backtest on %s (%s customers): ML tiers monotone in purchase rate: %s, in premium: %s",
+             r["snapshot"], f"{r['customers']:,}", r["tiers_monotone_purchase_rate"], r["tiers_monotone_premium"])
+    for key, what in (("pamper_vs_rule_pamper", "ML 宠爱 pamper vs rule 宠爱"), ("p1_vs_rule_top", "P1 vs rule top")):
+        c = r[key]
+        log.info("%s (%s vs %s customers): realised premium %s vs %s CNY (%+.1f%%)", what, f"{c['customers_ml']:,}",
+                 f"{c['customers_rule']:,}", f"{c['realised_premium_ml']:,.0f}", f"{c['realised_premium_rule']:,.0f}",
+                 c["uplift_pct"])
