@@ -21,12 +21,14 @@ MLFLOW_PORT ?= 5000
 MODEL_URI ?= models:/contact-priority-purchase@champion
 PORT ?= 5001
 
-.PHONY: run test venv lock lint docs clean help bank-marketing coil2000 serve mlflow-server notebooks
+.PHONY: run test venv lock lint docs clean help bank-marketing coil2000 serve mlflow-server notebooks lab plots
 
 help:
 	@echo "make run   - install pinned dependencies into .venv and run the DVC pipeline (dvc repro)"
 	@echo "make test  - install if needed and run the whole test suite"
 	@echo "make notebooks - execute notebooks/ against the outputs; executed copies in data/notebooks/"
+	@echo "make lab   - open notebooks/ in JupyterLab (this venv's kernel)"
+	@echo "make plots - the DVC plots as one page that opens offline (dvc_plots/index.html); CHECK=1 checks it in headless Chromium"
 	@echo "make mlflow-server - MLflow tracking server on PostgreSQL (MLFLOW_BACKEND_URI=postgresql+psycopg://...)"
 	@echo "make serve - serve a registered model over HTTP (MODEL_URI=models:/contact-priority-purchase@champion PORT=5001)"
 	@echo "make lock  - recompile requirements.lock from pyproject.toml (maintainers)"
@@ -55,6 +57,12 @@ test: venv
 
 notebooks: venv
 	$(BIN)/python -m pipelines.notebooks
+
+lab: venv
+	$(BIN)/jupyter lab notebooks/
+
+plots: venv
+	$(BIN)/python -m pipelines.plots_offline $(if $(CHECK),--check)
 
 mlflow-server: venv
 	$(BIN)/mlflow server --backend-store-uri "$(MLFLOW_BACKEND_URI)" --artifacts-destination "$(MLFLOW_ARTIFACTS)" \

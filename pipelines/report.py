@@ -19,7 +19,7 @@ import pandas as pd
 
 from models import drift as dr
 from models import segments as sg
-from pipelines import paths, report_tabular
+from pipelines import paths, report_run, report_tabular
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import require
 from pipelines.io import staged_outputs
@@ -191,15 +191,24 @@ def build_html(params: Any) -> tuple[str, dict[str, bytes]]:
     return page(title, SECTIONS, body), figs.png
 
 
+def with_run_panel(page_html: str, summary: dict[str, Any], before: dict[str, Any] | None) -> str:
+    """The first screen (report_run.py) right under the title: counts, versions, run id, commit, change."""
+    panel = (f'<section id="run"><h2>This run / 本次运行</h2>{report_run.first_screen(summary, before)}</section>')
+    return page_html.replace("</h1>", "</h1>" + panel, 1)
+
+
 def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     caps = params.capabilities
     # a book's page has its segments, plan and uplift; a one-file source's says what does not apply to it
     html_page, pngs = build_html(params) if caps.archive else report_tabular.build_html(params)
+    summary = report_run.current(str(params.book.as_of))
+    html_page = with_run_panel(html_page, summary, report_run.previous(summary))
     with staged_outputs() as out:
         out.path(OUT).write_text(html_page, encoding="utf-8")
         for name, data in pngs.items():
             out.path(FIGS / f"{name}.png").write_bytes(data)
+    report_run.append(summary)
     log.info("wrote %s (%d KiB, %d figures) and %s/*.png", OUT, len(html_page) // 1024, len(pngs), FIGS)
 
 

@@ -1,4 +1,10 @@
-"""MLflow tracking: an embedded SQLite store in the repository unless MLFLOW_TRACKING_URI says otherwise."""
+"""MLflow tracking: an embedded SQLite store in the repository unless MLFLOW_TRACKING_URI says otherwise.
+
+Where the experiment keeps its artifacts is decided when the experiment is created: MLflow's default beside the
+store (``./mlruns``, which MLflow records as an absolute path), or ``MLFLOW_ARTIFACT_LOCATION`` (any URI MLflow
+accepts: a shared path, ``s3://...``). A tracking server started with ``make mlflow-server`` proxies artifacts as
+``mlflow-artifacts:/``, relative to the server, so nothing recorded depends on where the repository lives.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,18 @@ EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_de
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def artifact_location() -> str | None:
+    """Where a new experiment keeps its artifacts (None: MLflow's default for the store)."""
+    return os.environ.get("MLFLOW_ARTIFACT_LOCATION") or None
+
+
+def _location(uri: str) -> str:
+    """A comparable form of an artifact location (MLflow stores local paths as absolute file: URIs)."""
+    if "://" not in uri or uri.startswith("file://"):
+        return str(Path(uri.removeprefix("file://")).resolve())
+    return uri.rstrip("/")
 
 
 def fingerprint(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -69,7 +87,13 @@ def ensure_store() -> Any:
     uri = tracking_uri()
     try:
         mlflow.set_tracking_uri(uri)
+        if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+            mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location())
         experiment = mlflow.set_experiment(EXPERIMENT)
+        wanted = artifact_location()
+        if wanted and _location(experiment.artifact_location) != _location(wanted):
+            log.warning("MLFLOW_ARTIFACT_LOCATION is %s but the experiment %r already keeps its artifacts in %s "
+                        "(fixed when it was created)", wanted, EXPERIMENT, experiment.artifact_location)
         if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # the UI opens on runs, not GenAI traces
             mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     except (MlflowException, OSError, ValueError) as e:

@@ -102,6 +102,32 @@ def test_second_repro_is_a_no_op(repro) -> None:
 
 
 @pytest.mark.slow
+def test_dvc_plots_render_offline_and_draw_their_data_in_chromium(repro, monkeypatch) -> None:
+    """Issue 18: every DVC plot, rendered through `dvc plots show` with the offline template, draws its data in a
+    real headless browser; the page loads nothing from the network."""
+    from pipelines import plots_offline
+
+    if not any(shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")):
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing in CI: .ci/run installs Debian's chromium package")
+        pytest.skip("Chromium not found: apt-get install chromium to run the browser check")
+    root, first = repro
+    assert first.returncode == 0
+    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    page = plots_offline.render(Path("dvc_plots"), cwd=root)
+    text = page.read_text(encoding="utf-8")
+    assert "cdn.jsdelivr" not in text and 'src="http' not in text  # opens offline
+    marks = plots_offline.check(page)
+    assert {"tier_premium", "tier_purchase_rate", "qini_purchase", "data_plots_calibration_purchase_csv",
+            "data_plots_gains_purchase_csv", "data_plots_importance_purchase_csv"} <= set(marks)
+    assert marks["tier_premium"] == 8  # four tiers, ML and rule side by side
+    assert marks["data_plots_importance_purchase_csv"] == len(pd.read_csv(root / "data/plots/importance_purchase.csv"))
+    calibration = len(pd.read_csv(root / "data/plots/calibration_purchase.csv"))
+    assert marks["data_plots_calibration_purchase_csv"] == calibration + 2  # a point per bin, the curve, the diagonal
+    assert not any(k.endswith(("qini_purchase_csv", "uplift_deciles_purchase_csv")) for k in marks)  # no duplicates
+
+
+@pytest.mark.slow
 def test_dvc_metrics_show_reads_the_reports(repro) -> None:
     root, first = repro
     assert first.returncode == 0
@@ -299,6 +325,14 @@ def test_report_is_one_self_contained_page_with_every_section(repro) -> None:
     pngs = sorted(p.name for p in (root / "data/reports/figures").glob("*.png"))
     assert {"tier_backtest.png", "plan_volume.png", "drift.png", "curves_purchase.png"} <= set(pngs)
     assert all((root / "data/reports/figures" / n).read_bytes().startswith(b"\x89PNG") for n in pngs)
+    # the first screen, before any section: counts, the registered versions, the run and the commit
+    registry = json.loads((root / "data/tracking/registry.json").read_text(encoding="utf-8"))
+    first_screen = page.split('<section id="data">')[0]
+    assert "This run / 本次运行" in first_screen and registry["run_id"] in first_screen
+    assert f"contact-priority-purchase v{registry['models']['purchase']['version']}" in first_screen
+    assert "customers scored" in first_screen and "week-one touches planned" in first_screen
+    history = (root / "data/tracking/report_history.jsonl").read_text(encoding="utf-8").splitlines()
+    assert json.loads(history[-1])["run_id"] == registry["run_id"]
 
 
 @pytest.mark.slow

@@ -1,0 +1,32 @@
+"""The tracking store: the experiment opens on runs, and its artifact location is configurable at creation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipelines import tracking
+
+
+def test_a_new_experiment_keeps_its_artifacts_where_mlflow_artifact_location_says(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    shared = tmp_path / "shared" / "artifacts"
+    monkeypatch.setenv("MLFLOW_ARTIFACT_LOCATION", str(shared))
+    mlflow = tracking.ensure_store()
+    experiment = mlflow.get_experiment_by_name(tracking.EXPERIMENT)
+    assert tracking._location(experiment.artifact_location) == str(shared.resolve())
+    assert experiment.tags[tracking.EXPERIMENT_KIND_TAG] == tracking.EXPERIMENT_KIND  # the UI opens on runs
+    with mlflow.start_run():
+        (tmp_path / "note.txt").write_text("x", encoding="utf-8")
+        mlflow.log_artifact(str(tmp_path / "note.txt"))
+    assert list(shared.rglob("note.txt")), "the artifact went somewhere else"
+    monkeypatch.setenv("MLFLOW_ARTIFACT_LOCATION", str(tmp_path / "elsewhere"))
+    tracking.ensure_store()  # fixed at creation: a later change is reported, never silently half-applied
+    assert "already keeps its artifacts in" in caplog.text
+    monkeypatch.delenv("MLFLOW_ARTIFACT_LOCATION")
+    caplog.clear()
+    tracking.ensure_store()
+    assert "already keeps" not in caplog.text
