@@ -9,9 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, public_dataset
 
-DATASETS = REPO.parent / "shared/datasets"
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("benchmarks")]
 
 
@@ -22,8 +21,8 @@ def _module(name: str):  # noqa: ANN202
     return mod
 
 
-@pytest.mark.skipif(not (DATASETS / "coil2000/ticdata2000.txt").is_file(), reason="CoIL 2000 data not present")
 def test_coil2000_selects_800_distinct_evaluation_rows(tmp_path: Path) -> None:
+    public_dataset("coil2000/ticdata2000.txt")
     coil = _module("coil2000")
     out = tmp_path / "coil2000_top800.csv"
     assert coil.main(["--out", str(out), "--repeats", "1"]) == 0
@@ -38,11 +37,9 @@ def test_coil2000_selects_800_distinct_evaluation_rows(tmp_path: Path) -> None:
     assert pipeline["cv_hits_per_800"] > 48 * 1.5 and pipeline["versus_chosen"]["standard_error"] > 0
 
 
-@pytest.mark.skipif(not (DATASETS / "bank_marketing/bank-additional-full.csv").is_file(),
-                    reason="Bank Marketing data not present")
 def test_bank_marketing_out_of_time_never_uses_duration(tmp_path: Path) -> None:
     bank = _module("bank_marketing")
-    X, y = bank.load(DATASETS / "bank_marketing/bank-additional-full.csv")
+    X, y = bank.load(public_dataset("bank_marketing/bank-additional-full.csv"))
     assert "duration" not in X.columns and len(X) == len(y) == 41188
     out = tmp_path / "bank.json"
     assert bank.main(["--out", str(out), "--windows", "2"]) == 0
@@ -66,3 +63,50 @@ def test_features_bench_measures_a_small_book_with_feature_overrides(tmp_path: P
     bad = subprocess.run([*cmd[:2], "--features", '{"windows_days": [365, 30]}'], capture_output=True, text=True,
                          cwd=REPO, timeout=60)
     assert bad.returncode == 2 and "--features" in bad.stderr and "strictly increasing" in bad.stderr
+
+
+def test_pipeline_bench_runs_every_stage_on_a_tiled_book_and_measures_each(tmp_path: Path, small_book) -> None:
+    """Issue 22: the end-to-end benchmark runs (not timed here): the book tiled with unique ids, every stage of
+    dvc.yaml in its own process with its CPU time and peak memory, the floor and the CRM load."""
+    bench = _module("pipeline_bench")
+    base = tmp_path / "base"
+    base.mkdir()
+    for name, frame in small_book.tables().items():
+        frame.to_parquet(base / f"{name}.parquet", index=False)
+    n_base = len(small_book.customers)
+    tiled = tmp_path / "tiled"
+    assert bench.tile_book(base, n_base + 1, tiled) == 2 * n_base  # two copies
+    customers = pd.read_parquet(tiled / "customers.parquet")
+    contacts = pd.read_parquet(tiled / "contacts.parquet", columns=["contact_id", "customer_id"])
+    base_c, base_k = small_book.customers, small_book.contacts  # the book's injected duplicates stay duplicates
+    assert len(customers) == 2 * n_base and customers["customer_id"].nunique() == 2 * base_c["customer_id"].nunique()
+    assert len(contacts) == 2 * len(base_k) and contacts["contact_id"].nunique() == 2 * base_k["contact_id"].nunique()
+    assert set(contacts["customer_id"]) <= set(customers["customer_id"]) | set(small_book.contacts["customer_id"])
+    out = tmp_path / "bench.json"
+    assert bench.main(["--sizes", str(n_base), "--base", str(base), "--workdir", str(tmp_path / "work"),
+                       "--json", str(out), "--markdown", str(tmp_path / "bench.md"),
+                       "--set", "train.min_positives.holdout=3", "--set", "train.min_positives.train=20"]) == 0
+    (result,) = json.loads(out.read_text(encoding="utf-8"))["results"]
+    stages = [r["stage"] for r in result["stages"]]
+    assert stages[:-1] == bench.stage_order() and stages[-1].startswith("crm load")
+    assert all(r["exit"] == 0 and r["wall_s"] > 0 and r["peak_rss_gib"] > 0 for r in result["stages"])
+    assert result["floor"]["exit"] == 0 and result["contacts"] > 0 and result["customers"] == n_base
+    table = (tmp_path / "bench.md").read_text(encoding="utf-8")
+    assert "**floor**" in table and "**end to end**" in table and table.count("\n") == len(stages) + 4
+
+
+def test_pipeline_bench_flags_a_stage_that_slowed_against_its_floor_or_grew_in_memory() -> None:
+    """Issue 23: the stored compute baseline is compared as ratios to the floor measured in the same run."""
+    bench = _module("pipeline_bench")
+
+    def result(train_s: float, floor_s: float, rss: float) -> dict:
+        return {"customers": 1000, "floor": {"wall_s": floor_s},
+                "stages": [{"stage": "train", "wall_s": train_s, "peak_rss_gib": rss},
+                           {"stage": "generate", "wall_s": 0.5, "peak_rss_gib": 0.4}]}
+
+    baseline = {"results": [result(100.0, 1.0, 4.0)]}
+    assert bench.regressions(result(200.0, 2.0, 4.0), baseline, 1.5) == []  # a machine twice as slow: no alarm
+    assert bench.regressions(result(200.0, 1.0, 4.0), baseline, 1.5) == ["train: 200.0 x floor, baseline 100.0"]
+    assert bench.regressions(result(100.0, 1.0, 7.0), baseline, 1.5) == [
+        "train: peak RSS 7.00 GiB, baseline 4.00"]
+    assert bench.regressions({**result(900.0, 1.0, 9.0), "customers": 5}, baseline, 1.5) == []  # other size
