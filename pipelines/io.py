@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from pipelines.errors import InputError
+from pipelines.failpoints import failpoint
 
 log = logging.getLogger(__name__)
 _DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -60,6 +61,7 @@ class StagedOutputs:
             if not tmp.exists():
                 raise RuntimeError(f"staged output {dest} was never written")
         pending = list(self._pending)
+        failpoint("publish:staged")
         if marker is not None:
             marker = Path(marker)
             if marker not in [d for _, d in pending]:
@@ -69,10 +71,13 @@ class StagedOutputs:
             pending = [(t, d) for t, d in pending if d != marker] + [(t, d) for t, d in pending if d == marker]
             marker.unlink(missing_ok=True)
             _fsync_dir(marker.parent)
-        for tmp, dest in pending:
+            failpoint("publish:marker_removed")
+        for i, (tmp, dest) in enumerate(pending):
             if dest.is_dir():
                 shutil.rmtree(dest)
             os.replace(tmp, dest)
+            if i == 0:
+                failpoint("publish:first_renamed")
         if marker is not None:
             _fsync_dir(marker.parent)
         self._pending.clear()

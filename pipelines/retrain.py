@@ -47,6 +47,7 @@ from pipelines import delivery as dl
 from pipelines import paths, scoring, supervise, tracking
 from pipelines.cli import EXIT_USER_ERROR, setup_logging
 from pipelines.errors import UserError
+from pipelines.failpoints import failpoint
 from pipelines.io import staged_outputs
 from pipelines.params import Params, load_params
 from pipelines.retrain_state import (
@@ -317,7 +318,7 @@ def _deliver_decision(params: Params, report: dict[str, Any], client: Any, regis
         assert champ_set is not None and champ_versions is not None
         deliver_with(params, champ_set, champ_versions, champ_versions["purchase"]["run_id"], delivery)
     if promote:
-        supervise.failpoint("promote:after_delivery")
+        failpoint("promote:after_delivery")
         set_champion(client, chal_versions)
         append_history(state, entry | {"event": "promoted", "at": now()})
 
@@ -368,14 +369,14 @@ def rollback(params_path: Path) -> tuple[int, dict[str, Any]]:
         target = found
         append_history(state, {"as_of": str(params.book.as_of), "event": "pending", "action": "rollback",
                                "versions": target, "from": cur, "at": now()})
-        supervise.failpoint("rollback:after_pending")
+        failpoint("rollback:after_pending")
     versions: dict[str, Any] = {m: {"name": f"{prefix}-{m}", "version": target[m]} for m in MODELS}
     run_id = str(client.get_model_version(f"{prefix}-purchase", str(target["purchase"])).run_id)
     with tempfile.TemporaryDirectory(prefix="rollback-") as tmp:
         model_set = download_model_set({m: v | {"uri": f"models:/{v['name']}/{v['version']}"}
                                         for m, v in versions.items()}, Path(tmp))
         deliver_with(params, model_set, versions, run_id, delivery)
-    supervise.failpoint("rollback:after_delivery")
+    failpoint("rollback:after_delivery")
     set_champion(client, versions)
     append_history(state, {"as_of": str(params.book.as_of), "event": "rollback", "versions": target, "from": cur,
                            "at": now()})

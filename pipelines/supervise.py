@@ -24,17 +24,9 @@ from pathlib import Path
 from typing import IO
 
 log = logging.getLogger("pipelines.supervise")
-FAILPOINT_ENV = "PIPELINES_FAILPOINT"
 GRACE_SECONDS = 10.0
 POLL_SECONDS = 0.5
 
-
-def failpoint(name: str) -> None:
-    """Die here at once, as a SIGKILL would, when ``PIPELINES_FAILPOINT`` names this point (tests prove that a
-    retried run recovers from a kill at each step; production never sets it)."""
-    if os.environ.get(FAILPOINT_ENV) == name:
-        log.error("failpoint %s: exiting as if killed", name)
-        os._exit(137)
 
 
 def _group_alive(pgid: int) -> bool:

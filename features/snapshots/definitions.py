@@ -2,18 +2,22 @@
 description in English and Chinese, and its SQL expression over the joined snapshot relation.
 
 The SQL (``features.snapshots.query``), the feature dictionary and ``docs/features.md`` all come from this
-list. The expressions are dialect-free: ``_days(x)`` (whole days from ``x`` to the snapshot) is the one
-engine-specific call, and the snapshot builder writes it in the engine's dialect.
+list. The expressions are dialect-free: the one engine-specific piece, whole days from a date to the snapshot,
+is a function the builder passes in (an expression that needs it is declared as ``lambda days: ...``), so no
+expression is parsed or rewritten after it is declared.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.intake.contract import CHANNELS, OUTCOMES, PRODUCT_LINES, TABLES
+
+Days = Callable[[str], str]  # a date expression -> whole days from it to the snapshot, in SQL
 
 INCOME_RANK = {code: i for i, code in enumerate(TABLES["customers"].column("income_band").allowed or ())}
 # Mid-points of the income bands (CNY / year), for the premium-burden ratio.
@@ -59,7 +63,13 @@ class FeatureDef:
     window_days: int | None
     en: str
     zh: str
-    sql: str  # expression over the joined snapshot relation (see snapshot_query)
+    # expression over the joined snapshot relation (see snapshot_query); one that needs whole days from a date to
+    # the snapshot takes the dialect's function for it
+    sql: str | Callable[[Days], str]
+
+    def expression(self, days: Days) -> str:
+        """The SQL expression, with ``days(x)`` written by the caller (the engine's dialect)."""
+        return self.sql(days) if callable(self.sql) else self.sql
 
 
 def _w(w: int) -> str:
@@ -76,7 +86,7 @@ class _Add(Protocol):
 def _profile(p: FeatureParams, add: _Add) -> None:
     """Slowly-changing archive fields, used as they are."""
     add("age_years", "profile", "float", None, "Age in years", "年龄(岁)",
-        "CAST(_days(birth_date) AS DOUBLE) / 365.25")
+        lambda days: f"CAST({days('birth_date')} AS DOUBLE) / 365.25")
     add("gender", "profile", "category", None, "Gender", "性别", "gender")
     add("province", "profile", "category", None, "Province", "省份", "province")
     add("occupation_class", "profile", "int", None, "Occupation risk class (1-6)", "职业类别(1-6)", "occupation_class")
@@ -88,7 +98,7 @@ def _profile(p: FeatureParams, add: _Add) -> None:
     add("needs_class", "profile", "category", None, "Needs class", "需求类别", "needs_class")
     add("acquisition_source", "profile", "category", None, "Acquisition source", "获客来源", "acquisition_source")
     add("tenure_months", "profile", "int", None, "Months since the customer record was created", "客户关系月数",
-        f"CAST(FLOOR(_days(created_date) / {MONTH_DAYS}) AS INTEGER)")
+        lambda days: f"CAST(FLOOR({days('created_date')} / {MONTH_DAYS}) AS INTEGER)")
     add("was_referred", "profile", "bool", None, "Came through a referral", "转介绍获客",
         "referred_by IS NOT NULL")
     add("has_agent", "profile", "bool", None, "Has a servicing agent (not an orphan account)", "有服务代理人(非孤儿单)",
@@ -125,11 +135,11 @@ def _holdings(p: FeatureParams, add: _Add) -> None:
         "COALESCE(n_surrendered, 0)")
     add("n_matured", "holdings", "int", None, "Policies matured so far", "累计满期保单数", "COALESCE(n_matured, 0)")
     add("months_since_first_policy", "holdings", "int", None, "Months since the first policy", "首单至今月数",
-        f"CAST(FLOOR(_days(first_issue) / {MONTH_DAYS}) AS INTEGER)")
+        lambda days: f"CAST(FLOOR({days('first_issue')} / {MONTH_DAYS}) AS INTEGER)")
     add("months_since_last_purchase", "holdings", "int", None, "Months since the last new policy", "距上次投保月数",
-        f"CAST(FLOOR(_days(last_issue) / {MONTH_DAYS}) AS INTEGER)")
+        lambda days: f"CAST(FLOOR({days('last_issue')} / {MONTH_DAYS}) AS INTEGER)")
     add("months_since_last_lapse", "holdings", "int", None, "Months since the last lapse or surrender",
-        "距上次失效/退保月数", f"CAST(FLOOR(_days(last_lapse) / {MONTH_DAYS}) AS INTEGER)")
+        "距上次失效/退保月数", lambda days: f"CAST(FLOOR({days('last_lapse')} / {MONTH_DAYS}) AS INTEGER)")
 
 
 def _claims_referrals(p: FeatureParams, add: _Add) -> None:
@@ -189,7 +199,7 @@ def _recency(p: FeatureParams, add: _Add) -> None:
     for key, en, zh in (("contact", "any touch", "任意接触"), ("answered", "an answered touch", "接通"),
                         ("quote", "a quote", "报价"), ("complaint", "a complaint", "投诉")):
         add(f"days_since_last_{key}", "recency", "int", None, f"Days since {en} (null if never)",
-            f"距上次{zh}天数(从未则为空)", f"_days(CAST(last_{key}_ts AS DATE))")
+            f"距上次{zh}天数(从未则为空)", lambda days, key=key: days(f"CAST(last_{key}_ts AS DATE)"))
     add("open_quote", "recency", "bool", None,
         "A quote not yet followed up (no outbound touch in a later minute) and not yet bought",
         "有未跟进(之后无主动接触)且未成交的报价",
@@ -197,9 +207,9 @@ def _recency(p: FeatureParams, add: _Add) -> None:
         "AND (last_issue IS NULL OR last_issue < CAST(last_quote_ts AS DATE))")
     add("open_quote_age_days", "recency", "int", None, "Age of that open quote in days (null if none)",
         "未跟进报价的天数",
-        "CASE WHEN last_quote_ts IS NOT NULL AND (last_outbound_ts IS NULL OR last_outbound_ts <= last_quote_ts) "
-        "AND (last_issue IS NULL OR last_issue < CAST(last_quote_ts AS DATE)) "
-        "THEN _days(CAST(last_quote_ts AS DATE)) END")
+        lambda days: "CASE WHEN last_quote_ts IS NOT NULL AND (last_outbound_ts IS NULL OR last_outbound_ts <= "
+        "last_quote_ts) AND (last_issue IS NULL OR last_issue < CAST(last_quote_ts AS DATE)) "
+        f"THEN {days('CAST(last_quote_ts AS DATE)')} END")
 
 
 def feature_defs(p: FeatureParams) -> list[FeatureDef]:

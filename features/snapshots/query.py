@@ -290,19 +290,11 @@ def _labels(S: str, horizon_days: int, labels_known: bool) -> tuple[str, str]:
 
 
 def _feature_select(defs: list[FeatureDef], S: str, d: Dialect) -> list[str]:
-    """Each declared feature, with ``_days(x)`` written in the dialect and cast to its declared type."""
-    select = []
-    for fd in defs:
-        expr = fd.sql.replace("_days(", "__DAYS__(")
-        while "__DAYS__(" in expr:  # by hand, to keep the declarations dialect-free
-            i = expr.index("__DAYS__(") + len("__DAYS__(")
-            depth, j = 1, i
-            while depth:
-                depth += {"(": 1, ")": -1}.get(expr[j], 0)
-                j += 1
-            expr = expr[: expr.index("__DAYS__(")] + d.days_between(expr[i : j - 1], S) + expr[j:]
-        select.append(f"CAST({expr} AS {d.cast_type(fd.dtype)}) AS {fd.name}")
-    return select
+    """Each declared feature, its days-to-snapshot written in the dialect, cast to its declared type."""
+    def days(expr: str) -> str:
+        return d.days_between(expr, S)
+
+    return [f"CAST({fd.expression(days)} AS {d.cast_type(fd.dtype)}) AS {fd.name}" for fd in defs]
 
 
 def _checks(s: dt.date, bounds: list[int]) -> list[tuple[str, str, str]]:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import REPO, public_dataset
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("benchmarks")]
+pytestmark = pytest.mark.slow  # no xdist group: these spread over the workers (each writes only to tmp_path)
 
 
 def _module(name: str):  # noqa: ANN202

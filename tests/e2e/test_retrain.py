@@ -136,7 +136,7 @@ def test_three_monthly_cycles_gates_drift_interruption_and_rollback(tmp_path: Pa
     delivered_2 = _delivery(root)
     # a failure while delivering (here: the disk fills up) also leaves everything as it was
     check = (
-        "import sys, pipelines.export as e\n"
+        "import sys, pipelines.delivery as e\n"
         "def boom(*a, **k): raise OSError('No space left on device')\n"
         "e.deliver = boom\n"
         "import pipelines.retrain as r\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -62,3 +63,23 @@ def test_unusable_tracking_store_is_a_clear_error(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "notascheme://nowhere")
     with pytest.raises(UserError, match="notascheme://nowhere"), tracking.run("train", {}):
         pass
+
+
+@pytest.mark.parametrize("point, published", [("publish:staged", {"a.txt": "old", "m.json": "old"}),
+                                              ("publish:marker_removed", {"a.txt": "old"}),
+                                              ("publish:first_renamed", {"a.txt": "new"})])
+def test_a_kill_at_each_publish_point_leaves_old_files_or_no_marker(tmp_path, point, published) -> None:
+    """Issue 19: deterministic fault injection. The child dies exactly at the named point (its log says so), and
+    what is on disk is the old set with its marker, or no marker at all."""
+    for name in ("a.txt", "m.json"):
+        (tmp_path / name).write_text("old", encoding="utf-8")
+    code = ("import sys; from pathlib import Path; from pipelines.io import staged_outputs\n"
+            "d = Path(sys.argv[1])\n"
+            "with staged_outputs(marker=d / 'm.json') as out:\n"
+            "    out.path(d / 'a.txt').write_text('new')\n"
+            "    out.path(d / 'm.json').write_text('new')\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PIPELINES_FAILPOINT": point})
+    assert done.returncode == 137 and f"failpoint {point}" in done.stderr
+    assert {p.name: p.read_text(encoding="utf-8") for p in tmp_path.iterdir() if not p.name.startswith(".")} \
+        == published
