@@ -162,15 +162,22 @@ def regressions(result: dict[str, Any], baseline: dict[str, Any], tolerance: flo
     return out
 
 
+def _floor_ratios(baseline: dict[str, Any], customers: int) -> dict[str, float]:
+    """Each stage's wall time per floor in the baseline run of the same size (empty when there is none)."""
+    for size in baseline.get("results", []):
+        if size["customers"] == customers:
+            floor = size["floor"]["wall_s"] or 1e-9
+            return {r["stage"]: r["wall_s"] / floor for r in size["stages"]}
+    return {}
+
+
 def markdown(results: list[dict[str, Any]], baseline: dict[str, Any] | None) -> list[str]:
     lines = ["| customers | stage | wall s | CPU s | peak RSS GiB | wall / floor |"
              + (" baseline wall / floor |" if baseline else ""), "|---|---|---|---|---|---|"
              + ("---|" if baseline else "")]
     for res in results:
         floor = res["floor"]["wall_s"] or 1e-9
-        base = {r["stage"]: r["wall_s"] / (baseline_floor or 1e-9) for b in ([baseline] if baseline else [])
-                for size in b.get("results", []) if size["customers"] == res["customers"]
-                for baseline_floor in [size["floor"]["wall_s"]] for r in size["stages"]}
+        base = _floor_ratios(baseline, res["customers"]) if baseline else {}
         for r in res["stages"]:
             ratio = r["wall_s"] / floor
             lines.append(f"| {res['customers']:,} | {r['stage']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "

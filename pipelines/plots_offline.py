@@ -51,8 +51,9 @@ def template() -> str:
     import vl_convert
 
     bundle = vl_convert.javascript_bundle(SNIPPET).replace("</script", "<\\/script")
-    for placeholder in ("{plot_divs}", "{scripts}", "{refresh_tag}"):  # DVC replaces these literally
-        bundle = bundle.replace(placeholder, placeholder.replace("{", "{\\u200b"))
+    clash = [p for p in ("{plot_divs}", "{scripts}", "{refresh_tag}") if p in bundle]
+    if clash:  # DVC replaces these literally anywhere in the template
+        raise UserError(f"the Vega bundle of this vl-convert version contains DVC's placeholders {clash}")
     return PAGE.format(bundle=bundle)
 
 

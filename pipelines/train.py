@@ -83,14 +83,7 @@ def main(args: argparse.Namespace) -> None:
                               "n_features": len(spec.columns), "models": {}}
     held_roles, extra = (["train"], ["fold"]) if crossfitted else (["calib", "test"], [])
     held = df[df["role"].isin(held_roles)][["customer_id", "snapshot_date", "role", *extra, *targets.values()]].copy()
-    for model, target in targets.items():  # before any run is opened: refuse early, with the counts
-        rows = training.model_rows(df, model)
-        try:
-            y = {r: rows.loc[rows["role"] == r, target].to_numpy(float)
-                 for r in (["train"] if crossfitted else training.ROLES)}
-            training.check_enough_data(model, target, y, training.objective_of(model), tp.min_positives)
-        except training.NotEnoughData as e:
-            raise UserError(str(e)) from None
+    _refuse_too_few_positives(df, targets, crossfitted, tp)  # before any run is opened, with the counts
     with tracking.run("train", {"features": FEATURES}, as_of=str(params.book.as_of)) as mlflow:
         run_id = mlflow.active_run().info.run_id
         rules = params.rules.quadrant if caps.archive else None
@@ -101,16 +94,7 @@ def main(args: argparse.Namespace) -> None:
         importance = {m: f.importance for m, f in fitted.items()}
         tuned = {m: f.tuned for m, f in fitted.items() if f.tuning is not None}
         if tp.rolling.windows:
-            tab = params.validate_.source.tabular
-            if tab is not None and tab.time_order == "file":
-                report["rolling"] = training.rolling_evaluation(df, dictionary, tp, caps.label, _window_progress)
-                r = report["rolling"]["pooled"]
-                log.info("rolling-window evaluation (%d windows, %s training rows each): pooled LightGBM AUC %.3f "
-                         "ALIFT %.3f; logistic AUC %.3f ALIFT %.3f", tp.rolling.windows, f"{tp.rolling.train_rows:,}",
-                         r["lightgbm_auc"], r["lightgbm_alift"], r["logistic_auc"], r["logistic_alift"])
-                mlflow.log_metrics({f"{caps.target}.rolling.{k}": float(v) for k, v in r.items()})
-            else:
-                log.info("train.rolling: not applicable (only for a tabular source with time_order: file); skipped")
+            _rolling(df, dictionary, params, report, mlflow)
         with staged_outputs() as out:
             for model, booster in boosters.items():
                 booster.save_model(str(out.path(MODELS / model / "model.txt")),
@@ -184,6 +168,33 @@ def _role_span(df: pd.DataFrame, role: str) -> str:
     if part.empty:
         return "none"
     return f"{len(part):,} rows, {part['snapshot_date'].min()}..{part['snapshot_date'].max()}"
+
+
+def _refuse_too_few_positives(df: pd.DataFrame, targets: dict[str, str], crossfitted: bool,
+                              tp: TrainParams) -> None:
+    for model, target in targets.items():
+        rows = training.model_rows(df, model)
+        y = {r: rows.loc[rows["role"] == r, target].to_numpy(float)
+             for r in (["train"] if crossfitted else training.ROLES)}
+        try:
+            training.check_enough_data(model, target, y, training.objective_of(model), tp.min_positives)
+        except training.NotEnoughData as e:
+            raise UserError(str(e)) from None
+
+
+def _rolling(df: pd.DataFrame, dictionary: list[dict[str, Any]], params: Any, report: dict[str, Any],
+             mlflow: Any) -> None:
+    """Moro's rolling-window evaluation, for a tabular source in file (time) order; into ``report`` and MLflow."""
+    tp, caps, tab = params.train, params.capabilities, params.validate_.source.tabular
+    if tab is None or tab.time_order != "file":
+        log.info("train.rolling: not applicable (only for a tabular source with time_order: file); skipped")
+        return
+    report["rolling"] = training.rolling_evaluation(df, dictionary, tp, caps.label, _window_progress)
+    r = report["rolling"]["pooled"]
+    log.info("rolling-window evaluation (%d windows, %s training rows each): pooled LightGBM AUC %.3f "
+             "ALIFT %.3f; logistic AUC %.3f ALIFT %.3f", tp.rolling.windows, f"{tp.rolling.train_rows:,}",
+             r["lightgbm_auc"], r["lightgbm_alift"], r["logistic_auc"], r["logistic_alift"])
+    mlflow.log_metrics({f"{caps.target}.rolling.{k}": float(v) for k, v in r.items()})
 
 
 def _fit(model: str, target: str, df: pd.DataFrame, spec: gbm.FeatureSpec, tp: TrainParams,
