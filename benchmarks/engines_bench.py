@@ -85,11 +85,12 @@ def measure_duckdb(folder: Path, baseline: str | None) -> dict[str, object]:
         con = connect(fp.engine, tmp)
         register_tables(con, folder)
         n = con.execute("SELECT COUNT(*) FROM customers").fetchall()[0][0]
-        events = con.execute(f"SELECT COUNT(*) FROM contacts WHERE contact_ts < DATE '{AS_OF}'").fetchall()[0][0]
+        events = con.execute("SELECT COUNT(*) FROM contacts WHERE contact_ts < $as_of",
+                             {"as_of": AS_OF}).fetchall()[0][0]
         t = time.perf_counter()
         query = snapshots.snapshot_query(fp, AS_OF, H, labels_known=False)
         for k, final in enumerate(snapshots.materialise(con, query, fp.engine.partitions(n))):
-            con.execute(f"COPY ({final}) TO '{tmp}/scoring.{k}.parquet' (FORMAT parquet)")
+            con.execute(f"COPY ({final}) TO '{tmp}/scoring.{k}.parquet' (FORMAT parquet)", query.args(final))
         seconds = time.perf_counter() - t
         rows = con.execute(f"SELECT COUNT(*) FROM read_parquet('{tmp}/scoring.*.parquet')").fetchall()[0][0]
         con.close()
@@ -105,14 +106,14 @@ def measure_spark(folder: Path, master: str, memory: str) -> dict[str, object]:
     sp = fp.engine.spark.model_copy(update={"master": master, "driver_memory": memory})
     spark = spark_engine.session(sp, "engines-bench")
     spark_engine.register_tables(spark, folder.as_posix())
-    events = spark.sql(f"SELECT COUNT(*) FROM contacts WHERE contact_ts < DATE '{AS_OF}'").collect()[0][0]
+    events = spark.sql("SELECT COUNT(*) FROM contacts WHERE contact_ts < :as_of", args={"as_of": AS_OF}).collect()[0][0]
     times = []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(2):  # cold (a fresh JVM compiles the query), then warm (what a long job sees per snapshot)
             t = time.perf_counter()
-            (final,) = materialise(spark_engine.SparkConnection(spark),
-                                   snapshot_query(fp, AS_OF, H, False, dialect=SPARK))
-            spark.sql(final).write.mode("overwrite").parquet(f"{tmp}/scoring")
+            query = snapshot_query(fp, AS_OF, H, False, dialect=SPARK)
+            (final,) = materialise(spark_engine.SparkConnection(spark), query)
+            spark.sql(final, args=query.args(final)).write.mode("overwrite").parquet(f"{tmp}/scoring")
             times.append(time.perf_counter() - t)
         rows = spark.read.parquet(f"{tmp}/scoring").count()
     spark.stop()

@@ -180,7 +180,7 @@ def _run(con, query, path: str, partitions: int) -> None:  # noqa: ANN001
     from features.snapshots.query import materialise
 
     for k, final in enumerate(materialise(con, query, partitions)):
-        con.execute(f"COPY ({final}) TO '{path}.{k}.parquet' (FORMAT parquet)")
+        con.execute(f"COPY ({final}) TO '{path}.{k}.parquet' (FORMAT parquet)", query.args(final))
 
 
 def measure_duckdb(folder: Path, n_train: int) -> dict[str, object]:

@@ -122,7 +122,7 @@ def _duckdb_snapshots(con: duckdb.DuckDBPyConnection, params: Params, plan: list
             raise InputError(f"{INTERIM / (e.table + '.parquet')}: {e}") from e
         for k, final in enumerate(finals):
             part = Path(parts) / f"{i:03d}_{k:03d}.parquet"
-            con.execute(f"COPY ({final}) TO '{part.as_posix()}' (FORMAT parquet)")
+            con.execute(f"COPY ({final}) TO '{part.as_posix()}' (FORMAT parquet)", query.args(final))
         stats = con.execute("SELECT COUNT(*), AVG(purchase_h), AVG(lapse_h), COUNT(lapse_h) "
                             f"FROM read_parquet('{parts}/{i:03d}_*.parquet')").fetchall()[0]
         row = {"snapshot_date": str(snap.date), "scoring": snap.scoring, "labels_known": snap.labels_known,

@@ -86,8 +86,8 @@ class SparkConnection:
     def __init__(self, spark: SparkSession) -> None:
         self.spark = spark
 
-    def execute(self, sql: str) -> _Rows:
-        return _Rows(self.spark.sql(sql).collect())
+    def execute(self, sql: str, args: dict[str, Any] | None = None) -> _Rows:
+        return _Rows(self.spark.sql(sql, args=args).collect())
 
 
 def _exists(spark: SparkSession, uri: str) -> bool:
@@ -130,7 +130,7 @@ def write_snapshots(spark: SparkSession, fp: FeatureParams, plan: list[Snapshot]
         query = snapshot_query(fp, snap.date, horizon_days, snap.labels_known, None if snap.scoring else frac,
                                dialect=SPARK)
         (final,) = materialise(con, query, 1, staged)
-        df = spark.sql(final).persist()
+        df = spark.sql(final, args=query.args(final)).persist()
         df.write.mode("overwrite" if i == 0 else "append").partitionBy("snapshot_date").parquet(output)
         n, purchase, lapse, defined = df.selectExpr(
             "COUNT(*)", "AVG(purchase_h)", "AVG(lapse_h)", "COUNT(lapse_h)").collect()[0]

@@ -78,7 +78,7 @@ def main(args: argparse.Namespace) -> None:
     try:
         feats = spark.read.parquet(source)
         if not args.all:
-            feats = feats.where(f"snapshot_date = DATE '{params.book.as_of}'")
+            feats = feats.where(feats["snapshot_date"] == params.book.as_of)
         scored = score_frame(feats, Path(args.models), Path(args.calibrators))
         scored.write.mode("overwrite").partitionBy("snapshot_date").parquet(args.output)
         n = spark.read.parquet(args.output).count()

@@ -12,6 +12,8 @@ What differs:
   128-bit integer and its plain ``COUNT(*) FILTER`` is faster there than packed ``DECIMAL`` words.
 - **Staging:** DuckDB materialises each aggregate as a temporary table; Spark caches a temporary view.
 - **Types:** Spark's string type is ``STRING`` (``VARCHAR`` needs a length there).
+- **Parameters:** the snapshot date is bound, not spliced into the text: ``$name`` on DuckDB, ``:name`` on
+  Spark. DuckDB cannot prepare a view, so the views the builders stage never refer to a parameter.
 
 Both engines share one sampling function (``sample_predicate``): the same customers on both.
 """
@@ -41,6 +43,10 @@ class Dialect:
     @property
     def string(self) -> str:
         return "VARCHAR" if self.kind == "duckdb" else "STRING"
+
+    def param(self, name: str) -> str:
+        """The marker of the named parameter ``name`` in this engine's SQL."""
+        return f"${name}" if self.kind == "duckdb" else f":{name}"
 
     def cast_type(self, dtype: str) -> str:
         """The SQL type of a feature declared ``int | float | category | bool``."""

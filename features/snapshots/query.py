@@ -27,8 +27,9 @@ which ``customers``, ``policies``, ``claims`` and ``contacts`` are relations.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -36,11 +37,6 @@ from features.snapshots import counters as packing
 from features.snapshots.counters import Counters, flags, switch
 from features.snapshots.definitions import FeatureDef, FeatureParams, feature_defs
 from features.snapshots.dialect import DUCKDB, Dialect
-
-
-def _lit(d: dt.date) -> str:
-    return f"DATE '{d.isoformat()}'"
-
 
 POP_COLUMNS = ["customer_id", "customer_key", "birth_date", "gender", "province", "occupation_class", "income_band",
                "marital_status", "children", "needs_class", "acquisition_source", "referred_by", "agent_id",
@@ -67,6 +63,8 @@ REC_AGGS = [f"MAX(minute) FILTER (WHERE {cond}) AS {name}_min" for name, cond in
     "COUNT(*) FILTER (WHERE outcome = 'opt_out') AS n_opt_out_ever"]
 # Parts that are the same at every snapshot of a run: staged once (``SnapshotQuery.once``).
 SAMPLE = "smp"
+# The one parameter of a snapshot's SQL: its date, bound by the engine rather than written into the text.
+SNAPSHOT_PARAM = "snapshot"
 
 
 def _w(w: int) -> str:
@@ -100,9 +98,19 @@ class SnapshotQuery:
     checks: tuple[tuple[str, str, str], ...] = ()
     dialect: Dialect = DUCKDB
     once: tuple[tuple[str, str], ...] = ()  # parts equal at every snapshot of a run (the sample)
+    params: Mapping[str, dt.date] = field(default_factory=dict)  # bound values of the named parameters
+
+    def args(self, sql: str) -> dict[str, dt.date] | None:
+        """The parameters ``sql`` (one of this query's statements) refers to, to bind when it runs.
+
+        Only those: DuckDB refuses values for parameters a statement does not use, and the staged
+        views and bound checks use none.
+        """
+        used = {k: v for k, v in self.params.items() if re.search(re.escape(self.dialect.param(k)) + r"\b", sql)}
+        return used or None
 
     def as_sql(self) -> str:
-        """A single portable statement (WITH ... SELECT), e.g. for small books."""
+        """A single portable statement (WITH ... SELECT), e.g. for small books; bind ``args`` of it."""
         return ("WITH " + ",\n".join(f"{name} AS (\n    {body}\n)" for name, body in [*self.once, *self.parts])
                 + "\n" + self.final("TRUE"))
 
@@ -148,7 +156,9 @@ def materialise(con: object, query: SnapshotQuery, partitions: int = 1, staged: 
     """Run ``query``'s staged script and bound checks on ``con``; return its final selects.
 
     What the features stage, the benchmark and the tests all run, so none of them can skip a check.
-    ``staged`` (updated here) names the ``once`` parts this connection already holds.
+    ``staged`` (updated here) names the ``once`` parts this connection already holds. ``con.execute``
+    takes the statement and its parameters (``query.args``); the caller binds ``query.args(final)``
+    when it runs a final select.
     """
     keys = (0, 0)
     if partitions > 1:
@@ -156,7 +166,7 @@ def materialise(con: object, query: SnapshotQuery, partitions: int = 1, staged: 
         keys = (lo or 0, hi or 0)
     stmts, finals = query.as_script(partitions, keys, frozenset(staged or ()))
     for stmt in stmts:
-        con.execute(stmt)  # type: ignore[attr-defined]
+        con.execute(stmt, query.args(stmt))  # type: ignore[attr-defined]
     if staged is not None:
         staged.update(name for name, _ in query.once)
     for table, sql, message in query.checks:
@@ -221,6 +231,12 @@ def _contact_parts(S: str, bounds: list[int], counters: Counters, d: Dialect, sa
     return parts
 
 
+def _policies_at(S: str) -> str:
+    """The staged policies with ``inforce`` at the snapshot ``S``: computed where used, because the staged
+    relation is a view and a DuckDB view cannot refer to a parameter."""
+    return f"(SELECT *, (issue_date < {S} AND (end_date IS NULL OR end_date >= {S})) AS inforce FROM pol_s) p"
+
+
 def _policy_parts(p: FeatureParams, S: str, d: Dialect, sample: Callable[..., str]) \
         -> tuple[list[tuple[str, str]], list[str]]:
     """(policy relations, the joined policy columns). Policy counts are laid out like the window counts;
@@ -243,18 +259,19 @@ def _policy_parts(p: FeatureParams, S: str, d: Dialect, sample: Callable[..., st
              for ln in p.product_lines]
     cols = [f"{v} AS {k}" for k, v in counters.fields("pol.pword{q}").items()] + _aliases(sums, "pol")
     parts = [
-        ("pol_s", f"""SELECT *, (issue_date < {S} AND (end_date IS NULL OR end_date >= {S})) AS inforce
-    FROM (SELECT customer_id, customer_key, product_line, issue_date, lapse_date, surrender_date, maturity_date,
-                 annual_premium, sum_assured, payment_mode, LEAST(lapse_date, surrender_date, maturity_date) AS end_date
-          FROM policies WHERE TRUE{sample()}) p"""),
+        ("pol_s", f"""SELECT customer_id, customer_key, product_line, issue_date, lapse_date, surrender_date,
+           maturity_date, annual_premium, sum_assured, payment_mode,
+           LEAST(lapse_date, surrender_date, maturity_date) AS end_date
+    FROM policies WHERE TRUE{sample()}"""),
         ("pol", f"""SELECT customer_key, {', '.join(counters.stored("pword") + _aliases(sums, "p"))} FROM (
-    SELECT customer_key, {', '.join([*counters.aggregates("pword"), *sums])} FROM pol_s WHERE issue_date < {S}
+    SELECT customer_key, {', '.join([*counters.aggregates("pword"), *sums])}
+    FROM {_policies_at(S)} WHERE issue_date < {S}
     GROUP BY customer_key) p"""),
-        ("main_mode", """SELECT customer_key, payment_mode AS main_payment_mode FROM (
+        ("main_mode", f"""SELECT customer_key, payment_mode AS main_payment_mode FROM (
         SELECT customer_key, payment_mode,
                ROW_NUMBER() OVER (PARTITION BY customer_key
                                   ORDER BY annual_premium DESC, issue_date, payment_mode) AS rk
-        FROM pol_s WHERE inforce) m
+        FROM {_policies_at(S)} WHERE inforce) m
     WHERE rk = 1"""),
     ]
     return parts, cols
@@ -282,7 +299,7 @@ def _labels(S: str, horizon_days: int, labels_known: bool) -> tuple[str, str]:
             COUNT(*) FILTER (WHERE inforce) AS held,
             COUNT(*) FILTER (WHERE inforce AND ((lapse_date >= {S} AND lapse_date < {end_h})
                                                 OR (surrender_date >= {S} AND surrender_date < {end_h}))) AS lapsed
-        FROM pol_s WHERE issue_date < {end_h}
+        FROM {_policies_at(S)} WHERE issue_date < {end_h}
         GROUP BY customer_key"""
     return lab, ("COALESCE(lab.purchase_h, 0) AS purchase_h, "
                  "CASE WHEN lab.held > 0 THEN CASE WHEN lab.lapsed > 0 THEN 1 ELSE 0 END END AS lapse_h, "
@@ -315,7 +332,7 @@ def _checks(s: dt.date, bounds: list[int]) -> list[tuple[str, str, str]]:
 def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known: bool,
                    sample_fraction: float | None = None, dialect: Dialect = DUCKDB) -> SnapshotQuery:
     """The computation for one snapshot, as named parts (see ``SnapshotQuery``)."""
-    S, d = _lit(s), dialect
+    S, d = dialect.param(SNAPSHOT_PARAM), dialect
     cmax = p.claim_windows_days[-1]
     bounds = sorted({0, *p.windows_days, p.holdout_window_days})
     counters = _contact_counters(p, d)
@@ -333,7 +350,7 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
     # table, they do not spill (docs/benchmarks.md).
     parts = [
         *_contact_parts(S, bounds, counters, d, sample),
-        ("pop", f"SELECT {', '.join(POP_COLUMNS)} FROM customers WHERE created_date < {S}{sample()}"),
+        ("pop", f"SELECT {', '.join(POP_COLUMNS)} FROM customers WHERE TRUE{sample()}"),  # a view: no parameter
         *policy_parts,
         ("clm", f"""SELECT customer_key, {', '.join(clm_aggs)}
     FROM claims WHERE claim_date < {S} AND claim_date >= CAST({S} - INTERVAL '{cmax}' DAY AS DATE){sample()}
@@ -349,8 +366,8 @@ def snapshot_query(p: FeatureParams, s: dt.date, horizon_days: int, labels_known
     def final(pf: str) -> str:
         """The final select over the customers satisfying ``pf`` (every relation is filtered alike)."""
 
-        def rel(name: str) -> str:
-            return f"(SELECT * FROM {name} WHERE {pf})"
+        def rel(name: str, when: str = "TRUE") -> str:
+            return f"(SELECT * FROM {name} WHERE {when} AND {pf})"
 
         joins = "\n    ".join(
             f"LEFT JOIN {rel(n)} {n} ON {n}.customer_key = pop.customer_key"
@@ -369,14 +386,15 @@ FROM (
             {", ".join(_aliases(clm_aggs, "clm"))}, refs.referrals_made,
             {", ".join(rec_cols)},
             {", ".join(sums)}
-        FROM {rel("pop")} pop
+        FROM {rel("pop", f"created_date < {S}")} pop
         {joins}
     ) j0
 ) j
 {lab_join}"""
 
     once = () if sample_fraction is None else (sample_part(sample_fraction, d),)
-    return SnapshotQuery(parts, final, tuple(_checks(s, bounds)) if d.packed else (), d, once)
+    return SnapshotQuery(parts, final, tuple(_checks(s, bounds)) if d.packed else (), d, once,
+                         {SNAPSHOT_PARAM: s})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,7 +444,7 @@ def features_frame(con: object, p: FeatureParams, plan: Iterable[Snapshot], hori
     out: list[pd.DataFrame] = []
     staged: set[str] = set()
     for snap in plan:
-        finals = materialise(con, snapshot_query(p, snap.date, horizon_days, snap.labels_known,
-                                                 None if snap.scoring else frac), partitions, staged)
-        out += [con.execute(f).df() for f in finals]  # type: ignore[attr-defined]
+        query = snapshot_query(p, snap.date, horizon_days, snap.labels_known, None if snap.scoring else frac)
+        out += [con.execute(f, query.args(f)).df()  # type: ignore[attr-defined]
+                for f in materialise(con, query, partitions, staged)]
     return pd.concat(out, ignore_index=True)

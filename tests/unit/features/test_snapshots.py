@@ -245,10 +245,10 @@ def test_single_statement_and_staged_script_agree(validated, small_params, tmp_p
     con = _con(validated, tmp_path)
     for snap in plan:
         q = snapshot_query(fp, snap.date, H, snap.labels_known)
-        one = con.execute(q.as_sql()).df().sort_values("customer_id").reset_index(drop=True)
+        one = con.execute(q.as_sql(), q.args(q.as_sql())).df().sort_values("customer_id").reset_index(drop=True)
         finals = materialise(con, q, partitions=3)
         assert len(finals) == 3
-        parts = [con.execute(f).df() for f in finals]
+        parts = [con.execute(f, q.args(f)).df() for f in finals]
         assert all(len(part) > 0 for part in parts)
         staged = pd.concat(parts).sort_values("customer_id").reset_index(drop=True)
         assert_same(staged, one)
@@ -342,3 +342,31 @@ def test_a_policy_count_beyond_the_packed_field_is_refused(validated, small_para
     with pytest.raises(FeatureBoundError, match=r"policies: 1 customer\(s\) hold 32 or more policies") as err:
         _sql(t, tmp_path, fp, plan)
     assert err.value.table == "policies"  # the stage names data/interim/policies.parquet
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "spark"])
+def test_the_snapshot_date_is_bound_never_written_into_the_sql(small_params, kind: str) -> None:
+    """The date reaches the engine as a parameter: no statement spells it, every statement that needs it
+    names the parameter, and the staged views (which DuckDB cannot prepare) need none."""
+    from features.snapshots.dialect import dialect
+    from features.snapshots.query import SNAPSHOT_PARAM, snapshot_query
+
+    d = dialect(kind)  # type: ignore[arg-type]
+    s = dt.date(2023, 7, 1)
+    q = snapshot_query(small_params.features, s, H, labels_known=True, sample_fraction=0.5, dialect=d)
+    stmts, finals = q.as_script(partitions=2, keys=(0, 99))
+    texts = [*stmts, *finals, q.as_sql(), *(sql for _, sql, _ in q.checks)]
+    assert not [t for t in texts if "2023-07-01" in t or "2023" in t]
+    assert all(q.args(f) == {SNAPSHOT_PARAM: s} for f in [*finals, q.as_sql()])
+    made = {t.split(" AS ", 1)[0].split()[-1]: t for t in stmts if t.startswith(("CREATE", "CACHE"))}
+    assert {name for name, t in made.items() if q.args(t) is None} == {"smp", "pol_s", "pop"}
+    assert all(q.args(t) == {SNAPSHOT_PARAM: s} for name, t in made.items() if name not in {"smp", "pol_s", "pop"})
+
+
+def test_a_statement_without_the_parameter_gets_no_values(small_params) -> None:
+    """DuckDB refuses values for parameters a statement does not use, so ``args`` must leave them out."""
+    from features.snapshots.query import snapshot_query
+
+    q = snapshot_query(small_params.features, dt.date(2023, 7, 1), H, labels_known=False)
+    assert q.args("SELECT COUNT(*) FROM w0 WHERE n_rows >= 5") is None
+    assert q.args("SELECT $snapshotx") is None  # a longer name is another parameter

@@ -262,13 +262,13 @@ def test_a_100k_customer_benchmark_book_gives_the_same_features(spark, tmp_path:
     spark_engine.register_tables(spark, (tmp_path / "book").as_posix())
     for snap in snaps:
         frac = None if snap.scoring else 0.3
-        (want_sql,) = materialise(con, snapshot_query(fp, snap.date, H, snap.labels_known, frac), 1, set())
-        want = con.execute(want_sql).df().sort_values(KEYS).reset_index(drop=True)
-        (got_sql,) = materialise(spark_engine.SparkConnection(spark),
-                                 snapshot_query(fp, snap.date, H, snap.labels_known, frac, dialect=spark_dialect), 1,
-                                 set())
+        duck_q = snapshot_query(fp, snap.date, H, snap.labels_known, frac)
+        (want_sql,) = materialise(con, duck_q, 1, set())
+        want = con.execute(want_sql, duck_q.args(want_sql)).df().sort_values(KEYS).reset_index(drop=True)
+        spark_q = snapshot_query(fp, snap.date, H, snap.labels_known, frac, dialect=spark_dialect)
+        (got_sql,) = materialise(spark_engine.SparkConnection(spark), spark_q, 1, set())
         out = (tmp_path / f"spark_{snap.date}").as_posix()
-        spark.sql(got_sql).write.parquet(out)
+        spark.sql(got_sql, args=spark_q.args(got_sql)).write.parquet(out)
         got = con.execute(f"SELECT * FROM read_parquet('{out}/*.parquet') ORDER BY customer_id").df()
         assert len(want) > (20_000 if frac else 90_000)
         assert (got.dtypes == want.dtypes).all(), got.dtypes[got.dtypes != want.dtypes]
