@@ -192,14 +192,16 @@ def fit_effects(train: pd.DataFrame, valid: pd.DataFrame | None, y: str,
         booster = lgb.train(params, dt, num_boost_round=p.max_rounds, valid_sets=[dv], valid_names=["valid"],
                             callbacks=[lgb.early_stopping(p.early_stopping_rounds, verbose=False)])
     model = EffectModel(outcome, booster, list(p.modifiers), chans, list(supported), p.form)
-    tau = _learner_effects(model, train[keep_t], baseline[0][keep_t])
-    treat = train.loc[keep_t, "treatment"].to_numpy()
+    kept, base_kept = train[keep_t], baseline[0][keep_t]
+    treat = kept["treatment"].to_numpy()
     relative, treated = {}, {}
-    for j, c in enumerate(chans):  # the effect on the rows actually treated through c, relative to their baseline
+    for c in chans:  # the effect on the rows actually treated through c, relative to their baseline
         rows = treat == c
         treated[c] = int(rows.sum())
-        base = float(np.mean(baseline[0][keep_t][rows])) if rows.any() else 0.0
-        relative[c] = float(tau[rows, j].mean() / base) if (c in supported and base > 0) else 0.0
+        base = float(np.mean(base_kept[rows])) if rows.any() else 0.0
+        # only those rows are predicted: the effect of c elsewhere is not needed (a tenth of the rows)
+        relative[c] = (float(_channel_effect(model, kept[rows], base_kept[rows], c).mean() / base)
+                       if (c in supported and base > 0) else 0.0)
     return EffectModel(outcome, booster, list(p.modifiers), chans, list(supported), p.form, relative, treated)
 
 
@@ -223,20 +225,26 @@ def own_channel(values: np.ndarray, treatment: Sequence[str], channels: Sequence
     return np.where(j >= 0, picked, np.nan)
 
 
-def _learner_effects(model: EffectModel, df: pd.DataFrame, baseline: np.ndarray) -> np.ndarray:
-    it = model.booster.best_iteration or None
+def _prob(model: EffectModel, df: pd.DataFrame, base_logit: np.ndarray, t: str) -> np.ndarray:
+    """P(Y | every row of ``df`` treated through ``t``) from the learner and the rows' baseline."""
+    raw = model.booster.predict(effect_design(df, model.modifiers, model.channels, t), raw_score=True,
+                                num_iteration=model.booster.best_iteration or None)
+    return _sigmoid(base_logit + np.asarray(raw, float))
+
+
+def _channel_effect(model: EffectModel, df: pd.DataFrame, baseline: np.ndarray, c: str) -> np.ndarray:
+    """tau of channel ``c`` alone per row (equal, row for row, to its column of ``_learner_effects``)."""
     base = logit(baseline)
+    return (_prob(model, df, base, c) - _prob(model, df, base, CONTROL)) * model.scale.get(c, 1.0)
 
-    def prob(t: str) -> np.ndarray:
-        raw = model.booster.predict(effect_design(df, model.modifiers, model.channels, t), raw_score=True,
-                                    num_iteration=it)
-        return _sigmoid(base + np.asarray(raw, float))
 
-    control = prob(CONTROL)
+def _learner_effects(model: EffectModel, df: pd.DataFrame, baseline: np.ndarray) -> np.ndarray:
+    base = logit(baseline)
+    control = _prob(model, df, base, CONTROL)
     out = np.zeros((len(df), len(model.channels)))
     for j, c in enumerate(model.channels):
         if c in model.supported:
-            out[:, j] = (prob(c) - control) * model.scale.get(c, 1.0)
+            out[:, j] = (_prob(model, df, base, c) - control) * model.scale.get(c, 1.0)
     return out
 
 

@@ -20,10 +20,13 @@ from tests.e2e.workspace import BIN, copy_worktree, git, run_cmd
 
 pytestmark = pytest.mark.xdist_group("e2e")  # one worker builds the tiny book once for all these tests
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def repro(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     """`.venv/bin/dvc repro` of the tiny book in a committed copy, from a shell with no virtualenv on PATH (the
-    stages find ./.venv through pipelines/stage.sh)."""
+    stages find ./.venv through pipelines/stage.sh).
+
+    Session-scoped, not module-scoped: xdist interleaves other modules' tests on the same worker, and pytest
+    tears a module fixture down whenever the next test is from another module (the book was built twice)."""
     root = tmp_path_factory.mktemp("repo")
     copy_worktree(root)
     params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.xdist_group("spark")
 H = 90
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # one JVM per worker, however xdist interleaves the modules
 def spark(small_params: Params):  # noqa: ANN201
     from pipelines import spark_engine
 
@@ -40,7 +40,7 @@ def spark(small_params: Params):  # noqa: ANN201
     session.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def interim(small_book: SyntheticBook, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small book's validated tables as the validate stage writes them."""
     as_of = small_book.truth["as_of"].iloc[0].date()
