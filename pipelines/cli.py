@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from features.intake.validation import ContractError
+from features.intake.contract import ContractError
 from pipelines.errors import UserError
 
 EXIT_USER_ERROR = 2

@@ -38,7 +38,7 @@ import pandas as pd
 import yaml
 
 from features.intake.capabilities import TARGETS as TARGET
-from features.intake.validation import ContractError
+from features.intake.contract import ContractError
 from models import drift as dr
 from models import promotion as pr
 from models import slices as sl

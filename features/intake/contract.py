@@ -90,6 +90,13 @@ OUTCOMES = {  # the ladder of a touch's result, plus the two negative outcomes
 }
 
 
+class ContractError(ValueError):
+    """The input breaks the contract at table level (e.g. a required column is missing).
+
+    Defined here, beside the contract and free of pandera, so that every stage's command line can catch it
+    without importing the validation machinery (about a second per stage)."""
+
+
 @dataclass(frozen=True)
 class ColumnSpec:
     """One column of the contract."""

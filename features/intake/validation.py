@@ -17,7 +17,7 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from features.intake import personal
-from features.intake.contract import AGE_MAX, AGE_MIN, TABLE_ORDER, TABLES, ColumnSpec, TableSpec
+from features.intake.contract import AGE_MAX, AGE_MIN, TABLE_ORDER, TABLES, ColumnSpec, ContractError, TableSpec
 
 # Rules in the order in which they explain a rejection (the first one found is the reason shown).
 RULE_PRIORITY = (
@@ -38,10 +38,6 @@ _PANDERA_RULES = {
     "less_than_or_equal_to": "range",
     "str_matches": "pattern",
 }
-
-
-class ContractError(ValueError):
-    """The input breaks the contract at table level (e.g. a required column is missing)."""
 
 
 @dataclass
