@@ -25,8 +25,9 @@ Pure: parameters in, DataFrames out; the random generator is seeded from the par
 from __future__ import annotations
 
 import copy
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +40,10 @@ from features.simulator.world import World
 __all__ = ["OUTBOUND_SALES_CHANNELS", "BookSize", "SyntheticBook", "SyntheticParams", "WorldChange", "WorldParams",
            "simulate_book"]
 log = logging.getLogger(__name__)
+# How the truth's scenarios are run: ``map`` in this process, or a process pool's ``map`` (the caller's choice:
+# the scenarios are independent and each is seeded by its own replicate and day, so the result is the same).
+Mapper = Callable[[Callable[[str], tuple[np.ndarray, np.ndarray]], Iterable[str]],
+                  Iterator[tuple[np.ndarray, np.ndarray]]]
 
 
 @dataclass
@@ -58,14 +63,35 @@ class SyntheticBook:
 
 
 
-def _truth(w: World, p: SyntheticParams, progress: Callable[[str], None], stream: int = 7) -> pd.DataFrame:
+def _scenario(template: World, inforce_at: np.ndarray, p: SyntheticParams, stream: int, sc: str,
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """One scenario's (purchase, lapse) probabilities: the mean over ``truth_replicates`` forward runs."""
+    H, n, P = p.size.history_days, template.n, template.pol
+    pur, lap = np.zeros(n), np.zeros(n)
+    for r in range(p.truth_replicates):
+        sim = copy.deepcopy(template)
+        acc = {"purchase": np.zeros(n), "lapse": np.zeros(n),
+               "lapse_mask": np.r_[inforce_at, np.zeros(len(sim.pol.cust) - P.n, bool)]}
+        for d in range(p.horizon_days):
+            # common random numbers: replicate r draws the same numbers on day d in every scenario, so a
+            # scenario's difference from "none" is the touch's effect, not two unrelated draws of claims
+            sim.rng = np.random.default_rng([p.seed, stream, r, d])
+            mode = sc if sc in ("bau", "none") else (sc if d == 0 else "none")
+            sim.step(H + d, outbound=mode, realise=False, acc=acc)
+        pur += -np.expm1(acc["purchase"])
+        lap += -np.expm1(acc["lapse"])
+    return pur / p.truth_replicates, lap / p.truth_replicates
+
+
+def _truth(w: World, p: SyntheticParams, progress: Callable[[str], None], stream: int = 7,
+           mapper: Mapper = map) -> pd.DataFrame:
     """True purchase/lapse probabilities over the horizon from the as-of date, per scenario.
 
     Each scenario is averaged over ``truth_replicates`` forward runs. Replicate r uses the same random numbers
     on each day in every scenario (common random numbers, stream ``[seed, stream, r, day]``), so the effect of
     a touch (scenario minus "none") is not buried under two unrelated draws of claims and service calls: with
     independent streams, two 4-replicate truths' SMS lapse effects per customer correlated 0.06 and the oracle
-    plan chased that noise (docs/synthetic_book.md).
+    plan chased that noise (docs/synthetic_book.md). ``mapper`` runs the scenarios (see ``Mapper``).
     """
     H = p.size.history_days
     n = w.n
@@ -78,22 +104,9 @@ def _truth(w: World, p: SyntheticParams, progress: Callable[[str], None], stream
     template = copy.copy(w)
     template.contacts = None  # type: ignore[assignment]  # nothing is recorded in truth mode
     template.claims = None  # type: ignore[assignment]
-    for sc in scenarios:
-        pur = np.zeros(n)
-        lap = np.zeros(n)
-        for r in range(p.truth_replicates):
-            sim = copy.deepcopy(template)
-            acc = {"purchase": np.zeros(n), "lapse": np.zeros(n),
-                   "lapse_mask": np.r_[inforce_at, np.zeros(len(sim.pol.cust) - P.n, bool)]}
-            for d in range(p.horizon_days):
-                # common random numbers: replicate r draws the same numbers on day d in every scenario, so a
-                # scenario's difference from "none" is the touch's effect, not two unrelated draws of claims
-                sim.rng = np.random.default_rng([p.seed, stream, r, d])
-                mode = sc if sc in ("bau", "none") else (sc if d == 0 else "none")
-                sim.step(H + d, outbound=mode, realise=False, acc=acc)
-            pur += -np.expm1(acc["purchase"])
-            lap += -np.expm1(acc["lapse"])
-        out[sc] = (pur / p.truth_replicates, lap / p.truth_replicates)
+    run = functools.partial(_scenario, template, inforce_at, p, stream)
+    for sc, result in zip(scenarios, mapper(run, scenarios), strict=True):
+        out[sc] = result
         progress(f"truth scenario {sc}: mean p_purchase {out[sc][0][w.created < H].mean():.4f}")
     keep = w.created < H
     cid = np.char.add("C", np.char.zfill(np.arange(1, n + 1).astype(str), 7)).astype(object)
@@ -113,8 +126,10 @@ def _truth(w: World, p: SyntheticParams, progress: Callable[[str], None], stream
     return truth[keep].reset_index(drop=True)
 
 
-def simulate_book(p: SyntheticParams, progress: Callable[[str], None] | None = None) -> SyntheticBook:
-    """Simulate the book up to the day before ``as_of`` and the truth from ``as_of`` on."""
+def simulate_book(p: SyntheticParams, progress: Callable[[str], None] | None = None,
+                  mapper: Mapper = map) -> SyntheticBook:
+    """Simulate the book up to the day before ``as_of`` and the truth from ``as_of`` on (its scenarios through
+    ``mapper``: a process pool's ``map`` runs them in parallel with the same result)."""
     say = progress or (lambda msg: log.info(msg))
     rng = np.random.default_rng(p.seed)
     w = World(p, rng)
@@ -125,7 +140,7 @@ def simulate_book(p: SyntheticParams, progress: Callable[[str], None] | None = N
         if (t + 1) % 180 == 0 or t == H - 1:
             say(f"  day {t + 1}/{H}: {w.pol.n:,} policies, {sum(len(c) for c in w.contacts.chunks['cust']):,} contacts")
     # pending claims and the extract happen at as-of; truth runs forward from a copy of the state
-    truth = _truth(w, p, say)
+    truth = _truth(w, p, say, mapper=mapper)
     trng = np.random.default_rng([p.seed, 99])
     tables = book_tables(w, p, trng)
     add_missing(tables, p.missing_share, trng)

@@ -158,3 +158,16 @@ def test_truth_effects_are_reproducible_across_random_streams(small_params: Para
     for outcome, rows, floor in (("lapse", hold, 0.3), ("purchase", slice(None), 0.6)):
         ta, tb = (t[f"p_{outcome}_phone"] - t[f"p_{outcome}_no_contact"] for t in (a, b))
         assert np.corrcoef(ta[rows], tb[rows])[0, 1] > floor, outcome
+
+
+def test_truth_scenarios_in_a_process_pool_give_the_same_truth(small_params) -> None:
+    """generate runs the truth's scenarios in parallel processes: the truth must not depend on where they ran."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    sp = small_params.synthetic()
+    sp = sp.model_copy(update={"size": sp.size.model_copy(update={"n_customers": 400})})
+    serial = simulate_book(sp).truth
+    with ProcessPoolExecutor(2) as pool:
+        parallel = simulate_book(sp, mapper=pool.map).truth
+    pd.testing.assert_frame_equal(parallel, serial, check_exact=True)
+    assert serial["p_purchase_visit"].sum() > 0  # the scenarios ran
