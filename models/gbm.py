@@ -92,8 +92,9 @@ def fit(X_train: pd.DataFrame, y_train: np.ndarray, X_valid: pd.DataFrame, y_val
     callbacks: list[Any] = [lgb.early_stopping(p.early_stopping_rounds, verbose=False)]
     if on_round is not None:
         callbacks.append(on_round)  # type: ignore[arg-type]
-    return lgb.train(_lgb_params(p, objective), train, num_boost_round=p.max_rounds, valid_sets=[valid],
-                     valid_names=["valid"], callbacks=callbacks)
+    booster = lgb.train(_lgb_params(p, objective), train, num_boost_round=p.max_rounds, valid_sets=[valid],
+                        valid_names=["valid"], callbacks=callbacks)
+    return booster.free_dataset()  # the booster would otherwise keep the training frames alive as long as itself
 
 
 def fit_rounds(X: pd.DataFrame, y: np.ndarray, p: GBMParams, objective: Literal["binary", "regression"],
@@ -101,7 +102,7 @@ def fit_rounds(X: pd.DataFrame, y: np.ndarray, p: GBMParams, objective: Literal[
     """Boost a fixed number of rounds on every row (cross-fitting's final model: the rounds come from the
     folds' early stopping, so no row has to be held back for it)."""
     train = lgb.Dataset(X, label=y, categorical_feature=list(X.select_dtypes("category")), free_raw_data=False)
-    return lgb.train(_lgb_params(p, objective), train, num_boost_round=max(int(rounds), 1))
+    return lgb.train(_lgb_params(p, objective), train, num_boost_round=max(int(rounds), 1)).free_dataset()
 
 
 def predict(booster: lgb.Booster, X: pd.DataFrame) -> np.ndarray:

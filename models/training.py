@@ -78,13 +78,18 @@ def objective_of(model: str) -> Objective:
     return "regression" if model == "value" else "binary"
 
 
-def model_rows(df: pd.DataFrame, model: str) -> pd.DataFrame:
-    """The rows a model learns from: labelled ones; for value, the purchases (premium given a purchase)."""
+def model_mask(df: pd.DataFrame, model: str) -> pd.Series:
+    """Which rows a model learns from: labelled ones; for value, the purchases (premium given a purchase)."""
     if model == "purchase":
-        return df[df["purchase_h"].notna()]
+        return df["purchase_h"].notna()
     if model == "lapse":
-        return df[df["lapse_h"].notna()]
-    return df[df["purchase_h"].eq(1)]
+        return df["lapse_h"].notna()
+    return df["purchase_h"].eq(1)
+
+
+def model_rows(df: pd.DataFrame, model: str) -> pd.DataFrame:
+    """The rows a model learns from (see ``model_mask``), as a copy."""
+    return df[model_mask(df, model)]
 
 
 def check_enough_data(model: str, target: str, y: dict[str, np.ndarray], objective: str,
@@ -134,8 +139,8 @@ def fit_out_of_time(model: str, target: str, df: pd.DataFrame, spec: gbm.Feature
                     on_round: Callable[[Any], None] | None = None) -> FittedModel:
     """One model on the rows' roles (train, early stopping on valid), tuned first when ``tune`` is given, with
     its baselines on the test rows. ``rules`` None: the source has no archive for the rule baselines."""
-    rows = model_rows(df, model)
-    parts = {r: rows[rows["role"] == r] for r in ROLES}
+    keep = model_mask(df, model)  # each role's rows taken straight from df: no copy of all the model's rows
+    parts = {r: df[keep & df["role"].eq(r)] for r in ROLES}
     for r, part in parts.items():
         if part.empty:
             raise NotEnoughData(f"model '{model}': no {r} rows on snapshot(s) of role {r}")

@@ -191,6 +191,7 @@ def fit_effects(train: pd.DataFrame, valid: pd.DataFrame | None, y: str,
                          init_score=logit(baseline[1][keep_v]))
         booster = lgb.train(params, dt, num_boost_round=p.max_rounds, valid_sets=[dv], valid_names=["valid"],
                             callbacks=[lgb.early_stopping(p.early_stopping_rounds, verbose=False)])
+    booster.free_dataset()  # the returned model must not keep the training design alive
     model = EffectModel(outcome, booster, list(p.modifiers), chans, list(supported), p.form)
     kept, base_kept = train[keep_t], baseline[0][keep_t]
     treat = kept["treatment"].to_numpy()

@@ -202,8 +202,7 @@ def _fit(model: str, target: str, df: pd.DataFrame, spec: gbm.FeatureSpec, tp: T
          mlflow: Any) -> training.FittedModel:
     """One model out of time (models/training.py); its entry into ``report``, its calib/test scores into ``held``
     (every row of those roles: lapse and value are scored for everyone)."""
-    rows = training.model_rows(df, model)
-    train_y = rows.loc[rows["role"] == "train", target]
+    train_y = df.loc[training.model_mask(df, model) & df["role"].eq("train"), target]
     log.info("%s: %s training rows (%s), early stopping on %s", model, f"{len(train_y):,}",
              f"{train_y.mean():.2%} positive" if model != "value" else f"mean {train_y.mean():,.0f} CNY",
              report["split"]["valid"])
