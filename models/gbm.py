@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from models import contributions
+
 
 class GBMParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -25,6 +27,10 @@ class GBMParams(BaseModel):
     early_stopping_rounds: int = Field(ge=1)
     seed: int = Field(ge=0)
     num_threads: int = Field(ge=1)
+    # a ridge model in each leaf (LightGBM's linear_tree): for small, noisy files where plain trees lose to a
+    # regularised linear model; explained by models/contributions.py, which LightGBM's TreeSHAP is not
+    linear_tree: bool = False
+    linear_lambda: float = Field(default=0.0, ge=0)
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,7 @@ def _lgb_params(p: GBMParams, objective: Literal["binary", "regression"]) -> dic
         "bagging_fraction": p.bagging_fraction, "bagging_freq": p.bagging_freq, "lambda_l2": p.lambda_l2,
         "seed": p.seed, "num_threads": p.num_threads, "deterministic": True, "force_row_wise": True,
         "verbosity": -1, "metric": "binary_logloss" if objective == "binary" else "l2",
+        **({"linear_tree": True, "linear_lambda": p.linear_lambda} if p.linear_tree else {}),
     }
 
 
@@ -109,10 +116,12 @@ def predict(booster: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
     return np.asarray(booster.predict(X, num_iteration=booster.best_iteration or None), dtype=float)
 
 
-def mean_abs_contributions(booster: lgb.Booster, X: pd.DataFrame, max_rows: int = 20_000) -> pd.Series:
-    """Mean |SHAP contribution| per feature (LightGBM's own pred_contrib), on a stable row sample."""
+def mean_abs_contributions(booster: lgb.Booster, X: pd.DataFrame, max_rows: int = 20_000,
+                           centre: dict[str, float] | None = None) -> pd.Series:
+    """Mean |contribution| per feature (TreeSHAP; models/contributions.py for linear trees), on a stable
+    row sample."""
     sample = X.iloc[np.linspace(0, len(X) - 1, min(max_rows, len(X))).astype(int)] if len(X) else X
-    contrib = booster.predict(sample, pred_contrib=True, num_iteration=booster.best_iteration or None)
+    contrib = contributions.contributions(booster, sample, centre)
     vals = np.abs(np.asarray(contrib)[:, :-1]).mean(axis=0)
     return pd.Series(vals, index=X.columns).sort_values(ascending=False)
 

@@ -15,13 +15,16 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from models import contributions as exact
+
 NONE_EN, NONE_ZH = "none", "无"
 
 
-def contributions(booster: lgb.Booster, X: pd.DataFrame) -> pd.DataFrame:
-    """Per-row, per-feature contributions (the bias column dropped), indexed like ``X``."""
-    raw = booster.predict(X, pred_contrib=True, num_iteration=booster.best_iteration or None)
-    return pd.DataFrame(np.asarray(raw)[:, :-1], index=X.index, columns=X.columns)
+def contributions(booster: lgb.Booster, X: pd.DataFrame, centre: dict[str, float] | None = None) -> pd.DataFrame:
+    """Per-row, per-feature contributions (the bias column dropped), indexed like ``X``. ``centre``: a linear-tree
+    model's ``linear_centre`` from its meta.json (models/contributions.py)."""
+    raw = exact.contributions(booster, X, centre)
+    return pd.DataFrame(raw[:, :-1], index=X.index, columns=X.columns)
 
 
 def number(f: float) -> str:
@@ -76,11 +79,21 @@ def top_reasons(contrib: pd.DataFrame, values: pd.DataFrame, dictionary: dict[st
     order_asc = np.argsort(c, axis=1, kind="stable")[:, :k]
     vals = values[list(contrib.columns)].to_numpy(object)
     out: dict[str, list[str]] = {f"reason_{side}_{i + 1}": [] for side in ("for", "against") for i in range(k)}
+    seen: dict[tuple[int, type, Any], str] = {}  # the same feature and value render the same text: counts repeat a lot
+
+    def text(j: int, v: Any) -> str:
+        if v is None or v is pd.NA or (isinstance(v, float) and v != v):  # missing: no stable key to cache on
+            return render(names[j], v, dictionary)
+        key = (j, type(v), v)  # the type too: 1, 1.0 and True are one dict key but may render apart
+        if key not in seen:
+            seen[key] = render(names[j], v, dictionary)
+        return seen[key]
+
     for r in range(len(c)):
         row = vals[r]
         for side, order, sign in (("for", order_desc, 1.0), ("against", order_asc, -1.0)):
             for i in range(k):
                 j = order[r, i]
                 ok = sign * c[r, j] > min_abs
-                out[f"reason_{side}_{i + 1}"].append(render(names[j], row[j], dictionary) if ok else "")
+                out[f"reason_{side}_{i + 1}"].append(text(j, row[j]) if ok else "")
     return pd.DataFrame(out, index=contrib.index)

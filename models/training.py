@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from models import baselines, crossfit, gbm
+from models import baselines, contributions, crossfit, gbm
 from models.metrics import alift, classification_metrics, regression_metrics
 from models.splits import rolling_windows
 from models.tuning import TuningParams
@@ -163,13 +163,20 @@ def fit_out_of_time(model: str, target: str, df: pd.DataFrame, spec: gbm.Feature
     entry["lightgbm"] = (classification_metrics(y["test"], raw_test) if objective == "binary"
                          else regression_metrics(y["test"], raw_test))
     _baselines(model, target, parts, y, X, spec, tp, rules, entry)
-    importance = {k: float(v) for k, v in gbm.mean_abs_contributions(booster, X["test"]).items()}
+    centre = _centre(booster, X["train"])
+    importance = {k: float(v) for k, v in gbm.mean_abs_contributions(booster, X["test"], centre=centre).items()}
     entry["unused_features"] = gbm.unused_features(booster)
     meta = {"objective": objective, "target": target,
             "target_transform": "log1p" if objective == "regression" else None,
             "best_iteration": booster.best_iteration, "features": spec.to_dict(), "params": gbm_params.model_dump(),
-            "split": split}
+            "split": split, **({"linear_centre": centre} if centre is not None else {})}
     return FittedModel(booster, meta, entry, importance, tuned, tuning)
+
+
+def _centre(booster: lgb.Booster, X_train: pd.DataFrame) -> dict[str, float] | None:
+    """A linear-tree model's feature centres (its training means), kept in meta.json so that its reasons are
+    measured from the same point whatever batch is scored; None for plain trees."""
+    return contributions.linear_centre(X_train) if contributions.is_linear(booster) else None
 
 
 def predict_raw(fitted: FittedModel, frame: pd.DataFrame, spec: gbm.FeatureSpec) -> np.ndarray:
@@ -190,10 +197,13 @@ def fit_crossfitted(model: str, target: str, df: pd.DataFrame, spec: gbm.Feature
                              "lightgbm": classification_metrics(y, cf.oof),
                              "logistic": classification_metrics(y, cf.oof_logistic)}
     entry["beats_logistic"] = entry["lightgbm"]["roc_auc"] > entry["logistic"]["roc_auc"]
-    importance = {k: float(v) for k, v in gbm.mean_abs_contributions(cf.booster, gbm.design(rows, spec)).items()}
+    design = gbm.design(rows, spec)
+    centre = _centre(cf.booster, design)
+    importance = {k: float(v) for k, v in gbm.mean_abs_contributions(cf.booster, design, centre=centre).items()}
     entry["unused_features"] = gbm.unused_features(cf.booster)
     meta = {"objective": "binary", "target": target, "target_transform": None, "best_iteration": cf.rounds,
-            "features": spec.to_dict(), "params": tp.gbm.model_dump(), "split": split}
+            "features": spec.to_dict(), "params": tp.gbm.model_dump(), "split": split,
+            **({"linear_centre": centre} if centre is not None else {})}
     return FittedModel(cf.booster, meta, entry, importance), pd.Series(cf.oof, index=rows.index)
 
 

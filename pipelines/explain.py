@@ -66,7 +66,7 @@ def source_rows(customer_id: str, last_contacts: int) -> dict[str, Any]:
 def drivers(row: pd.DataFrame, model_name: str, top: int) -> list[dict[str, Any]]:
     """The features that moved one model's score most for this row (LightGBM contributions, log-odds)."""
     model = scoring.load_model(model_name)
-    contrib = reasons.contributions(model.booster, gbm.design(row, model.spec)).iloc[0]
+    contrib = reasons.contributions(model.booster, gbm.design(row, model.spec), model.meta.get("linear_centre")).iloc[0]
     order = contrib.abs().sort_values(ascending=False).index[:top]
     return [{"feature": f, "value": _jsonable(row[f].iloc[0]), "contribution": round(float(contrib[f]), 4)}
             for f in order]

@@ -75,6 +75,10 @@ def test_coil2000_runs_through_the_pipeline_and_selects_800(tmp_path: Path) -> N
     assert summary["train"]["split"]["kind"] == "crossfit"
     assert summary["train"]["models"]["purchase"]["rows"]["train"] == 5822
     assert out["segments"]["backtest"]["customers"] == 5822 and out["segments"]["backtest"]["rows"] == "out of fold"
+    # linear trees (the source's choice, docs/benchmarks.md) ship with their centre, and every row gets reasons
+    meta = json.loads((ws / "data/models/purchase/meta.json").read_text(encoding="utf-8"))
+    assert meta["params"]["linear_tree"] is True and len(meta["linear_centre"]) > 50
+    assert out["scores"]["reason_for_1"].notna().mean() > 0.9 and out["scores"]["reason_against_1"].notna().any()
 
 
 def _experiment_file(path: Path, n: int = 40_000, seed: int = 7) -> None:

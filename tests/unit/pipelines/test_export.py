@@ -131,6 +131,35 @@ def test_reasons_are_readable_and_signed() -> None:
         == "Days since a quote: none / 距上次报价天数: 无"
 
 
+def test_reasons_in_chunks_equal_the_whole_tables_and_repeated_values_render_the_same(caplog) -> None:
+    # the export explains a large book in chunks (bounded memory, progress) and caches each feature-value's text:
+    # neither may change a single reason
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame({"n_quote_90d": rng.poisson(1, 3000).astype(float), "premium": rng.gamma(2, 5000, 3000),
+                      "band": pd.Categorical(rng.choice(["low", "mid", "high"], 3000)), "flag": rng.random(3000) < 0.2})
+    X.loc[rng.random(3000) < 0.1, "premium"] = np.nan
+    y = (rng.random(3000) < 1 / (1 + np.exp(-(X["n_quote_90d"] - X["flag"] - 1)))).astype(int)
+    booster = lgb.train({"objective": "binary", "verbosity": -1, "num_leaves": 7, "seed": 1},
+                        lgb.Dataset(X, y), num_boost_round=30)
+    from models import gbm
+    from pipelines import scoring
+    spec = gbm.FeatureSpec(["n_quote_90d", "premium", "flag"], {"band": ["high", "low", "mid"]})
+    model = scoring.LoadedModel(booster, spec, {}, None)
+    dictionary = {"premium": {"dtype": "float", "en": "Premium", "zh": "保费"}, "flag": {"dtype": "bool"},
+                  "band": {"dtype": "category", "en": "Band"}}
+    whole = delivery._reasons(model, X, dictionary, chunk=10_000)
+    with caplog.at_level("INFO", logger="pipelines.export"):
+        chunked = delivery._reasons(model, X, dictionary, chunk=700)
+    pd.testing.assert_frame_equal(chunked, whole)
+    assert "reasons: 3,000 of 3,000 customers" in caplog.text
+    contrib = reasons.contributions(booster, gbm.design(X, spec))
+    uncached = [[reasons.render(f, X.loc[r, f], {**dictionary}) if contrib.loc[r, f] > 1e-6 else ""
+                 for f in [contrib.columns[int(np.argsort(-contrib.loc[r].to_numpy(), kind="stable")[0])]]]
+                for r in range(200)]
+    assert whole["reason_for_1"].head(200).tolist() == [u[0] for u in uncached]
+    assert whole["reason_for_1"].str.len().gt(0).any() and whole["reason_against_1"].str.len().gt(0).any()
+
+
 # ---------------------------------------------------------------- the manifest commit protocol
 
 def _deliver(folder: Path, df: pd.DataFrame, tag: str) -> None:
