@@ -133,6 +133,9 @@ def run_size(n: int, base: Path, workdir: Path, db_url: str | None, overrides: l
                      FLOOR_SQL.format(path=contacts.as_posix())], ws, log_file)
     load = measure([sys.executable, "-m", "pipelines.export", "--params", "params.yaml", "--to",
                     db_url or f"sqlite:///{(ws / 'crm.db').resolve()}"], ws, log_file)
+    for what, r in (("floor", floor), ("crm load", load)):  # a failed step is not a measurement
+        if r["exit"] != 0:
+            raise SystemExit(f"{what} failed at {customers:,} customers (exit {r['exit']}); see {log_file}")
     rows.append({"stage": "crm load" + (" (PostgreSQL)" if db_url and db_url.startswith("postgres") else
                                         " (SQLite)"), **load})
     events = pq.ParquetFile(contacts).metadata.num_rows

@@ -45,12 +45,35 @@ def _canon(v: Any) -> str:
     if isinstance(v, bool | np.bool_):
         return "1" if v else "0"
     if isinstance(v, float | np.floating):
-        return f"{float(v):.12g}"
+        return f"{float(v) + 0.0:.12g}"  # + 0.0 turns -0.0 into 0.0: SQLite stores negative zero as zero
     if isinstance(v, pd.Timestamp | dt.datetime):
         return v.date().isoformat()
     if isinstance(v, dt.date):
         return v.isoformat()
     return str(v)
+
+
+def _float(v: Any) -> str:
+    return "" if v != v else f"{float(v) + 0.0:.12g}"
+
+
+def _stamp(v: Any) -> str:
+    return "" if v is pd.NaT else v.date().isoformat()
+
+
+# the canonical text by exact type, as ``_canon`` would give it: a dict lookup instead of five isinstance checks
+# per value (the two checksums took two thirds of a load's time); other types go through ``_canon``
+_BY_TYPE: dict[type, Any] = {
+    str: lambda v: v, int: str, np.int64: str, float: _float, np.float64: _float, type(None): lambda v: "",
+    bool: lambda v: "1" if v else "0", np.bool_: lambda v: "1" if v else "0", dt.date: dt.date.isoformat,
+    dt.datetime: lambda v: v.date().isoformat(), pd.Timestamp: _stamp, type(pd.NaT): lambda v: "",
+}
+
+
+def canon(v: Any) -> str:
+    """One value's canonical text for the checksum (``_canon``'s rules, dispatched on the exact type)."""
+    f = _BY_TYPE.get(type(v))
+    return f(v) if f is not None else _canon(v)
 
 
 def checksum(rows: list[tuple[Any, ...]] | pd.DataFrame) -> str:
@@ -61,7 +84,7 @@ def checksum(rows: list[tuple[Any, ...]] | pd.DataFrame) -> str:
         rows = sorted(rows, key=lambda r: str(r[0]))
     h = hashlib.sha256()
     for r in rows:
-        h.update(("\x1f".join(_canon(v) for v in r) + "\n").encode("utf-8"))
+        h.update(("\x1f".join(map(canon, r)) + "\n").encode("utf-8"))
     return h.hexdigest()
 
 

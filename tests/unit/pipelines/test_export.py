@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+from decimal import Decimal
 from pathlib import Path
 
 import lightgbm as lgb
@@ -251,6 +252,8 @@ def test_csv_is_utf8_with_bom_and_opens_with_the_declared_delimiter(tmp_path: Pa
 
 def _check_load(url: str, schema: str | None = None) -> None:
     df = sample_delivery(400)
+    # a channel without effect can be -0.0; SQLite stores it as 0.0, which must not fail the verification
+    df.loc[0, "channel_uplift_lapse"] = -0.0
     first = crm_load.load(url, df, AS_OF, table="crm_scores_staging", schema=schema)
     assert first["rows"] == 400
     again = crm_load.load(url, df, AS_OF, table="crm_scores_staging", schema=schema)  # idempotent
@@ -271,6 +274,14 @@ def _check_load(url: str, schema: str | None = None) -> None:
     assert counts == {AS_OF: 350, AS_OF - dt.timedelta(days=30): 50}
     assert zh == sg.QUADRANT_ZH[df.loc[0, "ml_quadrant"]]
     assert crm_load.checksum(rows) == crm_load.checksum(smaller)
+
+
+def test_the_fast_canonical_text_is_the_reference_rules_for_every_type() -> None:
+    values = ["C1", "", 0, 7, np.int64(-3), 0.1, -0.0, 1e-13, float("nan"), float("inf"), np.float64(2.5), np.nan,
+              None, True, False, np.bool_(True), dt.date(2026, 9, 30), dt.datetime(2026, 9, 30, 12),
+              pd.Timestamp("2026-09-30 08:00"), pd.NaT, np.float32(0.5), np.int32(4), Decimal("1.5")]
+    assert [crm_load.canon(v) for v in values] == [crm_load._canon(v) for v in values]
+    assert crm_load.canon(-0.0) == crm_load.canon(0.0) == "0"  # SQLite gives negative zero back as zero
 
 
 def test_sqlite_load_is_idempotent_and_verified(tmp_path: Path) -> None:
