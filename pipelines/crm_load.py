@@ -45,7 +45,7 @@ def _canon(v: Any) -> str:
     if isinstance(v, bool | np.bool_):
         return "1" if v else "0"
     if isinstance(v, float | np.floating):
-        return f"{float(v) + 0.0:.12g}"  # + 0.0 turns -0.0 into 0.0: SQLite stores negative zero as zero
+        return _float(v)
     if isinstance(v, pd.Timestamp | dt.datetime):
         return v.date().isoformat()
     if isinstance(v, dt.date):
@@ -54,6 +54,7 @@ def _canon(v: Any) -> str:
 
 
 def _float(v: Any) -> str:
+    """A float's text: empty for NaN; + 0.0 turns -0.0 into 0.0, as SQLite stores negative zero."""
     return "" if v != v else f"{float(v) + 0.0:.12g}"
 
 
