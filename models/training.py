@@ -58,6 +58,7 @@ class TrainParams(_Strict):
     min_train_snapshots: int = Field(ge=1, le=120)
     min_positives: MinPositives
     lr_max_rows: int = Field(ge=1000)  # rows sampled to fit the logistic baseline
+    importance_max_rows: int = Field(default=5_000, ge=100)  # rows TreeSHAP explains for the importances
 
 
 class NotEnoughData(ValueError):
@@ -164,7 +165,8 @@ def fit_out_of_time(model: str, target: str, df: pd.DataFrame, spec: gbm.Feature
                          else regression_metrics(y["test"], raw_test))
     _baselines(model, target, parts, y, X, spec, tp, rules, entry)
     centre = _centre(booster, X["train"])
-    importance = {k: float(v) for k, v in gbm.mean_abs_contributions(booster, X["test"], centre=centre).items()}
+    importance = {k: float(v) for k, v in gbm.mean_abs_contributions(
+        booster, X["test"], max_rows=tp.importance_max_rows, centre=centre).items()}
     entry["unused_features"] = gbm.unused_features(booster)
     meta = {"objective": objective, "target": target,
             "target_transform": "log1p" if objective == "regression" else None,
@@ -199,7 +201,8 @@ def fit_crossfitted(model: str, target: str, df: pd.DataFrame, spec: gbm.Feature
     entry["beats_logistic"] = entry["lightgbm"]["roc_auc"] > entry["logistic"]["roc_auc"]
     design = gbm.design(rows, spec)
     centre = _centre(cf.booster, design)
-    importance = {k: float(v) for k, v in gbm.mean_abs_contributions(cf.booster, design, centre=centre).items()}
+    importance = {k: float(v) for k, v in gbm.mean_abs_contributions(
+        cf.booster, design, max_rows=tp.importance_max_rows, centre=centre).items()}
     entry["unused_features"] = gbm.unused_features(cf.booster)
     meta = {"objective": "binary", "target": target, "target_transform": None, "best_iteration": cf.rounds,
             "features": spec.to_dict(), "params": tp.gbm.model_dump(), "split": split,

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from features.simulator.frozen import freeze
 from features.simulator.params import OUTBOUND_SALES_CHANNELS, BookSize, SyntheticParams, WorldChange, WorldParams
 from features.simulator.tables import add_missing, book_tables, inject_dirt
 from features.simulator.world import World
@@ -104,6 +105,7 @@ def _truth(w: World, p: SyntheticParams, progress: Callable[[str], None], stream
     template = copy.copy(w)
     template.contacts = None  # type: ignore[assignment]  # nothing is recorded in truth mode
     template.claims = None  # type: ignore[assignment]
+    template.frozen = freeze(template)  # nothing is realised: the policy side is the same every day
     run = functools.partial(_scenario, template, inforce_at, p, stream)
     for sc, result in zip(scenarios, mapper(run, scenarios), strict=True):
         out[sc] = result

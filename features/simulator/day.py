@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from features.simulator.params import AGENT_MIX, CH, LINE_CLAIM_RATE, MODES, PURP
+from features.simulator import frozen
+from features.simulator.params import AGENT_MIX, CH, MODES, PURP
 from features.simulator.stores import Touches
 
 if TYPE_CHECKING:
@@ -76,12 +77,14 @@ def bau_outbound(w: World, t: int, active: np.ndarray, inforce: np.ndarray, n_in
         touches.add(sel[~hold], int(cp["ch"]), int(cp["purpose"]), int(cp["id"]))
         touches.add(sel[hold], int(cp["ch"]), int(cp["purpose"]), int(cp["id"]), hold=True)
 
-def claims_today(w: World, t: int, inforce: np.ndarray, realise: bool, touches: Touches) -> None:
-    """Claims today; they move the customer's state and bring inbound claim-service contacts."""
+def claims_today(w: World, t: int, inforce: np.ndarray, realise: bool, touches: Touches,
+                 rate: np.ndarray | None = None) -> None:
+    """Claims today; they move the customer's state and bring inbound claim-service contacts. ``rate``: each
+    policy row's daily claim rate when already known (the truth's runs)."""
     rng, P = w.rng, w.pol
     pn = P.n
     # --- claims today (they also bring inbound claim-service contacts) ------------------------
-    claim_rate = LINE_CLAIM_RATE[P.line[:pn]] / 365.0
+    claim_rate = frozen.claim_rate(w) if rate is None else rate
     cl = np.flatnonzero(inforce & (rng.random(pn) < claim_rate))
     if len(cl):
         early = (t - P.issue[cl]) < 365

@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 
 from features.simulator.day import bau_outbound, claims_today
+from features.simulator.frozen import FrozenPolicies, lapse_terms, policy_state
 from features.simulator.params import (
     APPOINT,
     CH,
     COMPLAINT,
     FATIGUE,
     HALF_LIFE,
-    INCOME_CAPACITY,
     INCOME_P,
     INCOME_PREMIUM,
     INTEREST,
@@ -130,6 +130,7 @@ class World:
         self.claims = Store({"pol": np.int64, "day": np.int32, "amount": np.float64, "status": np.int8})
         self.campaigns = self._campaign_plan(H + p.horizon_days + 1)
         self._today: tuple[np.ndarray, ...] | None = None  # today's touches, for outcomes and recording
+        self.frozen: FrozenPolicies | None = None  # set on the truth's template (features.simulator.frozen)
         self._initial_policies()
 
     # --- helpers -------------------------------------------------------------------------------
@@ -255,11 +256,11 @@ class World:
         self.C *= decay(HALF_LIFE["C"])
         self.V *= decay(HALF_LIFE["V"])
         active = self.created <= t
-        P = self.pol
-        pn = P.n
-        inforce = P.status[:pn] == 0
-        n_inforce = np.bincount(P.cust[:pn][inforce], minlength=n)
-        prem_inforce = np.bincount(P.cust[:pn][inforce], weights=P.premium[:pn][inforce], minlength=n)
+        fz = None if realise else self.frozen  # the truth's runs realise nothing: the policy side is fixed
+        if fz is None:
+            inforce, n_inforce, prem_inforce = policy_state(self)
+        else:
+            inforce, n_inforce, prem_inforce = fz.inforce, fz.n_inforce, fz.prem_inforce
 
         touches = Touches()
         if outbound == "bau":
@@ -270,12 +271,12 @@ class World:
         inb = np.flatnonzero(active & (self.rng.random(n) < 0.4 / 365 * (1 + (n_inforce > 0))))
         touches.add(inb, self.rng.choice([CH.index("phone"), CH.index("wechat"), CH.index("service")], len(inb)),
                     PURP.index("service"), inbound=True)
-        claims_today(self, t, inforce, realise, touches)
+        claims_today(self, t, inforce, realise, touches, None if fz is None else fz.claim_rate)
         sale_p = self._outcomes(t, touches)
         expired = (self.quote_day >= 0) & (t - self.quote_day > QUOTE_MAX_AGE)
         self.quote_day[expired] = -1
         p_buy = self._purchase_hazard(t, active, n_inforce, sale_p)
-        idx, pc, lh = self._lapse_hazard(t, inforce, prem_inforce)
+        idx, pc, lh = self._lapse_hazard(t, inforce, prem_inforce, fz)
         if realise:
             self._realise(t, p_buy, idx, lh)
         else:
@@ -383,18 +384,19 @@ class World:
         p_buy = np.where(active, p_buy, 0.0)
         return p_buy
 
-    def _lapse_hazard(self, t: int, inforce: np.ndarray, prem_inforce: np.ndarray) \
-            -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(in-force policy rows, their customers, each policy's lapse probability today)."""
+    def _lapse_hazard(self, t: int, inforce: np.ndarray, prem_inforce: np.ndarray,
+                      fz: FrozenPolicies | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(in-force policy rows, their customers, each policy's lapse probability today); ``fz``: the fixed
+        terms already computed (the truth's runs)."""
         p, P = self.p, self.pol
         # --- lapse hazard (per in-force, premium-paying or surrenderable policy) ---------------------
-        idx = np.flatnonzero(inforce)
-        pc = P.cust[idx]
-        burden = np.log(np.maximum(prem_inforce[pc], 1.0) / INCOME_CAPACITY[self.income[pc]] / 0.05)
-        dur = t - P.issue[idx]
+        if fz is None:
+            idx, pc, burden, base = lapse_terms(self, inforce, prem_inforce)
+            dur = t - P.issue[idx]
+        else:
+            idx, pc, burden, base = fz.idx, fz.pc, fz.burden, fz.base
+            dur = t - fz.issue
         dur_eff = np.where(dur < 730, 0.5, np.where(dur > 1825, -0.3, 0.0))
-        mode = P.mode[idx]
-        base = np.where(mode == MODES.index("single"), 0.25, MODE_LAPSE[mode])
         lh = (p.lapse_base_per_year / 365.0 * base
               * np.exp(0.8 * burden + 0.5 * self.C[pc] - 0.7 * (1 - np.exp(-self.V[pc])) - 0.3 * self.will[pc]
                        + dur_eff + 0.6 * P.bad_claim[idx]))

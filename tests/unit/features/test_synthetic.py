@@ -171,3 +171,30 @@ def test_truth_scenarios_in_a_process_pool_give_the_same_truth(small_params) -> 
         parallel = simulate_book(sp, mapper=pool.map).truth
     pd.testing.assert_frame_equal(parallel, serial, check_exact=True)
     assert serial["p_purchase_visit"].sum() > 0  # the scenarios ran
+
+
+def test_truth_with_the_policy_side_frozen_equals_recomputing_it(small_params: Params) -> None:
+    """The truth's runs compute the policy side once (features.simulator.frozen): exactly the values each day
+    would recompute, and a run leaves them untouched for the next replicate and scenario."""
+    import copy
+
+    from features.simulator import book as sy
+    from features.simulator.frozen import freeze
+    from features.simulator.world import World
+
+    sp = _tiny(small_params, n=1500, truth_replicates=2)
+    world = World(sp, np.random.default_rng(sp.seed))
+    for t in range(sp.size.history_days):
+        world.step(t)
+    inforce_at = world.pol.status[: world.pol.n] == 0
+    plain, fast = copy.copy(world), copy.copy(world)
+    fast.frozen = freeze(fast)
+    before = copy.deepcopy(fast.frozen)
+    for scenario in ("bau", "none", "visit"):
+        want = sy._scenario(plain, inforce_at, sp, 7, scenario)
+        got = sy._scenario(fast, inforce_at, sp, 7, scenario)
+        for w, g in zip(want, got, strict=True):
+            np.testing.assert_array_equal(g, w)
+        assert want[1].sum() > 0  # lapse hazard accumulated
+    for name in ("n_inforce", "prem_inforce", "burden", "base", "claim_rate"):
+        np.testing.assert_array_equal(getattr(fast.frozen, name), getattr(before, name))
