@@ -122,3 +122,25 @@ def test_qini_ranks_a_true_uplift_score_above_random() -> None:
     assert report["uplift_at_30pct_uplift"] > report["ate"]
     curve = up.qini_points(y, treated, score, 20)
     assert curve["share"].iloc[-1] == pytest.approx(1.0) and len(curve) <= 21
+
+
+@pytest.mark.parametrize("interactions", ["additive", "full"])
+def test_channel_differences_read_off_a_few_rows_only_for_an_additive_learner(interactions: str) -> None:
+    """An additive learner's channels differ by one number for every row, so effects() predicts one channel
+    and shifts it; a learner with full interactions is not additive and every channel is predicted."""
+    learner = PARAMS.uplift.purchase.model_copy(update={
+        "modifiers": ["n_reached_30d", "noise"], "min_child_samples": 50, "max_rounds": 80, "learning_rate": 0.1,
+        "interactions": interactions})
+    train, valid, test = (_experiment(n, s).assign(noise=np.random.default_rng(s).normal(size=n))
+                          for n, s in ((30_000, 6), (8_000, 7), (3_000, 8)))
+    channels = ["phone", "sms", "visit"]
+    model = up.fit_effects(train, valid, "y", (train["base"].to_numpy(), valid["base"].to_numpy()), channels,
+                           channels, learner, "purchase", seed=1)
+    assert up.channel_additive(model) == (interactions == "additive")
+    base = test["base"].to_numpy()
+    direct = np.column_stack([up._prob(model, test, up.logit(base), c) - up._prob(model, test, up.logit(base), "none")
+                              for c in channels])
+    tau = up.effects(model, test, base, channels)
+    np.testing.assert_allclose(tau, direct, rtol=0, atol=1e-12)
+    diff = [up._raw(model, test, c) - up._raw(model, test, "phone") for c in ("sms", "visit")]
+    assert (np.ptp(diff[1]) < 1e-12) == (interactions == "additive")  # the full learner's visit effect varies
