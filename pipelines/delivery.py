@@ -8,6 +8,7 @@ Shared wiring: the export stage writes ``data/scores/``, and retraining delivers
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import time
@@ -181,6 +182,19 @@ def deliver(df: pd.DataFrame, as_of: dt.date, registry: dict[str, Any], cutpoint
     log.info("wrote %s and %s (%s rows; %s; %s) and %s", target["csv"], target["parquet"].name,
              f"{len(df):,}", ", ".join(f"{t} {n:,}" for t, n in tiers.items()), suppressed, target["manifest"].name)
     return manifest
+
+
+def receipt(df: pd.DataFrame, manifest: dict[str, Any]) -> dict[str, Any]:
+    """What a delivery holds, without what is bound to the run (MLflow run id, model versions, creation time):
+    the same book and models give the same receipt in every clone, so DVC can track it as the export stage's
+    output (the score files themselves differ per clone) and a fresh clone's `dvc repro` runs the export."""
+    bound = [c for c in df.columns if c == "mlflow_run_id" or c.startswith("model_version_")]
+    rows = pd.util.hash_pandas_object(df.drop(columns=bound), index=False).to_numpy()
+    tiers = df["priority_tier"].value_counts().sort_index() if "priority_tier" in df else pd.Series(dtype=int)
+    return {"as_of": manifest["as_of"], "rows": int(len(df)), "profile": manifest["profile"],
+            "columns": list(df.columns), "tiers": {str(k): int(v) for k, v in tiers.items()},
+            "suppressed": int(df["suppressed"].sum()) if "suppressed" in df else None,
+            "content_sha256": hashlib.sha256(rows.tobytes()).hexdigest(), "run_bound_columns": bound}
 
 
 def _cutpoints(cutpoints: dict[str, Any]) -> dict[str, Any]:

@@ -23,13 +23,15 @@ import pandas as pd
 
 from pipelines import paths
 from pipelines.cli import base_parser, run_stage
-from pipelines.delivery import deliver, read_delivery, scores_frame
+from pipelines.delivery import deliver, read_delivery, receipt, scores_frame
 from pipelines.errors import InputError, UserError, require
+from pipelines.io import staged_outputs
 from pipelines.params import load_params
 
 log = logging.getLogger("pipelines.export")
 SEGMENTS, CUTPOINTS, REGISTRY = paths.SEGMENTS, paths.CUTPOINTS, paths.REGISTRY
 FEATURES, DICTIONARY, SCORES = paths.FEATURES, paths.DICTIONARY, paths.SCORES
+RECEIPT = paths.report("export")  # the stage's DVC output: the delivery without its run-bound columns
 
 
 def export(params_path: str) -> dict[str, Any]:
@@ -50,7 +52,10 @@ def export(params_path: str) -> dict[str, Any]:
         described = [{"kind": t.target_kind, "column": t.target, "positive": t.positive, "en": en, "zh": zh,
                       "probability_column": f"p_{t.target_kind}"} for t, en, zh in words]
         outcome = described[0] | ({"other": described[1]} if len(described) > 1 else {})
-    return deliver(df, as_of, registry, cutpoints, SCORES, params.export.delimiter, outcome)
+    manifest = deliver(df, as_of, registry, cutpoints, SCORES, params.export.delimiter, outcome)
+    with staged_outputs() as out:
+        out.json(receipt(df, manifest), RECEIPT)
+    return manifest
 
 
 

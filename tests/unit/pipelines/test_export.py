@@ -344,3 +344,22 @@ def test_reasons_format_numbers_to_their_scale_and_never_repeat_a_half() -> None
                              "values": {"Month-to-month": {"en": "month to month", "zh": "按月"}}}}
     assert reasons.render("Contract", "Month-to-month", labelled) == "Contract type: month to month / 合同类型: 按月"
     assert reasons.render("Contract", "Two year", labelled) == "Contract type: Two year / 合同类型: Two year"
+
+
+def test_the_export_receipt_leaves_out_what_is_bound_to_the_run() -> None:
+    """data/reports/export.json is the export stage's DVC output: the same scores delivered by another run (another
+    MLflow run id, other model versions, another clone) give the same receipt; any changed score does not."""
+    from pipelines.delivery import receipt
+
+    df = pd.DataFrame({"customer_id": ["C1", "C2", "C3"], "p_purchase": [0.1, 0.2, 0.3],
+                       "priority_tier": ["P1", "P2", "P2"], "suppressed": [False, True, False],
+                       "model_version_purchase": "1", "mlflow_run_id": "aaa"})
+    manifest = {"as_of": "2026-09-30", "profile": "book"}
+    first = receipt(df, manifest)
+    again = receipt(df.assign(model_version_purchase="7", mlflow_run_id="bbb"), manifest)
+    assert first == again
+    assert first["rows"] == 3 and first["tiers"] == {"P1": 1, "P2": 2} and first["suppressed"] == 1
+    assert first["run_bound_columns"] == ["model_version_purchase", "mlflow_run_id"]
+    changed = receipt(df.assign(p_purchase=[0.1, 0.2, 0.31]), manifest)
+    assert changed["content_sha256"] != first["content_sha256"]
+    json.dumps(first)  # written as JSON
