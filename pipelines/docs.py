@@ -24,7 +24,8 @@ FEATURES_INTRO = """# Features and labels
 by hand. A test fails when this page and the code disagree. -->
 
 The `features` stage writes `data/features/features.parquet`: one row per customer existing before each
-snapshot date (`customer_id`, `snapshot_date`), the features below and three labels. The same list, with
+snapshot date (`customer_id`, `snapshot_date`; rows snapshot by snapshot, customers in id order within each),
+the features below and three labels. The same list, with
 the same English and Chinese descriptions, is in `data/features/dictionary.json`; model explanations use
 it to turn contributions into readable reasons.
 
@@ -43,10 +44,19 @@ it to turn contributions into readable reasons.
   holding no in-force policy. `premium_h`: annual premium of the new policies. When `s + H` is after the
   as-of date the horizon has not fully passed and all three labels are null; such rows are never used
   for training or evaluation.
-- **Snapshots**: the as-of date (scoring) and `features.n_train_snapshots` monthly snapshots before it,
-  dropping those less than one longest window after the start of the contact history. Training snapshots
-  keep a stable hash sample of at most `features.train_sample_max_customers` customers (the same customers
-  at every snapshot); the scoring snapshot always has everyone.
+- **Snapshots**: the as-of date (scoring) and `features.n_train_snapshots` monthly snapshots before it
+  (month ends when the as-of is a month end: 2026-10-31 steps back to 09-30, 08-31, ...), dropping those less
+  than one longest window after the start of the contact history. Training snapshots keep a stable hash
+  sample of at most `features.train_sample_max_customers` customers (the same customers at every snapshot);
+  the scoring snapshot always has everyone.
+- **Monthly re-runs are incremental.** Each snapshot's rows are kept in `data/cache/features/` under a
+  fingerprint of what it saw: its SQL, date and engine version, and a hash of every row it read of each
+  validated table (contacts, claims and customers before `s`; policies as they stood before its horizon,
+  later lapse, surrender and maturity dates blanked). Next month only the snapshots whose fingerprint changed
+  are computed: the new scoring snapshot, the one whose labels matured, and any after a corrected old row.
+  Last month's scoring snapshot serves this month's sampled snapshot of that date. The table is the same
+  with or without the cache (tested column for column, after a new month and after a correction);
+  `features.engine.cache: false` turns it off, and deleting the folder is always safe.
 
 ## Columns (default parameters)
 

@@ -22,24 +22,20 @@ import duckdb
 import pandas as pd
 
 from features.intake.capabilities import LABELS
-from features.snapshots.definitions import KEYS, dictionary
-from features.snapshots.query import (
-    FeatureBoundError,
-    Snapshot,
-    materialise,
-    sample_fraction,
-    snapshot_plan,
-    snapshot_query,
-)
+from features.snapshots.definitions import dictionary
+from features.snapshots.plan import Snapshot, sample_fraction, snapshot_plan
+from features.snapshots.query import FeatureBoundError, SnapshotQuery, materialise, snapshot_query
 from pipelines import headline, paths, spark_engine
 from pipelines.cli import base_parser, progress_logger, run_stage
 from pipelines.errors import InputError, UserError, require
+from pipelines.feature_cache import Entry, SnapshotCache, concatenation
 from pipelines.io import staged_outputs
 from pipelines.params import EngineParams, Params, load_params
 
 log = logging.getLogger("pipelines.features")
 progress = progress_logger("features")
 INTERIM, OUT, TABULAR, TABULAR_DICTIONARY = paths.INTERIM, paths.FEATURE_DIR, paths.TABULAR, paths.TABULAR_DICTIONARY
+FEATURE_CACHE = paths.FEATURE_CACHE
 EMPTY_CLAIMS = ("SELECT CAST(NULL AS VARCHAR) AS claim_id, CAST(NULL AS VARCHAR) AS policy_id, "
                 "CAST(NULL AS VARCHAR) AS customer_id, CAST(NULL AS INTEGER) AS customer_key, "
                 "CAST(NULL AS DATE) AS claim_date, "
@@ -108,32 +104,56 @@ def tabular_features(params: Params) -> None:
 
 
 def _duckdb_snapshots(con: duckdb.DuckDBPyConnection, params: Params, plan: list[Snapshot], frac: float | None,
-                      n_customers: int, parts: str) -> list[dict[str, Any]]:
-    """Each snapshot's staged script on DuckDB, its final join in customer partitions, to Parquet parts."""
+                      n_customers: int, parts: str, cache: SnapshotCache | None) \
+        -> tuple[list[dict[str, Any]], list[Entry]]:
+    """Each snapshot's staged script on DuckDB, its final join in customer partitions, to Parquet parts;
+    a snapshot ``cache`` holds (its fingerprint unchanged) is read back instead."""
     fp, H = params.features, params.book.horizon_days
     partitions = fp.engine.partitions(n_customers)
-    per_snapshot, staged = [], set()  # type: ignore[var-annotated]
+    per_snapshot, entries, staged = [], [], set()  # type: ignore[var-annotated]
     for i, snap in enumerate(plan, 1):
         ts = time.perf_counter()
-        query = snapshot_query(fp, snap.date, H, snap.labels_known, None if snap.scoring else frac)
-        try:
-            finals = materialise(con, query, partitions, staged)
-        except FeatureBoundError as e:
-            raise InputError(f"{INTERIM / (e.table + '.parquet')}: {e}") from e
-        for k, final in enumerate(finals):
-            part = Path(parts) / f"{i:03d}_{k:03d}.parquet"
-            con.execute(f"COPY ({final}) TO '{part.as_posix()}' (FORMAT parquet)", query.args(final))
-        stats = con.execute("SELECT COUNT(*), AVG(purchase_h), AVG(lapse_h), COUNT(lapse_h) "
-                            f"FROM read_parquet('{parts}/{i:03d}_*.parquet')").fetchall()[0]
+        sample = None if snap.scoring else frac
+        # keyed without the sample, which names the entry instead: a larger sample's rows serve a smaller one
+        key = cache.key(snapshot_query(fp, snap.date, H, snap.labels_known).as_sql(), snap.date, snap.labels_known,
+                        H) if cache else ""
+        entry = cache.get(key, sample) if cache else None
+        note = " (read back from the snapshot cache)" if entry else ""
+        if entry is None:
+            folder = cache.scratch(key) if cache else Path(parts) / f"{i:03d}"
+            folder.mkdir(exist_ok=True)
+            _compute(con, snapshot_query(fp, snap.date, H, snap.labels_known, sample), partitions, staged, folder)
+            Entry(folder).stats(con)  # kept with the entry: reading them back is cheaper than the rows
+            entry = cache.put(key, sample, folder) if cache else Entry(folder)
+        if entry.where:  # a larger cached sample: this run's rows, in order, to a part of their own
+            folder = Path(parts) / f"{i:03d}"
+            folder.mkdir()
+            con.execute(f"COPY ({entry.select()} ORDER BY customer_id) TO '{(folder / '000.parquet').as_posix()}' "
+                        "(FORMAT parquet)")
+            entry = Entry(folder)
+        entries.append(entry)
         row = {"snapshot_date": str(snap.date), "scoring": snap.scoring, "labels_known": snap.labels_known,
-               "rows": stats[0], "purchase_rate": stats[1], "lapse_rate": stats[2], "lapse_defined": stats[3]}
+               **entry.stats(con)}
         per_snapshot.append(row)  # no timings: DVC outputs are a function of code, params and data
-        _progress(i, len(plan), row, time.perf_counter() - ts)
-    return per_snapshot
+        _progress(i, len(plan), row, time.perf_counter() - ts, note)
+    return per_snapshot, entries
 
 
-def _progress(i: int, n: int, row: dict[str, Any], seconds: float) -> None:
-    progress.info("[%d/%d] snapshot %s: %s rows in %.1fs%s", i, n, row["snapshot_date"], f"{row['rows']:,}", seconds,
+def _compute(con: duckdb.DuckDBPyConnection, query: SnapshotQuery, partitions: int, staged: set[str],
+             folder: Path) -> None:
+    try:
+        finals = materialise(con, query, partitions, staged)
+    except FeatureBoundError as e:
+        raise InputError(f"{INTERIM / (e.table + '.parquet')}: {e}") from e
+    for k, final in enumerate(finals):  # key ranges in order, each sorted: the snapshot in ROW_ORDER
+        part = folder / f"{k:03d}.parquet"
+        con.execute(f"COPY (SELECT * FROM ({final}) ORDER BY customer_id) TO '{part.as_posix()}' (FORMAT parquet)",
+                    query.args(final))
+
+
+def _progress(i: int, n: int, row: dict[str, Any], seconds: float, note: str = "") -> None:
+    progress.info("[%d/%d] snapshot %s: %s rows in %.1fs%s%s", i, n, row["snapshot_date"], f"{row['rows']:,}",
+                  seconds, note,
                   "" if not row["labels_known"] else
                   f" (purchase {row['purchase_rate'] or 0:.2%}, lapse {row['lapse_rate'] or 0:.2%})")
 
@@ -166,6 +186,16 @@ def _spark_snapshots(params: Params, scratch: str, collect: bool = True) \
     return plan, frac, per_snapshot, output
 
 
+def _open_cache(con: duckdb.DuckDBPyConnection, engine: EngineParams) -> SnapshotCache | None:
+    """The snapshot cache (``features.engine.cache``), its fingerprints of this run's validated tables taken."""
+    if not engine.cache:
+        return None
+    ts = time.perf_counter()
+    cache = SnapshotCache(FEATURE_CACHE, con)
+    log.info("fingerprinted the validated tables for the snapshot cache in %.1fs", time.perf_counter() - ts)
+    return cache
+
+
 def _log_plan(plan: list[Snapshot], n_customers: int, frac: float | None, engine: str) -> None:
     log.info("%d snapshots from %s to %s over %s customers on %s%s", len(plan), plan[0].date, plan[-1].date,
              f"{n_customers:,}", engine, f" (training snapshots sample {frac:.1%})" if frac else "")
@@ -194,6 +224,7 @@ def main(args: argparse.Namespace) -> None:
         return
     fp, H, as_of = params.features, params.book.horizon_days, params.book.as_of
     t0 = time.perf_counter()
+    cache: SnapshotCache | None = None
     with tempfile.TemporaryDirectory(prefix="duckdb-spill-") as spill:
         con = connect(fp.engine, spill)
         with staged_outputs() as out, tempfile.TemporaryDirectory(prefix="features-", dir=spill) as parts:
@@ -207,10 +238,15 @@ def main(args: argparse.Namespace) -> None:
                 plan = snapshot_plan(as_of, fp, H, history_start=first)
                 frac = sample_fraction(fp, n_customers)
                 _log_plan(plan, n_customers, frac, "DuckDB")
-                per_snapshot = _duckdb_snapshots(con, params, plan, frac, n_customers, parts)
-                collect = f"SELECT * FROM read_parquet('{parts}/*.parquet') ORDER BY {', '.join(KEYS)}"
+                cache = _open_cache(con, fp.engine)
+                per_snapshot, entries = _duckdb_snapshots(con, params, plan, frac, n_customers, parts, cache)
+                collect = concatenation(entries)  # already in ROW_ORDER: no sort of the whole table
             target = out.path(OUT / "features.parquet")
+            con.execute("SET preserve_insertion_order = true")  # the parts' order is the table's (ROW_ORDER)
             con.execute(f"COPY ({collect}) TO '{target.as_posix()}' (FORMAT parquet, ROW_GROUP_SIZE 122880)")
+            if cache:
+                log.info("snapshot cache %s: %d of %d snapshots read back, %d computed; %d stale entries removed",
+                         cache.root, len(cache.reused), len(plan), len(plan) - len(cache.reused), cache.prune())
             dic = dictionary(fp, H)
             out.json(dic, OUT / "dictionary.json")
             total = sum(r["rows"] for r in per_snapshot)
@@ -223,12 +259,26 @@ def main(args: argparse.Namespace) -> None:
              sum(1 for d in dic if d["role"] == "feature"), time.perf_counter() - t0)
 
 
+def guarded(args: argparse.Namespace) -> None:
+    """``main``; DuckDB running out of its memory limit becomes a message saying which setting to change."""
+    try:
+        main(args)
+    except duckdb.OutOfMemoryException as e:
+        engine = load_params(args.params).features.engine
+        raise UserError(f"DuckDB ran out of the features stage's memory limit (features.engine.memory_limit: "
+                        f"{engine.memory_limit}, threads: {engine.threads}, partition_rows: "
+                        f"{engine.partition_rows:,}). "
+                        "It spills to disk beyond the limit, but sorts and wide joins need room in memory too: raise "
+                        "memory_limit, or lower threads or partition_rows. DuckDB said: "
+                        f"{str(e).splitlines()[0]}") from e
+
+
 def cli(argv: list[str] | None = None) -> int:
     p = base_parser("features", __doc__)
     p.add_argument("--no-collect", action="store_true",
                    help="Spark engine only: leave the partitioned table at features.engine.spark.output (a cluster "
                         "job); do not collect it into data/features")
-    return run_stage("features", main, p, argv)
+    return run_stage("features", guarded, p, argv)
 
 
 if __name__ == "__main__":

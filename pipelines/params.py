@@ -131,6 +131,7 @@ class EngineParams(Strict):
     threads: int = Field(ge=1, le=256)
     memory_limit: str = Field(pattern=r"^\d+(\.\d+)?\s*(MB|GB|MiB|GiB)$")
     partition_rows: int = Field(ge=10_000)  # customers per partition of the final join
+    cache: bool = True  # DuckDB: keep each snapshot's rows; a re-run computes only those whose inputs changed
     spark: SparkParams = Field(default_factory=SparkParams)
 
     def partitions(self, n_customers: int) -> int:

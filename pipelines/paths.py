@@ -31,6 +31,7 @@ TABULAR_DICTIONARY = INTERIM / "tabular_dictionary.json"
 # features
 FEATURE_DIR = DATA / "features"
 FEATURES = FEATURE_DIR / "features.parquet"
+FEATURE_CACHE = DATA / "cache" / "features"  # not a DVC output: the stage's result is the same without it
 DICTIONARY = FEATURE_DIR / "dictionary.json"
 
 # train, calibrate, uplift

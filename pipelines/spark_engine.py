@@ -15,9 +15,10 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from features.snapshots.definitions import KEYS, LABELS, FeatureParams, feature_defs
+from features.snapshots.definitions import KEYS, LABELS, ROW_ORDER, FeatureParams, feature_defs
 from features.snapshots.dialect import SPARK
-from features.snapshots.query import Snapshot, materialise, snapshot_query
+from features.snapshots.plan import Snapshot
+from features.snapshots.query import materialise, snapshot_query
 from pipelines.errors import InputError, UserError
 from pipelines.params import SparkParams
 
@@ -157,4 +158,4 @@ def collect_sql(output: str, columns: list[str]) -> str:
     cols = ", ".join("CAST(snapshot_date AS DATE) AS snapshot_date" if c == "snapshot_date" else c for c in columns)
     folder = output.removeprefix("file://").rstrip("/")
     return (f"SELECT {cols} FROM read_parquet('{folder}/*/*.parquet', hive_partitioning = true) "
-            f"ORDER BY {', '.join(KEYS)}")
+            f"ORDER BY {', '.join(ROW_ORDER)}")

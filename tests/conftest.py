@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from features.intake.validation import validate_book
 from features.simulator.book import SyntheticBook, simulate_book
 from pipelines.params import Params, parse_params
 
@@ -54,6 +55,17 @@ def small_params() -> Params:
 @pytest.fixture(scope="session")
 def small_book(small_params: Params) -> SyntheticBook:
     return simulate_book(small_params.synthetic())
+
+
+@pytest.fixture(scope="session")
+def interim(small_book: SyntheticBook, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small book's validated tables as the validate stage writes them (read only: copy to change)."""
+    as_of = small_book.truth["as_of"].iloc[0].date()
+    res = validate_book({k: v.copy() for k, v in small_book.tables().items()}, as_of)
+    folder = tmp_path_factory.mktemp("interim")
+    for name, r in res.items():
+        r.accepted.to_parquet(folder / f"{name}.parquet", index=False)
+    return folder
 
 
 @pytest.fixture()

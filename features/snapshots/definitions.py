@@ -232,6 +232,10 @@ LABELS = {
     "premium_h": ("float", "Annual premium of new policies within the horizon (CNY)", "观察期内新保单年缴保费(元)"),
 }
 KEYS = ["customer_id", "snapshot_date"]
+# The feature table's row order: snapshot by snapshot, customers in id order within each. Each snapshot is
+# written in that order (its partitions are customer-key ranges, and the key is the rank of the id), so the
+# table is its snapshots one after another: no sort of the whole table (22 of a monthly re-run's 63 s at 5M).
+ROW_ORDER = ["snapshot_date", "customer_id"]
 
 
 def dictionary(p: FeatureParams, horizon_days: int) -> list[dict[str, object]]:

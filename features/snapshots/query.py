@@ -37,6 +37,7 @@ from features.snapshots import counters as packing
 from features.snapshots.counters import Counters, flags, switch
 from features.snapshots.definitions import FeatureDef, FeatureParams, feature_defs
 from features.snapshots.dialect import DUCKDB, Dialect
+from features.snapshots.plan import Snapshot, sample_fraction
 
 POP_COLUMNS = ["customer_id", "customer_key", "birth_date", "gender", "province", "occupation_class", "income_band",
                "marital_status", "children", "needs_class", "acquisition_source", "referred_by", "agent_id",
@@ -65,6 +66,13 @@ REC_AGGS = [f"MAX(minute) FILTER (WHERE {cond}) AS {name}_min" for name, cond in
 SAMPLE = "smp"
 # The one parameter of a snapshot's SQL: its date, bound by the engine rather than written into the text.
 SNAPSHOT_PARAM = "snapshot"
+
+
+def exact_sum(column: str, where: str) -> str:
+    """A sum of money over the rows ``where`` holds that does not depend on the order rows arrive in (a sum
+    of doubles does: two runs of the 5M snapshot differed in the last bit of one customer's premium): summed
+    as a decimal of 4 places (the contract bounds amounts far inside its 14 integer digits), then a double."""
+    return f"CAST(SUM(CAST({column} AS DECIMAL(18, 4))) FILTER (WHERE {where}) AS DOUBLE)"
 
 
 def _w(w: int) -> str:
@@ -248,14 +256,14 @@ def _policy_parts(p: FeatureParams, S: str, d: Dialect, sample: Callable[..., st
                                                guard="inforce")), packed=d.packed)
     sums = [
         "COUNT(*) AS n_policies_ever",
-        "SUM(annual_premium) FILTER (WHERE inforce) AS premium_inforce",
-        "COALESCE(SUM(sum_assured) FILTER (WHERE inforce), 0) AS sum_assured_inforce",
+        exact_sum("annual_premium", "inforce") + " AS premium_inforce",
+        "COALESCE(" + exact_sum("sum_assured", "inforce") + ", 0) AS sum_assured_inforce",
         "MIN(issue_date) AS first_issue",
         "MAX(issue_date) AS last_issue",
         f"MAX(GREATEST(CASE WHEN lapse_date < {S} THEN lapse_date END, "
         f"CASE WHEN surrender_date < {S} THEN surrender_date END)) AS last_lapse",
     ]
-    sums += [f"SUM(annual_premium) FILTER (WHERE inforce AND product_line = '{ln}') AS premium_inforce_{ln}"
+    sums += [exact_sum("annual_premium", f"inforce AND product_line = '{ln}'") + f" AS premium_inforce_{ln}"
              for ln in p.product_lines]
     cols = [f"{v} AS {k}" for k, v in counters.fields("pol.pword{q}").items()] + _aliases(sums, "pol")
     parts = [
@@ -282,7 +290,7 @@ def _claim_aggs(p: FeatureParams, S: str) -> list[str]:
     for w in p.claim_windows_days:
         inw = f"claim_date >= CAST({S} - INTERVAL '{w}' DAY AS DATE)"
         aggs.append(f"COUNT(*) FILTER (WHERE {inw}) AS n_claims_{_w(w)}")
-        aggs.append(f"SUM(amount) FILTER (WHERE {inw}) AS claim_amount_{_w(w)}")
+        aggs.append(exact_sum("amount", inw) + f" AS claim_amount_{_w(w)}")
     aggs.append(f"COUNT(*) FILTER (WHERE status = 'rejected') AS n_claims_rejected_{_w(p.claim_windows_days[-1])}")
     return aggs
 
@@ -293,9 +301,10 @@ def _labels(S: str, horizon_days: int, labels_known: bool) -> tuple[str, str]:
         return "", ("CAST(NULL AS INTEGER) AS purchase_h, CAST(NULL AS INTEGER) AS lapse_h, "
                     "CAST(NULL AS DOUBLE) AS premium_h")
     end_h = f"({S} + INTERVAL '{horizon_days}' DAY)"
+    premium = exact_sum("annual_premium", f"issue_date >= {S}")
     lab = f"""SELECT customer_key,
             CASE WHEN COUNT(*) FILTER (WHERE issue_date >= {S}) > 0 THEN 1 ELSE 0 END AS purchase_h,
-            COALESCE(SUM(annual_premium) FILTER (WHERE issue_date >= {S}), 0) AS premium_h,
+            COALESCE({premium}, 0) AS premium_h,
             COUNT(*) FILTER (WHERE inforce) AS held,
             COUNT(*) FILTER (WHERE inforce AND ((lapse_date >= {S} AND lapse_date < {end_h})
                                                 OR (surrender_date >= {S} AND surrender_date < {end_h}))) AS lapsed
@@ -398,45 +407,8 @@ FROM (
 
 
 # ---------------------------------------------------------------------------------------------
-# Snapshot plan and execution
+# Execution of a plan (features/snapshots/plan.py)
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Snapshot:
-    date: dt.date
-    labels_known: bool  # the horizon [date, date + H) ended on or before as-of
-    scoring: bool
-
-
-def snapshot_plan(as_of: dt.date, p: FeatureParams, horizon_days: int, history_start: dt.date | None = None) \
-        -> list[Snapshot]:
-    """Monthly snapshots back from ``as_of`` (oldest first); ``as_of`` itself is the scoring snapshot.
-
-    Snapshots earlier than one longest window after ``history_start`` are dropped: their windowed
-    counts would be truncated by the start of the data, not by the customer's behaviour.
-    """
-    out = []
-    for k in range(p.n_train_snapshots, -1, -1):
-        s = (pd.Timestamp(as_of) - pd.DateOffset(months=k * p.snapshot_step_months)).date()
-        if history_start is not None and k and s < history_start + dt.timedelta(days=p.windows_days[-1]):
-            continue
-        out.append(Snapshot(s, labels_known=s + dt.timedelta(days=horizon_days) <= as_of, scoring=k == 0))
-    return out
-
-
-def sample_fraction(p: FeatureParams, n_customers: int) -> float | None:
-    """Share of customers kept at training snapshots (None = all).
-
-    Why sampling rather than reusing work: each snapshot's windows cover a different stretch of the
-    history, so a per-snapshot scan of the events inside the longest window is already the minimum
-    work per snapshot; what grows with the book is the number of customers. Keeping the same stable
-    sample of customers at every training snapshot bounds the training cost for any book size while
-    the scoring snapshot always covers everyone.
-    """
-    if p.train_sample_max_customers and n_customers > p.train_sample_max_customers:
-        return p.train_sample_max_customers / n_customers
-    return None
-
-
 def features_frame(con: object, p: FeatureParams, plan: Iterable[Snapshot], horizon_days: int,
                    n_customers: int = 0, partitions: int = 1) -> pd.DataFrame:
     """Execute the plan on ``con`` (a DuckDB connection) and return one DataFrame (small books, tests)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -110,3 +111,16 @@ def test_pipeline_bench_flags_a_stage_that_slowed_against_its_floor_or_grew_in_m
     assert bench.regressions(result(100.0, 1.0, 7.0), baseline, 1.5) == [
         "train: peak RSS 7.00 GiB, baseline 4.00"]
     assert bench.regressions({**result(900.0, 1.0, 9.0), "customers": 5}, baseline, 1.5) == []  # other size
+
+
+def test_monthly_features_bench_reruns_incrementally_and_checks_the_tables_equal(tmp_path: Path) -> None:
+    """Issue 22: the monthly re-run benchmark runs (not timed here): last month's export derived from the book,
+    the stage as of last month, then the re-run with its cache and the full recompute, whose tables must agree."""
+    bench = _module("monthly_features_bench")
+    out = tmp_path / "monthly.md"
+    assert bench.main(["--size", "20000", "--repeats", "1", "--workdir", str(tmp_path), "--markdown", str(out)]) == 0
+    table = out.read_text(encoding="utf-8")
+    assert "monthly re-run" in table and "full recompute" in table and "both tables equal: True" in table
+    log = (tmp_path / "monthly_20000" / "stages.log").read_text(encoding="utf-8")
+    reads = [int(n) for n in re.findall(r"(\d+) of \d+ snapshots read back", log)]
+    assert reads[0] == 0 and reads[1] > 0  # last month filled the cache, this month read it back

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -121,6 +122,10 @@ def test_three_monthly_cycles_gates_drift_interruption_and_rollback(tmp_path: Pa
     assert _delivery(root) == first and _champion(root) == {"purchase": 1, "lapse": 1, "value": 1}
     c2 = _retrain(root, "--as-of", "2026-07-31")
     assert c2.returncode == 3, c2.stderr[-4000:]  # kept
+    # the month's features came incrementally: last month's snapshots read back from the cache (issue 22)
+    logs = "".join(p.read_text(encoding="utf-8") for p in (root / "runs/logs").glob("retrain-2026-07-31-*.log"))
+    reads = [(int(a), int(b)) for a, b in re.findall(r"(\d+) of (\d+) snapshots read back", logs)]
+    assert reads and all(0 < a < b for a, b in reads), reads
     r2 = _report(root, "2026-07-31")
     assert r2["decision"] == "kept" and any(not g["passed"] and g["gate"].endswith("auc_vs_champion")
                                             for g in r2["gates"])

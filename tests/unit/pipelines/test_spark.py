@@ -17,11 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from features.intake.validation import validate_book
-from features.simulator.book import SyntheticBook
-from features.snapshots.definitions import KEYS, dictionary
+from features.snapshots.definitions import KEYS, ROW_ORDER, dictionary
 from features.snapshots.dialect import DUCKDB, SPARK
-from features.snapshots.query import features_frame, snapshot_plan
+from features.snapshots.plan import snapshot_plan
+from features.snapshots.query import features_frame
 from pipelines.features import register_tables
 from pipelines.params import Params
 from tests.conftest import repo_params_raw
@@ -38,17 +37,6 @@ def spark(small_params: Params):  # noqa: ANN201
                                    "contact-priority-tests")
     yield session
     session.stop()
-
-
-@pytest.fixture(scope="session")
-def interim(small_book: SyntheticBook, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The small book's validated tables as the validate stage writes them."""
-    as_of = small_book.truth["as_of"].iloc[0].date()
-    res = validate_book({k: v.copy() for k, v in small_book.tables().items()}, as_of)
-    folder = tmp_path_factory.mktemp("interim")
-    for name, r in res.items():
-        r.accepted.to_parquet(folder / f"{name}.parquet", index=False)
-    return folder
 
 
 def _duckdb(interim: Path) -> duckdb.DuckDBPyConnection:
@@ -80,7 +68,7 @@ def test_spark_features_equal_duckdb_column_for_column(spark, interim: Path, sma
                                                   "train_sample_max_customers": n // 2})
     plan = snapshot_plan(small_params.book.as_of, fp, H)
     con = _duckdb(interim)
-    want = features_frame(con, fp, plan, H, n_customers=n).sort_values(KEYS).reset_index(drop=True)
+    want = features_frame(con, fp, plan, H, n_customers=n).sort_values(ROW_ORDER).reset_index(drop=True)
     spark_engine.register_tables(spark, interim.as_posix())
     out = (tmp_path / "features").as_posix()
     rows = list(spark_engine.write_snapshots(spark, fp, plan, H, n // 2 / n, out))
@@ -245,7 +233,8 @@ def test_a_100k_customer_benchmark_book_gives_the_same_features(spark, tmp_path:
     import sys
 
     from features.snapshots.dialect import SPARK as spark_dialect
-    from features.snapshots.query import Snapshot, materialise, snapshot_query
+    from features.snapshots.plan import Snapshot
+    from features.snapshots.query import materialise, snapshot_query
     from pipelines import spark_engine
     from tests.conftest import REPO
 
