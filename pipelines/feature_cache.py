@@ -9,7 +9,7 @@ threshold on a hash of the customer id, so the smaller sample is a subset and it
 last month's scoring snapshot, all customers, serves this month's sampled training snapshot of that date.
 
 The cache is not a DVC output: what the stage writes is the same with or without it
-(``tests/e2e/test_incremental_features.py``), so it only saves time. A run keeps the entries it used and
+(``tests/unit/pipelines/test_feature_cache.py``), so it only saves time. A run keeps the entries it used and
 removes the rest, so the folder holds one run's snapshots. Writes go to a temporary folder renamed into
 place: a killed run leaves no half entry.
 """
@@ -99,7 +99,10 @@ class SnapshotCache:
         self.reused: set[str] = set()
 
     def key(self, sql: str, date: dt.date, labels_known: bool, horizon_days: int) -> str:
-        return snapshot_key(sql, date, labels_known, horizon_days, self.prefixes, self.engine)
+        """``sql`` is the snapshot's without the sample; how a sample is drawn is part of the key all the same."""
+        sample = DUCKDB.sample_predicate(0.5)  # the sampling function: a new one invalidates every sampled entry
+        return snapshot_key(f"{sql}\n-- sample: {sample}", date, labels_known, horizon_days, self.prefixes,
+                            self.engine)
 
     def get(self, key: str, fraction: float | None) -> Entry | None:
         """The cached rows of ``key`` for this sample, or None."""
