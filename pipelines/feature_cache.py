@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -30,7 +29,6 @@ import duckdb
 from features.snapshots.dialect import DUCKDB, SAMPLE_SCALE
 from features.snapshots.fingerprint import TABLES, Prefix, day_sums_sql, snapshot_key
 
-log = logging.getLogger("pipelines.features")
 ALL = "all"
 
 
@@ -135,5 +133,8 @@ class SnapshotCache:
         """Remove every entry this run did not use; the number removed."""
         gone = [p for p in self.root.iterdir() if p.name not in self.used]
         for p in gone:
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
         return len(gone)

@@ -14,8 +14,8 @@ kept, later ones blank). The dense ``customer_key`` is never hashed (new custome
 ids are. Sums, not XORs: two equal rows do not cancel.
 
 Only the columns the snapshot SQL reads are hashed, so a column it ignores (a policy's current
-``status``, a contact's ``agent_id``) can change without invalidating anything; ``tests/unit/
-test_fingerprint.py`` checks that changing any other column leaves the features unchanged.
+``status``, a contact's ``agent_id``) can change without invalidating anything;
+``tests/unit/features/test_fingerprint.py`` checks that changing any other column leaves the features unchanged.
 
 Pure: SQL text and arithmetic on the sums; the caller runs the SQL.
 """
@@ -31,11 +31,10 @@ from dataclasses import dataclass
 
 from features.snapshots.query import POP_COLUMNS
 
-# Per table: (the day a row becomes visible, the columns the snapshot SQL reads besides that day).
+# Per table: (the date or timestamp from whose day on a row is visible, the other columns the snapshot SQL reads).
 READ_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
     "customers": ("created_date", tuple(c for c in POP_COLUMNS if c not in ("customer_key", "created_date"))),
-    "contacts": ("CAST(contact_ts AS DATE)", ("customer_id", "contact_ts", "channel", "direction", "outcome",
-                                              "holdout")),
+    "contacts": ("contact_ts", ("customer_id", "channel", "direction", "outcome", "holdout")),
     "claims": ("claim_date", ("customer_id", "amount", "status")),
 }
 POLICY_COLUMNS = ("customer_id", "product_line", "annual_premium", "sum_assured", "payment_mode")
@@ -49,8 +48,8 @@ def day_sums_sql(table: str) -> str:
     """``(day, hash_sum, n)`` per day for ``table``; a row counts from the day after ``day``."""
     if table == "policies":
         return _policy_sums_sql()
-    day, cols = READ_COLUMNS[table]
-    return (f"SELECT {day} AS day, SUM(CAST(hash({day}, {', '.join(cols)}) AS HUGEINT)) AS hash_sum, "
+    when, cols = READ_COLUMNS[table]
+    return (f"SELECT CAST({when} AS DATE) AS day, SUM(CAST(hash({when}, {', '.join(cols)}) AS HUGEINT)) AS hash_sum, "
             f"COUNT(*) AS n FROM {table} GROUP BY ALL")
 
 

@@ -87,8 +87,8 @@ def _unread(table: str) -> list[str]:
     if table == "policies":
         read = {"issue_date", *POLICY_COLUMNS, *POLICY_DATES}
     else:
-        day, cols = READ_COLUMNS[table]
-        read = {*cols, day.replace("CAST(", "").split(" AS")[0]}
+        when, cols = READ_COLUMNS[table]
+        read = {when, *cols}
     return [c.name for c in CONTRACT[table].columns if c.name not in read and not c.personal]
 
 
