@@ -9,6 +9,7 @@ the feature dictionary with the customer's own value, e.g.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import lightgbm as lgb
@@ -25,6 +26,18 @@ def contributions(booster: lgb.Booster, X: pd.DataFrame, centre: dict[str, float
     model's ``linear_centre`` from its meta.json (models/contributions.py)."""
     raw = exact.contributions(booster, X, centre)
     return pd.DataFrame(raw[:, :-1], index=X.index, columns=X.columns)
+
+
+def to_explain(tier: pd.Series, channel: pd.Series | None, tiers: Sequence[str],
+               channels: Sequence[str]) -> np.ndarray:
+    """The rows whose reasons someone reads: a tier in ``tiers`` (what sales teams work through) or a planned
+    touch through one of ``channels`` (the agent-led ones: an agent makes the call or visit). Batch SMS, WeChat
+    and email go out without anyone reading a reason. TreeSHAP is most of an export's cost and grows with the
+    rows explained (docs/benchmarks.md), so the rest get theirs on demand (``python -m pipelines.explain``)."""
+    mask = tier.isin(list(tiers))
+    if channel is not None:
+        mask = mask | channel.isin(list(channels))
+    return mask.to_numpy(bool, copy=True)
 
 
 def number(f: float) -> str:

@@ -24,6 +24,7 @@ from models import segments as sg
 from pipelines import paths, score_file, scoring, tracking
 from pipelines.errors import InputError, UserError
 from pipelines.io import remove_stale_staging, staged_outputs
+from pipelines.params import Params
 
 log = logging.getLogger("pipelines.export")  # the stage that runs it
 SEGMENTS, CUTPOINTS, REGISTRY = paths.SEGMENTS, paths.CUTPOINTS, paths.REGISTRY
@@ -40,14 +41,19 @@ def score_paths(as_of: dt.date, folder: Path = SCORES) -> dict[str, Path]:
 
 def build_scores(seg: pd.DataFrame, scoring_rows: pd.DataFrame, dictionary: list[dict[str, Any]],
                  registry: dict[str, Any], models_dir: Path = scoring.MODELS,
-                 columns: list[str] | None = None, reasons_model: str = "purchase") -> pd.DataFrame:
+                 columns: list[str] | None = None, reasons_model: str = "purchase",
+                 explain: np.ndarray | None = None) -> pd.DataFrame:
     """The score file's rows, in schema order, from the segment stage's table; reasons from ``reasons_model``
-    (what the tiers rank by: a book's propensity model, a tabular source's primary target).
+    (what the tiers rank by: a book's propensity model, a tabular source's primary target) for the rows of
+    ``explain`` (a mask over ``seg``; default every row), empty for the others.
     ``columns``: a profile's columns (default: all); the segment table only needs to carry those."""
     names = columns or score_file.NAMES
     model = scoring.load_model(reasons_model, models_dir)
-    rows = scoring_rows.set_index("customer_id").loc[seg["customer_id"]].reset_index()
+    wanted = seg["customer_id"] if explain is None else seg["customer_id"][explain]
+    rows = scoring_rows.set_index("customer_id").loc[wanted].reset_index()
     why = _reasons(model, rows, {d["name"]: d for d in dictionary})
+    if explain is not None:  # a row's reasons do not depend on the others: the rest are simply empty
+        why = why.set_axis(np.flatnonzero(explain)).reindex(range(len(seg))).fillna("")
     out = pd.DataFrame({"customer_id": seg["customer_id"].to_numpy(), "as_of": pd.to_datetime(seg["as_of"]).dt.date})
     for c in ("split_role", "p_purchase", "p_lapse", "expected_premium", "contact_value", "priority_tier"):
         if c in names:
@@ -133,26 +139,37 @@ def write_csv(df: pd.DataFrame, path: Path, delimiter: str) -> None:
     out.to_csv(path, index=False, sep=delimiter, encoding="utf-8-sig", lineterminator="\n", float_format="%.10g")
 
 
-def scores_frame(seg: pd.DataFrame, as_of: dt.date, registry: dict[str, Any],
+def scores_frame(seg: pd.DataFrame, as_of: dt.date, registry: dict[str, Any], params: Params,
                  models_dir: Path = scoring.MODELS, caps: Capabilities | None = None) -> pd.DataFrame:
-    """Score-file rows for ``seg`` (the segment table of ``as_of``), reasons from ``models_dir``'s model;
-    the columns of the source's profile (``caps``; default: a book's)."""
+    """Score-file rows for ``seg`` (the segment table of ``as_of``), reasons from ``models_dir``'s model for
+    the customers ``export.reasons`` names; the columns of the source's profile (``caps``; default: a book's)."""
     caps = caps or for_source("tables", synthetic=False)
     name, cols = score_file.profile(caps)
-    feats = pd.read_parquet(FEATURES)
-    scoring_rows = scoring.scoring_rows(feats, as_of, caps)
+    scoring_rows = scoring.read_scoring_rows(FEATURES, as_of, caps)
     dictionary = json.loads(DICTIONARY.read_text(encoding="utf-8"))
-    log.info("building the score file for %s: %s customers (%s profile)", as_of, f"{len(seg):,}", name)
     names = [c.name for c in cols]
-    df = build_scores(seg, scoring_rows, dictionary, registry, models_dir, names, reasons_model=caps.target)
+    explain: np.ndarray | None = None
+    scope: dict[str, Any] = {"customers": "all"}
+    if params.export.reasons.customers == "acted":
+        channels = list(params.segment.capacity.per_agent_per_week) if "channel" in seg else []
+        explain = reasons.to_explain(seg["priority_tier"], seg["channel"] if channels else None,
+                                     params.export.reasons.tiers, channels)
+        scope = {"customers": "acted", "tiers": list(params.export.reasons.tiers), "planned_channels": channels}
+    log.info("building the score file for %s: %s customers (%s profile), reasons for %s", as_of, f"{len(seg):,}",
+             name, "all" if explain is None else f"{int(explain.sum()):,} (export.reasons: tiers "
+             f"{'/'.join(params.export.reasons.tiers)} and planned agent-led touches)")
+    df = build_scores(seg, scoring_rows, dictionary, registry, models_dir, names, reasons_model=caps.target,
+                      explain=explain)
     check_schema(df, names)
+    df.attrs["reasons"] = scope | {"rows": len(df) if explain is None else int(explain.sum())}  # for the manifest
     return df
 
 
 def deliver(df: pd.DataFrame, as_of: dt.date, registry: dict[str, Any], cutpoints: dict[str, Any], folder: Path,
             delimiter: str, outcome: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the CSV, Parquet and manifest of ``as_of`` into ``folder`` (manifest as the commit marker).
-    ``outcome``: a tabular source's target in words, for the manifest (what the probability is of)."""
+    ``outcome``: a tabular source's target in words, for the manifest (what the probability is of); which rows
+    carry reasons comes from ``scores_frame`` (``df.attrs["reasons"]``)."""
     target = score_paths(as_of, folder)
     remove_stale_staging(folder)
     with staged_outputs(marker=target["manifest"]) as out:
@@ -173,6 +190,7 @@ def deliver(df: pd.DataFrame, as_of: dt.date, registry: dict[str, Any], cutpoint
                         "propensity" if "p_purchase" in df.columns else "retention"),
             **({"target": outcome} if outcome else {}),
             "tier_cutpoints": _cutpoints(cutpoints),
+            "reasons": df.attrs.get("reasons", {"customers": "all", "rows": len(df)}),
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "columns": list(df.columns),
         }

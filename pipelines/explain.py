@@ -76,8 +76,7 @@ def explain(customer_id: str, top: int = 8, last_contacts: int = 5) -> dict[str,
     params = load_params()
     as_of = params.book.as_of
     require((paths.FEATURES, paths.SEGMENTS), "run the pipeline first (make run)")
-    feats = pd.read_parquet(paths.FEATURES)
-    rows = scoring.scoring_rows(feats, as_of, params.capabilities)
+    rows = scoring.read_scoring_rows(paths.FEATURES, as_of, params.capabilities)
     row = rows[rows["customer_id"].astype(str) == customer_id]
     if row.empty:
         like = ", ".join(map(str, rows["customer_id"].head(3)))

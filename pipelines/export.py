@@ -44,7 +44,7 @@ def export(params_path: str) -> dict[str, Any]:
         raise InputError(f"{SEGMENTS} was built for another as-of date than book.as_of {as_of}: dvc repro segment")
     registry = json.loads(REGISTRY.read_text(encoding="utf-8"))
     cutpoints = json.loads(CUTPOINTS.read_text(encoding="utf-8"))
-    df = scores_frame(seg, as_of, registry, caps=params.capabilities)
+    df = scores_frame(seg, as_of, registry, params, caps=params.capabilities)
     tab = params.validate_.source.tabular
     outcome = None
     if tab is not None:

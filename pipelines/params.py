@@ -179,10 +179,18 @@ class DatabaseParams(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class ReasonsParams(Strict):
+    """Which rows of the score file carry reasons (TreeSHAP is most of an export's time: docs/benchmarks.md)."""
+
+    customers: Literal["acted", "all"]  # acted: a tier below, or a planned agent-led touch | all: every row
+    tiers: list[Literal["P1", "P2", "P3", "P4"]]
+
+
 class ExportParams(Strict):
     """The CRM score files (docs/score_file.md)."""
 
     delimiter: str = Field(min_length=1, max_length=1)
+    reasons: ReasonsParams
     db: DatabaseParams
 
 

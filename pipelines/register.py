@@ -102,9 +102,8 @@ def main(args: argparse.Namespace) -> None:
     require(needed, "run the train and calibrate stages first (dvc repro calibrate)")
     train_report = json.loads(TRAIN_REPORT.read_text(encoding="utf-8"))
     cal_report = json.loads(CAL_REPORT.read_text(encoding="utf-8"))
-    feats = pd.read_parquet(FEATURES)
     as_of = pd.Timestamp(params.book.as_of)
-    scoring_rows = scoring.scoring_rows(feats, as_of.date(), params.capabilities).sort_values("customer_id")
+    scoring_rows = scoring.read_scoring_rows(FEATURES, as_of.date(), params.capabilities).sort_values("customer_id")
     if scoring_rows.empty:
         raise InputError(f"{FEATURES} has no rows for the as-of date {as_of.date()} (book.as_of)")
     prefix = params.registry.model_name_prefix

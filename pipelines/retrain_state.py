@@ -106,7 +106,7 @@ def deliver_with(params: Params, model_set: tuple[Path, Path], versions: dict[st
     registry = {"models": {m: {"name": versions[m]["name"], "version": versions[m]["version"],
                                "uri": f"models:/{versions[m]['name']}/{versions[m]['version']}"} for m in MODELS},
                 "run_id": run_id}
-    df = delivery.scores_frame(built["seg"], params.book.as_of, registry, model_set[0])
+    df = delivery.scores_frame(built["seg"], params.book.as_of, registry, params, model_set[0])
     cuts = built["cuts"].model_dump() | {"mode": params.segment.cutpoints}
     return delivery.deliver(df, params.book.as_of, registry, cuts, folder, params.export.delimiter)
 

@@ -24,7 +24,8 @@ from models.segments import (
     VALUE_TIERS,
 )
 
-SCHEMA_VERSION = "1.1"  # 1.1: the planned channel's effect, the plan reason and touches planned
+SCHEMA_VERSION = "1.2"  # 1.1: the planned channel's effect, the plan reason and touches planned
+# 1.2: reasons only for the customers export.reasons names (the manifest's "reasons"); the columns are 1.1's
 N_REASONS = 3
 
 
@@ -95,10 +96,12 @@ COLUMNS: list[Column] = [
            "接触理由(或无接触的原因)", needs=HISTORY),
     Column("touches_planned", "integer", False, "Touches planned for the customer over the planned weeks",
            "计划期内安排的接触次数", needs=HISTORY),
-    *(Column(f"reason_for_{i}", "string", True, f"Reason {i} for contacting (top feature contribution)",
-             f"推荐理由{i}") for i in range(1, N_REASONS + 1)),
-    *(Column(f"reason_against_{i}", "string", True, f"Reason {i} against (most negative contribution)",
-             f"不利因素{i}") for i in range(1, N_REASONS + 1)),
+    *(Column(f"reason_for_{i}", "string", True, f"Reason {i} for contacting (top feature contribution; empty "
+             "outside the customers the manifest's reasons names)", f"推荐理由{i}(仅限清单reasons所列客户)")
+      for i in range(1, N_REASONS + 1)),
+    *(Column(f"reason_against_{i}", "string", True, f"Reason {i} against (most negative contribution; empty "
+             "outside the customers the manifest's reasons names)", f"不利因素{i}(仅限清单reasons所列客户)")
+      for i in range(1, N_REASONS + 1)),
     Column("model_version_purchase", "string", False, "Registered version of the propensity model",
            "投保倾向模型版本", needs=("model:purchase",)),
     Column("model_version_lapse", "string", False, "Registered version of the churn model", "流失模型版本",
@@ -189,7 +192,7 @@ def render_markdown() -> str:
         "`export.delimiter` (default `,`), header row, ISO dates, empty cell = null, booleans `true`/`false` |",
         "| `scores_<as_of>.parquet` | the same rows, typed |",
         "| `manifest_<as_of>.json` | schema version, row count, SHA-256 of each file, as_of, model versions, "
-        "tier cut-points, creation time |",
+        "tier cut-points, which customers carry reasons, creation time |",
         "",
         "Machine-readable schema of one row: [`score_file.schema.json`](score_file.schema.json) (JSON Schema "
         "2020-12).",
@@ -235,6 +238,17 @@ def render_markdown() -> str:
         "customer's value, in English and Chinese, from the propensity model's per-customer feature "
         "contributions (the largest positive ones *for*, the most negative *against*). An empty reason means "
         "fewer features moved the score in that direction.",
+        "",
+        "**Which customers carry reasons** (schema 1.2; `export.reasons` in `params.yaml`). By default "
+        "(`customers: acted`) the customers someone acts on: the tiers in `export.reasons.tiers` (P1 and P2) and "
+        "every customer whose next planned touch is agent-led (the channels of `segment.capacity.per_agent_per_week`"
+        ": phone, visit, event). Batch SMS, WeChat and email need no reading, and the reasons' TreeSHAP is most "
+        "of an export's time, growing with the rows explained (at 1M customers, 9 of its 10 minutes for every "
+        "row; [benchmarks.md](benchmarks.md)). The others' reason columns are empty; "
+        "`python -m pipelines.explain <customer_id>` gives any customer's on demand, and `customers: all` "
+        "explains every row. The manifest's `reasons` says which: `{\"customers\": \"acted\", \"tiers\": "
+        "[\"P1\", \"P2\"], \"planned_channels\": [...], \"rows\": <explained>}`. A customer's reasons are the "
+        "same either way.",
         "",
         "No personal field (name, phone, ID number) is ever in a score file: they are dropped at validation.",
         "",

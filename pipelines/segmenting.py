@@ -213,7 +213,7 @@ def build(params: Params, model_set: tuple[Path, Path] = (scoring.MODELS, scorin
     require((FEATURES, CUSTOMERS, CONTACTS, TRAIN_REPORT), "run the earlier stages first (dvc repro calibrate)")
     as_of = pd.Timestamp(params.book.as_of)
     test_date = pd.Timestamp(json.loads(TRAIN_REPORT.read_text(encoding="utf-8"))["split"]["test"])
-    feats = pd.read_parquet(FEATURES)
+    feats = scoring.read_snapshots(FEATURES, [as_of.date(), test_date.date()])
     dates = pd.to_datetime(feats["snapshot_date"])
     customers = pd.read_parquet(CUSTOMERS, columns=["customer_id", *contact_plan.CONSENT_BLOCKS])
     scoring_rows = _consent(feats[dates == as_of].reset_index(drop=True), customers)

@@ -54,12 +54,12 @@ def main(args: argparse.Namespace) -> None:
     for model in ("purchase", "lapse"):
         require((MODELS / model / "model.txt", MODELS / model / "meta.json", CALIBRATORS / f"{model}.json"),
                 "run the train and calibrate stages first (dvc repro calibrate)")
-    feats = pd.read_parquet(FEATURES)
     as_of = pd.Timestamp(params.book.as_of)
-    scoring = feats[pd.to_datetime(feats["snapshot_date"]) == as_of]
+    snapshot = scoring.read_snapshots(FEATURES, [as_of.date()])
     truth = pd.read_parquet(TRUTH)
-    joined = scoring.merge(truth, on="customer_id", how="inner", suffixes=("", "_truth"))
-    log.info("scoring snapshot %s: %s customers, %s with truth", as_of.date(), f"{len(scoring):,}", f"{len(joined):,}")
+    joined = snapshot.merge(truth, on="customer_id", how="inner", suffixes=("", "_truth"))
+    log.info("scoring snapshot %s: %s customers, %s with truth", as_of.date(), f"{len(snapshot):,}",
+             f"{len(joined):,}")
     report: dict[str, Any] = {"as_of": str(as_of.date()), "customers": len(joined)}
     for model, truth_col in (("purchase", "p_purchase"), ("lapse", "p_lapse")):
         rows = joined[joined[truth_col].notna()]

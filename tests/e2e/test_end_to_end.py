@@ -275,8 +275,12 @@ def test_export_delivers_score_files_a_crm_can_load(repro) -> None:
     assert set(pq["model_version_purchase"]) == {str(registry["models"]["purchase"]["version"])}
     assert set(pq["mlflow_run_id"]) == {registry["run_id"]}
     assert len(manifest["tier_cutpoints"]["contact_value_at_least"]) == 3
-    active = pq[~pq["suppressed"]]
-    assert active["reason_for_1"].str.contains(" / ").mean() > 0.9
+    # reasons for the customers acted on (export.reasons: P1-P2 and planned agent-led touches), none for the rest
+    acted = pq["priority_tier"].isin(["P1", "P2"]) | pq["recommended_channel"].isin(["phone", "visit", "event"])
+    assert manifest["reasons"] == {"customers": "acted", "tiers": ["P1", "P2"], "rows": int(acted.sum()),
+                                   "planned_channels": ["phone", "visit", "event"]}
+    assert 0 < acted.sum() < len(pq) and pq.loc[~acted, "reason_for_1"].isna().all()
+    assert pq.loc[acted & ~pq["suppressed"], "reason_for_1"].str.contains(" / ").mean() > 0.9
     assert set(pq["ml_quadrant_zh"]) <= {"宠爱", "耕耘", "维系", "开发"}
     # loading into SQLite through the CLI, twice (idempotent)
     url = f"sqlite:///{root / 'crm.db'}"

@@ -8,6 +8,7 @@ import json
 import os
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -22,7 +23,8 @@ from pipelines.errors import InputError, UserError
 from pipelines.io import staged_outputs
 from tests.conftest import REPO
 
-# The columns of schema version 1.1 (1.0 plus the planned channel's effect, reason and touches). Changing
+# The columns of schema versions 1.1 and 1.2 (1.0 plus the planned channel's effect, reason and touches; 1.2 gives
+# reasons only for the customers acted on, export.reasons). Changing
 # this list means a new schema version (a major bump when a
 # column is renamed or removed) and a note for every CRM team that loads the file.
 PINNED = [
@@ -38,7 +40,7 @@ AS_OF = dt.date(2026, 9, 30)
 
 
 def test_score_file_columns_are_pinned() -> None:
-    assert score_file.SCHEMA_VERSION == "1.1"
+    assert score_file.SCHEMA_VERSION == "1.2"
     assert score_file.NAMES == PINNED
     schema = score_file.json_schema()
     assert schema["required"] == PINNED and schema["additionalProperties"] is False
@@ -132,9 +134,8 @@ def test_reasons_are_readable_and_signed() -> None:
         == "Days since a quote: none / 距上次报价天数: 无"
 
 
-def test_reasons_in_chunks_equal_the_whole_tables_and_repeated_values_render_the_same(caplog) -> None:
-    # the export explains a large book in chunks (bounded memory, progress) and caches each feature-value's text:
-    # neither may change a single reason
+def _explained_model() -> tuple[pd.DataFrame, Any, dict[str, dict[str, Any]]]:
+    """3,000 rows of four features (a category, a flag, missing premiums), a model over them and a dictionary."""
     rng = np.random.default_rng(1)
     X = pd.DataFrame({"n_quote_90d": rng.poisson(1, 3000).astype(float), "premium": rng.gamma(2, 5000, 3000),
                       "band": pd.Categorical(rng.choice(["low", "mid", "high"], 3000)), "flag": rng.random(3000) < 0.2})
@@ -148,6 +149,15 @@ def test_reasons_in_chunks_equal_the_whole_tables_and_repeated_values_render_the
     model = scoring.LoadedModel(booster, spec, {}, None)
     dictionary = {"premium": {"dtype": "float", "en": "Premium", "zh": "保费"}, "flag": {"dtype": "bool"},
                   "band": {"dtype": "category", "en": "Band"}}
+    return X, model, dictionary
+
+
+def test_reasons_in_chunks_equal_the_whole_tables_and_repeated_values_render_the_same(caplog) -> None:
+    # the export explains a large book in chunks (bounded memory, progress) and caches each feature-value's text:
+    # neither may change a single reason
+    from models import gbm
+    X, model, dictionary = _explained_model()
+    booster, spec = model.booster, model.spec
     whole = delivery._reasons(model, X, dictionary, chunk=10_000)
     with caplog.at_level("INFO", logger="pipelines.export"):
         chunked = delivery._reasons(model, X, dictionary, chunk=700)
@@ -159,6 +169,33 @@ def test_reasons_in_chunks_equal_the_whole_tables_and_repeated_values_render_the
                 for r in range(200)]
     assert whole["reason_for_1"].head(200).tolist() == [u[0] for u in uncached]
     assert whole["reason_for_1"].str.len().gt(0).any() and whole["reason_against_1"].str.len().gt(0).any()
+
+
+def test_reasons_for_the_customers_acted_on_are_a_full_exports_and_the_rest_are_empty(monkeypatch) -> None:
+    # export.reasons.customers: acted explains only the tiers sales teams work through and the planned agent-led
+    # touches: those rows must read exactly as in a full export, the others carry no reason
+    from pipelines import scoring
+    X, model, dictionary = _explained_model()
+    rng = np.random.default_rng(2)
+    ids = [f"C{i:05d}" for i in range(len(X))]
+    seg = pd.DataFrame({"customer_id": ids, "as_of": dt.date(2026, 6, 30), "p_purchase": rng.random(len(X)),
+                        "priority_tier": rng.choice(sg.TIERS, len(X), p=[0.05, 0.15, 0.3, 0.5]),
+                        "channel": rng.choice(np.array(["sms", "phone", "visit", None], dtype=object), len(X))})
+    scoring_rows = X.assign(customer_id=ids).sample(frac=1.0, random_state=3)  # looked up by id, not by position
+    monkeypatch.setattr(scoring, "load_model", lambda *_a, **_k: model)
+    why = [f"reason_{s}_{i}" for s in ("for", "against") for i in (1, 2, 3)]
+    names = ["customer_id", "as_of", "p_purchase", "priority_tier", *why, "mlflow_run_id"]
+    entries = [{"name": k, **v} for k, v in dictionary.items()]
+    registry: dict[str, Any] = {"models": {}, "run_id": "0" * 32}
+    full = delivery.build_scores(seg, scoring_rows, entries, registry, columns=names)
+    mask = reasons.to_explain(seg["priority_tier"], seg["channel"], ["P1", "P2"], ["phone", "visit", "event"])
+    part = delivery.build_scores(seg, scoring_rows, entries, registry, columns=names, explain=mask)
+    expected = seg["priority_tier"].isin(["P1", "P2"]) | seg["channel"].isin(["phone", "visit"])
+    assert (mask == expected.to_numpy()).all() and 0 < mask.sum() < len(seg)
+    pd.testing.assert_frame_equal(part[mask], full[mask])
+    assert part.loc[~mask, why].isna().all().all() and full.loc[~mask, "reason_for_1"].notna().any()
+    pd.testing.assert_frame_equal(part.drop(columns=why), full.drop(columns=why))
+    assert not reasons.to_explain(seg["priority_tier"], None, [], ["phone"]).any()  # no plan, no tiers: none
 
 
 # ---------------------------------------------------------------- the manifest commit protocol
