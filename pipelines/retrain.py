@@ -247,7 +247,8 @@ def judge(params: Params, as_of: dt.date, chal_versions: dict[str, Any], champ_v
     rp = params.retrain
     train = json.loads(paths.report("train").read_text(encoding="utf-8"))
     seg_report = json.loads(paths.report("segments").read_text(encoding="utf-8"))
-    feats = pd.read_parquet(paths.FEATURES)
+    wanted = [dt.date.fromisoformat(d) for d in (train["split"]["test"], train["split"]["train"][-1])]
+    feats = scoring.read_snapshots(paths.FEATURES, [*wanted, as_of])
     dates = pd.to_datetime(feats["snapshot_date"]).dt.date
     test = feats[dates == dt.date.fromisoformat(train["split"]["test"])]
     scoring_rows = feats[dates == as_of]

@@ -11,8 +11,10 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from features.intake.capabilities import Capabilities
+from features.snapshots.definitions import LABELS
 from models import gbm
 from pipelines import paths
 from pipelines.errors import require
@@ -55,7 +57,22 @@ def read_snapshots(path: Path, dates: list[dt.date]) -> pd.DataFrame:
     """The rows of these snapshot dates from the feature table at ``path``, in the table's order. Parquet's
     row-group statistics skip the rest: the default book's as-of snapshot reads in a twentieth of the time of the
     whole table, and at 5M customers the whole table (7M rows x 136 columns) no longer has to fit in memory."""
-    return pd.read_parquet(path, filters=[("snapshot_date", "in", list(dates))])
+    return _float_labels(pd.read_parquet(path, filters=[("snapshot_date", "in", list(dates))]))
+
+
+def _float_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """Labels as floats, as they read from the whole table with the unlabelled as-of snapshot among them (an
+    integer column with nulls): the same dtypes whichever snapshots a stage reads, so the same models and files."""
+    return df.astype({c: "float64" for c in LABELS if c in df and df[c].dtype.kind in "iu"})
+
+
+def read_labelled(path: Path, caps: Capabilities) -> pd.DataFrame:
+    """A book's labelled snapshot rows (those whose purchase label has matured), in the table's order; the whole
+    table of any other source. Training never uses the unlabelled as-of snapshot, which at 5M customers is two
+    thirds of the table."""
+    if caps.snapshots:
+        return _float_labels(pd.read_parquet(path, filters=pc.field("purchase_h").is_valid()))
+    return pd.read_parquet(path)
 
 
 def read_scoring_rows(path: Path, as_of: dt.date, caps: Capabilities) -> pd.DataFrame:

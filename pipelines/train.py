@@ -20,7 +20,7 @@ from features.intake.capabilities import TARGETS
 from models import baselines, gbm, training, tuning
 from models.splits import SplitError, time_split
 from models.training import TrainParams
-from pipelines import headline, paths, tracking
+from pipelines import headline, paths, scoring, tracking
 from pipelines.cli import base_parser, progress_logger, run_stage
 from pipelines.errors import UserError, require
 from pipelines.io import staged_outputs
@@ -71,7 +71,7 @@ def main(args: argparse.Namespace) -> None:
     tracking.ensure_store()  # fail fast on a misconfigured MLFLOW_TRACKING_URI, before any work
     tp = params.train
     require((FEATURES, DICTIONARY), "run the features stage first (dvc repro features)")
-    df = pd.read_parquet(FEATURES)
+    df = scoring.read_labelled(FEATURES, params.capabilities)
     dictionary = json.loads(DICTIONARY.read_text(encoding="utf-8"))
     df["snapshot_date"] = pd.to_datetime(df["snapshot_date"]).dt.date
     caps = params.capabilities

@@ -42,7 +42,7 @@ BAU = {"purchase": "bau_p_purchase", "lapse": "bau_p_lapse"}
 
 def _rows(params: Params, split: dict[str, Any]) -> pd.DataFrame:
     """Labelled snapshot rows of every role with their treatment, arms and direct-purchase label."""
-    feats = pd.read_parquet(FEATURES)
+    feats = scoring.read_labelled(FEATURES, params.capabilities)
     feats = feats[feats["purchase_h"].notna()].reset_index(drop=True)
     dates = pd.to_datetime(feats["snapshot_date"]).dt.date.astype(str)
     role = pd.Series(None, index=feats.index, dtype=object)

@@ -1,0 +1,56 @@
+"""Reading only the snapshots a stage needs gives exactly the rows (and dtypes) of filtering the whole table."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.intake.capabilities import for_source
+from pipelines import scoring
+
+DATES = [dt.date(2026, 3, 31), dt.date(2026, 6, 30), dt.date(2026, 9, 30)]
+
+
+def _table(path: Path) -> pd.DataFrame:
+    """Three snapshots in several row groups, the last unlabelled (the as-of snapshot), in id order per snapshot."""
+    rng = np.random.default_rng(0)
+    parts = []
+    for d in DATES:
+        n = 700
+        labelled = d != DATES[-1]
+        parts.append(pd.DataFrame({
+            "customer_id": [f"C{i:05d}" for i in rng.choice(5000, n, replace=False)], "snapshot_date": d,
+            "n_quote_90d": rng.poisson(1, n).astype("int32"),
+            "purchase_h": pd.array(rng.integers(0, 2, n) if labelled else [None] * n, dtype="Int32"),
+            "lapse_h": pd.array(rng.integers(0, 2, n) if labelled else [None] * n, dtype="Int32"),
+            "premium_h": np.where(labelled, rng.gamma(2, 5000, n), np.nan)}))
+    df = pd.concat(parts, ignore_index=True)
+    table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(None)  # as DuckDB writes it
+    pq.write_table(table, path, row_group_size=500)
+    return pd.read_parquet(path)
+
+
+def test_reading_snapshots_equals_filtering_the_whole_table(tmp_path: Path) -> None:
+    whole = _table(tmp_path / "features.parquet")
+    dates = pd.to_datetime(whole["snapshot_date"]).dt.date
+    book = for_source("tables", synthetic=False)
+    for wanted in ([DATES[-1]], [DATES[0], DATES[-1]], []):
+        got = scoring.read_snapshots(tmp_path / "features.parquet", wanted)
+        pd.testing.assert_frame_equal(got, whole[dates.isin(wanted)].reset_index(drop=True))
+    got = scoring.read_scoring_rows(tmp_path / "features.parquet", DATES[-1], book)
+    pd.testing.assert_frame_equal(got, scoring.scoring_rows(whole, DATES[-1], book).reset_index(drop=True))
+
+
+def test_the_labelled_rows_read_as_they_filter_from_the_whole_table_labels_as_floats(tmp_path: Path) -> None:
+    # training never sees the unlabelled as-of snapshot; its labels keep the float dtype they have beside it, so
+    # the models and the held-out score file stay byte-identical
+    whole = _table(tmp_path / "features.parquet")
+    got = scoring.read_labelled(tmp_path / "features.parquet", for_source("tables", synthetic=False))
+    expected = whole[whole["purchase_h"].notna()].reset_index(drop=True)
+    assert len(got) == 2 * 700 and whole["purchase_h"].dtype == "float64"
+    pd.testing.assert_frame_equal(got, expected)
