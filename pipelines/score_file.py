@@ -263,7 +263,10 @@ def render_markdown() -> str:
         "It verifies the files against the manifest, creates the table when missing (primary key "
         "`customer_id, as_of`), and in one transaction replaces the rows of that as_of with the file's rows "
         "(an upsert by key that also removes customers no longer in the file), then checks the row count and a "
-        "checksum of every loaded value before committing. Running it again is a no-op in effect. Table and "
+        "checksum of every loaded value before committing. Running it again is a no-op in effect. It streams: "
+        "PostgreSQL through `COPY`, other databases through batched inserts, the read-back through a server-side "
+        "cursor, and the checksum (a sum of each row's SHA-256) needs no sorting, so memory stays flat with the "
+        "book's size. Table and "
         "schema default to `export.db` in `params.yaml`.",
         "",
     ]

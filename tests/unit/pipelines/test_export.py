@@ -321,19 +321,34 @@ def test_the_fast_canonical_text_is_the_reference_rules_for_every_type() -> None
     assert crm_load.canon(-0.0) == crm_load.canon(0.0) == "0"  # SQLite gives negative zero back as zero
 
 
-def test_sqlite_load_is_idempotent_and_verified(tmp_path: Path) -> None:
+def test_sqlite_load_is_idempotent_and_verified(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(crm_load, "CHUNK", 64)  # inserts and the read-back in several chunks
     _check_load(f"sqlite:///{tmp_path / 'crm.db'}")
+
+
+def test_the_load_checksum_is_the_rows_as_a_multiset() -> None:
+    # the delivery and the read-back are summed chunk by chunk in whatever order the database returns rows:
+    # the order must not matter, while any changed, missing or repeated row must
+    df = sample_delivery(300)
+    rows = list(df[score_file.NAMES].itertuples(index=False, name=None))
+    whole = crm_load.checksum(df)
+    assert crm_load.checksum(rows[::-1]) == crm_load.checksum(df.sample(frac=1.0, random_state=1)) == whole
+    changed = df.copy()
+    changed.loc[7, "contact_value"] += 1e-6
+    assert len({whole, crm_load.checksum(changed), crm_load.checksum(rows[1:]), crm_load.checksum(rows + rows[:1]),
+                crm_load.checksum(rows[1:] + rows[2:3])}) == 5
 
 
 def test_a_failed_verification_rolls_the_load_back(tmp_path: Path, monkeypatch) -> None:
     url = f"sqlite:///{tmp_path / 'crm.db'}"
     df = sample_delivery(100)
     crm_load.load(url, df, AS_OF, table="crm_scores_staging")
-    real = crm_load.checksum
-    monkeypatch.setattr(crm_load, "checksum", lambda rows: "0" * 64 if isinstance(rows, list) else real(rows))
-    with pytest.raises(UserError, match="rolled back"):
+    real = crm_load._insert  # a database that stores a value differently (rounded): same count, other values
+    monkeypatch.setattr(crm_load, "_insert", lambda conn, t, df: real(conn, t, df.assign(
+        p_purchase=df["p_purchase"].where(df.index != df.index[40], df["p_purchase"].round(2)))))
+    with pytest.raises(UserError, match="rolled back: checksum"):
         crm_load.load(url, sample_delivery(80, seed=9), AS_OF, table="crm_scores_staging")
-    monkeypatch.setattr(crm_load, "checksum", real)
+    monkeypatch.setattr(crm_load, "_insert", real)
     engine = sa.create_engine(url)
     with engine.connect() as conn:
         n = conn.execute(sa.text("SELECT count(*) FROM crm_scores_staging")).scalar_one()
@@ -347,7 +362,8 @@ def test_a_bad_database_url_is_a_clear_error() -> None:
     assert crm_load.redact("postgresql://bob:secret@host/db") == "postgresql://bob:***@host/db"
 
 
-def test_postgresql_load_is_idempotent_and_verified(postgres: str) -> None:
+def test_postgresql_load_is_idempotent_and_verified(postgres: str, monkeypatch) -> None:
+    monkeypatch.setattr(crm_load, "CHUNK", 64)  # COPY and the server-side read-back in several chunks
     _check_load(postgres, schema="staging")
     engine = sa.create_engine(postgres)
     with engine.connect() as conn:
