@@ -260,6 +260,7 @@ def validate_table(
         if type_failed.any():
             failures.append(("type", col.name, type_failed))
     df = pd.DataFrame(parsed)
+    del parsed  # the frame holds its own copy: two parsed copies of a 17M-row history do not fit beside the raw one
 
     # Column-level contract checks through pandera (lazy: collect every failure case).
     schema = _pandera_schema(spec)
@@ -288,12 +289,6 @@ def validate_table(
     reason, reason_col, detail = _first_reasons(failures, df.index)
 
     ok = _keys_and_references(df, spec, dict(parents or {}), reason, reason_col, detail)
-    accepted = df.loc[ok]
-    if spec.order_by and len(accepted):
-        keys = pd.DataFrame({c: (accepted[c[:-6]].dt.to_period("M") if c.endswith(":month") else accepted[c])
-                             for c in spec.order_by})
-        accepted = accepted.loc[keys.sort_values(list(keys.columns), kind="stable").index]
-    accepted = accepted.reset_index(drop=True)
     q = df.loc[~ok].copy()
     # Quarantine keeps the raw text of every field, so the owner sees what arrived.
     for c in spec.column_names:
@@ -303,10 +298,20 @@ def validate_table(
     q["reject_detail"] = pd.Series({i: ";".join(v) for i, v in detail.items()}, dtype="string").reindex(q.index)
     q.insert(0, "source_row", q.index.astype("int64") + 1)
     q = q.drop(columns=spec.personal_columns).reset_index(drop=True)
-    accepted = accepted.drop(columns=spec.personal_columns)
+    accepted = _accepted(df.drop(columns=spec.personal_columns), ok, spec)
 
     rejects = {(str(r), str(c)): int(n) for (r, c), n in q.groupby(["reject_rule", "reject_column"]).size().items()}
     return TableResult(spec.name, accepted, q, n_input=len(df), rejects=rejects)
+
+
+def _accepted(df: pd.DataFrame, ok: pd.Series, spec: TableSpec) -> pd.DataFrame:
+    """The accepted rows in the contract's order (``order_by``, stable), taken in one copy."""
+    rows = np.flatnonzero(ok.to_numpy(bool))
+    if spec.order_by and len(rows):
+        cols = {c: df[c[:-6] if c.endswith(":month") else c].iloc[rows].reset_index(drop=True) for c in spec.order_by}
+        keys = pd.DataFrame({c: (s.dt.to_period("M") if c.endswith(":month") else s) for c, s in cols.items()})
+        rows = rows[keys.sort_values(list(keys.columns), kind="stable").index.to_numpy()]
+    return df.take(rows).reset_index(drop=True)
 
 
 def _type_mask(failures: list[tuple[str, str, pd.Series]], column: str) -> pd.Series:
