@@ -53,7 +53,7 @@ def build_scores(seg: pd.DataFrame, scoring_rows: pd.DataFrame, dictionary: list
     rows = scoring_rows.set_index("customer_id").loc[wanted].reset_index()
     why = _reasons(model, rows, {d["name"]: d for d in dictionary})
     if explain is not None:  # a row's reasons do not depend on the others: the rest are simply empty
-        why = why.set_axis(np.flatnonzero(explain)).reindex(range(len(seg))).fillna("")
+        why = why.set_axis(np.flatnonzero(explain)).reindex(range(len(seg))).astype(object).fillna("")
     out = pd.DataFrame({"customer_id": seg["customer_id"].to_numpy(), "as_of": pd.to_datetime(seg["as_of"]).dt.date})
     for c in ("split_role", "p_purchase", "p_lapse", "expected_premium", "contact_value", "priority_tier"):
         if c in names:

@@ -195,7 +195,10 @@ def test_reasons_for_the_customers_acted_on_are_a_full_exports_and_the_rest_are_
     pd.testing.assert_frame_equal(part[mask], full[mask])
     assert part.loc[~mask, why].isna().all().all() and full.loc[~mask, "reason_for_1"].notna().any()
     pd.testing.assert_frame_equal(part.drop(columns=why), full.drop(columns=why))
-    assert not reasons.to_explain(seg["priority_tier"], None, [], ["phone"]).any()  # no plan, no tiers: none
+    none = reasons.to_explain(seg["priority_tier"], None, [], ["phone"])  # no plan, no tiers: no one explained
+    assert not none.any()
+    empty = delivery.build_scores(seg, scoring_rows, entries, registry, columns=names, explain=none)
+    assert empty[why].isna().all().all() and len(empty) == len(seg)
 
 
 # ---------------------------------------------------------------- the manifest commit protocol
