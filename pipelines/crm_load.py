@@ -127,13 +127,17 @@ def _insert(conn: sa.Connection, t: sa.Table, df: pd.DataFrame) -> None:
     """Insert the delivery chunk by chunk: PostgreSQL through ``COPY`` (several times faster than batched
     INSERTs), any other database through executemany."""
     raw: Any = conn.connection.driver_connection
+    driver: Any = conn.dialect.dbapi  # the driver module: its own errors are not SQLAlchemy's
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
         target = ".".join(f'"{p}"' for p in ((t.schema,) if t.schema else ()) + (t.name,))
         columns = ", ".join(f'"{c}"' for c in score_file.NAMES)
-        with raw.cursor() as cur, cur.copy(f"COPY {target} ({columns}) FROM STDIN") as copy:
-            for part in _chunks(df):
-                for row in _tuples(part):
-                    copy.write_row(row)
+        try:
+            with raw.cursor() as cur, cur.copy(f"COPY {target} ({columns}) FROM STDIN") as copy:
+                for part in _chunks(df):
+                    for row in _tuples(part):
+                        copy.write_row(row)
+        except driver.Error as e:
+            raise _Failed(f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from e
         return
     for part in _chunks(df):
         conn.execute(sa.insert(t), _records(part))
@@ -181,6 +185,8 @@ def load(url: str, df: pd.DataFrame, as_of: dt.date, table: str, schema: str | N
                                 f"({expected[:12]}): a type or encoding problem in the database")
     except _Mismatch as e:
         raise UserError(f"load rolled back: {e}") from None
+    except _Failed as e:
+        raise UserError(f"loading into {redact(url)} failed and was rolled back: {e}") from None
     except SQLAlchemyError as e:
         raise UserError(f"loading into {redact(url)} failed and was rolled back: "
                         f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
@@ -192,3 +198,7 @@ def load(url: str, df: pd.DataFrame, as_of: dt.date, table: str, schema: str | N
 
 class _Mismatch(Exception):
     pass
+
+
+class _Failed(Exception):
+    """The driver refused a row while copying (a duplicate key, a value the column cannot hold)."""

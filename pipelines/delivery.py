@@ -155,9 +155,10 @@ def scores_frame(seg: pd.DataFrame, as_of: dt.date, registry: dict[str, Any], pa
         explain = reasons.to_explain(seg["priority_tier"], seg["channel"] if channels else None,
                                      params.export.reasons.tiers, channels)
         scope = {"customers": "acted", "tiers": list(params.export.reasons.tiers), "planned_channels": channels}
+    by = [f"tiers {'/'.join(params.export.reasons.tiers)}"] * bool(params.export.reasons.tiers) + \
+        [f"planned {'/'.join(scope['planned_channels'])} touches"] * bool(scope.get("planned_channels"))
     log.info("building the score file for %s: %s customers (%s profile), reasons for %s", as_of, f"{len(seg):,}",
-             name, "all" if explain is None else f"{int(explain.sum()):,} (export.reasons: tiers "
-             f"{'/'.join(params.export.reasons.tiers)} and planned agent-led touches)")
+             name, "all" if explain is None else f"{int(explain.sum()):,} (export.reasons: {' and '.join(by)})")
     df = build_scores(seg, scoring_rows, dictionary, registry, models_dir, names, reasons_model=caps.target,
                       explain=explain)
     check_schema(df, names)

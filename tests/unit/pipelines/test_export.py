@@ -379,6 +379,15 @@ def test_postgresql_load_is_idempotent_and_verified(postgres: str, monkeypatch) 
             "AND i.indisprimary")).scalars().all()
     engine.dispose()
     assert [c for c, _ in cols] == score_file.NAMES
+    # a row COPY refuses (here a repeated key) is a message and a rollback, not the driver's traceback
+    twice = pd.concat([sample_delivery(20), sample_delivery(20).iloc[:1]], ignore_index=True)
+    with pytest.raises(UserError, match="failed and was rolled back: UniqueViolation"):
+        crm_load.load(postgres, twice, AS_OF, table="crm_scores_staging", schema="staging")
+    engine = sa.create_engine(postgres)
+    with engine.connect() as conn:
+        n = conn.execute(sa.text("SELECT count(*) FROM staging.crm_scores_staging WHERE as_of = :d"), {"d": AS_OF})
+        assert n.scalar_one() == 350  # what _check_load left, untouched
+    engine.dispose()
     assert dict(cols)["as_of"] == "date" and dict(cols)["p_purchase"] == "double precision"
     assert set(pk) == {"customer_id", "as_of"}
 
