@@ -121,34 +121,43 @@ def run_size(n: int, base: Path, workdir: Path, db_url: str | None, overrides: l
     ws = workspace(book, workdir / f"ws_{n}", overrides)
     log_file = ws / "stages.log"
     rows: list[dict[str, Any]] = []
+    failed = None
     for stage in stage_order():
         r = measure([sys.executable, "-m", f"pipelines.{stage}", "--params", "params.yaml"], ws, log_file)
         rows.append({"stage": stage, **r})
         log.info("%s customers: %-12s %8.1f s wall %8.1f s CPU %6.2f GiB (exit %d)", f"{customers:,}", stage,
                  r["wall_s"], r["cpu_s"], r["peak_rss_gib"], r["exit"])
-        if r["exit"] != 0:
-            raise SystemExit(f"stage {stage} failed at {customers:,} customers (exit {r['exit']}); see {log_file}")
+        if r["exit"] != 0:  # the table still shows the stages measured and where the run stopped
+            failed = f"stage {stage} failed (exit {r['exit']}; see {log_file})"
+            log.error("%s customers: %s", f"{customers:,}", failed)
+            break
     contacts = ws / "data/interim/contacts.parquet"
+    if not contacts.is_file():  # validate stopped: there is no history to scan
+        return {"customers": customers, "contacts": 0, "stages": rows, "floor": None,
+                "end_to_end_s": round(sum(r["wall_s"] for r in rows), 1),
+                "peak_rss_gib": max(r["peak_rss_gib"] for r in rows), "failed": failed}
     floor = measure([sys.executable, "-c", "import duckdb,sys; duckdb.connect().execute(sys.argv[1]).fetchall()",
                      FLOOR_SQL.format(path=contacts.as_posix())], ws, log_file)
-    load = measure([sys.executable, "-m", "pipelines.export", "--params", "params.yaml", "--to",
-                    db_url or f"sqlite:///{(ws / 'crm.db').resolve()}"], ws, log_file)
-    for what, r in (("floor", floor), ("crm load", load)):  # a failed step is not a measurement
-        if r["exit"] != 0:
-            raise SystemExit(f"{what} failed at {customers:,} customers (exit {r['exit']}); see {log_file}")
-    rows.append({"stage": "crm load" + (" (PostgreSQL)" if db_url and db_url.startswith("postgres") else
-                                        " (SQLite)"), **load})
+    if floor["exit"] != 0:  # a failed step is not a measurement
+        raise SystemExit(f"floor failed at {customers:,} customers (exit {floor['exit']}); see {log_file}")
+    if failed is None:
+        load = measure([sys.executable, "-m", "pipelines.export", "--params", "params.yaml", "--to",
+                        db_url or f"sqlite:///{(ws / 'crm.db').resolve()}"], ws, log_file)
+        rows.append({"stage": "crm load" + (" (PostgreSQL)" if db_url and db_url.startswith("postgres") else
+                                            " (SQLite)"), **load})
+        if load["exit"] != 0:
+            failed = f"crm load failed (exit {load['exit']}; see {log_file})"
     events = pq.ParquetFile(contacts).metadata.num_rows
     return {"customers": customers, "contacts": events, "stages": rows, "floor": floor,
             "end_to_end_s": round(sum(r["wall_s"] for r in rows), 1),
-            "peak_rss_gib": max(r["peak_rss_gib"] for r in rows)}
+            "peak_rss_gib": max(r["peak_rss_gib"] for r in rows), "failed": failed}
 
 
 def regressions(result: dict[str, Any], baseline: dict[str, Any], tolerance: float) -> list[str]:
     """Stages whose wall time per floor, or peak memory, grew past ``tolerance`` times the baseline's at the same
     book size. Ratios to the floor measured in the same run cancel most of a shared machine's noise."""
-    same = [b for b in baseline.get("results", []) if b["customers"] == result["customers"]]
-    if not same:
+    same = [b for b in baseline.get("results", []) if b["customers"] == result["customers"] and b["floor"]]
+    if not same or not result["floor"]:
         return []
     base, floor, base_floor = same[0], result["floor"]["wall_s"] or 1e-9, same[0]["floor"]["wall_s"] or 1e-9
     before = {r["stage"]: r for r in base["stages"]}
@@ -168,7 +177,7 @@ def regressions(result: dict[str, Any], baseline: dict[str, Any], tolerance: flo
 def _floor_ratios(baseline: dict[str, Any], customers: int) -> dict[str, float]:
     """Each stage's wall time per floor in the baseline run of the same size (empty when there is none)."""
     for size in baseline.get("results", []):
-        if size["customers"] == customers:
+        if size["customers"] == customers and size["floor"]:
             floor = size["floor"]["wall_s"] or 1e-9
             return {r["stage"]: r["wall_s"] / floor for r in size["stages"]}
     return {}
@@ -179,19 +188,26 @@ def markdown(results: list[dict[str, Any]], baseline: dict[str, Any] | None) -> 
              + (" baseline wall / floor |" if baseline else ""), "|---|---|---|---|---|---|"
              + ("---|" if baseline else "")]
     for res in results:
-        floor = res["floor"]["wall_s"] or 1e-9
+        floor = (res["floor"] or {}).get("wall_s") or 0.0
+
+        def per_floor(seconds: float, floor: float = floor) -> str:
+            return f"{seconds / floor:.1f}" if floor else "-"
         base = _floor_ratios(baseline, res["customers"]) if baseline else {}
         for r in res["stages"]:
-            ratio = r["wall_s"] / floor
             lines.append(f"| {res['customers']:,} | {r['stage']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
-                         f"{r['peak_rss_gib']:.2f} | {ratio:.1f} |"
+                         f"{r['peak_rss_gib']:.2f} | {per_floor(r['wall_s'])} |"
                          + (f" {base[r['stage']]:.1f} |" if r["stage"] in base else (" - |" if baseline else "")))
-        lines.append(f"| {res['customers']:,} | **floor** (scan + group by customer of {res['contacts']:,} contacts) | "
-                     f"{res['floor']['wall_s']:.1f} | {res['floor']['cpu_s']:.1f} | {res['floor']['peak_rss_gib']:.2f}"
-                     " | 1.0 |" + (" 1.0 |" if baseline else ""))
-        lines.append(f"| {res['customers']:,} | **end to end** | {res['end_to_end_s']:.1f} | "
+        if res["floor"]:
+            lines.append(f"| {res['customers']:,} | **floor** (scan + group by customer of {res['contacts']:,} "
+                         f"contacts) | {res['floor']['wall_s']:.1f} | {res['floor']['cpu_s']:.1f} | "
+                         f"{res['floor']['peak_rss_gib']:.2f} | 1.0 |" + (" 1.0 |" if baseline else ""))
+        if res.get("failed"):
+            lines.append(f"| {res['customers']:,} | **stopped**: {res['failed']} | | | | |"
+                         + (" |" if baseline else ""))
+        lines.append(f"| {res['customers']:,} | **end to end**{' (incomplete)' if res.get('failed') else ''} | "
+                     f"{res['end_to_end_s']:.1f} | "
                      f"{sum(r['cpu_s'] for r in res['stages']):.1f} | {res['peak_rss_gib']:.2f} | "
-                     f"{res['end_to_end_s'] / floor:.1f} |" + (" |" if baseline else ""))
+                     f"{per_floor(res['end_to_end_s'])} |" + (" |" if baseline else ""))
     return lines
 
 
@@ -217,14 +233,18 @@ def main(argv: list[str] | None = None) -> int:
     if not (a.base / "customers.parquet").is_file():
         log.error("%s has no customers.parquet: run `make run` first (it writes the synthetic book)", a.base)
         return 2
-    results = [run_size(n, a.base, a.workdir, a.db_url, a.overrides) for n in a.sizes]
+    results = []
+    for n in a.sizes:  # each size's measurements are kept as soon as they exist
+        results.append(run_size(n, a.base, a.workdir, a.db_url, a.overrides))
+        if a.json:
+            a.json.write_text(json.dumps({"results": results}, indent=1) + "\n", encoding="utf-8")
     baseline = json.loads(a.compare.read_text(encoding="utf-8")) if a.compare else None
     lines = markdown(results, baseline)
     sys.stdout.write("\n".join(lines) + "\n")
     if a.markdown:
         a.markdown.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    if a.json:
-        a.json.write_text(json.dumps({"results": results}, indent=1) + "\n", encoding="utf-8")
+    if any(res.get("failed") for res in results):
+        return 1
     if baseline and a.fail_over:
         found = [f"{res['customers']:,} customers: {r}" for res in results
                  for r in regressions(res, baseline, a.fail_over)]

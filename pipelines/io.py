@@ -146,9 +146,8 @@ def _check_header(head: str, path: Path, table: str, delimiter: str) -> None:
                          "duplicate_header); rename or remove the copies")
 
 
-def read_csv_table(path: Path, table: str, encoding: str, delimiter: str,
-                   names: list[str] | None = None) -> pd.DataFrame:
-    """Read a CSV export as text columns, with errors that say what to change (``names``: no header row)."""
+def _csv_encoding(path: Path, table: str, encoding: str, delimiter: str, names: list[str] | None) -> str:
+    """The codec to read ``path`` with, after checking its first 64 KiB decode (and its header's names)."""
     enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     try:
         with path.open("rb") as fh:
@@ -174,10 +173,13 @@ def read_csv_table(path: Path, table: str, encoding: str, delimiter: str,
             ) from None
     if not names:
         _check_header(head.decode(enc, errors="replace"), path, table, delimiter)
+    return enc
+
+
+@contextmanager
+def _csv_errors(path: Path, table: str, encoding: str, delimiter: str) -> Iterator[None]:
     try:
-        df = pd.read_csv(path, sep=delimiter, dtype=str, encoding=enc, keep_default_na=False,
-                         na_values=[""], engine="c", header=None if names else "infer", names=names or None,
-                         skip_blank_lines=False)
+        yield
     except UnicodeDecodeError as e:
         raise InputError(f"{path} (table '{table}') is not valid {encoding} (offset {e.start}); "
                          "set validate.source.encoding (utf-8 or gbk)") from None
@@ -185,6 +187,32 @@ def read_csv_table(path: Path, table: str, encoding: str, delimiter: str,
         raise InputError(f"{path} (table '{table}') could not be parsed with delimiter {delimiter!r}: {e}") from None
     except pd.errors.EmptyDataError:
         raise InputError(f"{path} (table '{table}') is empty: expected a header row") from None
+
+
+def read_csv_table(path: Path, table: str, encoding: str, delimiter: str,
+                   names: list[str] | None = None) -> pd.DataFrame:
+    """Read a CSV export as text columns, with errors that say what to change (``names``: no header row)."""
+    return next(iter_csv_table(path, table, encoding, delimiter, names, chunk_rows=None))
+
+
+def iter_csv_table(path: Path, table: str, encoding: str, delimiter: str, names: list[str] | None = None,
+                   chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """A CSV export as text columns, in chunks of ``chunk_rows`` rows (None: one frame). Blank lines are
+    dropped and counted in each frame's ``attrs['blank_lines']``."""
+    enc = _csv_encoding(path, table, encoding, delimiter, names)
+    kwargs: dict[str, Any] = dict(sep=delimiter, dtype=str, encoding=enc, keep_default_na=False, na_values=[""],
+                                  engine="c", header=None if names else "infer", names=names or None,
+                                  skip_blank_lines=False)
+    with _csv_errors(path, table, encoding, delimiter):
+        if chunk_rows is None:
+            yield _csv_frame(pd.read_csv(path, **kwargs), path, table, delimiter, names)
+            return
+        with pd.read_csv(path, chunksize=chunk_rows, **kwargs) as reader:
+            for df in reader:
+                yield _csv_frame(df, path, table, delimiter, names)
+
+
+def _csv_frame(df: pd.DataFrame, path: Path, table: str, delimiter: str, names: list[str] | None) -> pd.DataFrame:
     blank = df.isna().all(axis=1).to_numpy()  # empty lines (and lines of empty fields): counted, then dropped
     if blank.any():
         df = df[~blank].reset_index(drop=True)
@@ -209,19 +237,52 @@ def read_table(directory: str | Path, table: str, fmt: str, encoding: str = "utf
                delimiter: str = ",", required: bool = True, file: str | None = None,
                names: list[str] | None = None) -> tuple[pd.DataFrame | None, Path]:
     """Read ``<directory>/<table>.<fmt>`` (or ``<directory>/<file>``); (None, path) for an absent optional table."""
-    path = Path(directory) / (file or f"{table}.{fmt}")
-    if not path.is_file():
-        if not required:
-            log.info("optional table %s not found at %s: skipped", table, path)
-            return None, path
-        present = sorted(p.name for p in Path(directory).glob("*")) if Path(directory).is_dir() else []
-        where = f"; the folder has: {', '.join(present[:10]) or 'nothing'}" if present or Path(directory).is_dir() \
-            else f"; the folder {directory} does not exist"
-        raise InputError(f"input file {path} for table '{table}' not found{where}. Check validate.source "
-                         "in params.yaml (dir, format).")
+    path = _table_path(directory, table, fmt, required, file)
+    if path is None:
+        return None, Path(directory) / (file or f"{table}.{fmt}")
     if fmt == "csv":
         return read_csv_table(path, table, encoding, delimiter, names), path
     try:
         return pd.read_parquet(path), path
     except Exception as e:  # pyarrow raises several types for corrupt files
         raise InputError(f"{path} (table '{table}') is not a readable Parquet file: {e}") from None
+
+
+def iter_table(directory: str | Path, table: str, fmt: str, chunk_rows: int, encoding: str = "utf-8",
+               delimiter: str = ",", required: bool = True, file: str | None = None,
+               ) -> tuple[Iterator[pd.DataFrame] | None, Path]:
+    """``read_table`` in chunks of at most ``chunk_rows`` rows, for a table too large to read at once."""
+    path = _table_path(directory, table, fmt, required, file)
+    if path is None:
+        return None, Path(directory) / (file or f"{table}.{fmt}")
+    if fmt == "csv":
+        return iter_csv_table(path, table, encoding, delimiter, chunk_rows=chunk_rows), path
+    return _iter_parquet(path, table, chunk_rows), path
+
+
+def _iter_parquet(path: Path, table: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+        schema = pf.schema_arrow
+        for batch in pf.iter_batches(batch_size=chunk_rows):
+            yield pa.Table.from_batches([batch], schema=schema).to_pandas()
+    except (OSError, pa.ArrowException) as e:  # pyarrow raises several types for corrupt files
+        raise InputError(f"{path} (table '{table}') is not a readable Parquet file: {e}") from None
+
+
+def _table_path(directory: str | Path, table: str, fmt: str, required: bool, file: str | None) -> Path | None:
+    """The table's file; None for an absent optional table; an InputError naming what is there otherwise."""
+    path = Path(directory) / (file or f"{table}.{fmt}")
+    if not path.is_file():
+        if not required:
+            log.info("optional table %s not found at %s: skipped", table, path)
+            return None
+        present = sorted(p.name for p in Path(directory).glob("*")) if Path(directory).is_dir() else []
+        where = f"; the folder has: {', '.join(present[:10]) or 'nothing'}" if present or Path(directory).is_dir() \
+            else f"; the folder {directory} does not exist"
+        raise InputError(f"input file {path} for table '{table}' not found{where}. Check validate.source "
+                         "in params.yaml (dir, format).")
+    return path

@@ -102,6 +102,10 @@ class ValidateParams(Strict):
     max_reject_share: float = Field(ge=0, le=1)
     # a required table with fewer rows than this stops the stage (a header-only export is not an empty book)
     min_rows: dict[str, int] = Field(default_factory=dict)
+    # a table longer than this is read and checked in chunks of this many rows (customers excepted: they refer to
+    # each other), its duplicates found by DuckDB within memory_limit: memory follows the chunk, not the book
+    chunk_rows: int = Field(default=2_000_000, ge=1_000)
+    memory_limit: str = Field(default="3GB", pattern=r"^\d+(\.\d+)?\s*(MB|GB|MiB|GiB)$")
 
     @model_validator(mode="after")
     def _known_tables(self) -> ValidateParams:

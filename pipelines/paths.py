@@ -27,6 +27,7 @@ CUSTOMERS = INTERIM / "customers.parquet"
 CONTACTS = INTERIM / "contacts.parquet"
 TABULAR = INTERIM / "tabular.parquet"
 TABULAR_DICTIONARY = INTERIM / "tabular_dictionary.json"
+VALIDATE_SCRATCH = DATA / "scratch" / "validate"  # a chunked table's spill files; removed when the stage ends
 
 # features
 FEATURE_DIR = DATA / "features"

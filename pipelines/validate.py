@@ -10,44 +10,58 @@ rule, count and sample keys, and writes nothing.
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
+import os
+import shutil
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from features.intake.contract import TABLE_ORDER, TABLES
+from features.intake.chunked import chunkable
+from features.intake.contract import TABLE_ORDER, TABLES, ContractError
 from features.intake.mapping import MappingError, apply_mapping
+from features.intake.references import BIRTHS
 from features.intake.tabular import TabularError, prepare
-from features.intake.validation import TableResult, validate_book
+from features.intake.validation import (
+    TableResult,
+    add_customer_key,
+    add_referral_key,
+    customer_index,
+    validate_table,
+)
 from pipelines import headline, paths
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError, RejectThresholdError
-from pipelines.io import read_table, staged_outputs
+from pipelines.io import iter_table, read_table, staged_outputs
 from pipelines.params import Params, load_params
+from pipelines.validate_chunks import ChunkedResult, validate_in_chunks
 
 log = logging.getLogger("pipelines.validate")
 INTERIM, QUARANTINE = paths.INTERIM, paths.QUARANTINE
 
 
-def reconciliation(results: dict[str, TableResult], max_share: float) -> dict[str, Any]:
+def reconciliation(results: Mapping[str, TableResult | ChunkedResult], max_share: float) -> dict[str, Any]:
     """Counts per table and rule; the report's ``reconciled`` says input = accepted + quarantined."""
     tables: dict[str, Any] = {}
     for name, r in results.items():
         tables[name] = {
             "input": r.n_input,
-            "accepted": len(r.accepted),
+            "accepted": r.n_accepted,
             "quarantined": r.n_rejected,
             "reject_share": round(r.n_rejected / r.n_input, 6) if r.n_input else 0.0,
             "rules": {f"{rule}:{col}": n for (rule, col), n in sorted(r.rejects.items())},
-            "reconciled": r.n_input == len(r.accepted) + r.n_rejected,
+            "reconciled": r.n_input == r.n_accepted + r.n_rejected,
         }
     return {"max_reject_share": max_share, "tables": tables,
             "reconciled": all(t["reconciled"] for t in tables.values())}
 
 
-def check_threshold(results: dict[str, TableResult], max_share: float, sources: dict[str, str] | None = None) -> None:
+def check_threshold(results: Mapping[str, TableResult | ChunkedResult], max_share: float,
+                    sources: dict[str, str] | None = None) -> None:
     """Stop, naming table, file, column, rule, count and sample keys, when a table rejects too much."""
     problems = []
     for name, r in results.items():
@@ -127,10 +141,94 @@ def validate_tabular(params: Params) -> None:
              sum(1 for d in prep.dictionary if d["role"] == "feature"))
 
 
-def _enough_rows(df: pd.DataFrame, name: str, path: Path, minimum: int) -> None:
-    if len(df) < minimum:
-        raise InputError(f"{path} (table '{name}') has {len(df):,} data row(s); validate.min_rows.{name} asks for at "
+def _enough_rows(n: int, name: str, path: Path, minimum: int) -> None:
+    if n < minimum:
+        raise InputError(f"{path} (table '{name}') has {n:,} data row(s); validate.min_rows.{name} asks for at "
                          f"least {minimum:,} (rule: min_rows). A header-only or truncated export is not a book.")
+
+
+Result = TableResult | ChunkedResult
+
+
+def _read_chunks(params: Params, name: str) -> tuple[Iterator[pd.DataFrame] | None, Path, bool]:
+    """The table's rows, mapped onto the contract, in chunks of ``validate.chunk_rows`` (one chunk for a table
+    that cannot be chunked); (None, path, mapped) for an absent optional table."""
+    src, spec = params.validate_.source, TABLES[name]
+    m = src.tables.get(name)
+    fmt = m.format if m and m.format else src.format
+    encoding = m.encoding if m and m.encoding else src.encoding
+    delimiter = m.delimiter if m and m.delimiter else src.delimiter
+    file = m.file if m else None
+    if chunkable(spec):
+        chunks, path = iter_table(src.dir, name, fmt, params.validate_.chunk_rows, encoding, delimiter,
+                                  required=spec.required, file=file)
+    else:
+        df, path = read_table(src.dir, name, fmt, encoding, delimiter, required=spec.required, file=file)
+        chunks = None if df is None else iter([df])
+    if chunks is None or m is None:
+        return chunks, path, False
+
+    def mapped(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for df in frames:
+            try:
+                out = apply_mapping(df, m, spec, str(path))
+            except MappingError as e:
+                raise InputError(str(e)) from None
+            out.attrs = df.attrs
+            yield out
+    return mapped(chunks), path, True
+
+
+def _counted(frames: Iterator[pd.DataFrame], counts: list[int]) -> Iterator[pd.DataFrame]:
+    """The frames, appending each one's blank lines to ``counts`` as it passes."""
+    for df in frames:
+        counts.append(int(df.attrs.get("blank_lines", 0)))
+        yield df
+
+
+def validate_tables(params: Params, scratch: Path) -> tuple[dict[str, Result], dict[str, str], dict[str, int]]:
+    """Each table in dependency order: in memory when it reads in one chunk, chunk by chunk otherwise (its
+    accepted rows then wait in ``scratch``). Returns results, source files and blank lines per table."""
+    v, as_of = params.validate_, params.book.as_of
+    results: dict[str, Result] = {}
+    sources: dict[str, str] = {}
+    blank_lines: dict[str, int] = {}
+    parents: dict[str, pd.Series] = {}
+    customers: pd.Index | None = None
+    for name in TABLE_ORDER:
+        spec = TABLES[name]
+        chunks, path, is_mapped = _read_chunks(params, name)
+        if chunks is None:
+            if spec.required:
+                raise ContractError(f"required table '{name}' is missing")
+            continue
+        sources[name] = str(path)
+        first = next(chunks, pd.DataFrame(columns=spec.column_names))
+        second = next(chunks, None)
+        counted = [int(first.attrs.get("blank_lines", 0))]
+        if second is None:
+            _enough_rows(len(first), name, path, v.min_rows.get(name, 0))
+            table = validate_table(first, spec, as_of, parents=parents, source=str(path))
+            if customers is not None:
+                add_customer_key(table.accepted, customers)
+            res: Result = table
+            keys = table.accepted[spec.key]
+        else:
+            log.info("%s: more than %s rows, validated in chunks", name, f"{v.chunk_rows:,}")
+            rest = _counted(itertools.chain([second], chunks), counted)
+            res = validate_in_chunks(itertools.chain([first], rest), spec, as_of, parents, str(path), customers,
+                                     scratch / name, v.memory_limit)
+            _enough_rows(res.n_input, name, path, v.min_rows.get(name, 0))
+            keys = res.accepted_keys(spec.key)
+        blank_lines[name] = sum(counted)
+        results[name], parents[name] = res, keys
+        if name == "customers" and isinstance(res, TableResult):  # customers refer to each other: never chunked
+            parents[BIRTHS] = res.accepted.set_index("customer_id")["birth_date"]
+            customers = customer_index(res.accepted)
+            add_customer_key(res.accepted, customers)
+            add_referral_key(res.accepted, customers)
+        log.info("read %s: %s rows from %s%s", name, f"{res.n_input:,}", path, " (mapped)" if is_mapped else "")
+    return results, sources, blank_lines
 
 
 def main(args: argparse.Namespace) -> None:
@@ -139,35 +237,31 @@ def main(args: argparse.Namespace) -> None:
     if src.kind == "tabular":
         validate_tabular(params)
         return
-    raw, sources, blank_lines = {}, {}, {}
-    for name in TABLE_ORDER:
-        spec = TABLES[name]
-        m = src.tables.get(name)
-        fmt = (m.format if m and m.format else src.format)
-        df, path = read_table(src.dir, name, fmt, (m.encoding if m and m.encoding else src.encoding),
-                              (m.delimiter if m and m.delimiter else src.delimiter), required=spec.required,
-                              file=m.file if m else None)
-        if df is not None:
-            _enough_rows(df, name, path, params.validate_.min_rows.get(name, 0))
-            blank_lines[name] = int(df.attrs.get("blank_lines", 0))
-            if m is not None:
-                try:
-                    df = apply_mapping(df, m, spec, str(path))
-                except MappingError as e:
-                    raise InputError(str(e)) from None
-            raw[name], sources[name] = df, str(path)
-            log.info("read %s: %s rows from %s%s", name, f"{len(df):,}", path, " (mapped)" if m else "")
-    results = validate_book(raw, params.book.as_of, sources)
+    scratch = paths.VALIDATE_SCRATCH
+    try:
+        results, sources, blank_lines = validate_tables(params, scratch)
+        publish(params, results, sources, blank_lines)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def publish(params: Params, results: dict[str, Result], sources: dict[str, str], blank_lines: dict[str, int],
+            ) -> None:
+    """Check the reject threshold, then write every table, its quarantine and the report together."""
     check_threshold(results, params.validate_.max_reject_share, sources)
     report = reconciliation(results, params.validate_.max_reject_share)
     report["as_of"] = str(params.book.as_of)
-    report["source"] = src.model_dump()
+    report["source"] = params.validate_.source.model_dump()
     for name, n in blank_lines.items():  # skipped before validation: counted here, not in input
         report["tables"][name]["blank_lines"] = n
     with staged_outputs() as out:
         for name, r in results.items():
-            out.parquet(r.accepted, INTERIM / f"{name}.parquet")
-            out.parquet(r.quarantine, QUARANTINE / f"{name}.parquet")
+            if isinstance(r, ChunkedResult):
+                os.replace(r.accepted_file, out.path(INTERIM / f"{name}.parquet"))
+                os.replace(r.quarantine_file, out.path(QUARANTINE / f"{name}.parquet"))
+            else:
+                out.parquet(r.accepted, INTERIM / f"{name}.parquet")
+                out.parquet(r.quarantine, QUARANTINE / f"{name}.parquet")
         headline.write(out, "validation", report)
     # an optional table that is gone, or a tabular source validated earlier here, must not leave files behind
     for p in (TABULAR, TABULAR_DICTIONARY, QUARANTINE / "tabular.parquet"):

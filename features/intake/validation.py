@@ -18,6 +18,7 @@ from pandera.errors import SchemaErrors
 
 from features.intake import personal
 from features.intake.contract import AGE_MAX, AGE_MIN, TABLE_ORDER, TABLES, ColumnSpec, ContractError, TableSpec
+from features.intake.references import BIRTHS, keys_and_references
 
 # Rules in the order in which they explain a rejection (the first one found is the reason shown).
 RULE_PRIORITY = (
@@ -26,7 +27,6 @@ RULE_PRIORITY = (
     "birth_before_first_policy", "status_dates_consistent", "dates_after_issue", "holdout_has_no_outcome",
     "duplicate_key", "duplicate_event", "orphan_reference", "issued_before_birth",
 )
-BIRTHS = "customers.birth_date"  # parents entry: accepted customers' birth dates, for policies
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 # pandera check names -> contract rule names
@@ -55,6 +55,10 @@ class TableResult:
     @property
     def n_rejected(self) -> int:
         return len(self.quarantine)
+
+    @property
+    def n_accepted(self) -> int:
+        return len(self.accepted)
 
     def sample_keys(self, rule: str, column: str, n: int = 5) -> list[str]:
         key = self.key_column or TABLES[self.table].key
@@ -98,20 +102,26 @@ def _text_failures(raw: pd.DataFrame, spec: TableSpec) -> list[tuple[str, str, p
     return out
 
 
-def _parse_times(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+def _parse_times(s: pd.Series, common: str | None = None) -> tuple[pd.Series, pd.Series, str]:
     """ISO dates/timestamps. One column must keep one UTC offset (or none): rows whose offset differs from the
-    column's most common one are flagged (``mixed_timezone``) instead of being shifted by a guess."""
+    column's most common one (or ``common``, fixed by an earlier chunk of the table) are flagged
+    (``mixed_timezone``) instead of being shifted by a guess. Returns (parsed, zone mask, the offset kept)."""
     text = s.astype("string")
     offset = text.str.strip().str.extract(_OFFSET, expand=False).str.replace(":", "", regex=False).fillna("")
     present = text.notna()
-    common = offset[present].mode()
-    zone = present & (offset != (common.iloc[0] if len(common) else ""))
+    if common is None:
+        mode = offset[present].mode()
+        common = str(mode.iloc[0]) if len(mode) else ""
+    zone = present & (offset != common)
     out = pd.to_datetime(text.where(~zone), errors="coerce", format="ISO8601")
-    return out, zone
+    return out, zone, common
 
 
-def _parse_column(raw: pd.Series, col: ColumnSpec) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """Parse one column into its contract type. Returns (parsed, type_failed mask, mixed_timezone mask)."""
+def _parse_column(raw: pd.Series, col: ColumnSpec, zones: dict[str, str] | None = None,
+                  ) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Parse one column into its contract type. Returns (parsed, type_failed mask, mixed_timezone mask).
+
+    ``zones`` holds each timestamp column's UTC offset: read from it when present, recorded in it when not."""
     s = _blank_to_na(raw)
     present = s.notna()
     zone = pd.Series(False, index=s.index)
@@ -129,7 +139,9 @@ def _parse_column(raw: pd.Series, col: ColumnSpec) -> tuple[pd.Series, pd.Series
         if pd.api.types.is_datetime64_any_dtype(s):
             out = s
         else:
-            out, zone = _parse_times(s)
+            out, zone, common = _parse_times(s, None if zones is None else zones.get(col.name))
+            if zones is not None:
+                zones.setdefault(col.name, common)
         if getattr(out.dt, "tz", None) is not None:
             out = out.dt.tz_localize(None)
         out = out.astype("datetime64[us]")
@@ -234,18 +246,21 @@ def check_not_personal(raw: pd.DataFrame, spec: TableSpec, source: str) -> None:
                 "must not be personal data: map a pseudonymous key (a salted hash of it, say).")
 
 
-def validate_table(
-    raw: pd.DataFrame,
-    spec: TableSpec,
-    as_of: dt.date,
-    parents: dict[str, pd.Series] | None = None,
-    source: str = "<frame>",
-) -> TableResult:
-    """Validate one raw table against the contract.
+@dataclass
+class CheckedRows:
+    """A table's rows after the row-local rules (parsing, contract checks, row rules): what the key and
+    reference rules start from. ``reason`` is null for a row that passed them all."""
 
-    ``parents`` maps a referenced table name to the keys accepted there; foreign keys into the
-    table itself (a customer referred by a customer) are checked against this table's accepted keys.
-    """
+    raw: pd.DataFrame  # the contract's columns as they arrived, positional index
+    df: pd.DataFrame  # the same rows parsed into the contract's types
+    reason: pd.Series
+    reason_col: pd.Series
+    detail: dict[int, list[str]]
+
+
+def check_rows(raw: pd.DataFrame, spec: TableSpec, as_of: dt.date, source: str = "<frame>",
+               zones: dict[str, str] | None = None) -> CheckedRows:
+    """Every rule that looks at one row only. ``zones``: see ``_parse_column`` (a chunked table shares it)."""
     check_columns(raw, spec, source)
     raw = raw[spec.column_names].reset_index(drop=True)
     as_of_ts = pd.Timestamp(as_of)
@@ -254,7 +269,7 @@ def validate_table(
     parsed: dict[str, pd.Series] = {}
     failures: list[tuple[str, str, pd.Series]] = _text_failures(raw, spec)  # (rule, column, mask)
     for col in spec.columns:
-        parsed[col.name], type_failed, zone = _parse_column(raw[col.name], col)
+        parsed[col.name], type_failed, zone = _parse_column(raw[col.name], col, zones)
         if zone.any():
             failures.append(("mixed_timezone", col.name, zone))
         if type_failed.any():
@@ -285,23 +300,47 @@ def validate_table(
             failures.append(("future_date", col.name, (v.notna() & (v >= end_of_as_of)).fillna(False)))
 
     failures += _row_rules(df, spec, as_of_ts)
-
     reason, reason_col, detail = _first_reasons(failures, df.index)
+    return CheckedRows(raw, df, reason, reason_col, detail)
 
-    ok = _keys_and_references(df, spec, dict(parents or {}), reason, reason_col, detail)
-    q = df.loc[~ok].copy()
-    # Quarantine keeps the raw text of every field, so the owner sees what arrived.
-    for c in spec.column_names:
-        q[c] = raw.loc[~ok, c].astype("string")
-    q["reject_rule"] = reason[~ok]
-    q["reject_column"] = reason_col[~ok]
-    q["reject_detail"] = pd.Series({i: ";".join(v) for i, v in detail.items()}, dtype="string").reindex(q.index)
-    q.insert(0, "source_row", q.index.astype("int64") + 1)
-    q = q.drop(columns=spec.personal_columns).reset_index(drop=True)
-    accepted = _accepted(df.drop(columns=spec.personal_columns), ok, spec)
 
-    rejects = {(str(r), str(c)): int(n) for (r, c), n in q.groupby(["reject_rule", "reject_column"]).size().items()}
-    return TableResult(spec.name, accepted, q, n_input=len(df), rejects=rejects)
+def quarantine_frame(raw: pd.DataFrame, rule: pd.Series, column: pd.Series, detail: pd.Series,
+                     source_row: np.ndarray, spec: TableSpec) -> pd.DataFrame:
+    """Rejected rows as the quarantine file holds them: the raw text of every field (so the owner sees what
+    arrived), the first rule broken, its column, every failure found, and the 1-based source row."""
+    q = pd.DataFrame({c: raw[c].astype("string") for c in spec.column_names}, index=raw.index)
+    q["reject_rule"] = rule.astype("string")
+    q["reject_column"] = column.astype("string")
+    q["reject_detail"] = detail.astype("string")
+    q.insert(0, "source_row", np.asarray(source_row, dtype="int64"))
+    return q.drop(columns=spec.personal_columns).reset_index(drop=True)
+
+
+def count_rejects(q: pd.DataFrame) -> dict[tuple[str, str], int]:
+    """Quarantined rows per (first rule, column)."""
+    return {(str(r), str(c)): int(n) for (r, c), n in q.groupby(["reject_rule", "reject_column"]).size().items()}
+
+
+def validate_table(
+    raw: pd.DataFrame,
+    spec: TableSpec,
+    as_of: dt.date,
+    parents: dict[str, pd.Series] | None = None,
+    source: str = "<frame>",
+) -> TableResult:
+    """Validate one raw table against the contract.
+
+    ``parents`` maps a referenced table name to the keys accepted there; foreign keys into the
+    table itself (a customer referred by a customer) are checked against this table's accepted keys.
+    """
+    c = check_rows(raw, spec, as_of, source)
+    ok = keys_and_references(c.df, spec, dict(parents or {}), c.reason, c.reason_col, c.detail)
+    bad = ~ok
+    detail = pd.Series({i: ";".join(v) for i, v in c.detail.items()}, dtype="string").reindex(c.df.index[bad])
+    q = quarantine_frame(c.raw.loc[bad], c.reason[bad], c.reason_col[bad], detail,
+                         c.df.index[bad].to_numpy() + 1, spec)
+    accepted = _accepted(c.df.drop(columns=spec.personal_columns), ok, spec)
+    return TableResult(spec.name, accepted, q, n_input=len(c.df), rejects=count_rejects(q))
 
 
 def _accepted(df: pd.DataFrame, ok: pd.Series, spec: TableSpec) -> pd.DataFrame:
@@ -346,59 +385,6 @@ def _first_reasons(failures: list[tuple[str, str, pd.Series]], index: pd.Index,
     return reason, reason_col, detail
 
 
-def _keys_and_references(df: pd.DataFrame, spec: TableSpec, parents: dict[str, pd.Series], reason: pd.Series,
-                         reason_col: pd.Series, detail: dict[int, list[str]]) -> pd.Series:
-    """Duplicate keys and events, orphans and policies issued before birth, among rows that passed the row
-    checks (marked in place); returns the rows still accepted."""
-    ok = reason.isna()
-    # Keys and duplicate events among rows that passed the row checks.
-    dup_key = ok & df.loc[ok, spec.key].duplicated(keep="first").reindex(df.index, fill_value=False)
-    _mark(reason, reason_col, detail, dup_key, "duplicate_key", spec.key)
-    ok = reason.isna()
-    if spec.duplicate_event_key:
-        k = list(spec.duplicate_event_key)
-        dup_ev = df.loc[ok, k].duplicated(keep="first").reindex(df.index, fill_value=False)
-        dup_ev &= ~df["holdout"].fillna(False).astype(bool) if "holdout" in df else True
-        _mark(reason, reason_col, detail, dup_ev, "duplicate_event", ",".join(k))
-        ok = reason.isna()
-
-    # Referential integrity: self references are resolved against this table's accepted keys.
-    for fk in spec.foreign_keys:
-        if fk.table == spec.name:
-            continue
-        keys = parents.get(fk.table)
-        if keys is None:
-            continue  # the referenced table is optional and absent
-        v = df[fk.column]
-        orphan = ok & v.notna() & ~v.isin(keys)
-        _mark(reason, reason_col, detail, orphan, "orphan_reference", fk.column)
-        ok = reason.isna()
-    births = parents.get(BIRTHS)
-    if births is not None and "issue_date" in df:  # a policy issued before its holder was born
-        born = df["customer_id"].map(births)
-        _mark(reason, reason_col, detail, ok & born.notna() & (df["issue_date"] < born), "issued_before_birth",
-              "issue_date")
-        ok = reason.isna()
-    for fk in spec.foreign_keys:
-        if fk.table != spec.name:
-            continue
-        v = df[fk.column]
-        orphan = ok & v.notna() & ~v.isin(df.loc[ok, fk.ref_column])
-        _mark(reason, reason_col, detail, orphan, "orphan_reference", fk.column)
-        ok = reason.isna()
-
-    return ok
-
-
-def _mark(reason: pd.Series, reason_col: pd.Series, detail: dict[int, list[str]], mask: pd.Series,
-          rule: str, column: str) -> None:
-    mask = mask.fillna(False).astype(bool) & reason.isna()
-    reason[mask] = rule
-    reason_col[mask] = column
-    for i in np.flatnonzero(mask.to_numpy()):
-        detail.setdefault(int(i), []).append(f"{rule}:{column}")
-
-
 def validate_book(
     raw: dict[str, pd.DataFrame],
     as_of: dt.date,
@@ -429,13 +415,25 @@ def assign_customer_keys(results: dict[str, TableResult]) -> None:
     ``customer_id``. The feature SQL groups and joins on it: integer keys hash and compare several times
     faster than text ids, and 32-bit ones faster still (docs/benchmarks.md). Internal to one run; never
     exported."""
-    ids = np.sort(results["customers"].accepted["customer_id"].astype(str).to_numpy())
-    index = pd.Index(ids)
+    index = customer_index(results["customers"].accepted)
     for res in results.values():
-        df = res.accepted
-        if "customer_id" in df:
-            df["customer_key"] = index.get_indexer(df["customer_id"].astype(str)).astype("int32")
-    cust = results["customers"].accepted
+        add_customer_key(res.accepted, index)
+    add_referral_key(results["customers"].accepted, index)
+
+
+def add_referral_key(cust: pd.DataFrame, index: pd.Index) -> None:
+    """Add ``referred_by_key`` to the accepted customers (in place): the referrer's ``customer_key``."""
     ref = index.get_indexer(cust["referred_by"].astype("string").fillna("").astype(str))
     cust["referred_by_key"] = pd.array(np.where(ref >= 0, ref, 0), dtype="Int32")
     cust.loc[ref < 0, "referred_by_key"] = pd.NA
+
+
+def customer_index(customers: pd.DataFrame) -> pd.Index:
+    """The accepted customer ids in order: a customer's position is its ``customer_key``."""
+    return pd.Index(np.sort(customers["customer_id"].astype(str).to_numpy()))
+
+
+def add_customer_key(df: pd.DataFrame, index: pd.Index) -> None:
+    """Add ``customer_key`` to a table that has ``customer_id`` (in place)."""
+    if "customer_id" in df:
+        df["customer_key"] = index.get_indexer(df["customer_id"].astype(str)).astype("int32")

@@ -94,6 +94,16 @@ def test_pipeline_bench_runs_every_stage_on_a_tiled_book_and_measures_each(tmp_p
     assert result["floor"]["exit"] == 0 and result["contacts"] > 0 and result["customers"] == n_base
     table = (tmp_path / "bench.md").read_text(encoding="utf-8")
     assert "**floor**" in table and "**end to end**" in table and table.count("\n") == len(stages) + 4
+    # a stage that fails ends the run with what was measured up to it, and says where it stopped
+    assert bench.main(["--sizes", str(n_base), "--base", str(base), "--workdir", str(tmp_path / "work2"),
+                       "--json", str(out), "--markdown", str(tmp_path / "bench.md"),
+                       "--set", "validate.max_reject_share=0.0"]) == 1
+    (result,) = json.loads(out.read_text(encoding="utf-8"))["results"]
+    order = bench.stage_order()
+    assert [r["stage"] for r in result["stages"]] == order[:order.index("validate") + 1]
+    assert result["failed"].startswith("stage validate failed (exit 2")
+    table = (tmp_path / "bench.md").read_text(encoding="utf-8")
+    assert "**stopped**: stage validate failed" in table and "**end to end** (incomplete)" in table
 
 
 def test_pipeline_bench_flags_a_stage_that_slowed_against_its_floor_or_grew_in_memory() -> None:

@@ -1,0 +1,143 @@
+"""Validation of a table in row chunks, for a history too large to hold in memory; same result as
+``validation.validate_table``.
+
+Every rule is row-local except the duplicate checks (the first occurrence among the rows that passed the row
+rules is kept), and a reference rule is row-local once the parent table's keys are known. So:
+
+1. ``check_chunk`` applies the row rules to one chunk. Rows that break one are quarantined there and then; the
+   rest are *pending*: parsed, with the values as they arrived (for a later quarantine) and their reference flags.
+2. The caller finds the duplicate keys and events over every chunk's pending rows at once
+   (``duplicates_sql``, DuckDB, out of core), and fetches the few pending rows that are a duplicate or carry a
+   flag (``candidates_sql``).
+3. ``settle`` gives each of those its first reason, duplicates before references as in ``validate_table``; the
+   caller quarantines them and writes the other pending rows, in the contract's order, as the accepted table.
+
+A table that references itself (customers referred by customers) needs its own accepted keys, so it is never
+chunked (``chunkable``). Pure: frames in, frames and SQL text out; the stage owns files and the engine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pandas as pd
+
+from features.intake.contract import TableSpec
+from features.intake.references import reference_flags
+from features.intake.validation import check_rows, quarantine_frame
+
+ROW = "_row"  # 0-based position of the row in the whole table
+RAW = "_raw:"  # prefix of a pending row's raw text columns
+FLAG = "_flag:"  # prefix of a pending row's reference flags: _flag:<rule>:<column>
+
+
+def chunkable(spec: TableSpec) -> bool:
+    """Whether a table can be validated in chunks: no foreign key into itself."""
+    return all(fk.table != spec.name for fk in spec.foreign_keys)
+
+
+@dataclass
+class CheckedChunk:
+    """One chunk after the row rules: its final quarantine rows, and the rows still pending."""
+
+    quarantine: pd.DataFrame
+    pending: pd.DataFrame
+
+
+def check_chunk(raw: pd.DataFrame, spec: TableSpec, as_of: dt.date, parents: dict[str, pd.Series], start: int,
+                source: str, zones: dict[str, str]) -> CheckedChunk:
+    """The row rules on rows ``start``… of the table. ``zones`` carries each timestamp column's UTC offset from
+    the first chunk to the next (``mixed_timezone`` compares a row with the offset the first chunk settled)."""
+    c = check_rows(raw, spec, as_of, source, zones)
+    bad = c.reason.notna()
+    rows = c.df.index.to_numpy() + start
+    detail = pd.Series({i: ";".join(v) for i, v in c.detail.items()}, dtype="string").reindex(c.df.index[bad])
+    q = quarantine_frame(c.raw.loc[bad], c.reason[bad], c.reason_col[bad], detail, rows[bad.to_numpy()] + 1, spec)
+    ok = ~bad
+    kept = [n for n in c.df.columns if n not in spec.personal_columns]
+    parsed = c.df.loc[ok, kept]
+    cols: dict[str, object] = {ROW: rows[ok.to_numpy()].astype("int64")}
+    cols.update({n: parsed[n].reset_index(drop=True) for n in kept})
+    # as they arrived: typed columns stay typed (a quarantine turns them into text, and few rows get there)
+    cols.update({RAW + n: _spillable(c.raw.loc[ok, n]).reset_index(drop=True) for n in kept})
+    cols.update({f"{FLAG}{rule}:{column}": flag.to_numpy(bool)
+                 for rule, column, flag in reference_flags(parsed, spec, parents)})
+    return CheckedChunk(q, pd.DataFrame(cols))
+
+
+def _spillable(s: pd.Series) -> pd.Series:
+    """A raw column Parquet can hold: a Python-object column (possibly of mixed types) as the text it stands for."""
+    return s.astype("string") if s.dtype == object else s
+
+
+def duplicates_sql(spec: TableSpec, pending: str) -> str:
+    """DuckDB SQL over the pending rows of every chunk (``pending``: a relation with the ``_row`` column) giving
+    ``(_row, rule, column)`` for each duplicate, as ``validate_table`` marks them: a repeated key is every
+    occurrence after the first, by source row; a repeated event is the same, among the rows whose key is not
+    repeated, except that a holdout row is never marked (it may still be the first occurrence)."""
+    key = _q(spec.key)
+    sql = (f"WITH dup_key AS (SELECT p.{ROW} FROM {pending} p JOIN (SELECT {key}, min({ROW}) AS first_row "
+           f"FROM {pending} GROUP BY {key} HAVING count(*) > 1) g ON p.{key} = g.{key} "
+           f"WHERE p.{ROW} <> g.first_row)\n"
+           f"SELECT {ROW}, 'duplicate_key' AS rule, '{spec.key}' AS column FROM dup_key")
+    if spec.duplicate_event_key:
+        cols = list(spec.duplicate_event_key)
+        listed = ", ".join(_q(c) for c in cols)
+        on = " AND ".join(f"p.{_q(c)} IS NOT DISTINCT FROM g.{_q(c)}" for c in cols)
+        holdout = "AND NOT coalesce(p.holdout, false)" if any(c.name == "holdout" for c in spec.columns) else ""
+        sql += (f"\nUNION ALL\nSELECT p.{ROW}, 'duplicate_event', '{','.join(cols)}' FROM "
+                f"(SELECT * FROM {pending} ANTI JOIN dup_key USING ({ROW})) p JOIN "
+                f"(SELECT {listed}, min({ROW}) AS first_row FROM {pending} ANTI JOIN dup_key USING ({ROW}) "
+                f"GROUP BY {listed} HAVING count(*) > 1) g ON {on} WHERE p.{ROW} <> g.first_row {holdout}")
+    return sql
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def flag_columns(pending_columns: list[str]) -> list[str]:
+    """The reference flag columns of the pending rows, in the order their rules apply."""
+    return [c for c in pending_columns if c.startswith(FLAG)]
+
+
+def candidates_sql(pending: str, duplicates: str, flags: list[str]) -> str:
+    """The pending rows that a duplicate mark or a reference flag may reject: ``_row`` and the flags."""
+    listed = "".join(f", p.{_q(f)}" for f in flags)
+    flagged = "".join(f" OR p.{_q(f)}" for f in flags)
+    return (f"SELECT p.{ROW}{listed} FROM {pending} p LEFT JOIN {duplicates} d USING ({ROW}) "
+            f"WHERE d.{ROW} IS NOT NULL{flagged} ORDER BY p.{ROW}")
+
+
+def settle(candidates: pd.DataFrame, duplicates: pd.DataFrame) -> pd.DataFrame:
+    """Each candidate's first reason: its duplicate mark (``_row``, ``rule``, ``column``), else its first flag.
+    Returns the rejected rows as ``_row``, ``rule``, ``column``, ``detail``, in source order."""
+    dup = duplicates.set_index(ROW).reindex(candidates[ROW].to_numpy())
+    rule = pd.Series(dup["rule"].to_numpy(), index=candidates.index, dtype="string")
+    column = pd.Series(dup["column"].to_numpy(), index=candidates.index, dtype="string")
+    for name in flag_columns(list(candidates.columns)):
+        new = rule.isna() & candidates[name].fillna(False).astype(bool)
+        rule[new], column[new] = name[len(FLAG):].split(":", 1)
+    hit = rule.notna()
+    out = pd.DataFrame({ROW: candidates.loc[hit, ROW].to_numpy(), "rule": rule[hit].to_numpy(),
+                        "column": column[hit].to_numpy()})
+    out["detail"] = out["rule"] + ":" + out["column"]
+    return out
+
+
+def rejected_rows(pending_raw: pd.DataFrame, rejected: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+    """The quarantine rows of ``rejected`` (``settle``'s), from their pending rows' raw columns (same order)."""
+    raw = pending_raw[[c for c in pending_raw.columns if c.startswith(RAW)]]
+    raw.columns = [c[len(RAW):] for c in raw.columns]
+    for col in spec.personal_columns:  # dropped before the rows were pending; the quarantine drops them anyway
+        raw[col] = pd.Series(pd.NA, index=raw.index, dtype="string")
+    return quarantine_frame(raw, rejected["rule"], rejected["column"], rejected["detail"],
+                            rejected[ROW].to_numpy() + 1, spec)
+
+
+def order_sql(spec: TableSpec) -> str:
+    """DuckDB ``ORDER BY`` terms for the contract's row order, stable in source order (``_accepted``'s)."""
+    terms = [f"date_trunc('month', {_q(c[:-6])})" if c.endswith(":month") else _q(c) for c in spec.order_by]
+    return ", ".join([*terms, ROW])
+

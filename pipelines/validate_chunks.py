@@ -1,0 +1,155 @@
+"""Wiring for a table validated in row chunks (``features.intake.chunked``): spill files, DuckDB, the sorted write.
+
+A 100M-row contact history does not fit in memory as pandas columns (about 0.6 GiB per million rows while its
+checks run). Each chunk's row checks run in pandas; what is left (the pending rows) is spilled to Parquet in a
+scratch folder; DuckDB finds the duplicates over all of it and writes the accepted rows in the contract's order,
+both out of core within ``validate.memory_limit``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.intake.chunked import (
+    FLAG,
+    RAW,
+    ROW,
+    candidates_sql,
+    check_chunk,
+    duplicates_sql,
+    flag_columns,
+    order_sql,
+    rejected_rows,
+    settle,
+)
+from features.intake.contract import TableSpec
+from features.intake.validation import add_customer_key, count_rejects
+
+log = logging.getLogger("pipelines.validate")
+BATCH_ROWS = 1 << 20  # rows per row group of the written files (pandas' default)
+
+
+@dataclass
+class ChunkedResult:
+    """What ``validate`` reports and writes for a chunked table; its rows stay on disk in ``folder``."""
+
+    table: str
+    key: str
+    folder: Path
+    n_input: int = 0
+    n_accepted: int = 0
+    rejects: dict[tuple[str, str], int] = field(default_factory=dict)
+    samples: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+
+    @property
+    def accepted_file(self) -> Path:
+        return self.folder / "accepted.parquet"
+
+    @property
+    def quarantine_file(self) -> Path:
+        return self.folder / "quarantine.parquet"
+
+    @property
+    def n_rejected(self) -> int:
+        return sum(self.rejects.values())
+
+    def sample_keys(self, rule: str, column: str, n: int = 5) -> list[str]:
+        return self.samples.get((rule, column), [])[:n]
+
+    def accepted_keys(self, column: str) -> pd.Series:
+        """One column of the accepted rows (the keys a child table's references are checked against)."""
+        return pq.read_table(self.accepted_file, columns=[column]).column(column).to_pandas()
+
+    def _count(self, q: pd.DataFrame) -> None:
+        for k, n in count_rejects(q).items():
+            self.rejects[k] = self.rejects.get(k, 0) + n
+        for (rule, col), grp in q.groupby(["reject_rule", "reject_column"], sort=False):
+            seen = self.samples.setdefault((str(rule), str(col)), [])
+            seen.extend(str(v) for v in grp[self.key].head(5 - len(seen)).tolist())
+
+
+def validate_in_chunks(chunks: Iterable[pd.DataFrame], spec: TableSpec, as_of: dt.date,
+                       parents: dict[str, pd.Series], source: str, customers: pd.Index | None, folder: Path,
+                       memory_limit: str) -> ChunkedResult:
+    """Validate a table chunk by chunk into ``folder`` (accepted rows in contract order, quarantine by row)."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    for sub in ("pending", "quarantine"):
+        (folder / sub).mkdir(parents=True)
+    res = ChunkedResult(spec.name, spec.key, folder)
+    zones: dict[str, str] = {}
+    templates: dict[str, pd.DataFrame] = {}  # an empty frame of the pending rows' columns and dtypes
+    t0 = time.perf_counter()
+    for i, raw in enumerate(chunks):
+        part = check_chunk(raw, spec, as_of, parents, res.n_input, source, zones)
+        if customers is not None:
+            add_customer_key(part.pending, customers)
+        res.n_input += len(raw)
+        templates.setdefault("pending", part.pending.iloc[:0])
+        part.pending.to_parquet(folder / f"pending/{i:05d}.parquet", index=False)
+        part.quarantine.to_parquet(folder / f"quarantine/a{i:05d}.parquet", index=False)
+        res._count(part.quarantine)
+        del part, raw
+        pa.default_memory_pool().release_unused()  # Arrow keeps freed buffers; return them before the next chunk
+        log.info("%s: chunk %d checked, %s rows so far (%.0f s)", spec.name, i + 1, f"{res.n_input:,}",
+                 time.perf_counter() - t0)
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{memory_limit}'; SET temp_directory = '{folder / 'spill'}'")
+    template = templates["pending"]
+    con.execute(f"CREATE VIEW pending AS SELECT * FROM read_parquet('{folder / 'pending'}/*.parquet')")
+    duplicates = con.execute(duplicates_sql(spec, "pending")).df()
+    con.register("duplicates", duplicates)
+    candidates = con.execute(candidates_sql("pending", "duplicates", flag_columns(list(template.columns)))).df()
+    rejected = settle(candidates, duplicates)
+    con.register("rejected", rejected[[ROW]])
+    raw_cols = [ROW, *(c for c in template.columns if c.startswith(RAW))]
+    q = rejected_rows(_fetch(con, f"SELECT {_cols(raw_cols)} FROM pending SEMI JOIN rejected USING ({ROW}) "
+                                  f"ORDER BY {ROW}", template[raw_cols]), rejected, spec)
+    q.to_parquet(folder / "quarantine/b.parquet", index=False)
+    res._count(q)
+    log.info("%s: %s duplicate rows found over all chunks, %s rows rejected after the row rules (%.0f s)",
+             spec.name, f"{len(duplicates):,}", f"{len(q):,}", time.perf_counter() - t0)
+    accepted = [c for c in template.columns if c != ROW and not c.startswith((RAW, FLAG))]
+    res.n_accepted = _write(con, f"SELECT {_cols(accepted)} FROM pending ANTI JOIN rejected USING ({ROW}) "
+                                 f"ORDER BY {order_sql(spec)}", template[accepted], res.accepted_file)
+    _write(con, f"SELECT * FROM read_parquet('{folder / 'quarantine'}/*.parquet') ORDER BY source_row",
+           q.iloc[:0], res.quarantine_file)
+    con.close()
+    for sub in ("pending", "quarantine", "spill"):
+        shutil.rmtree(folder / sub, ignore_errors=True)
+    log.info("%s: %s rows validated in chunks (%.0f s)", spec.name, f"{res.n_input:,}", time.perf_counter() - t0)
+    return res
+
+
+def _cols(names: list[str]) -> str:
+    return ", ".join('"' + n.replace('"', '""') + '"' for n in names)
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, sql: str, template: pd.DataFrame) -> pd.DataFrame:
+    """A query's (small) result as pandas, with the dtypes of ``template`` (DuckDB's own conversion would turn a
+    nullable integer column into floats)."""
+    schema = pa.Schema.from_pandas(template, preserve_index=False)
+    return con.sql(sql).to_arrow_table().cast(schema).to_pandas()
+
+
+def _write(con: duckdb.DuckDBPyConnection, sql: str, template: pd.DataFrame, dest: Path) -> int:
+    """A query's result streamed into one Parquet file whose schema (pandas metadata included) is ``template``'s,
+    so it reads back exactly as the file pandas would have written. Returns the rows written."""
+    schema = pa.Schema.from_pandas(template, preserve_index=False)
+    n = 0
+    with con.sql(sql).to_arrow_reader(batch_size=BATCH_ROWS) as reader, pq.ParquetWriter(dest, schema) as writer:
+        for batch in reader:
+            writer.write_table(pa.Table.from_batches([batch]).cast(schema))
+            n += batch.num_rows
+    return n

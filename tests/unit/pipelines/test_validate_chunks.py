@@ -1,0 +1,127 @@
+"""A table validated in row chunks gives exactly what validating it at once gives (pipelines/validate_chunks.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines import validate as stage
+from pipelines.errors import RejectThresholdError
+from pipelines.params import Params
+from pipelines.validate_chunks import ChunkedResult
+
+CHUNK = 1_000  # the smallest chunk params allow: the small book's 25k contacts make about 25 chunks
+
+
+def _dirty(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The small book plus the cases where the order of the rules across chunks decides the outcome."""
+    c = tables["contacts"].copy()
+    first, holdout = c.index[10], c.index[c["holdout"]][0]
+    # an orphan that is its key's first occurrence (it is rejected as an orphan), the key repeated chunks later by
+    # a valid row (a duplicate all the same: duplicates are found before references)
+    again = c.loc[[c.index[20]]].assign(contact_id=c.loc[first, "contact_id"])
+    c.loc[first, "customer_id"] = "C9999999"
+    both = c.loc[[first]]  # the orphan repeated: a duplicate first (the rule that comes first names it)
+    copied = c.loc[[c.index[30]]].assign(contact_id="K-COPY-1")  # the same event twice, far apart
+    after_holdout = c.loc[[holdout]].assign(contact_id="K-COPY-2")  # a holdout row repeated: never a duplicate
+    tables["contacts"] = pd.concat([c, again, both, copied, after_holdout], ignore_index=True)
+    p = tables["policies"].copy()
+    p.loc[p.index[5], "issue_date"] = pd.Timestamp("1901-01-01")  # issued before the holder's birth
+    tables["policies"] = p
+    return tables
+
+
+def _params(p: Params, folder: Path, fmt: str, chunk_rows: int) -> Params:
+    src = p.validate_.source.model_copy(update={"dir": str(folder), "format": fmt})
+    return p.model_copy(update={"validate_": p.validate_.model_copy(update={"source": src, "chunk_rows": chunk_rows})})
+
+
+def _frames(results: dict) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    out = {}
+    for name, r in results.items():
+        if isinstance(r, ChunkedResult):
+            out[name] = (pd.read_parquet(r.accepted_file), pd.read_parquet(r.quarantine_file))
+        else:
+            out[name] = (r.accepted, r.quarantine)
+    return out
+
+
+@pytest.fixture(scope="module")
+def raw_book(small_book, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: ANN001
+    folder = tmp_path_factory.mktemp("raw_book")
+    for name, df in _dirty({k: v.copy() for k, v in small_book.tables().items()}).items():
+        df.to_parquet(folder / f"{name}.parquet", index=False)
+        text = df.to_csv(index=False, date_format="%Y-%m-%d %H:%M:%S")
+        if name == "contacts":  # blank lines (counted, not rows) and one timestamp in another zone
+            lines = text.splitlines()
+            lines.insert(CHUNK + 5, "")
+            ts = lines[-100].split(",")[2]
+            lines[-100] = lines[-100].replace(ts, ts + "+08:00")
+            text = "\n".join(lines) + "\n"
+        (folder / f"{name}.csv").write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_chunked_equals_whole(fmt: str, raw_book: Path, small_params: Params, tmp_path: Path) -> None:
+    whole = stage.validate_tables(_params(small_params, raw_book, fmt, 10**9), tmp_path / "a")
+    chunked = stage.validate_tables(_params(small_params, raw_book, fmt, CHUNK), tmp_path / "b")
+    assert all(isinstance(r, ChunkedResult) for n, r in chunked[0].items() if n in ("policies", "contacts"))
+    assert not any(isinstance(r, ChunkedResult) for r in whole[0].values())
+    assert chunked[1:] == whole[1:]  # sources and blank lines
+    assert stage.reconciliation(chunked[0], 0.02) == stage.reconciliation(whole[0], 0.02)
+    a, b = _frames(whole[0]), _frames(chunked[0])
+    for name in a:
+        pd.testing.assert_frame_equal(b[name][0], a[name][0], check_exact=True)
+        pd.testing.assert_frame_equal(b[name][1], a[name][1], check_exact=True)
+        for rule, col in whole[0][name].rejects:
+            assert chunked[0][name].sample_keys(rule, col) == whole[0][name].sample_keys(rule, col)
+    # the cases above happened, so the equality covers them
+    q = a["contacts"][1].set_index("contact_id")
+    assert q.loc[q["customer_id"] == "C9999999", "reject_rule"].tolist() == ["orphan_reference", "duplicate_key"]
+    assert (q["reject_rule"] == "duplicate_key").sum() >= 2
+    assert "K-COPY-1" in q.index and q.loc["K-COPY-1", "reject_rule"] == "duplicate_event"
+    assert "K-COPY-2" not in q.index and "K-COPY-2" in set(a["contacts"][0]["contact_id"])
+    assert "issued_before_birth" in set(a["policies"][1]["reject_rule"])
+    if fmt == "csv":
+        assert whole[2]["contacts"] == 1
+        assert "mixed_timezone" in set(a["contacts"][1]["reject_rule"])
+    ts = b["contacts"][0]["contact_ts"]
+    assert (ts.dt.year * 12 + ts.dt.month).is_monotonic_increasing  # the contract's order: month by month
+
+
+def test_chunked_stage_writes_what_the_whole_stage_writes(raw_book: Path, small_params: Params, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    written = {}
+    for label, rows in (("whole", 10**9), ("chunked", CHUNK)):
+        root = tmp_path / label
+        root.mkdir()
+        monkeypatch.chdir(root)
+        p = _params(small_params, raw_book, "parquet", rows)
+        monkeypatch.setattr(stage, "load_params", lambda _path, p=p: p)
+        stage.main(stage.base_parser("validate", "").parse_args([]))
+        files = sorted(q.relative_to(root) for q in (root / "data").rglob("*") if q.is_file())
+        written[label] = {f: pd.read_parquet(root / f) if f.suffix == ".parquet" else (root / f).read_text()
+                          for f in files}
+        assert not (root / "data/scratch/validate").exists()  # the spill files are gone
+        assert not list((root / "data").rglob(".*.tmp-*"))
+    assert written["chunked"].keys() == written["whole"].keys()
+    assert any(f.name == "contacts.parquet" for f in written["whole"])
+    for f, df in written["whole"].items():
+        if isinstance(df, str):
+            assert written["chunked"][f] == df, f
+        else:
+            pd.testing.assert_frame_equal(written["chunked"][f], df, check_exact=True)
+
+
+def test_chunked_threshold_message_is_the_whole_tables(raw_book: Path, small_params: Params, tmp_path: Path) -> None:
+    messages = []
+    for rows in (10**9, CHUNK):
+        results, sources, _ = stage.validate_tables(_params(small_params, raw_book, "parquet", rows), tmp_path / "s")
+        with pytest.raises(RejectThresholdError) as err:
+            stage.check_threshold(results, 0.0, sources)
+        messages.append(str(err.value))
+    assert messages[1] == messages[0]
+    assert "table 'contacts'" in messages[0] and "rule 'duplicate_key'" in messages[0]
