@@ -221,7 +221,7 @@ def validate_tables(params: Params, scratch: Path) -> tuple[dict[str, Result], d
             _enough_rows(res.n_input, name, path, v.min_rows.get(name, 0))
             keys = res.accepted_keys(spec.key)
         blank_lines[name] = sum(counted)
-        results[name], parents[name] = res, keys
+        results[name], parents[name] = res, pd.Index(keys)  # an Index keeps its hash table for every chunk
         if name == "customers" and isinstance(res, TableResult):  # customers refer to each other: never chunked
             parents[BIRTHS] = res.accepted.set_index("customer_id")["birth_date"]
             customers = customer_index(res.accepted)
