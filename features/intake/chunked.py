@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from features.intake.contract import TableSpec
@@ -128,6 +129,8 @@ def settle(candidates: pd.DataFrame, duplicates: pd.DataFrame) -> pd.DataFrame:
 
 def rejected_rows(pending_raw: pd.DataFrame, rejected: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     """The quarantine rows of ``rejected`` (``settle``'s), from their pending rows' raw columns (same order)."""
+    if not np.array_equal(pending_raw[ROW].to_numpy(), rejected[ROW].to_numpy()):
+        raise ValueError("the pending rows fetched for the quarantine are not the rejected rows, in order")
     raw = pending_raw[[c for c in pending_raw.columns if c.startswith(RAW)]]
     raw.columns = [c[len(RAW):] for c in raw.columns]
     for col in spec.personal_columns:  # dropped before the rows were pending; the quarantine drops them anyway
