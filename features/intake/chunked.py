@@ -53,7 +53,7 @@ def check_chunk(raw: pd.DataFrame, spec: TableSpec, as_of: dt.date, parents: dic
     c = check_rows(raw, spec, as_of, source, zones)
     bad = c.reason.notna()
     rows = c.df.index.to_numpy() + start
-    detail = pd.Series({i: ";".join(v) for i, v in c.detail.items()}, dtype="string").reindex(c.df.index[bad])
+    detail = c.details(bad)
     q = quarantine_frame(c.raw.loc[bad], c.reason[bad], c.reason_col[bad], detail, rows[bad.to_numpy()] + 1, spec)
     ok = ~bad
     kept = [n for n in c.df.columns if n not in spec.personal_columns]

@@ -257,6 +257,11 @@ class CheckedRows:
     reason_col: pd.Series
     detail: dict[int, list[str]]
 
+    def details(self, rows: pd.Series) -> pd.Series:
+        """Every failure of the rows in the mask ``rows``, as the quarantine's ``reject_detail`` text."""
+        text = pd.Series({i: ";".join(v) for i, v in self.detail.items()}, dtype="string")
+        return text.reindex(self.df.index[rows])
+
 
 def check_rows(raw: pd.DataFrame, spec: TableSpec, as_of: dt.date, source: str = "<frame>",
                zones: dict[str, str] | None = None) -> CheckedRows:
@@ -336,7 +341,7 @@ def validate_table(
     c = check_rows(raw, spec, as_of, source)
     ok = keys_and_references(c.df, spec, dict(parents or {}), c.reason, c.reason_col, c.detail)
     bad = ~ok
-    detail = pd.Series({i: ";".join(v) for i, v in c.detail.items()}, dtype="string").reindex(c.df.index[bad])
+    detail = c.details(bad)
     q = quarantine_frame(c.raw.loc[bad], c.reason[bad], c.reason_col[bad], detail,
                          c.df.index[bad].to_numpy() + 1, spec)
     accepted = _accepted(c.df.drop(columns=spec.personal_columns), ok, spec)
