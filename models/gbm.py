@@ -78,6 +78,27 @@ def design(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     return pd.DataFrame(out, index=df.index)[spec.columns]
 
 
+def matrix(df: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
+    """``design(df, spec)`` as LightGBM reads it, built in one pass: a column-major float64 matrix, categoricals as
+    their training-category codes (unseen or missing: NaN).
+
+    For prediction: LightGBM takes a column-major matrix without a copy, where the frame costs ``design``'s
+    per-column copies, the frame's consolidation and LightGBM's own conversion to numpy (at 860k rows x 131,
+    about 5 s per model on the default book's uplift stage). Same values, so the same predictions.
+    """
+    missing = [c for c in spec.columns if c not in df.columns]
+    if missing:
+        raise KeyError(f"feature columns missing from the input: {missing}")
+    out = np.empty((len(df), len(spec.columns)), dtype=np.float64, order="F")
+    for j, c in enumerate(spec.numeric):
+        out[:, j] = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    for j, (c, cats) in enumerate(spec.categorical.items(), start=len(spec.numeric)):
+        vals = df[c].astype("object")
+        codes = pd.Categorical(vals.where(vals.isin(cats), None), categories=cats).codes
+        out[:, j] = np.where(codes < 0, np.nan, codes)
+    return out
+
+
 def _lgb_params(p: GBMParams, objective: Literal["binary", "regression"]) -> dict[str, object]:
     return {
         "objective": objective, "learning_rate": p.learning_rate, "num_leaves": p.num_leaves,
@@ -112,7 +133,8 @@ def fit_rounds(X: pd.DataFrame, y: np.ndarray, p: GBMParams, objective: Literal[
     return lgb.train(_lgb_params(p, objective), train, num_boost_round=max(int(rounds), 1)).free_dataset()
 
 
-def predict(booster: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
+def predict(booster: lgb.Booster, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+    """Raw predictions at the best iteration, of a ``design`` frame or its ``matrix``."""
     return np.asarray(booster.predict(X, num_iteration=booster.best_iteration or None), dtype=float)
 
 
@@ -140,7 +162,7 @@ def predict_output(booster: lgb.Booster, spec: FeatureSpec, df: pd.DataFrame, ta
     """
     from models import calibration
 
-    raw = predict(booster, design(df, spec))
+    raw = predict(booster, matrix(df, spec))
     if target_transform == "log1p":
         return np.expm1(raw)
     return calibration.apply(calibrator, raw) if calibrator is not None else raw

@@ -183,7 +183,7 @@ def _centre(booster: lgb.Booster, X_train: pd.DataFrame) -> dict[str, float] | N
 
 def predict_raw(fitted: FittedModel, frame: pd.DataFrame, spec: gbm.FeatureSpec) -> np.ndarray:
     """The model's raw output on ``frame`` (value: premium in CNY, back from log1p)."""
-    pred = gbm.predict(fitted.booster, gbm.design(frame, spec))
+    pred = gbm.predict(fitted.booster, gbm.matrix(frame, spec))
     return np.expm1(pred) if fitted.meta["objective"] == "regression" else pred
 
 

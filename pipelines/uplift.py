@@ -74,6 +74,15 @@ def _with_baselines(rows: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
+def _used(rows: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """Only the columns the learners and the evaluation read: every row filter after this copies about 30
+    columns instead of the feature table's 150 (on the default book, 860k rows filtered a dozen times)."""
+    u = params.uplift
+    keep = ["snapshot_date", "customer_id", "role", "treatment", *(f"arm_{c}" for c in CHANNELS), "purchase_h", "lapse_h",
+            "purchase_direct", *BAU.values(), *u.purchase.modifiers, *u.lapse.modifiers]
+    return rows[[c for c in dict.fromkeys(keep) if c in rows.columns]]
+
+
 def _bau(frame: pd.DataFrame, model: str) -> np.ndarray:
     return frame[BAU[model]].to_numpy(float)
 
@@ -275,7 +284,7 @@ def main(args: argparse.Namespace) -> None:
     tracking.ensure_store()
     require((FEATURES, DICTIONARY, CONTACTS, TRAIN_REPORT), "run the earlier stages first (dvc repro calibrate)")
     split = json.loads(TRAIN_REPORT.read_text(encoding="utf-8"))["split"]
-    rows = _with_baselines(_rows(params, split))
+    rows = _used(_with_baselines(_rows(params, split)), params)
     log.info("treatments: %s", rows["treatment"].value_counts(dropna=False).to_dict())
     train, valid = _check_inputs(rows, params)
     has_arm = rows[[f"arm_{c}" for c in CHANNELS]].notna().any(axis=1)
