@@ -70,7 +70,7 @@ def _scenario(template: World, inforce_at: np.ndarray, p: SyntheticParams, strea
     H, n, P = p.size.history_days, template.n, template.pol
     pur, lap = np.zeros(n), np.zeros(n)
     for r in range(p.truth_replicates):
-        sim = copy.deepcopy(template)
+        sim = copy.deepcopy(template, {id(template.frozen): template.frozen})  # read-only: shared, not copied
         acc = {"purchase": np.zeros(n), "lapse": np.zeros(n),
                "lapse_mask": np.r_[inforce_at, np.zeros(len(sim.pol.cust) - P.n, bool)]}
         for d in range(p.horizon_days):

@@ -190,14 +190,14 @@ def inject_dirt(t: dict[str, pd.DataFrame], share: float, as_of: dt.date,
         return done
     after = pd.Timestamp(as_of) + pd.Timedelta(days=rng.integers(3, 60))
 
-    used: dict[int, set[int]] = {}
+    used: dict[int, np.ndarray] = {}  # per table, the rows corrupted so far
 
     def pick(df: pd.DataFrame, k: int) -> np.ndarray:
         """Rows not corrupted yet in this table, so every injected fault is a row of its own."""
-        taken = used.setdefault(id(df), set())
-        free = np.setdiff1d(np.arange(len(df)), np.fromiter(taken, int, len(taken)))
+        taken = used.setdefault(id(df), np.zeros(len(df), bool))
+        free = np.flatnonzero(~taken)  # ascending, as np.setdiff1d gave it: the same rows drawn
         out = rng.choice(free, size=min(k, len(free)), replace=False) if len(free) else np.array([], int)
-        taken.update(int(i) for i in out)
+        taken[out] = True
         return out
 
     def count(table: str, rule: str, k: int) -> None:
@@ -249,7 +249,7 @@ def inject_dirt(t: dict[str, pd.DataFrame], share: float, as_of: dt.date,
     co.loc[i, "contact_ts"] = after + pd.Timedelta(hours=10)
     count("contacts", "future_date", len(i))
     live = co.index[~co["holdout"].astype(bool) & co["channel"].isin(CH)].to_numpy()
-    live = np.setdiff1d(live, np.fromiter(used.get(id(co), set()), int))  # not a row corrupted above
+    live = live[~used[id(co)][live]]  # not a row corrupted above
     src = co.loc[rng.choice(live, size=min(k, len(live)), replace=False)].copy()
     src["contact_id"] = "KD" + pd.Series(range(len(src))).astype(str).str.zfill(8).to_numpy()
     t["contacts"] = pd.concat([co, src], ignore_index=True)

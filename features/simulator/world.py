@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from features.simulator.day import bau_outbound, claims_today
-from features.simulator.frozen import FrozenPolicies, lapse_terms, policy_state
+from features.simulator.frozen import FrozenPolicies, accumulate, lapse_terms, policy_state
 from features.simulator.params import (
     APPOINT,
     CH,
@@ -268,18 +268,23 @@ class World:
         elif outbound != "none":
             touches.add(np.flatnonzero(active), CH.index(outbound), PURP.index("sales"))
         # inbound service requests
-        inb = np.flatnonzero(active & (self.rng.random(n) < 0.4 / 365 * (1 + (n_inforce > 0))))
+        inbound_p = 0.4 / 365 * (1 + (n_inforce > 0)) if fz is None else fz.inbound_p
+        inb = np.flatnonzero(active & (self.rng.random(n) < inbound_p))
         touches.add(inb, self.rng.choice([CH.index("phone"), CH.index("wechat"), CH.index("service")], len(inb)),
                     PURP.index("service"), inbound=True)
         claims_today(self, t, inforce, realise, touches, None if fz is None else fz.claim_rate)
         sale_p = self._outcomes(t, touches)
         expired = (self.quote_day >= 0) & (t - self.quote_day > QUOTE_MAX_AGE)
         self.quote_day[expired] = -1
+        if fz is not None:
+            assert acc is not None
+            accumulate(self, fz, t, active, sale_p, acc)
+            return
         p_buy = self._purchase_hazard(t, active, n_inforce, sale_p)
-        idx, pc, lh = self._lapse_hazard(t, inforce, prem_inforce, fz)
+        idx, pc, lh = self._lapse_hazard(t, inforce, prem_inforce)
         if realise:
             self._realise(t, p_buy, idx, lh)
-        else:
+        else:  # truth mode without a frozen policy side: every term recomputed (the reference tests compare with)
             assert acc is not None
             acc["purchase"] += np.log1p(-np.minimum(p_buy, 1 - 1e-12))
             m = acc["lapse_mask"][idx]
@@ -385,17 +390,13 @@ class World:
         return p_buy
 
     def _lapse_hazard(self, t: int, inforce: np.ndarray, prem_inforce: np.ndarray,
-                      fz: FrozenPolicies | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(in-force policy rows, their customers, each policy's lapse probability today); ``fz``: the fixed
-        terms already computed (the truth's runs)."""
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(in-force policy rows, their customers, each policy's lapse probability today). The truth's runs use
+        ``frozen.accumulate``: the same hazard with its fixed terms computed once."""
         p, P = self.p, self.pol
         # --- lapse hazard (per in-force, premium-paying or surrenderable policy) ---------------------
-        if fz is None:
-            idx, pc, burden, base = lapse_terms(self, inforce, prem_inforce)
-            dur = t - P.issue[idx]
-        else:
-            idx, pc, burden, base = fz.idx, fz.pc, fz.burden, fz.base
-            dur = t - fz.issue
+        idx, pc, burden, base = lapse_terms(self, inforce, prem_inforce)
+        dur = t - P.issue[idx]
         dur_eff = np.where(dur < 730, 0.5, np.where(dur > 1825, -0.3, 0.0))
         lh = (p.lapse_base_per_year / 365.0 * base
               * np.exp(0.8 * burden + 0.5 * self.C[pc] - 0.7 * (1 - np.exp(-self.V[pc])) - 0.3 * self.will[pc]
