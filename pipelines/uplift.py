@@ -137,10 +137,16 @@ def _fit(train: pd.DataFrame, valid: pd.DataFrame | None, params: Params, campai
             "supported": {"purchase": supported_p, "lapse": supported_l},
             "training_rows": {"purchase": len(train), "lapse": len(holders_t)},
             "rounds": {"purchase": purchase.meta()["best_iteration"], "lapse": lapse.meta()["best_iteration"]},
+            **({"valid_logloss": {m.outcome: _valid_loss(m) for m in (purchase, lapse)}} if valid is not None else {}),
             "relative_effect": {"purchase": purchase.relative_effect, "lapse": lapse.relative_effect},
             "anchoring": anchored, "lapse_form": lapse.form, "lapse_kappa": lapse.kappa,
             **({"lapse_transfer": link.as_dict()} if link is not None else {})}
     return purchase, lapse, info
+
+
+def _valid_loss(model: up.EffectModel) -> float:
+    """The learner's log loss on the validation snapshot at its best round (to compare learner settings on)."""
+    return float(model.booster.best_score.get("valid", {}).get("binary_logloss", float("nan")))
 
 
 def _transfer_fit(holders: pd.DataFrame, purchase: up.EffectModel, p_purchase: np.ndarray, p_lapse: np.ndarray,
