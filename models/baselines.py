@@ -8,16 +8,16 @@ heavy premium burden).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from models.gbm import FeatureSpec
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 
 class RuleParams(BaseModel):
@@ -71,6 +71,13 @@ def column_median(values: np.ndarray) -> float:
 
 def logistic_baseline(spec: FeatureSpec, seed: int) -> Pipeline:
     """Logistic regression on the same features: median-imputed, scaled numerics; one-hot categoricals."""
+    # scikit-learn here, not with the module: every stage loads RuleParams from it with its parameters
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
     pre = ColumnTransformer([
         ("num", make_pipeline(SimpleImputer(strategy=column_median, add_indicator=True, keep_empty_features=True),
                               StandardScaler()), spec.numeric),

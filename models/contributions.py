@@ -19,11 +19,13 @@ linear term with the split features that chose the leaf: a feature's linear effe
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 __all__ = ["contributions", "is_linear", "linear_centre"]
 
@@ -46,6 +48,8 @@ def contributions(booster: lgb.Booster, X: pd.DataFrame, centre: Mapping[str, fl
 
     ``centre``: a linear-tree model's feature centres (``linear_centre`` of its training rows); None takes the
     means of ``X`` itself. Ignored for plain trees."""
+    import lightgbm as lgb  # here, not with the module: loading the parameters must not load LightGBM
+
     it = booster.best_iteration or None
     if not is_linear(booster):
         return np.asarray(booster.predict(X, pred_contrib=True, num_iteration=it))

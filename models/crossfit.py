@@ -12,12 +12,15 @@ like for like.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from models import baselines, gbm
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 
 @dataclass

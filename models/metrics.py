@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
@@ -40,6 +39,9 @@ def alift(y: np.ndarray, score: np.ndarray) -> float:
 
 def classification_metrics(y: np.ndarray, p: np.ndarray, shares: tuple[float, ...] = (0.05, 0.1, 0.2)) \
         -> dict[str, float]:
+    # scikit-learn here, not with the module: loading the parameters (models.training) must not load it
+    from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
     y = np.asarray(y, int)
     p = np.clip(np.asarray(p, float), 1e-7, 1 - 1e-7)
     out = {
@@ -86,6 +88,8 @@ def expected_auc(p_true: np.ndarray, score: np.ndarray) -> float:
     w = np.concatenate([p, 1 - p])
     y = np.concatenate([np.ones(len(p)), np.zeros(len(p))])
     s = np.concatenate([score, score])
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(y, s, sample_weight=w))
 
 

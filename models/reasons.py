@@ -10,13 +10,15 @@ the feature dictionary with the customer's own value, e.g.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from models import contributions as exact
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 NONE_EN, NONE_ZH = "none", "无"
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +20,9 @@ from models import baselines, contributions, crossfit, gbm
 from models.metrics import alift, classification_metrics, regression_metrics
 from models.splits import rolling_windows
 from models.tuning import TuningParams
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 RANK_METRICS = ("roc_auc", "pr_auc", "lift_at_5", "capture_at_5", "lift_at_10", "capture_at_10", "lift_at_20",
                 "capture_at_20")

@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.optimize import minimize, minimize_scalar
 
 REL_FLOOR = 1e-4                 # relative purchase effects below this are treated as this (log scale)
 BOUNDS = (-0.9, 1.0)             # a touch prevents at most 90% of a customer's lapses and at most doubles them
@@ -62,6 +61,8 @@ def _nll(y: np.ndarray, p: np.ndarray, lr: np.ndarray, kappa: float, elasticity:
 
 def _profile(y: np.ndarray, p: np.ndarray, lr: np.ndarray, elasticity: float) -> tuple[float, float]:
     """Best kappa and its negative log-likelihood at a fixed elasticity."""
+    from scipy.optimize import minimize_scalar  # here: loading the parameters must not load SciPy's optimisers
+
     res = minimize_scalar(lambda k: _nll(y, p, lr, k, elasticity), bounds=BOUNDS, method="bounded",
                           options={"xatol": 1e-6})
     return float(res.x), float(res.fun)
@@ -84,6 +85,8 @@ def fit(y: np.ndarray, p_lapse: np.ndarray, rel: np.ndarray) -> TransferFit:
     k0, nll0 = _profile(y, p, lr, 0.0)
     k1, nll1 = _profile(y, p, lr, 1.0)
     start = (k0, 0.0) if nll0 <= nll1 else (k1, 1.0)
+    from scipy.optimize import minimize
+
     res = minimize(lambda th: _nll(y, p, lr, th[0], th[1]), np.array(start), method="L-BFGS-B",
                    bounds=[BOUNDS, (0.0, MAX_ELASTICITY)])
     kappa, elasticity, best = float(res.x[0]), float(res.x[1]), float(res.fun)

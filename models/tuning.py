@@ -9,14 +9,16 @@ wall-clock budget, and seeded so that the same data and params give the same tri
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import optuna
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.gbm import GBMParams, fit
+
+if TYPE_CHECKING:
+    import optuna
 
 
 class TuningParams(BaseModel):
@@ -48,6 +50,8 @@ def search(X_train: pd.DataFrame, y_train: np.ndarray, X_valid: pd.DataFrame, y_
            on_trial: TrialCallback | None = None) -> tuple[GBMParams, list[dict[str, Any]]]:
     """Best parameters found (the untuned ``base`` is always trial 0, so tuning never does worse on
     validation than the defaults) and the trial history."""
+    import optuna  # here, not with the module: loading the parameters must not load Optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=base.seed)
     study = optuna.create_study(direction="minimize", sampler=sampler)

@@ -39,14 +39,16 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from models import transfer
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 CONTROL = "none"
 ADDITIVE_PROBE_ROWS = 64  # rows the channel differences of an additive learner are read from (_treated_raw)
@@ -170,6 +172,8 @@ def fit_effects(train: pd.DataFrame, valid: pd.DataFrame | None, y: str,
     unsupported channel are left out, so they do not shape the rest. Without ``valid``, boost exactly
     ``rounds`` rounds (a refit on more snapshots with the number of rounds early stopping chose before).
     """
+    import lightgbm as lgb  # here, not with the module: loading the parameters must not load LightGBM
+
     chans = list(channels)
     keep_t = train["treatment"].isin([CONTROL, *supported]).to_numpy()
     xt = effect_design(train[keep_t], p.modifiers, chans, train.loc[keep_t, "treatment"].tolist())

@@ -50,3 +50,17 @@ def test_malformed_yaml_is_a_clear_error(tmp_path) -> None:
     f.write_text("book: [unclosed\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(f)
+
+
+def test_loading_the_parameters_loads_no_model_library() -> None:
+    """Every stage loads its parameters; the stages that fit nothing (generate, validate, features) must not pay
+    for LightGBM, scikit-learn, SciPy, Optuna or MLflow (about 1 s a process), which the model modules import where
+    they are used. A fresh interpreter: this test process has long imported them all."""
+    import subprocess
+    import sys
+
+    heavy = ("lightgbm", "sklearn", "scipy", "optuna", "mlflow")
+    code = ("import sys, pipelines.params, pipelines.generate, pipelines.validate, pipelines.features; "
+            f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"loaded by the parameters or a stage that fits nothing: {out.stdout.strip()}"
