@@ -46,7 +46,7 @@ class FrozenPolicies:
 
     def lapse_fixed_on(self, t: int) -> np.ndarray:
         """The lapse log-hazard's fixed terms on day ``t`` (the duration term moves with the day only): computed
-        once per day and shared by every replicate and scenario in this process."""
+        once per day and shared by the replicates of a scenario (each pooled scenario gets its own copy)."""
         if t not in self.fixed_on:
             dur = t - self.issue
             self.fixed_on[t] = self.lapse_fixed + np.where(dur < 730, 0.5, np.where(dur > 1825, -0.3, 0.0))
