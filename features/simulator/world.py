@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from features.simulator.day import bau_outbound, claims_today
-from features.simulator.frozen import FrozenPolicies, accumulate, lapse_terms, policy_state
+from features.simulator.frozen import FrozenPolicies, accumulate, inbound_rate, lapse_terms, policy_state
 from features.simulator.params import (
     APPOINT,
     CH,
@@ -268,7 +268,7 @@ class World:
         elif outbound != "none":
             touches.add(np.flatnonzero(active), CH.index(outbound), PURP.index("sales"))
         # inbound service requests
-        inbound_p = 0.4 / 365 * (1 + (n_inforce > 0)) if fz is None else fz.inbound_p
+        inbound_p = inbound_rate(n_inforce) if fz is None else fz.inbound_p
         inb = np.flatnonzero(active & (self.rng.random(n) < inbound_p))
         touches.add(inb, self.rng.choice([CH.index("phone"), CH.index("wechat"), CH.index("service")], len(inb)),
                     PURP.index("service"), inbound=True)
