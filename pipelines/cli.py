@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import logging
 import os
 import sys
@@ -43,7 +44,12 @@ def base_parser(stage: str, doc: str | None) -> argparse.ArgumentParser:
 
 def run_stage(stage: str, main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser,
               argv: Sequence[str] | None = None) -> int:
-    """Run ``main`` with parsed args; user errors become one logged message and exit code 2."""
+    """Run ``main`` with parsed args; user errors become one logged message and exit code 2.
+
+    Run as a command (``argv`` None: ``python -m pipelines.<stage>``), the stage freezes the garbage collector's
+    heap when done: the interpreter's last collection then skips the ~300k objects the libraries' imports made,
+    which was about a second of every stage's exit (MLflow's imports alone), 11 times in a ``dvc repro``.
+    """
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     log = logging.getLogger(f"pipelines.{stage}")
@@ -61,4 +67,6 @@ def run_stage(stage: str, main: Callable[[argparse.Namespace], None], parser: ar
                   errno.errorcode.get(e.errno, e.errno))
         return EXIT_USER_ERROR
     log.info("%s done in %.1fs", stage, time.perf_counter() - t0)
+    if argv is None:
+        gc.freeze()  # the process is about to exit: nothing left to collect that matters
     return 0

@@ -155,6 +155,6 @@ def simulate_book(p: SyntheticParams, progress: Callable[[str], None] | None = N
         "mean_true_p_purchase": float(truth["p_purchase"].mean()),
         "mean_true_p_lapse_holders": float(truth["p_lapse"].mean()),
         "customers_without_contacts": int(
-            (~tables["customers"]["customer_id"].isin(tables["contacts"]["customer_id"])).sum()),
+            (~tables["customers"]["customer_id"].isin(tables["contacts"]["customer_id"].unique())).sum()),
     }
     return SyntheticBook(truth=truth, summary=summary, **tables)

@@ -43,3 +43,20 @@ def test_matrix_predicts_exactly_what_the_design_frame_does() -> None:
 def test_matrix_names_the_missing_feature_columns() -> None:
     with pytest.raises(KeyError, match="count"):
         gbm.matrix(_frame(5, 0).drop(columns=["count"]), SPEC)
+
+
+@pytest.mark.parametrize("values", [
+    pd.Series(["low", None, "unseen", "high", "low"], dtype="string[pyarrow]"),  # what the feature table holds
+    pd.Series(["low", None, "unseen", "high", "low"], dtype=object),
+    pd.Series(["mid", 1, "1", np.nan], dtype=object),                          # a number is not its string
+    pd.Series(["mid", "low", None], dtype="category"),
+    pd.Series([np.nan, np.nan]),
+    pd.Series([], dtype=object),
+], ids=["arrow", "object", "mixed", "category", "all-missing", "empty"])
+def test_categorical_puts_each_row_on_its_training_category_or_missing(values: pd.Series) -> None:
+    cats = ["1", "high", "low", "mid"]
+    got = gbm._categorical(values, cats)
+    assert list(got.categories) == cats
+    # the definition, row by row: the training category with the same value, else missing
+    want = [v if isinstance(v, str) and v in cats else None for v in values.astype(object)]
+    assert [None if pd.isna(v) else v for v in got.astype(object)] == want
