@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from features.simulator import frozen
-from features.simulator.params import AGENT_MIX, CH, MODES, PURP
+from features.simulator.params import AGENT_MIX, CH, MODES, PURP, SUM_ASSURED_CLAIM
 from features.simulator.stores import Touches
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def claims_today(w: World, t: int, inforce: np.ndarray, realise: bool, touches: 
         early = (t - P.issue[cl]) < 365
         u = rng.random(len(cl))
         status = np.where(u < np.where(early, 0.25, 0.08), 1, 0)  # 0 paid, 1 rejected (pending set later)
-        amount = np.where(np.isin(P.line[cl], [0, 1]), P.sum[cl],
+        amount = np.where(SUM_ASSURED_CLAIM[P.line[cl]], P.sum[cl],
                           np.round(rng.lognormal(8.2, 1.0, len(cl)), 2))
         if realise:
             w.claims.add(pol=cl, day=np.full(len(cl), t, np.int32), amount=amount,

@@ -30,6 +30,7 @@ from features.simulator.params import (
     MODES,
     NEEDS,
     NEEDS_LINE_W,
+    OPENS_QUOTE,
     OPT_OUT,
     PURP,
     QUOTE,
@@ -37,11 +38,14 @@ from features.simulator.params import (
     QUOTE_TAU_DAYS,
     REACH,
     SAVE,
+    SELLING_TOUCH,
     SOURCE_W,
     SOURCE_WILL,
     SOURCES,
     SOURCES_ARR,
+    SPOT_SALE_CHANNEL,
     STIMULUS,
+    SURRENDERABLE,
     SyntheticParams,
     decay,
     sigmoid,
@@ -209,7 +213,7 @@ class World:
         end = rng.integers(self.pol.issue[idx], 0).astype(np.int32)
         matured = self.pol.maturity[idx] < 0
         lapsed = gone & ~matured & (end < self.pol.maturity[idx])
-        surrender = lapsed & np.isin(self.pol.line[idx], [0, 4, 5]) & (end - self.pol.issue[idx] > 730)
+        surrender = lapsed & SURRENDERABLE[self.pol.line[idx]] & (end - self.pol.issue[idx] > 730)
         self.pol.status[idx[matured]] = 3
         self.pol.end[idx[matured]] = self.pol.maturity[idx[matured]]
         self.pol.status[idx[lapsed]] = np.where(surrender[lapsed], 2, 1)
@@ -313,13 +317,13 @@ class World:
             reached = inbound | (rng.random(k) < sigmoid(logit_r) * np.minimum(resp, 1.0))
             reached &= ~hold
             outcome = np.where(reached, 1, 0).astype(np.int8)  # 0 no_answer 1 reached
-            sales = np.isin(purp, [PURP.index("sales"), PURP.index("quote_followup"), PURP.index("event_invite")])
+            sales = SELLING_TOUCH[purp]
             logit_i = (-1.8 + 0.6 * self.will[c] + 0.5 * self.need[c] + self.pref[c, ch] + INTEREST[ch]
                        - 0.4 * over + 0.5 * sales + 0.4 * np.log(np.maximum(resp, 1e-6)))
             interested = reached & (rng.random(k) < sigmoid(logit_i))
             outcome[interested] = 2
             # quotes and appointments come from selling touches, not from chasing an open quote
-            selling = np.isin(purp, [PURP.index("sales"), PURP.index("event_invite")])
+            selling = OPENS_QUOTE[purp]
             quote = interested & selling & (rng.random(k) < QUOTE[ch])
             outcome[quote] = 3
             appoint = interested & selling & ~quote & (rng.random(k) < APPOINT[ch])
@@ -367,7 +371,7 @@ class World:
         conv = np.where(fu_reach, 0.45 * sigmoid(self.will[c] + 0.5) * np.exp(-(age_q - 1) / QUOTE_TAU_DAYS)
                         * np.where(recent, 0.3, 1.0), 0.0)
         # sale on the spot at visits and events, from stimulus and interest
-        spot = np.where(interested & np.isin(ch, [CH.index("visit"), CH.index("event")]), 0.05, 0.0)
+        spot = np.where(interested & SPOT_SALE_CHANNEL[ch], 0.05, 0.0)
         q_sale = 1 - (1 - conv) * (1 - spot)
         # schedule the next follow-up of a still-open quote (up to three)
         again = c[(purp == PURP.index("quote_followup")) & ~fu_reach | (fu_reach & (conv < 0.5))]
@@ -423,7 +427,7 @@ class World:
             first_hit = hit & ~pd.Series(np.where(hit, c, -1 - np.arange(len(c)))).duplicated().to_numpy()
             outcome[first_hit] = 5
         lapse = idx[rng.random(len(idx)) < lh]
-        surr = np.isin(P.line[lapse], [0, 4, 5]) & ((t - P.issue[lapse]) > 730)
+        surr = SURRENDERABLE[P.line[lapse]] & ((t - P.issue[lapse]) > 730)
         P.status[lapse] = np.where(surr, 2, 1)
         P.end[lapse] = t
         mat = np.flatnonzero((P.status[:pn] == 0) & (P.maturity[:pn] <= t))
