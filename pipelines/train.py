@@ -177,7 +177,7 @@ def _role_span(df: pd.DataFrame, role: str) -> str:
 def _refuse_too_few_positives(df: pd.DataFrame, targets: dict[str, str], crossfitted: bool,
                               tp: TrainParams) -> None:
     for model, target in targets.items():
-        rows = training.model_rows(df, model)
+        rows = df.loc[training.model_mask(df, model), ["role", target]]  # two columns, not a copy of every feature
         y = {r: rows.loc[rows["role"] == r, target].to_numpy(float)
              for r in (["train"] if crossfitted else training.ROLES)}
         try:

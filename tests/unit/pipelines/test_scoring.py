@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +55,21 @@ def test_the_labelled_rows_read_as_they_filter_from_the_whole_table_labels_as_fl
     expected = whole[whole["purchase_h"].notna()].reset_index(drop=True)
     assert len(got) == 2 * 700 and whole["purchase_h"].dtype == "float64"
     pd.testing.assert_frame_equal(got, expected)
+
+
+def test_the_labelled_rows_read_as_one_frame_a_stage_can_add_columns_to(tmp_path: Path) -> None:
+    """Casting the labels must not split the frame into a block per column: with the feature table's ~140
+    columns every column a stage then adds (uplift adds several) warned of a fragmented frame."""
+    rng = np.random.default_rng(1)
+    n = 300
+    wide = pd.DataFrame({f"n_{i}": rng.poisson(1, n).astype("int32") for i in range(120)})
+    wide["snapshot_date"] = DATES[0]
+    wide["purchase_h"] = pd.array(rng.integers(0, 2, n), dtype="Int32")
+    wide["lapse_h"] = pd.array(rng.integers(0, 2, n), dtype="Int32")
+    pq.write_table(pa.Table.from_pandas(wide, preserve_index=False), tmp_path / "features.parquet")
+    got = scoring.read_labelled(tmp_path / "features.parquet", for_source("tables", synthetic=False))
+    assert got["purchase_h"].dtype == "float64" and list(got.columns) == list(wide.columns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.PerformanceWarning)
+        for i in range(5):
+            got[f"added_{i}"] = 1.0
