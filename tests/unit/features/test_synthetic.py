@@ -200,3 +200,16 @@ def test_truth_with_the_policy_side_frozen_equals_recomputing_it(small_params: P
     for name in ("n_inforce", "prem_inforce", "burden", "base", "claim_rate", "eta_fixed", "lapse_fixed",
                  "lapse_scale", "inbound_p"):
         np.testing.assert_array_equal(getattr(fast.frozen, name), getattr(before, name))
+
+
+def test_a_code_set_lookup_answers_as_isin_does() -> None:
+    """The simulated day asks its code sets through lookup tables (``params.member``), not ``np.isin``."""
+    from features.simulator.params import CH, PURP, member
+
+    codes = np.arange(len(PURP), dtype=np.int8).repeat(3)
+    for names in (("sales",), ("sales", "quote_followup", "event_invite"), ("care", "claim")):
+        want = np.isin(codes, [PURP.index(n) for n in names])
+        np.testing.assert_array_equal(member(PURP, *names)[codes], want)
+    assert member(CH, "visit", "event").sum() == 2 and member(CH, "visit", "event")[CH.index("visit")]
+    with pytest.raises(ValueError):
+        member(CH, "fax")  # a misspelt code fails loudly, not as an empty set
