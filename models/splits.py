@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import pandas as pd
+
 
 @dataclass(frozen=True)
 class TimeSplit:
@@ -23,6 +25,14 @@ class TimeSplit:
         if d == self.valid:
             return "valid"
         return "train" if d in self.train else None
+
+
+def iso_days(dates: pd.Series) -> pd.Series:
+    """Each row's snapshot date as ISO text (``2026-09-30``), converted once per distinct date: the feature table
+    holds a few dozen dates over a million rows, and converting every row (``to_datetime(...).dt.date.astype(str)``)
+    took 1.7 s at 1.1M rows, against about 0.1 s."""
+    text = {d: str(pd.Timestamp(d).date()) for d in dates.unique()}
+    return dates.map(text)
 
 
 class SplitError(ValueError):

@@ -19,6 +19,7 @@ import pandas as pd
 
 from models import drift as dr
 from models import segments as sg
+from models.splits import iso_days
 from pipelines import paths, report_run, report_tabular
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import require
@@ -140,7 +141,7 @@ def _drift(figs: Figures, params: Any, train: dict[str, Any]) -> str:
     spec = read_json(meta_path)["features"]
     cols = [*spec["numeric"], *spec["categorical"]]
     feats = pd.read_parquet(feats_path, columns=["snapshot_date", *cols])
-    dates = pd.to_datetime(feats["snapshot_date"]).dt.date.astype(str)
+    dates = iso_days(feats["snapshot_date"])
     ref_date, cur_date = train["split"]["train"][-1], str(params.book.as_of)
     drift_table = dr.feature_drift(feats[dates == ref_date], feats[dates == cur_date], cols, spec["categorical"],
                              params.retrain.drift)

@@ -25,6 +25,7 @@ from features.intake import tabular
 from features.snapshots import treatments as tr
 from models import anchoring, transfer
 from models import uplift as up
+from models.splits import iso_days
 from pipelines import headline, paths, scoring, tracking
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError, require
@@ -44,7 +45,7 @@ def _rows(params: Params, split: dict[str, Any]) -> pd.DataFrame:
     """Labelled snapshot rows of every role with their treatment, arms and direct-purchase label."""
     feats = scoring.read_labelled(FEATURES, params.capabilities)
     feats = feats[feats["purchase_h"].notna()].reset_index(drop=True)
-    dates = pd.to_datetime(feats["snapshot_date"]).dt.date.astype(str)
+    dates = iso_days(feats["snapshot_date"])
     role = pd.Series(None, index=feats.index, dtype=object)
     for name in ("valid", "calib", "test"):
         role[dates == split[name]] = name
