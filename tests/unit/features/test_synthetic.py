@@ -191,6 +191,8 @@ def test_truth_with_the_policy_side_frozen_equals_recomputing_it(small_params: P
     plain, fast = copy.copy(world), copy.copy(world)
     fast.frozen = freeze(fast)
     before = copy.deepcopy(fast.frozen)
+    shared_before = copy.deepcopy([*(getattr(world.pol, c) for c in sy.READ_ONLY_POLICY_COLUMNS), world.pref,
+                                   world.campaigns, world.pol.bad_claim])
     for scenario in ("bau", "none", "visit"):
         want = sy._scenario(plain, inforce_at, sp, 7, scenario)
         got = sy._scenario(fast, inforce_at, sp, 7, scenario)
@@ -200,6 +202,14 @@ def test_truth_with_the_policy_side_frozen_equals_recomputing_it(small_params: P
     for name in ("n_inforce", "prem_inforce", "burden", "base", "claim_rate", "eta_fixed", "lapse_fixed",
                  "lapse_scale", "inbound_p"):
         np.testing.assert_array_equal(getattr(fast.frozen, name), getattr(before, name))
+    # what the replicates share instead of copying (book._read_only) is as it was; bad_claim, copied, too
+    shared_after = [*(getattr(world.pol, c) for c in sy.READ_ONLY_POLICY_COLUMNS), world.pref, world.campaigns,
+                    world.pol.bad_claim]
+    for was, now in zip(shared_before, shared_after, strict=True):
+        if isinstance(was, np.ndarray):
+            np.testing.assert_array_equal(now, was)
+        else:
+            assert now == was
 
 
 def test_a_code_set_lookup_answers_as_isin_does() -> None:

@@ -29,6 +29,7 @@ def unfrozen() -> object:
 def test_a_stage_run_as_a_command_freezes_the_heap_for_a_quick_exit(unfrozen: object,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "argv", ["python -m pipelines.demo"])
+    monkeypatch.delitem(sys.modules, "duckdb", raising=False)  # a stage without DuckDB (another test loaded it here)
     assert run_stage("demo", _work, base_parser("demo", None)) == 0
     assert gc.get_freeze_count() > 0  # the interpreter's last collection will skip these objects
 
