@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import sys
-import warnings
 from typing import Any
 
 import numpy as np
@@ -145,9 +144,7 @@ def _split(df: pd.DataFrame, params: Any) -> dict[str, Any]:
         except SplitError as e:
             raise UserError(str(e)) from None
         roles = {d: split.role(d) for d in df["snapshot_date"].unique()}  # a dozen dates, not a call per row
-        with warnings.catch_warnings():  # the table reads with a block per column (pandas' split_blocks): adding one
-            warnings.simplefilter("ignore", pd.errors.PerformanceWarning)  # is cheap; consolidating would copy it all
-            df["role"] = df["snapshot_date"].map(roles)
+        df["role"] = df["snapshot_date"].map(roles)
         log.info("split: train %s..%s (%d snapshots), valid %s, calib %s, test %s", split.train[0], split.train[-1],
                  len(split.train), split.valid, split.calib, split.test)
         return {"train": [str(d) for d in split.train], "valid": str(split.valid), "calib": str(split.calib),
