@@ -12,10 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss
-from sklearn.model_selection import StratifiedKFold
 
 METHODS = ("identity", "isotonic", "sigmoid")
 SIMPLEST_FIRST = ("identity", "sigmoid", "isotonic")  # fewest fitted parameters first
@@ -31,6 +27,10 @@ def fit(method: str, scores: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     s, y = np.asarray(scores, float), np.asarray(y, int)
     if method == "identity":
         return {"method": "identity"}
+    # scikit-learn here, not with the module: the stages that only apply calibrators would load it for nothing
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
+
     if method == "isotonic":
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(s, y)
         return {"method": "isotonic", "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
@@ -61,6 +61,9 @@ def choose(scores: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0,
     ``min_relative_gain`` (a share of the current Brier score), so a difference within noise keeps the
     simpler calibrator.
     """
+    from sklearn.metrics import brier_score_loss
+    from sklearn.model_selection import StratifiedKFold
+
     s, y = np.asarray(scores, float), np.asarray(y, int)
     k = int(min(folds, max(2, min(y.sum(), len(y) - y.sum()))))
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)

@@ -48,7 +48,7 @@ def contributions(booster: lgb.Booster, X: pd.DataFrame, centre: Mapping[str, fl
 
     ``centre``: a linear-tree model's feature centres (``linear_centre`` of its training rows); None takes the
     means of ``X`` itself. Ignored for plain trees."""
-    import lightgbm as lgb  # here, not with the module: loading the parameters must not load LightGBM
+    from models.lgbm import lgb  # here, not with the module: loading the parameters must not load LightGBM
 
     it = booster.best_iteration or None
     if not is_linear(booster):

@@ -136,7 +136,7 @@ def fit(X_train: pd.DataFrame, y_train: np.ndarray, X_valid: pd.DataFrame, y_val
         p: GBMParams, objective: Literal["binary", "regression"],
         on_round: object | None = None) -> lgb.Booster:
     """Boost on the training snapshots, stop early on the validation snapshot. Same inputs, same model."""
-    import lightgbm as lgb  # here, not with the module: loading the parameters must not load LightGBM
+    from models.lgbm import lgb  # here, not with the module: loading the parameters must not load LightGBM
 
     train = lgb.Dataset(X_train, label=y_train, categorical_feature=list(X_train.select_dtypes("category")),
                         free_raw_data=False)
@@ -153,7 +153,7 @@ def fit_rounds(X: pd.DataFrame, y: np.ndarray, p: GBMParams, objective: Literal[
                rounds: int) -> lgb.Booster:
     """Boost a fixed number of rounds on every row (cross-fitting's final model: the rounds come from the
     folds' early stopping, so no row has to be held back for it)."""
-    import lightgbm as lgb  # here, not with the module: loading the parameters must not load LightGBM
+    from models.lgbm import lgb  # here, not with the module: loading the parameters must not load LightGBM
 
     train = lgb.Dataset(X, label=y, categorical_feature=list(X.select_dtypes("category")), free_raw_data=False)
     return lgb.train(_lgb_params(p, objective), train, num_boost_round=max(int(rounds), 1)).free_dataset()

@@ -172,7 +172,7 @@ def fit_effects(train: pd.DataFrame, valid: pd.DataFrame | None, y: str,
     unsupported channel are left out, so they do not shape the rest. Without ``valid``, boost exactly
     ``rounds`` rounds (a refit on more snapshots with the number of rounds early stopping chose before).
     """
-    import lightgbm as lgb  # here, not with the module: loading the parameters must not load LightGBM
+    from models.lgbm import lgb  # here, not with the module: loading the parameters must not load LightGBM
 
     chans = list(channels)
     keep_t = train["treatment"].isin([CONTROL, *supported]).to_numpy()

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
@@ -16,6 +15,7 @@ import pyarrow.compute as pc
 from features.intake.capabilities import Capabilities
 from features.snapshots.definitions import LABELS
 from models import gbm
+from models.lgbm import lgb
 from pipelines import paths
 from pipelines.errors import require
 

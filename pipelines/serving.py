@@ -25,9 +25,8 @@ class CalibratedBooster(PythonModel):
     """Apply the training-time design (fixed categories), the booster and the calibrator."""
 
     def load_context(self, context: Any) -> None:
-        import lightgbm as lgb
-
         from models import gbm
+        from models.lgbm import lgb
 
         art = context.artifacts
         self.booster = lgb.Booster(model_file=art["model"])
