@@ -42,7 +42,9 @@ class FrozenPolicies:
     lapse_fixed: np.ndarray   # per in-force row: the burden's term of the lapse log-hazard
     eta_fixed: np.ndarray     # per customer: the purchase log-hazard's terms that do not move in truth mode
     inbound_p: np.ndarray     # per customer: the daily chance of an inbound service request
+    last_purchase: np.ndarray  # per customer: no purchase is realised, so the cool-down moves with the day only
     fixed_on: dict[int, np.ndarray] = field(default_factory=dict)  # lapse_fixed + the duration term, per day
+    cool_on_day: dict[int, np.ndarray] = field(default_factory=dict)  # the purchase cool-down's term, per day
 
     def lapse_fixed_on(self, t: int) -> np.ndarray:
         """The lapse log-hazard's fixed terms on day ``t`` (the duration term moves with the day only): computed
@@ -51,6 +53,12 @@ class FrozenPolicies:
             dur = t - self.issue
             self.fixed_on[t] = self.lapse_fixed + np.where(dur < 730, 0.5, np.where(dur > 1825, -0.3, 0.0))
         return self.fixed_on[t]
+
+    def cool_on(self, t: int) -> np.ndarray:
+        """The purchase log-hazard's cool-down term on day ``t`` (-1.3 within 180 days of a purchase), once per day."""
+        if t not in self.cool_on_day:
+            self.cool_on_day[t] = np.where(t - self.last_purchase < 180, -1.3, 0.0)
+        return self.cool_on_day[t]
 
 
 def policy_state(w: World) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -87,7 +95,7 @@ def freeze(w: World) -> FrozenPolicies:
                  + 0.4 * (n_inforce == 0) * ~w.prospect - 0.3 * w.prospect - 1.2)
     return FrozenPolicies(inforce, n_inforce, prem_inforce, idx, pc, burden, base, w.pol.issue[idx].copy(),
                           claim_rate(w), w.p.lapse_base_per_year / 365.0 * base, 0.8 * burden, eta_fixed,
-                          inbound_rate(n_inforce))
+                          inbound_rate(n_inforce), w.last_purchase.copy())
 
 
 def inbound_rate(n_inforce: np.ndarray) -> np.ndarray:
@@ -99,8 +107,8 @@ def accumulate(w: World, fz: FrozenPolicies, t: int, active: np.ndarray, sale_p:
                acc: dict[str, np.ndarray]) -> None:
     """Add day ``t``'s log-survival to ``acc``: of purchase per customer, and of lapse per customer over the
     in-force policies in ``acc["lapse_mask"]`` (the formulas of ``World._purchase_hazard`` and ``_lapse_hazard``)."""
-    cool = np.where(t - w.last_purchase < 180, -1.3, 0.0)
-    eta = fz.eta_fixed + 0.45 * w.will + cool - 0.35 * np.maximum(0.0, w.F - 3.0)  # fatigue's penalty in the exponent
+    # fatigue's penalty in the exponent
+    eta = fz.eta_fixed + 0.45 * w.will + fz.cool_on(t) - 0.35 * np.maximum(0.0, w.F - 3.0)
     h = w.p.purchase_base_per_year / 365.0 * np.exp(eta) * (4.0 - 3.0 * np.exp(-w.S))  # lift = 1 + 3 (1 - e^-S)
     p_buy = 1 - (1 - np.minimum(h, 0.5)) * (1 - sale_p)
     if not active.all():
@@ -109,7 +117,9 @@ def accumulate(w: World, fz: FrozenPolicies, t: int, active: np.ndarray, sale_p:
     per_customer = 0.5 * w.C - 0.7 * (1 - np.exp(-w.V)) - 0.3 * w.will
     x = fz.lapse_fixed_on(t) + per_customer[fz.pc] + 0.6 * w.pol.bad_claim[fz.idx]
     log_keep = np.log1p(-np.minimum(fz.lapse_scale * np.exp(x), 0.5))
-    pc, m = fz.pc, acc["lapse_mask"][fz.idx]
+    if "lapse_rows" not in acc:  # the mask is fixed for a run: its in-force rows are taken once, not every day
+        acc["lapse_rows"] = acc["lapse_mask"][fz.idx]
+    pc, m = fz.pc, acc["lapse_rows"]
     if not m.all():  # the truth counts every policy in force at as-of, which is all of them
         pc, log_keep = pc[m], log_keep[m]
     acc["lapse"] += np.bincount(pc, weights=log_keep, minlength=w.n)
