@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import errno
-import gc
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -46,11 +48,8 @@ def run_stage(stage: str, main: Callable[[argparse.Namespace], None], parser: ar
               argv: Sequence[str] | None = None) -> int:
     """Run ``main`` with parsed args; user errors become one logged message and exit code 2.
 
-    Run as a command (``argv`` None: ``python -m pipelines.<stage>``), the stage freezes the garbage collector's
-    heap when done: the interpreter's last collection then skips the ~300k objects the libraries' imports made,
-    which was about a second of every stage's exit (MLflow's imports alone). Not in a process that loaded DuckDB:
-    its bindings (nanobind) check at exit that every object of theirs was freed, and print a leak report
-    otherwise, which a user would rightly take for a bug.
+    Run as a command (``argv`` None: ``python -m pipelines.<stage>``), a stage that succeeded ends its process
+    here (``exit_without_teardown``); called from Python (tests, notebooks) it returns, as the process goes on.
     """
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
@@ -69,6 +68,25 @@ def run_stage(stage: str, main: Callable[[argparse.Namespace], None], parser: ar
                   errno.errorcode.get(e.errno, e.errno))
         return EXIT_USER_ERROR
     log.info("%s done in %.1fs", stage, time.perf_counter() - t0)
-    if argv is None and "duckdb" not in sys.modules:
-        gc.freeze()  # the process is about to exit: nothing left to collect that matters
+    if argv is None:
+        exit_without_teardown(0)
     return 0
+
+
+def exit_without_teardown(code: int) -> None:
+    """End a command whose work is done and published: its exit handlers run, then the process ends without the
+    interpreter's teardown, or returns when that is not safe (another thread still runs).
+
+    The teardown (a last garbage collection over the ~300k objects the libraries' imports made, then every
+    module freed) was about 1 s of each stage's exit. Nothing in it matters once every output is written,
+    closed and published: Python's exit handlers still run (logging's flush, MLflow's, multiprocessing's),
+    and so do the standard streams' flushes. Freezing the collector's heap instead saved the collection but
+    not the teardown, and made DuckDB's bindings (nanobind) print a leak report at exit.
+    """
+    if threading.active_count() > 1:  # a non-daemon thread would be joined at a normal exit, and may still work
+        return
+    atexit._run_exitfuncs()  # noqa: SLF001  (what the interpreter itself calls first at exit)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing more can be said on it
+            stream.flush()
+    os._exit(code)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -14,52 +14,97 @@ import pytest
 from pipelines.cli import EXIT_USER_ERROR, base_parser, run_stage
 from pipelines.errors import UserError
 
+REPO = Path(__file__).resolve().parents[3]
+
 
 def _work(args: argparse.Namespace) -> None:
     pass
 
 
-@pytest.fixture
-def unfrozen() -> object:
-    gc.unfreeze()
-    yield
-    gc.unfreeze()  # the test process goes on: its objects must stay collectable
+def _command(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
+    """Run a stage-like script as a command (``run_stage`` without ``argv``) in a fresh interpreter; the script
+    finds ``tmp_path`` in ``DEMO_DIR``."""
+    script = tmp_path / "stage.py"
+    script.write_text(textwrap.dedent(body), encoding="utf-8")
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "DEMO_DIR": str(tmp_path)}, check=False)
 
 
-def test_a_stage_run_as_a_command_freezes_the_heap_for_a_quick_exit(unfrozen: object,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "argv", ["python -m pipelines.demo"])
-    monkeypatch.delitem(sys.modules, "duckdb", raising=False)  # a stage without DuckDB (another test loaded it here)
-    assert run_stage("demo", _work, base_parser("demo", None)) == 0
-    assert gc.get_freeze_count() > 0  # the interpreter's last collection will skip these objects
-
-
-def test_a_stage_called_from_python_leaves_the_collector_alone(unfrozen: object) -> None:
-    """Tests and notebooks call ``cli([...])`` in a process that goes on: nothing may be frozen there."""
+def test_a_stage_called_from_python_returns_and_the_process_goes_on() -> None:
+    """Tests and notebooks call ``cli([...])``: the process must go on (were it ended, this test would not pass)."""
     assert run_stage("demo", _work, base_parser("demo", None), []) == 0
-    assert gc.get_freeze_count() == 0
 
 
-def test_a_user_error_is_one_message_and_exit_code_2(unfrozen: object, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_user_error_is_one_message_and_exit_code_2(capsys: pytest.CaptureFixture[str]) -> None:
     def fail(args: argparse.Namespace) -> None:
         raise UserError("the book has no customers")
 
     assert run_stage("demo", fail, base_parser("demo", None), []) == EXIT_USER_ERROR
     assert "demo failed: the book has no customers" in capsys.readouterr().err
-    assert gc.get_freeze_count() == 0
+
+
+def test_a_command_ends_without_teardown_but_runs_its_exit_handlers(tmp_path: Path) -> None:
+    """The interpreter's teardown is skipped (about 1 s a stage), not the exit handlers or the streams' flushes:
+    an atexit handler's file, buffered stdout and the log's last line all arrive."""
+    done = _command(tmp_path, """
+        import atexit, os, sys
+        from pathlib import Path
+        from pipelines.cli import base_parser, run_stage
+        atexit.register(lambda: Path(os.environ["DEMO_DIR"], "handler_ran").write_text("yes"))
+        class Teardown:  # freed when the interpreter tears its modules down, which a finished command skips
+            def __del__(self, marker=str(Path(os.environ["DEMO_DIR"], "torn_down")), fd_open=os.open,
+                        flags=os.O_CREAT | os.O_WRONLY):  # bound now: module globals may be gone by then
+                fd_open(marker, flags)
+        kept = Teardown()
+        def work(args):
+            print("buffered on stdout", end="")
+        sys.exit(run_stage("demo", work, base_parser("demo", None)))
+    """)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "handler_ran").read_text() == "yes"
+    assert not (tmp_path / "torn_down").exists()
+    assert done.stdout == "buffered on stdout"
+    assert "demo done" in done.stderr
 
 
 def test_a_stage_that_loaded_duckdb_exits_without_a_leak_report(tmp_path: Path) -> None:
-    """DuckDB's bindings report every object of theirs not freed at exit; a frozen heap frees none of them."""
-    script = tmp_path / "stage.py"
-    script.write_text(
-        "import sys, duckdb\n"
-        "from pipelines.cli import base_parser, run_stage\n"
-        "def work(args):\n"
-        "    duckdb.connect().execute('SELECT 42').fetchall()\n"
-        "sys.exit(run_stage('demo', work, base_parser('demo', None)))\n", encoding="utf-8")
-    repo = Path(__file__).resolve().parents[3]
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=repo,
-                          env={**os.environ, "PYTHONPATH": str(repo)})
+    """DuckDB's bindings report every object of theirs not freed at exit (as they did with a frozen heap)."""
+    done = _command(tmp_path, """
+        import sys, duckdb
+        from pipelines.cli import base_parser, run_stage
+        def work(args):
+            duckdb.connect().execute("SELECT 42").fetchall()
+        sys.exit(run_stage("demo", work, base_parser("demo", None)))
+    """)
     assert done.returncode == 0, done.stderr
-    assert "demo done" in done.stderr and "leaked" not in done.stderr
+    assert "demo done" in done.stderr and "leak" not in done.stderr
+
+
+def test_a_command_with_a_thread_still_running_exits_normally(tmp_path: Path) -> None:
+    """A non-daemon thread is joined at a normal exit: the command must not end under it."""
+    done = _command(tmp_path, """
+        import os, sys, threading, time
+        from pathlib import Path
+        from pipelines.cli import base_parser, run_stage
+        def late():
+            time.sleep(0.5)
+            Path(os.environ["DEMO_DIR"], "thread_done").write_text("yes")
+        def work(args):
+            threading.Thread(target=late).start()
+        sys.exit(run_stage("demo", work, base_parser("demo", None)))
+    """)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "thread_done").read_text() == "yes"
+
+
+def test_a_failed_command_exits_with_code_2(tmp_path: Path) -> None:
+    done = _command(tmp_path, """
+        import sys
+        from pipelines.cli import base_parser, run_stage
+        from pipelines.errors import UserError
+        def work(args):
+            raise UserError("no customers")
+        sys.exit(run_stage("demo", work, base_parser("demo", None)))
+    """)
+    assert done.returncode == EXIT_USER_ERROR
+    assert "demo failed: no customers" in done.stderr
