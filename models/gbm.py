@@ -181,14 +181,15 @@ def unused_features(booster: lgb.Booster) -> list[str]:
 
 
 def predict_output(booster: lgb.Booster, spec: FeatureSpec, df: pd.DataFrame, target_transform: str | None,
-                   calibrator: dict[str, Any] | None) -> np.ndarray:
+                   calibrator: dict[str, Any] | None, X: np.ndarray | None = None) -> np.ndarray:
     """What a saved model means for ``df``: premium in CNY (log1p target) or a calibrated probability.
 
     The one definition shared by the pipeline's scoring, the registered MLflow model and its signature.
+    ``X``: ``matrix(df, spec)`` when the caller already built it (models that share a feature spec share it).
     """
     from models import calibration
 
-    raw = predict(booster, matrix(df, spec))
+    raw = predict(booster, matrix(df, spec) if X is None else X)
     if target_transform == "log1p":
         return np.expm1(raw)
     return calibration.apply(calibrator, raw) if calibrator is not None else raw

@@ -73,3 +73,39 @@ def test_the_labelled_rows_read_as_one_frame_a_stage_can_add_columns_to(tmp_path
         warnings.simplefilter("error", pd.errors.PerformanceWarning)
         for i in range(5):
             got[f"added_{i}"] = 1.0
+
+
+def test_models_sharing_a_feature_spec_share_one_matrix_and_predict_as_alone(monkeypatch) -> None:
+    """``predict_each`` builds one design matrix for consecutive models with the same spec (one at a time alive),
+    and every output equals the model's own ``predict``."""
+    from models import gbm
+
+    rng = np.random.default_rng(3)
+    n = 2000
+    df = pd.DataFrame({"x": rng.normal(size=n), "z": rng.normal(size=n),
+                       "band": rng.choice(["a", "b"], n).astype(object)})
+    shared = gbm.FeatureSpec(["x", "z"], {"band": ["a", "b"]})
+    other = gbm.FeatureSpec(["z"], {})
+    params = gbm.GBMParams(learning_rate=0.1, num_leaves=8, min_child_samples=10, feature_fraction=1.0,
+                           bagging_fraction=1.0, bagging_freq=0, lambda_l2=0.0, max_rounds=30,
+                           early_stopping_rounds=10, seed=1, num_threads=1)
+
+    def model(spec: gbm.FeatureSpec, y: np.ndarray, cal: dict | None) -> scoring.LoadedModel:
+        X = gbm.design(df, spec)
+        booster = gbm.fit(X[:1500], y[:1500], X[1500:], y[1500:], params, "binary")
+        return scoring.LoadedModel(booster, spec, {"target_transform": None}, cal)
+
+    y1 = (df["x"] + (df["band"] == "a") > 0.5).to_numpy(float)
+    y2 = (df["x"] - df["z"] > 0).to_numpy(float)
+    loaded = {"purchase": model(shared, y1, {"method": "identity"}),
+              "lapse": model(shared, y2, {"method": "sigmoid", "a": 1.2, "b": -0.3}),
+              "value": model(other, (df["z"] > 0).to_numpy(float), None)}
+    alone = {name: m.predict(df) for name, m in loaded.items()}
+    built = []
+    real = gbm.matrix
+    monkeypatch.setattr(gbm, "matrix", lambda frame, spec: built.append(spec) or real(frame, spec))
+    got = scoring.predict_each(loaded, df)
+    assert built == [shared, other]  # one for the two that share a spec, one for the other
+    for name, want in alone.items():
+        assert np.ptp(want) > 0.1
+        np.testing.assert_array_equal(got[name], want)
