@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -94,6 +96,12 @@ def test_pipeline_bench_runs_every_stage_on_a_tiled_book_and_measures_each(tmp_p
     assert result["floor"]["exit"] == 0 and result["contacts"] > 0 and result["customers"] == n_base
     table = (tmp_path / "bench.md").read_text(encoding="utf-8")
     assert "**floor**" in table and "**end to end**" in table and table.count("\n") == len(stages) + 4
+    # the scoring benchmark on the workspace the run left: one matrix shared or one per model, the same outputs
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks/scoring_matrix_bench.py"), "--workspace",
+                           str(tmp_path / "work" / f"ws_{n_base}"), "--rounds", "1"], capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "scoring.predict_each" in done.stdout and re.search(r"^\| [1-9][\d,]* \| ", done.stdout, re.M)
     # a stage that fails ends the run with what was measured up to it, and says where it stopped
     assert bench.main(["--sizes", str(n_base), "--base", str(base), "--workdir", str(tmp_path / "work2"),
                        "--json", str(out), "--markdown", str(tmp_path / "bench.md"),
