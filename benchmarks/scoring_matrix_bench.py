@@ -1,6 +1,6 @@
 """Scoring a workspace's as-of snapshot: each model building its own design matrix against one shared matrix.
 
-``pipelines.scoring.score_with`` (segment, export, the Spark engine's batches) runs the purchase, lapse and value
+``pipelines.scoring.score_with`` (segment, retrain, the Spark engine's batches) runs the purchase, lapse and value
 models on the same rows; they share a feature spec, and ``scoring.predict_each`` builds its matrix once. This
 times both ways, alternated in one process, on a workspace that ``pipeline_bench.py`` (or ``make run``) left
 behind, and checks that the outputs are equal.
