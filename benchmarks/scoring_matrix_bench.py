@@ -23,6 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from pipelines import scoring  # noqa: E402
+from pipelines.errors import UserError, require  # noqa: E402
 from pipelines.params import load_params  # noqa: E402
 
 log = logging.getLogger("scoring_matrix_bench")
@@ -36,11 +37,17 @@ def main() -> int:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     os.chdir(args.workspace)
-    p = load_params("params.yaml")
+    features = Path("data/features/features.parquet")
+    try:
+        p = load_params("params.yaml")
+        require([features], "run the pipeline in the workspace first (make run, or benchmarks/pipeline_bench.py)")
+        loaded = {n: scoring.load_model(n, Path("data/models"), Path("data/calibrators")) for n in scoring.SCORED}
+    except UserError as e:
+        log.error("%s: %s", args.workspace, e)
+        return 2
     t = time.perf_counter()
-    df = scoring.read_scoring_rows(Path("data/features/features.parquet"), p.book.as_of, p.capabilities)
+    df = scoring.read_scoring_rows(features, p.book.as_of, p.capabilities)
     log.info("read %s scoring rows in %.1fs", f"{len(df):,}", time.perf_counter() - t)
-    loaded = {n: scoring.load_model(n, Path("data/models"), Path("data/calibrators")) for n in scoring.SCORED}
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
     ref: dict[str, np.ndarray] | None = None
     for r in range(args.rounds):

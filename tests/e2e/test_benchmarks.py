@@ -102,6 +102,11 @@ def test_pipeline_bench_runs_every_stage_on_a_tiled_book_and_measures_each(tmp_p
                           timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "scoring.predict_each" in done.stdout and re.search(r"^\| [1-9][\d,]* \| ", done.stdout, re.M)
+    (tmp_path / "empty").mkdir()  # a workspace the pipeline never ran in: one line naming what is missing
+    (tmp_path / "empty" / "params.yaml").write_text((REPO / "params.yaml").read_text(encoding="utf-8"))
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks/scoring_matrix_bench.py"), "--workspace",
+                           str(tmp_path / "empty")], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and "features.parquet not found" in done.stderr and "Traceback" not in done.stderr
     # a stage that fails ends the run with what was measured up to it, and says where it stopped
     assert bench.main(["--sizes", str(n_base), "--base", str(base), "--workdir", str(tmp_path / "work2"),
                        "--json", str(out), "--markdown", str(tmp_path / "bench.md"),
