@@ -150,12 +150,21 @@ def _contacts(w: World, rng: np.random.Generator, cid: np.ndarray) -> pd.DataFra
         "agent_id": np.where(agent >= 0,  # type: ignore[call-overload]
                              np.char.add("A", np.char.zfill(np.maximum(agent, 0).astype(str), 4)),
                              None).astype(object),
-        "campaign_id": np.array([camp_code.get(int(x)) for x in ct["campaign"]], dtype=object)
-        if m else np.array([], dtype=object),
+        "campaign_id": campaign_codes(ct["campaign"], camp_code),
         "holdout": ct["holdout"],
     })
-    contacts = contacts.sort_values(["contact_ts", "contact_id"], kind="stable").reset_index(drop=True)
-    return contacts
+    # in time order, ties in contact_id order: the ids number the rows as recorded, so a stable sort of the
+    # timestamps alone gives the same order as sorting by (contact_ts, contact_id), without comparing 852k texts
+    return contacts.take(np.argsort(contacts["contact_ts"].to_numpy(), kind="stable")).reset_index(drop=True)
+
+
+def campaign_codes(campaign: np.ndarray, codes: dict[int, str]) -> np.ndarray:
+    """Each contact's campaign code: None outside a campaign (id -1) or for an id without a code."""
+    table = np.full(max(codes, default=-1) + 2, None, dtype=object)  # the last slot answers -1 and unknown ids
+    for k, code in codes.items():
+        table[k] = code
+    ids = np.asarray(campaign, dtype=np.int64)
+    return table[np.where((ids >= 0) & (ids < len(table) - 1), ids, len(table) - 1)]
 
 
 def book_tables(w: World, p: SyntheticParams, rng: np.random.Generator) -> dict[str, pd.DataFrame]:

@@ -223,3 +223,29 @@ def test_a_code_set_lookup_answers_as_isin_does() -> None:
     assert member(CH, "visit", "event").sum() == 2 and member(CH, "visit", "event")[CH.index("visit")]
     with pytest.raises(ValueError):
         member(CH, "fax")  # a misspelt code fails loudly, not as an empty set
+
+
+def test_campaign_codes_map_ids_and_leave_the_rest_empty() -> None:
+    """Contacts outside a campaign (id -1) and ids without a code get None; the others their code."""
+    from features.simulator.tables import campaign_codes
+
+    got = campaign_codes(np.array([-1, 1, 3, 2, 7, 3], dtype=np.int32), {1: "CMP-A", 3: "CMP-C"})
+    assert got.dtype == object
+    assert got.tolist() == [None, "CMP-A", "CMP-C", None, None, "CMP-C"]
+    assert campaign_codes(np.array([], dtype=np.int32), {}).tolist() == []
+    assert campaign_codes(np.array([-1, 0]), {}).tolist() == [None, None]
+
+
+def test_contacts_are_in_time_order_with_ties_in_id_order(small_params: Params) -> None:
+    """The extract lists contacts by time, ties by contact id (ids number the rows as they were recorded)."""
+    from features.simulator.tables import book_tables
+    from features.simulator.world import World
+
+    sp = _tiny(small_params, n=600)
+    world = World(sp, np.random.default_rng(sp.seed))
+    for t in range(sp.size.history_days):
+        world.step(t)
+    contacts = book_tables(world, sp, np.random.default_rng(1))["contacts"]  # before dirty rows are injected
+    expected = contacts.sort_values(["contact_ts", "contact_id"], kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(contacts, expected)  # (the default book's ties: its bytes are in dvc.lock)
+    assert contacts["contact_id"].is_unique
