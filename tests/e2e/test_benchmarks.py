@@ -147,3 +147,20 @@ def test_monthly_features_bench_reruns_incrementally_and_checks_the_tables_equal
     log = (tmp_path / "monthly_20000" / "stages.log").read_text(encoding="utf-8")
     reads = [int(n) for n in re.findall(r"(\d+) of \d+ snapshots read back", log)]
     assert reads[0] == 0 and reads[1] > 0  # last month filled the cache, this month read it back
+
+
+def test_timed_stage_runs_the_interpreter_and_logs_start_end_and_exit_code(tmp_path: Path) -> None:
+    """benchmarks/timed_stage.sh stands in for the interpreter pipelines/stage.sh starts: it must pass the arguments
+    and the exit code through, and log both ends of the process."""
+    log = tmp_path / "stages.log"
+    env = {"PATH": "/usr/bin:/bin", "STAGE_TIMES": str(log), "TIMED_PYTHON": sys.executable}
+    script = str(REPO / "benchmarks" / "timed_stage.sh")
+    ok = subprocess.run([script, "-c", "print('hello')"], env=env, capture_output=True, text=True)
+    failed = subprocess.run([script, "-c", "import sys; sys.exit(3)"], env=env, capture_output=True, text=True)
+    assert (ok.returncode, ok.stdout.strip(), failed.returncode) == (0, "hello", 3)
+    lines = [line.split() for line in log.read_text().splitlines()]
+    assert [row[0] for row in lines] == ["start", "end", "start", "end"]
+    assert [lines[1][2], lines[3][2]] == ["0", "3"]
+    assert float(lines[0][1]) <= float(lines[1][1]) <= float(lines[2][1])
+    missing = subprocess.run([script, "-c", "pass"], env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    assert missing.returncode != 0 and "STAGE_TIMES" in missing.stderr
