@@ -54,7 +54,12 @@ it to turn contributions into readable reasons.
   validated table (contacts, claims and customers before `s`; policies as they stood before its horizon,
   later lapse, surrender and maturity dates blanked). Next month only the snapshots whose fingerprint changed
   are computed: the new scoring snapshot, the one whose labels matured, and any after a corrected old row.
-  Last month's scoring snapshot serves this month's sampled snapshot of that date. The table is the same
+  Last month's scoring snapshot serves this month's sampled snapshot of that date. The validate stage sums the
+  row hashes per table and day as it writes the tables (`data/interim/fingerprints.json`), so a re-run does
+  not scan the whole history again; the features stage takes them itself when that file was written for
+  other files (each table's size and Parquet footer are checked). The scoring snapshot is written straight
+  into the table and kept in the cache as a hard link to it (a copy where the file system has no hard
+  links). The table is the same
   with or without the cache (tested column for column, after a new month and after a correction);
   `features.engine.cache: false` turns it off, and deleting the folder is always safe.
 

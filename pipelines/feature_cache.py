@@ -8,6 +8,12 @@ through the current, smaller sample's predicate (a growing book lowers the share
 threshold on a hash of the customer id, so the smaller sample is a subset and its rows are unchanged);
 last month's scoring snapshot, all customers, serves this month's sampled training snapshot of that date.
 
+The scoring snapshot (5M rows at 5M customers) is not written to parts at all: the stage writes it straight into
+the feature table, and its entry is a hard link to that table plus ``rows.sql``, the predicate that picks its rows
+(``adopt``; a copy of the rows where the file system has no hard links).
+
+The entries are keyed by the validate stage's fingerprints of the tables (``pipelines.interim``).
+
 The cache is not a DVC output: what the stage writes is the same with or without it
 (``tests/unit/pipelines/test_feature_cache.py``), so it only saves time. A run keeps the entries it used and
 removes the rest, so the folder holds one run's snapshots. Writes go to a temporary folder renamed into
@@ -18,8 +24,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,21 +35,33 @@ from typing import Any
 import duckdb
 
 from features.snapshots.dialect import DUCKDB, SAMPLE_SCALE
-from features.snapshots.fingerprint import TABLES, Prefix, day_sums_sql, snapshot_key
+from features.snapshots.fingerprint import Prefix, snapshot_key
 
+log = logging.getLogger(__name__)
 ALL = "all"
+ROWS = "rows.sql"  # in an adopted entry: which rows of its table are the snapshot's
 
 
 @dataclass(frozen=True)
 class Entry:
-    """A snapshot's rows: the part files in ``folder``, read through ``where`` (SQL, "" = every row)."""
+    """A snapshot's rows: the part files in ``folder``, read through ``sample`` (this run's sample predicate when
+    the entry holds a larger sample; "" = every row).
+
+    An entry may also hold a whole feature table, hard-linked (``adopt``): its ``rows.sql`` then says which rows
+    are the snapshot's, and every read applies it."""
 
     folder: Path
-    where: str = ""
+    sample: str = ""
 
     def files(self) -> list[str]:
         """The part files in their order (customer-key ranges: ``000.parquet``, ``001.parquet``, ...)."""
         return [p.as_posix() for p in sorted(self.folder.glob("*.parquet"))]
+
+    @property
+    def where(self) -> str:
+        rows = self.folder / ROWS
+        own = rows.read_text(encoding="utf-8") if rows.is_file() else ""
+        return " AND ".join(w for w in (own, self.sample) if w)
 
     def select(self) -> str:
         sql = f"SELECT * FROM read_parquet({files_sql(self.files())})"
@@ -50,25 +70,46 @@ class Entry:
     def stats(self, con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         """Rows and label rates of the snapshot (the stage's report), computed once and kept in ``stats.json``."""
         path = self.folder / "stats.json"
-        if path.is_file() and not self.where:
+        if path.is_file() and not self.sample:
             return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
-        n, purchase, lapse, defined = con.execute("SELECT COUNT(*), AVG(purchase_h), AVG(lapse_h), COUNT(lapse_h) "
-                                                  f"FROM ({self.select()})").fetchall()[0]
-        stats = {"rows": n, "purchase_rate": purchase, "lapse_rate": lapse, "lapse_defined": defined}
-        if not self.where:
+        stats = snapshot_stats(con, self.select())
+        if not self.sample:
             path.write_text(json.dumps(stats), encoding="utf-8")
         return stats
+
+
+def snapshot_stats(con: duckdb.DuckDBPyConnection, select: str) -> dict[str, Any]:
+    """Rows and label rates of the snapshot whose rows ``select`` reads."""
+    n, purchase, lapse, defined = con.execute("SELECT COUNT(*), AVG(purchase_h), AVG(lapse_h), COUNT(lapse_h) "
+                                              f"FROM ({select})").fetchall()[0]
+    return {"rows": n, "purchase_rate": purchase, "lapse_rate": lapse, "lapse_defined": defined}
 
 
 def files_sql(files: list[str]) -> str:
     return "[" + ", ".join(f"'{f}'" for f in files) + "]"
 
 
-def concatenation(entries: list[Entry]) -> str:
-    """Every entry's rows, entry after entry, each in its files' order (read with insertion order kept)."""
-    if any(e.where for e in entries):
-        raise ValueError("filter the larger cached samples into parts of their own first")
-    return f"SELECT * FROM read_parquet({files_sql([f for e in entries for f in e.files()])})"
+Select = tuple[str, Mapping[str, Any] | None]  # a SQL select and the parameters it binds
+
+
+def concatenation(pieces: Sequence[Entry | Select]) -> list[Select]:
+    """The table's selects in order (each read with insertion order kept): an entry's rows in its files' order, a
+    select (a snapshot's partition written straight into the table) in its own. Neighbouring unfiltered entries
+    are read as one file list."""
+    selects: list[Select] = []
+    run: list[str] = []
+    for piece in [*pieces, None]:
+        if isinstance(piece, Entry) and not piece.where:
+            run += piece.files()
+            continue
+        if run:
+            selects.append((f"SELECT * FROM read_parquet({files_sql(run)})", None))
+            run = []
+        if isinstance(piece, Entry):
+            selects.append((piece.select(), None))
+        elif piece is not None:
+            selects.append(piece)
+    return selects
 
 
 def _sample_name(fraction: float | None) -> str:
@@ -84,14 +125,15 @@ def _covers(cached: str, wanted: str) -> bool:
 
 
 class SnapshotCache:
-    """Entries under ``root``; ``prefixes`` are the day sums of the validated tables this run reads."""
+    """Entries under ``root``; ``prefixes`` are the running day sums of the validated tables this run reads
+    (``pipelines.interim``)."""
 
-    def __init__(self, root: Path, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, root: Path, prefixes: Mapping[str, Prefix]) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         for stale in root.glob(".tmp-*"):  # a killed run's half-written entry
             shutil.rmtree(stale, ignore_errors=True)
-        self.prefixes = {t: Prefix.of(con.execute(day_sums_sql(t)).fetchall()) for t in TABLES}
+        self.prefixes = dict(prefixes)
         self.engine = f"duckdb {duckdb.__version__}"
         self.used: set[str] = set()
         self.reused: set[str] = set()
@@ -111,8 +153,8 @@ class SnapshotCache:
                 self.used.add(folder.name)
                 self.reused.add(folder.name)
                 # a larger sample than wanted (so ``fraction`` is a number): read through this run's predicate
-                where = "" if have == wanted or fraction is None else DUCKDB.sample_predicate(fraction)
-                return Entry(folder, where)
+                sample = "" if have == wanted or fraction is None else DUCKDB.sample_predicate(fraction)
+                return Entry(folder, sample)
         return None
 
     def scratch(self, key: str) -> Path:
@@ -128,6 +170,22 @@ class SnapshotCache:
         os.replace(scratch, final)
         self.used.add(final.name)
         return Entry(final)
+
+    def adopt(self, key: str, fraction: float | None, table: Path, rows: str, con: duckdb.DuckDBPyConnection) \
+            -> Entry:
+        """Keep the snapshot whose rows are those of ``table`` satisfying ``rows`` (SQL), without writing them again:
+        a hard link to the table (Parquet files are never changed in place: the stage renames a new one over
+        it). Where the file system has no hard links, the rows are copied."""
+        scratch = self.scratch(key)
+        try:
+            os.link(table, scratch / "000.parquet")
+            (scratch / ROWS).write_text(rows, encoding="utf-8")
+        except OSError as e:
+            log.info("no hard link into the snapshot cache (%s): copying the snapshot's rows", e)
+            con.execute(f"COPY (SELECT * FROM read_parquet('{table.as_posix()}') WHERE {rows}) "
+                        f"TO '{(scratch / '000.parquet').as_posix()}' (FORMAT parquet)")
+        Entry(scratch).stats(con)
+        return self.put(key, fraction, scratch)
 
     def prune(self) -> int:
         """Remove every entry this run did not use; the number removed."""

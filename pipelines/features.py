@@ -10,36 +10,38 @@ memory stays bounded by ``features.engine.memory_limit``), and writes
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow.parquet as pq
 
 from features.intake.capabilities import LABELS
 from features.snapshots.definitions import dictionary
+from features.snapshots.fingerprint import Prefix
 from features.snapshots.plan import Snapshot, sample_fraction, snapshot_plan
 from features.snapshots.query import FeatureBoundError, SnapshotQuery, materialise, snapshot_query
-from pipelines import headline, paths, spark_engine
+from pipelines import headline, interim, paths, spark_engine
 from pipelines.cli import base_parser, progress_logger, run_stage
 from pipelines.errors import InputError, UserError, require
-from pipelines.feature_cache import Entry, SnapshotCache, concatenation
+from pipelines.feature_cache import Entry, Select, SnapshotCache, concatenation, snapshot_stats
 from pipelines.io import staged_outputs
 from pipelines.params import EngineParams, Params, load_params
 
 log = logging.getLogger("pipelines.features")
 progress = progress_logger("features")
 INTERIM, OUT, TABULAR, TABULAR_DICTIONARY = paths.INTERIM, paths.FEATURE_DIR, paths.TABULAR, paths.TABULAR_DICTIONARY
-FEATURE_CACHE = paths.FEATURE_CACHE
-EMPTY_CLAIMS = ("SELECT CAST(NULL AS VARCHAR) AS claim_id, CAST(NULL AS VARCHAR) AS policy_id, "
-                "CAST(NULL AS VARCHAR) AS customer_id, CAST(NULL AS INTEGER) AS customer_key, "
-                "CAST(NULL AS DATE) AS claim_date, "
-                "CAST(NULL AS DOUBLE) AS amount, CAST(NULL AS VARCHAR) AS status WHERE FALSE")
+FEATURE_CACHE, FINGERPRINTS = paths.FEATURE_CACHE, paths.FINGERPRINTS
+ROW_GROUP_ROWS = 122_880  # DuckDB's row group: readers prune by the snapshot date's statistics
 
 
 def connect(engine: EngineParams, spill_dir: str) -> duckdb.DuckDBPyConnection:
@@ -51,30 +53,6 @@ def connect(engine: EngineParams, spill_dir: str) -> duckdb.DuckDBPyConnection:
     con.execute(f"SET temp_directory = '{spill_dir}'")
     con.execute("SET preserve_insertion_order = false")
     return con
-
-
-def register_tables(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
-    """Views over the validated Parquet files; dates as DATE so the SQL compares like with like."""
-    casts = {
-        "customers": "* REPLACE (CAST(created_date AS DATE) AS created_date, CAST(birth_date AS DATE) AS birth_date, "
-                     "CAST(first_policy_date AS DATE) AS first_policy_date)",
-        "policies": "* REPLACE (CAST(issue_date AS DATE) AS issue_date, CAST(lapse_date AS DATE) AS lapse_date, "
-                    "CAST(surrender_date AS DATE) AS surrender_date, CAST(maturity_date AS DATE) AS maturity_date)",
-        "claims": "* REPLACE (CAST(claim_date AS DATE) AS claim_date)",
-        "contacts": "*",
-    }
-    for name, cols in casts.items():
-        path = folder / f"{name}.parquet"
-        if name == "claims" and not path.is_file():
-            log.info("no claims table: claim features are zero")
-            con.execute(f"CREATE OR REPLACE VIEW claims AS {EMPTY_CLAIMS}")
-            continue
-        require([path], "run the validate stage first (dvc repro validate)")
-        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM read_parquet('{path.as_posix()}')")
-        have = {r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()}
-        if "customer_key" not in have:
-            raise InputError(f"{path} has no customer_key column (validated by an older version): re-run the "
-                             "validate stage (dvc repro validate)")
 
 
 def tabular_features(params: Params) -> None:
@@ -103,14 +81,35 @@ def tabular_features(params: Params) -> None:
     log.info("wrote %s (%s rows)", OUT / "features.parquet", f"{len(df):,}")
 
 
+@dataclass(frozen=True)
+class Direct:
+    """The plan's last snapshot, computed over every customer (the scoring snapshot): its final selects go straight
+    into the feature table, so its rows (5M at 5M customers) are encoded once instead of written to parts and
+    read back (docs/benchmarks.md). Nothing is staged after it, so its relations are still there at the write."""
+
+    index: int  # its row in the per-snapshot report
+    date: dt.date
+    key: str  # its cache key ("" without the cache)
+
+    @property
+    def rows(self) -> str:
+        """Its rows in the written table."""
+        return f"snapshot_date = DATE '{self.date.isoformat()}'"
+
+
 def _duckdb_snapshots(con: duckdb.DuckDBPyConnection, params: Params, plan: list[Snapshot], frac: float | None,
                       n_customers: int, parts: str, cache: SnapshotCache | None) \
-        -> tuple[list[dict[str, Any]], list[Entry]]:
-    """Each snapshot's staged script on DuckDB, its final join in customer partitions, to Parquet parts;
-    a snapshot ``cache`` holds (its fingerprint unchanged) is read back instead."""
+        -> tuple[list[dict[str, Any]], list[Entry | Select], Direct | None]:
+    """Each snapshot's staged script on DuckDB, its final join in customer partitions, to Parquet parts (the
+    last, scoring snapshot: to the table itself, ``Direct``); a snapshot ``cache`` holds (its fingerprint
+    unchanged) is read back instead. Returns the per-snapshot report, the table's pieces in order and the
+    direct snapshot, whose report row is completed after the write."""
     fp, H = params.features, params.book.horizon_days
     partitions = fp.engine.partitions(n_customers)
-    per_snapshot, entries, staged = [], [], set()  # type: ignore[var-annotated]
+    per_snapshot: list[dict[str, Any]] = []
+    pieces: list[Entry | Select] = []
+    staged: set[str] = set()
+    direct = None
     for i, snap in enumerate(plan, 1):
         ts = time.perf_counter()
         sample = None if snap.scoring else frac
@@ -118,37 +117,75 @@ def _duckdb_snapshots(con: duckdb.DuckDBPyConnection, params: Params, plan: list
         key = cache.key(snapshot_query(fp, snap.date, H, snap.labels_known).as_sql(), snap.date, snap.labels_known,
                         H) if cache else ""
         entry = cache.get(key, sample) if cache else None
+        row: dict[str, Any] = {"snapshot_date": str(snap.date), "scoring": snap.scoring,
+                               "labels_known": snap.labels_known}
+        per_snapshot.append(row)  # no timings: DVC outputs are a function of code, params and data
+        query = snapshot_query(fp, snap.date, H, snap.labels_known, sample)
+        if entry is None and sample is None and i == len(plan):
+            direct = Direct(i - 1, snap.date, key)
+            pieces += [(f"SELECT * FROM ({f}) ORDER BY customer_id", query.args(f))  # key ranges in order: ROW_ORDER
+                       for f in _stage(con, query, partitions, staged)]
+            progress.info("[%d/%d] snapshot %s: staged in %.1fs; its rows are written with the table", i, len(plan),
+                          snap.date, time.perf_counter() - ts)
+            continue
         note = " (read back from the snapshot cache)" if entry else ""
         if entry is None:
             folder = cache.scratch(key) if cache else Path(parts) / f"{i:03d}"
             folder.mkdir(exist_ok=True)
-            _compute(con, snapshot_query(fp, snap.date, H, snap.labels_known, sample), partitions, staged, folder)
+            _compute(con, query, partitions, staged, folder)
             Entry(folder).stats(con)  # kept with the entry: reading them back is cheaper than the rows
             entry = cache.put(key, sample, folder) if cache else Entry(folder)
-        if entry.where:  # a larger cached sample: this run's rows, in order, to a part of their own
-            folder = Path(parts) / f"{i:03d}"
-            folder.mkdir()
-            con.execute(f"COPY ({entry.select()} ORDER BY customer_id) TO '{(folder / '000.parquet').as_posix()}' "
-                        "(FORMAT parquet)")
-            entry = Entry(folder)
-        entries.append(entry)
-        row = {"snapshot_date": str(snap.date), "scoring": snap.scoring, "labels_known": snap.labels_known,
-               **entry.stats(con)}
-        per_snapshot.append(row)  # no timings: DVC outputs are a function of code, params and data
+        pieces.append(entry)  # a larger cached sample is read through this run's predicate, in order
+        row.update(entry.stats(con))
         _progress(i, len(plan), row, time.perf_counter() - ts, note)
-    return per_snapshot, entries
+    return per_snapshot, pieces, direct
+
+
+def _stage(con: duckdb.DuckDBPyConnection, query: SnapshotQuery, partitions: int, staged: set[str]) -> list[str]:
+    """The snapshot's relations staged on ``con``; its final selects, one per customer partition."""
+    try:
+        return materialise(con, query, partitions, staged)
+    except FeatureBoundError as e:
+        raise InputError(f"{INTERIM / (e.table + '.parquet')}: {e}") from e
 
 
 def _compute(con: duckdb.DuckDBPyConnection, query: SnapshotQuery, partitions: int, staged: set[str],
              folder: Path) -> None:
-    try:
-        finals = materialise(con, query, partitions, staged)
-    except FeatureBoundError as e:
-        raise InputError(f"{INTERIM / (e.table + '.parquet')}: {e}") from e
+    finals = _stage(con, query, partitions, staged)
     for k, final in enumerate(finals):  # key ranges in order, each sorted: the snapshot in ROW_ORDER
         part = folder / f"{k:03d}.parquet"
         con.execute(f"COPY (SELECT * FROM ({final}) ORDER BY customer_id) TO '{part.as_posix()}' (FORMAT parquet)",
                     query.args(final))
+
+
+def write_table(con: duckdb.DuckDBPyConnection, selects: Sequence[Select], target: Path) -> None:
+    """The feature table: every select's rows, one after another, through one Parquet writer. One file from
+    several queries, each run on its own (a snapshot's partitions keep their hash tables small; one query
+    over all of them ran 1.5 times as long at 5M, docs/benchmarks.md)."""
+    con.execute("SET preserve_insertion_order = true")  # the selects' order is the table's (ROW_ORDER)
+    writer: pq.ParquetWriter | None = None
+    try:
+        for sql, args in selects:
+            reader = con.sql(sql, params=args).to_arrow_reader(ROW_GROUP_ROWS)
+            if writer is None:
+                writer = pq.ParquetWriter(target, reader.schema)
+            elif reader.schema != writer.schema:
+                raise RuntimeError(f"the feature table's pieces differ in their columns: {reader.schema} "
+                                   f"against {writer.schema}")
+            for batch in reader:
+                writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _finish_direct(con: duckdb.DuckDBPyConnection, direct: Direct, table: Path, row: dict[str, Any],
+                   cache: SnapshotCache | None, n: int) -> None:
+    """The direct snapshot's report row from the written table; kept in the cache as a link to the table."""
+    entry = cache.adopt(direct.key, None, table, direct.rows, con) if cache else None
+    row.update(entry.stats(con) if entry else snapshot_stats(con, f"SELECT * FROM read_parquet('{table.as_posix()}') "
+                                                                   f"WHERE {direct.rows}"))
+    progress.info("[%d/%d] snapshot %s: %s rows written", direct.index + 1, n, direct.date, f"{row['rows']:,}")
 
 
 def _progress(i: int, n: int, row: dict[str, Any], seconds: float, note: str = "") -> None:
@@ -187,13 +224,18 @@ def _spark_snapshots(params: Params, scratch: str, collect: bool = True) \
 
 
 def _open_cache(con: duckdb.DuckDBPyConnection, engine: EngineParams) -> SnapshotCache | None:
-    """The snapshot cache (``features.engine.cache``), its fingerprints of this run's validated tables taken."""
+    """The snapshot cache (``features.engine.cache``), keyed by the validate stage's fingerprints of the tables
+    (or, when those do not describe the tables in place, fingerprints taken here)."""
     if not engine.cache:
         return None
     ts = time.perf_counter()
-    cache = SnapshotCache(FEATURE_CACHE, con)
-    log.info("fingerprinted the validated tables for the snapshot cache in %.1fs", time.perf_counter() - ts)
-    return cache
+    files = interim.table_files(INTERIM)
+    doc = json.loads(FINGERPRINTS.read_text(encoding="utf-8")) if FINGERPRINTS.is_file() else None
+    prefixes, why = interim.prefixes(doc, files)
+    if prefixes is None:
+        prefixes = {t: Prefix.of(rows) for t, rows in interim.day_sums(con).items()}
+        log.info("%s: fingerprinted the validated tables here in %.1fs", why, time.perf_counter() - ts)
+    return SnapshotCache(FEATURE_CACHE, prefixes)
 
 
 def _log_plan(plan: list[Snapshot], n_customers: int, frac: float | None, engine: str) -> None:
@@ -225,25 +267,27 @@ def main(args: argparse.Namespace) -> None:
     fp, H, as_of = params.features, params.book.horizon_days, params.book.as_of
     t0 = time.perf_counter()
     cache: SnapshotCache | None = None
+    direct: Direct | None = None
     with tempfile.TemporaryDirectory(prefix="duckdb-spill-") as spill:
         con = connect(fp.engine, spill)
         with staged_outputs() as out, tempfile.TemporaryDirectory(prefix="features-", dir=spill) as parts:
             if fp.engine.kind == "spark":
                 plan, frac, per_snapshot, output = _spark_snapshots(params, parts)
-                collect = spark_engine.collect_sql(output, spark_engine.output_columns(fp))
+                selects: list[Select] = [(spark_engine.collect_sql(output, spark_engine.output_columns(fp)), None)]
             else:
-                register_tables(con, INTERIM)
+                interim.register_tables(con, INTERIM)
                 n_customers = con.execute("SELECT COUNT(*) FROM customers").fetchall()[0][0]
                 first = con.execute("SELECT CAST(MIN(contact_ts) AS DATE) FROM contacts").fetchall()[0][0]
                 plan = snapshot_plan(as_of, fp, H, history_start=first)
                 frac = sample_fraction(fp, n_customers)
                 _log_plan(plan, n_customers, frac, "DuckDB")
                 cache = _open_cache(con, fp.engine)
-                per_snapshot, entries = _duckdb_snapshots(con, params, plan, frac, n_customers, parts, cache)
-                collect = concatenation(entries)  # already in ROW_ORDER: no sort of the whole table
+                per_snapshot, pieces, direct = _duckdb_snapshots(con, params, plan, frac, n_customers, parts, cache)
+                selects = concatenation(pieces)  # already in ROW_ORDER: no sort of the whole table
             target = out.path(OUT / "features.parquet")
-            con.execute("SET preserve_insertion_order = true")  # the parts' order is the table's (ROW_ORDER)
-            con.execute(f"COPY ({collect}) TO '{target.as_posix()}' (FORMAT parquet, ROW_GROUP_SIZE 122880)")
+            write_table(con, selects, target)
+            if direct:
+                _finish_direct(con, direct, target, per_snapshot[direct.index], cache, len(plan))
             if cache:
                 log.info("snapshot cache %s: %d of %d snapshots read back, %d computed; %d stale entries removed",
                          cache.root, len(cache.reused), len(plan), len(plan) - len(cache.reused), cache.prune())

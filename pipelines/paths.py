@@ -26,6 +26,7 @@ QUARANTINE = INTERIM / "quarantine"
 CUSTOMERS = INTERIM / "customers.parquet"
 CONTACTS = INTERIM / "contacts.parquet"
 TABULAR = INTERIM / "tabular.parquet"
+FINGERPRINTS = INTERIM / "fingerprints.json"  # validate's day sums of the tables it wrote (pipelines.interim)
 TABULAR_DICTIONARY = INTERIM / "tabular_dictionary.json"
 VALIDATE_SCRATCH = DATA / "scratch" / "validate"  # a chunked table's spill files; removed when the stage ends
 

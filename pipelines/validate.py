@@ -15,10 +15,13 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pandas as pd
 
 from features.intake.chunked import chunkable
@@ -33,7 +36,7 @@ from features.intake.validation import (
     customer_index,
     validate_table,
 )
-from pipelines import headline, paths
+from pipelines import headline, interim, paths
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError, RejectThresholdError
 from pipelines.io import iter_table, read_table, staged_outputs
@@ -41,7 +44,7 @@ from pipelines.params import Params, load_params
 from pipelines.validate_chunks import ChunkedResult, validate_in_chunks
 
 log = logging.getLogger("pipelines.validate")
-INTERIM, QUARANTINE = paths.INTERIM, paths.QUARANTINE
+INTERIM, QUARANTINE, FINGERPRINTS = paths.INTERIM, paths.QUARANTINE, paths.FINGERPRINTS
 
 
 def reconciliation(results: Mapping[str, TableResult | ChunkedResult], max_share: float) -> dict[str, Any]:
@@ -134,6 +137,7 @@ def validate_tabular(params: Params) -> None:
     for name in TABLE_ORDER:  # a book validated earlier in this folder is not this source
         for p in (INTERIM / f"{name}.parquet", QUARANTINE / f"{name}.parquet"):
             p.unlink(missing_ok=True)
+    FINGERPRINTS.unlink(missing_ok=True)
     roles = prep.features["role"].value_counts().to_dict()
     log.info("tabular: input %s = accepted %s + quarantined %s (%s); roles %s; %d feature columns",
              f"{prep.n_input:,}", f"{len(labelled):,}", f"{result.n_rejected:,}",
@@ -255,13 +259,16 @@ def publish(params: Params, results: dict[str, Result], sources: dict[str, str],
     for name, n in blank_lines.items():  # skipped before validation: counted here, not in input
         report["tables"][name]["blank_lines"] = n
     with staged_outputs() as out:
+        staged = {}
         for name, r in results.items():
+            staged[name] = out.path(INTERIM / f"{name}.parquet")
             if isinstance(r, ChunkedResult):
-                os.replace(r.accepted_file, out.path(INTERIM / f"{name}.parquet"))
+                os.replace(r.accepted_file, staged[name])
                 os.replace(r.quarantine_file, out.path(QUARANTINE / f"{name}.parquet"))
             else:
-                out.parquet(r.accepted, INTERIM / f"{name}.parquet")
+                r.accepted.to_parquet(staged[name], index=False)
                 out.parquet(r.quarantine, QUARANTINE / f"{name}.parquet")
+        out.json(_fingerprints(staged, params.validate_.memory_limit), FINGERPRINTS)
         headline.write(out, "validation", report)
     # an optional table that is gone, or a tabular source validated earlier here, must not leave files behind
     for p in (TABULAR, TABULAR_DICTIONARY, QUARANTINE / "tabular.parquet"):
@@ -273,6 +280,20 @@ def publish(params: Params, results: dict[str, Result], sources: dict[str, str],
         rules = ", ".join(f"{k} {v:,}" for k, v in t["rules"].items()) or "none"
         log.info("%-9s input %9s = accepted %9s + quarantined %6s (%s)", name, f"{t['input']:,}",
                  f"{t['accepted']:,}", f"{t['quarantined']:,}", rules)
+
+
+def _fingerprints(staged: Mapping[str, Path], memory_limit: str) -> dict[str, Any]:
+    """The day sums of the tables the snapshots read, taken here where the tables are written: a monthly features
+    run then keys its snapshot cache without scanning the whole history again (``pipelines.interim``)."""
+    ts = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="fingerprints-") as spill:
+        con = duckdb.connect()
+        con.execute(f"SET memory_limit = '{memory_limit}'; SET temp_directory = '{spill}'")
+        doc = interim.fingerprints(con, {t: staged[t] for t in interim.CASTS if t in staged})
+        con.close()
+    log.info("fingerprinted the validated tables for the features stage's snapshot cache in %.1fs",
+             time.perf_counter() - ts)
+    return doc
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -82,13 +82,13 @@ class Prefix:
     counts: tuple[int, ...]
 
     @classmethod
-    def of(cls, rows: Sequence[tuple[dt.date, int, int]]) -> Prefix:
-        rows = sorted((d, int(s), int(n)) for d, s, n in rows if d is not None)
+    def of(cls, rows: Sequence[tuple[dt.date | None, int, int]]) -> Prefix:
+        dated = sorted((d, int(s), int(n)) for d, s, n in rows if d is not None)  # an undated row is never seen
         sums, counts = [0], [0]
-        for _, s, n in rows:
+        for _, s, n in dated:
             sums.append(sums[-1] + s)
             counts.append(counts[-1] + n)
-        return cls(tuple(d for d, _, _ in rows), tuple(sums), tuple(counts))
+        return cls(tuple(d for d, _, _ in dated), tuple(sums), tuple(counts))
 
     def at(self, horizon: dt.date) -> tuple[int, int]:
         """(hash sum mod 2^128, rows) over the days strictly before ``horizon``."""

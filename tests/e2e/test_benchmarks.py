@@ -147,6 +147,7 @@ def test_monthly_features_bench_reruns_incrementally_and_checks_the_tables_equal
     log = (tmp_path / "monthly_20000" / "stages.log").read_text(encoding="utf-8")
     reads = [int(n) for n in re.findall(r"(\d+) of \d+ snapshots read back", log)]
     assert reads[0] == 0 and reads[1] > 0  # last month filled the cache, this month read it back
+    assert "fingerprinted the validated tables here" not in log  # both months used validate's fingerprints
 
 
 def test_timed_stage_runs_the_interpreter_and_logs_start_end_and_exit_code(tmp_path: Path) -> None:

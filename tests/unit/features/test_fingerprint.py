@@ -23,7 +23,7 @@ from features.snapshots.fingerprint import (
 )
 from features.snapshots.plan import snapshot_plan
 from features.snapshots.query import features_frame
-from pipelines.features import register_tables
+from pipelines.interim import register_tables
 from pipelines.params import Params
 
 H = 90

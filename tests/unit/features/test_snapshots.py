@@ -16,7 +16,7 @@ from features.snapshots.definitions import KEYS, dictionary, feature_defs
 from features.snapshots.plan import Snapshot, snapshot_plan
 from features.snapshots.query import features_frame
 from features.snapshots.reference import reference_snapshot
-from pipelines.features import register_tables
+from pipelines.interim import register_tables
 from pipelines.params import Params
 
 H = 90

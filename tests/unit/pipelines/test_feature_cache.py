@@ -4,8 +4,10 @@ table a full recompute writes, column for column: after the new month, and after
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -14,8 +16,9 @@ import yaml
 from features.intake.validation import validate_book
 from features.simulator.book import SyntheticBook
 from features.snapshots.definitions import ROW_ORDER
-from pipelines import features
-from pipelines.feature_cache import _covers
+from pipelines import feature_cache, features
+from pipelines import interim as interim_views
+from pipelines.feature_cache import Entry, _covers
 from pipelines.params import EngineParams
 from tests.conftest import repo_params_raw
 
@@ -43,7 +46,10 @@ def as_it_stood(tables: dict[str, pd.DataFrame], day: dt.date) -> dict[str, pd.D
         keep)], "contacts": con[con["customer_id"].isin(keep)]}
 
 
-def _workspace(root: Path, tables: dict[str, pd.DataFrame], as_of: dt.date, cache: bool) -> None:
+def _workspace(root: Path, tables: dict[str, pd.DataFrame], as_of: dt.date, cache: bool,
+               fingerprints: bool = True) -> None:
+    """The validated tables as validate writes them; with its fingerprints of them unless ``fingerprints`` is
+    False, when those of the tables before stay in place (stale: the stage must notice and take its own)."""
     raw = repo_params_raw()
     raw["book"]["profile"] = "tiny"
     raw["book"]["as_of"] = as_of.isoformat()
@@ -57,23 +63,27 @@ def _workspace(root: Path, tables: dict[str, pd.DataFrame], as_of: dt.date, cach
     interim.mkdir(parents=True, exist_ok=True)
     for name, r in validate_book({k: v.copy() for k, v in tables.items()}, as_of).items():
         r.accepted.to_parquet(interim / f"{name}.parquet", index=False)
+    if fingerprints:
+        doc = interim_views.fingerprints(duckdb.connect(), interim_views.table_files(interim))
+        (interim / "fingerprints.json").write_text(json.dumps(doc), encoding="utf-8")
 
 
 def _run(root: Path, tables: dict[str, pd.DataFrame], as_of: dt.date, cache: bool,
-         monkeypatch: pytest.MonkeyPatch) -> tuple[pd.DataFrame, list[str]]:
+         monkeypatch: pytest.MonkeyPatch, fingerprints: bool = True) -> tuple[pd.DataFrame, list[str]]:
     """(the feature table, the dates of the snapshots read back: cache entries that were there before the run)."""
-    _workspace(root, tables, as_of, cache)
+    _workspace(root, tables, as_of, cache, fingerprints)
     monkeypatch.chdir(root)
     folder = root / "data" / "cache" / "features"
     before = {p.name: p.stat().st_ino for p in folder.iterdir()} if folder.is_dir() else {}
     assert features.cli(["--params", "params.yaml"]) == 0
-    reused = sorted(str(pq.read_table(p / "000.parquet", columns=["snapshot_date"]).column(0)[0].as_py())
+    reused = sorted(str(duckdb.sql(f"SELECT MIN(snapshot_date) FROM ({Entry(p).select()})").fetchall()[0][0])
                     for p in (folder.iterdir() if folder.is_dir() else ()) if before.get(p.name) == p.stat().st_ino)
     return pq.read_table(root / "data/features/features.parquet").to_pandas(), reused
 
 
 def test_a_monthly_rerun_computes_only_what_changed_and_equals_a_full_recompute(
-        clean_book: SyntheticBook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        clean_book: SyntheticBook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(EngineParams, "partitions", lambda self, n: 3)  # several parts a snapshot, as at 5M
     assert clean_book.truth["as_of"].iloc[0].date() == THIS
     now = {k: v.copy() for k, v in clean_book.tables().items()}
@@ -103,6 +113,15 @@ def test_a_monthly_rerun_computes_only_what_changed_and_equals_a_full_recompute(
     pd.testing.assert_frame_equal(got, want)
     assert not got.equals(_run(tmp_path / "again", clean_book.tables(), THIS, False, monkeypatch)[0])
 
+    # validate's fingerprints left from before a second correction: the stage sees they describe other tables,
+    # takes its own, and recomputes exactly what the correction touched
+    now["contacts"].loc[row, "outcome"] = "reached" if now["contacts"].loc[row, "outcome"] != "reached" else "quote"
+    capsys.readouterr()
+    got, reused = _run(inc, now, THIS, True, monkeypatch, fingerprints=False)
+    assert "written for another contacts table than the one in place: fingerprinted" in capsys.readouterr().err
+    assert reused == ["2026-03-31", "2026-04-30"]
+    pd.testing.assert_frame_equal(got, _run(tmp_path / "full", now, THIS, False, monkeypatch)[0])
+
     # a run keeps only the entries it used
     assert len(list((inc / "data" / "cache" / "features").iterdir())) == 7
 
@@ -125,3 +144,24 @@ def test_a_cached_sample_serves_a_smaller_one_never_a_larger_one() -> None:
     assert _covers("t0500000", "t0400000") and _covers("t0500000", "t0500000")
     assert not _covers("t0400000", "t0500000")
     assert _covers("all", "all") and _covers("all", "t0100000") and not _covers("t0999999", "all")
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_the_scoring_snapshot_is_kept_as_a_link_to_the_table_or_a_copy_of_its_rows(
+        clean_book: SyntheticBook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, links: bool) -> None:
+    """Written once, straight into the table: the cache keeps a hard link to the table, read through the snapshot's
+    date, or, where the file system has no hard links, a copy of its rows. A second run reads it back either way,
+    after the first run's table was replaced."""
+    if not links:
+        def refuse(*_: object) -> None:
+            raise OSError(18, "Invalid cross-device link")
+        monkeypatch.setattr(feature_cache.os, "link", refuse)
+    first, _ = _run(tmp_path, clean_book.tables(), THIS, True, monkeypatch)
+    entry = next(p for p in (tmp_path / "data/cache/features").iterdir() if p.name.endswith(".all"))
+    table = tmp_path / "data/features/features.parquet"
+    assert ((entry / "000.parquet").stat().st_ino == table.stat().st_ino) is links
+    assert (entry / "rows.sql").is_file() is links
+    again, reused = _run(tmp_path, clean_book.tables(), THIS, True, monkeypatch)
+    assert reused == sorted(set(first["snapshot_date"].astype(str)))  # every snapshot, the scoring one too
+    assert (entry / "000.parquet").stat().st_ino != table.stat().st_ino  # a new table: the entry kept the old rows
+    pd.testing.assert_frame_equal(again, first)

@@ -21,7 +21,7 @@ from features.snapshots.definitions import KEYS, ROW_ORDER, dictionary
 from features.snapshots.dialect import DUCKDB, SPARK
 from features.snapshots.plan import snapshot_plan
 from features.snapshots.query import features_frame
-from pipelines.features import register_tables
+from pipelines.interim import register_tables
 from pipelines.params import Params
 from tests.conftest import repo_params_raw
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from pipelines import interim
 from pipelines import validate as stage
 from pipelines.errors import RejectThresholdError
 from pipelines.params import Params
@@ -109,6 +111,13 @@ def test_chunked_stage_writes_what_the_whole_stage_writes(raw_book: Path, small_
         assert not list((root / "data").rglob(".*.tmp-*"))
     assert written["chunked"].keys() == written["whole"].keys()
     assert any(f.name == "contacts.parquet" for f in written["whole"])
+    for label in written:  # validate's fingerprints describe the files it published: features will use them
+        docs = {f: json.loads(t) for f, t in written[label].items() if f.name == "fingerprints.json"}
+        [(f, doc)] = docs.items()
+        sums, why = interim.prefixes(doc, interim.table_files(tmp_path / label / f.parent))
+        assert sums is not None, why
+        assert sums["contacts"].counts[-1] == len(written[label][f.parent / "contacts.parquet"])
+        written[label][f] = json.dumps({t: v["days"] for t, v in doc["tables"].items()})  # the files' bytes differ
     for f, df in written["whole"].items():
         if isinstance(df, str):
             assert written["chunked"][f] == df, f

@@ -1,0 +1,103 @@
+"""The validated tables as the snapshot SQL reads them (DuckDB views), and their fingerprints.
+
+Shared wiring: ``validate`` fingerprints the tables it publishes (``fingerprints``, written beside them as
+``data/interim/fingerprints.json``), so that a monthly ``features`` run need not scan 100M contacts again to
+know which snapshots changed; ``features`` reads them back (``prefixes``) and falls back to fingerprinting the
+tables itself when the file is missing, of another format, or was written for other files (each table's
+size and the hash of its Parquet footer, which records every row group's offsets, sizes and statistics).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from features.snapshots.fingerprint import TABLES, Prefix, day_sums_sql
+from pipelines.errors import InputError, require
+
+log = logging.getLogger(__name__)
+FORMAT = 1  # bump when the file's layout or the views' casts change
+EMPTY_CLAIMS = ("SELECT CAST(NULL AS VARCHAR) AS claim_id, CAST(NULL AS VARCHAR) AS policy_id, "
+                "CAST(NULL AS VARCHAR) AS customer_id, CAST(NULL AS INTEGER) AS customer_key, "
+                "CAST(NULL AS DATE) AS claim_date, "
+                "CAST(NULL AS DOUBLE) AS amount, CAST(NULL AS VARCHAR) AS status WHERE FALSE")
+CASTS = {
+    "customers": "* REPLACE (CAST(created_date AS DATE) AS created_date, CAST(birth_date AS DATE) AS birth_date, "
+                 "CAST(first_policy_date AS DATE) AS first_policy_date)",
+    "policies": "* REPLACE (CAST(issue_date AS DATE) AS issue_date, CAST(lapse_date AS DATE) AS lapse_date, "
+                "CAST(surrender_date AS DATE) AS surrender_date, CAST(maturity_date AS DATE) AS maturity_date)",
+    "claims": "* REPLACE (CAST(claim_date AS DATE) AS claim_date)",
+    "contacts": "*",
+}
+OPTIONAL = ("claims",)
+
+
+def table_files(folder: Path) -> dict[str, Path]:
+    """The snapshot tables' files in ``folder`` (an optional table that is absent is left out)."""
+    return {name: folder / f"{name}.parquet" for name in CASTS
+            if name not in OPTIONAL or (folder / f"{name}.parquet").is_file()}
+
+
+def register_tables(con: duckdb.DuckDBPyConnection, tables: Path | Mapping[str, Path]) -> None:
+    """Views over the validated Parquet files (a folder, or each table's file); dates as DATE so the SQL compares
+    like with like."""
+    files = table_files(tables) if isinstance(tables, Path) else dict(tables)
+    for name, cols in CASTS.items():
+        if name not in files and name in OPTIONAL:
+            log.info("no claims table: claim features are zero")
+            con.execute(f"CREATE OR REPLACE VIEW claims AS {EMPTY_CLAIMS}")
+            continue
+        path = files[name]
+        require([path], "run the validate stage first (dvc repro validate)")
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM read_parquet('{path.as_posix()}')")
+        have = {r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()}
+        if "customer_key" not in have:
+            raise InputError(f"{path} has no customer_key column (validated by an older version): re-run the "
+                             "validate stage (dvc repro validate)")
+
+
+def file_identity(path: Path) -> dict[str, Any]:
+    """A Parquet file's size and the SHA-256 of its footer: any rewrite of its rows changes one of them."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        fh.seek(size - 8)
+        length = int.from_bytes(fh.read(4), "little")
+        fh.seek(max(0, size - 8 - length))
+        footer = fh.read(length)
+    return {"bytes": size, "footer_sha256": hashlib.sha256(footer).hexdigest()}
+
+
+def day_sums(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[dt.date | None, int, int]]]:
+    """Per registered table, ``(day, hash sum, rows)``: one scan each (``features.snapshots.fingerprint``)."""
+    return {t: [(d, int(s), int(n)) for d, s, n in con.execute(day_sums_sql(t)).fetchall()] for t in TABLES}
+
+
+def fingerprints(con: duckdb.DuckDBPyConnection, files: Mapping[str, Path]) -> dict[str, Any]:
+    """The document ``validate`` writes: each table's day sums and the identity of the file they describe."""
+    register_tables(con, files)
+    sums = day_sums(con)
+    return {"format": FORMAT, "tables": {
+        t: {"file": file_identity(files[t]) if t in files else None,
+            "days": [[None if d is None else d.isoformat(), str(s), n] for d, s, n in sums[t]]} for t in TABLES}}
+
+
+def prefixes(doc: Mapping[str, Any] | None, files: Mapping[str, Path]) -> tuple[dict[str, Prefix] | None, str]:
+    """The day sums' running totals from ``validate``'s document, or None and why they cannot be used."""
+    if doc is None:
+        return None, "no fingerprints from the validate stage"
+    if doc.get("format") != FORMAT:
+        return None, f"fingerprints of another format ({doc.get('format')}, this version reads {FORMAT})"
+    out = {}
+    for t in TABLES:
+        entry = doc["tables"].get(t)
+        if entry is None or entry["file"] != (file_identity(files[t]) if t in files else None):
+            return None, f"the fingerprints were written for another {t} table than the one in place"
+        out[t] = Prefix.of([(None if d is None else dt.date.fromisoformat(d), int(s), int(n))
+                            for d, s, n in entry["days"]])
+    return out, ""
