@@ -77,7 +77,8 @@ def _params():  # noqa: ANN202
 
 
 def measure_duckdb(folder: Path, baseline: str | None) -> dict[str, object]:
-    from pipelines.features import connect, register_tables
+    from pipelines.features import connect
+    from pipelines.interim import register_tables
 
     snapshots = _old_snapshots(baseline) if baseline else __import__("features.snapshots.query", fromlist=["x"])
     fp, H = _params()
@@ -90,7 +91,8 @@ def measure_duckdb(folder: Path, baseline: str | None) -> dict[str, object]:
         t = time.perf_counter()
         query = snapshots.snapshot_query(fp, AS_OF, H, labels_known=False)
         for k, final in enumerate(snapshots.materialise(con, query, fp.engine.partitions(n))):
-            con.execute(f"COPY ({final}) TO '{tmp}/scoring.{k}.parquet' (FORMAT parquet)", query.args(final))
+            args = query.args(final) if hasattr(query, "args") else None  # the baseline's SQL bound no parameters
+            con.execute(f"COPY ({final}) TO '{tmp}/scoring.{k}.parquet' (FORMAT parquet)", args)
         seconds = time.perf_counter() - t
         rows = con.execute(f"SELECT COUNT(*) FROM read_parquet('{tmp}/scoring.*.parquet')").fetchall()[0][0]
         con.close()

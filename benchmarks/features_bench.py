@@ -186,7 +186,8 @@ def _run(con, query, path: str, partitions: int) -> None:  # noqa: ANN001
 def measure_duckdb(folder: Path, n_train: int) -> dict[str, object]:
     from features.snapshots.plan import sample_fraction, snapshot_plan
     from features.snapshots.query import snapshot_query
-    from pipelines.features import connect, register_tables
+    from pipelines.features import connect
+    from pipelines.interim import register_tables
 
     fp, H = _params()
     out: dict[str, object] = {}
