@@ -225,19 +225,47 @@ class _Dual:
     sum_c cap_c lam_c + sum_{a,c} cap_ac mu_ac, with reduced = gain - lam_c - mu_{agent(i), c}."""
 
     def __init__(self, m: np.ndarray, caps: np.ndarray, agent: np.ndarray | None, agent_caps: np.ndarray) -> None:
-        self.m, self.caps, self.agent_caps = m, caps, agent_caps
+        # column-major: every row maximum over a few channels reads contiguous columns (45x faster at 1M x 3)
+        self.m, self.caps, self.agent_caps = np.asfortranarray(m), caps, agent_caps
         self.has_agent = agent >= 0 if agent is not None else np.zeros(len(m), bool)
         self.ar = np.maximum(agent, 0) if agent is not None else np.zeros(len(m), int)
         self.n_agents = int(agent.max(initial=-1)) + 1 if agent is not None else 0
         self.lam = np.zeros(m.shape[1])
         self.mu = np.zeros((max(self.n_agents, 1), m.shape[1]))
+        # kept until lam or mu change: the line searches read them many times at the same prices (at 1M
+        # customers, recomputing the agent term was half the solver's time)
+        self._agent_term: np.ndarray | None = None
+        self._at_lam: tuple[np.ndarray, float] | None = None  # (reduced, dual value) at self.lam
+
+    def set_prices(self, lam: np.ndarray | None = None, mu_column: tuple[int, np.ndarray] | None = None) -> None:
+        """Move to new channel prices ``lam`` or one column of the agent prices (``(column, prices)``)."""
+        if lam is not None:
+            self.lam = lam
+        if mu_column is not None:
+            self.mu[:, mu_column[0]] = mu_column[1]
+            self._agent_term = None
+        self._at_lam = None
 
     def reduced(self, lam: np.ndarray | None = None) -> np.ndarray:
-        lam = self.lam if lam is None else lam
-        return self.m - lam[None, :] - np.where(self.has_agent[:, None], self.mu[self.ar], 0.0)
+        if lam is None:
+            return self._current()[0]
+        if self._agent_term is None:
+            self._agent_term = np.asfortranarray(np.where(self.has_agent[:, None], self.mu[self.ar], 0.0))
+        return self.m - lam[None, :] - self._agent_term
 
     def value(self, lam: np.ndarray) -> float:
-        r = self.reduced(lam)
+        return self._value(self.reduced(lam), lam)
+
+    def current_value(self) -> float:
+        return self._current()[1]
+
+    def _current(self) -> tuple[np.ndarray, float]:
+        if self._at_lam is None:
+            r = self.reduced(self.lam)
+            self._at_lam = (r, self._value(r, self.lam))
+        return self._at_lam
+
+    def _value(self, r: np.ndarray, lam: np.ndarray) -> float:
         agents = float((self.mu[: self.n_agents] * self.agent_caps[None, :]).sum()) if self.n_agents else 0.0
         return float(np.maximum(r.max(axis=1), 0.0).sum() + (self.caps * lam).sum()) + agents
 
@@ -261,8 +289,9 @@ class _Dual:
         if t <= 0:
             return False
         new = self.lam + (t if up else -t) * subset
-        if self.value(new) < self.value(self.lam) - 1e-9 * max(1.0, abs(self.value(self.lam))):
-            self.lam = np.maximum(new, 0.0)
+        now = self.current_value()
+        if self.value(new) < now - 1e-9 * max(1.0, abs(now)):
+            self.set_prices(lam=np.maximum(new, 0.0))
             return True
         return False
 
@@ -270,8 +299,8 @@ class _Dual:
         for jj in cols_with_caps:
             r = self.reduced()
             alt = np.maximum(np.delete(r, jj, axis=1).max(axis=1, initial=0.0), 0.0)
-            self.mu[:, jj] = _group_kth(self.m[:, jj] - self.lam[jj] - alt, agent, int(self.agent_caps[jj]),
-                                        max(self.n_agents, 1))
+            self.set_prices(mu_column=(jj, _group_kth(self.m[:, jj] - self.lam[jj] - alt, agent,
+                                                      int(self.agent_caps[jj]), max(self.n_agents, 1))))
 
 
 def _kth_margin(margin: np.ndarray, cap: int) -> float:
@@ -314,13 +343,13 @@ def solve_prices(p: Problem, max_sweeps: int = 200, tie_tol: float = 1e-7) -> tu
     subsets = [np.array([(s >> b) & 1 for b in range(k)], bool) for s in range(1, 2 ** k)]
     capped_agents = [jj for jj, j in enumerate(cols) if j in agent_caps]
     for sweep in range(max_sweeps):
-        before = dual.value(dual.lam)
+        before = dual.current_value()
         if agent is not None:
             dual.agent_sweep(agent, capped_agents)
         moved = True
         while moved:
             moved = any([dual.subset_step(s, up) for s in subsets for up in (True, False)])
-        if dual.value(dual.lam) >= before - 1e-9 * max(1.0, abs(before)) and sweep > 0:
+        if dual.current_value() >= before - 1e-9 * max(1.0, abs(before)) and sweep > 0:
             break
     else:
         log.warning("capacity prices did not settle in %d sweeps; the plan is repaired to fit capacity", max_sweeps)
