@@ -93,3 +93,15 @@ def test_a_bad_problem_is_refused_with_a_message() -> None:
         al.Problem(np.zeros((1, 1)), ("sms",), {"visit": 1})
     with pytest.raises(ValueError, match="unknown allocation method"):
         al.solve(al.Problem(np.zeros((1, 1)), ("sms",), {}), method="greedy")
+
+
+@pytest.mark.parametrize("cap", [0, 1, 3, 15])
+def test_group_kth_is_each_groups_cap_plus_first_largest_positive_margin(cap: int) -> None:
+    rng = np.random.default_rng(cap)
+    group = rng.integers(-1, 40, 3000)  # -1: no agent
+    margin = np.round(rng.normal(0.2, 1.0, 3000), 1)  # rounded: ties within groups
+    margin[group == 7] = -1.0  # a group with nothing positive
+    got = al._group_kth(margin, group, cap, 40, np.argsort(group, kind="stable"))
+    for g in range(40):
+        pos = np.sort(margin[(group == g) & (margin > 0)])[::-1]
+        assert got[g] == (pos[cap] if len(pos) > cap else 0.0), g
