@@ -229,12 +229,12 @@ def _open_cache(con: duckdb.DuckDBPyConnection, engine: EngineParams) -> Snapsho
     if not engine.cache:
         return None
     ts = time.perf_counter()
-    files = interim.table_files(INTERIM)
-    doc = json.loads(FINGERPRINTS.read_text(encoding="utf-8")) if FINGERPRINTS.is_file() else None
-    prefixes, why = interim.prefixes(doc, files)
+    prefixes, why = interim.prefixes(interim.read_fingerprints(FINGERPRINTS), interim.table_files(INTERIM))
     if prefixes is None:
         prefixes = {t: Prefix.of(rows) for t, rows in interim.day_sums(con).items()}
         log.info("%s: fingerprinted the validated tables here in %.1fs", why, time.perf_counter() - ts)
+    else:
+        log.info("snapshot cache keyed by the validate stage's fingerprints of the tables (%s)", FINGERPRINTS)
     return SnapshotCache(FEATURE_CACHE, prefixes)
 
 

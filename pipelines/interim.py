@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -87,16 +88,25 @@ def fingerprints(con: duckdb.DuckDBPyConnection, files: Mapping[str, Path]) -> d
             "days": [[None if d is None else d.isoformat(), str(s), n] for d, s, n in sums[t]]} for t in TABLES}}
 
 
+def read_fingerprints(path: Path) -> dict[str, Any] | None:
+    """``validate``'s document, or None when there is none or it cannot be read (the stage then takes its own)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
 def prefixes(doc: Mapping[str, Any] | None, files: Mapping[str, Path]) -> tuple[dict[str, Prefix] | None, str]:
     """The day sums' running totals from ``validate``'s document, or None and why they cannot be used."""
     if doc is None:
         return None, "no fingerprints from the validate stage"
-    if doc.get("format") != FORMAT:
+    if doc.get("format") != FORMAT or not isinstance(doc.get("tables"), dict):
         return None, f"fingerprints of another format ({doc.get('format')}, this version reads {FORMAT})"
     out = {}
     for t in TABLES:
         entry = doc["tables"].get(t)
-        if entry is None or entry["file"] != (file_identity(files[t]) if t in files else None):
+        if not isinstance(entry, dict) or entry.get("file") != (file_identity(files[t]) if t in files else None):
             return None, f"the fingerprints were written for another {t} table than the one in place"
         out[t] = Prefix.of([(None if d is None else dt.date.fromisoformat(d), int(s), int(n))
                             for d, s, n in entry["days"]])

@@ -76,3 +76,10 @@ def test_file_identity_changes_with_any_rewrite_of_the_rows(tmp_path: Path) -> N
     df.loc[500, "b"] = "y"
     df.to_parquet(tmp_path / "t.parquet", index=False)
     assert interim.file_identity(tmp_path / "t.parquet") != before
+
+
+@pytest.mark.parametrize("text", ["", "{not json", "[1, 2]", '{"format": 1, "tables": []}'])
+def test_an_unreadable_fingerprints_file_is_refused_not_a_traceback(folder: Path, text: str) -> None:
+    (folder / "fingerprints.json").write_text(text, encoding="utf-8")
+    got, why = interim.prefixes(interim.read_fingerprints(folder / "fingerprints.json"), interim.table_files(folder))
+    assert got is None and why
