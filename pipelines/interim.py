@@ -75,8 +75,11 @@ def file_identity(path: Path) -> dict[str, Any]:
 
 
 def day_sums(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[dt.date | None, int, int]]]:
-    """Per registered table, ``(day, hash sum, rows)``: one scan each (``features.snapshots.fingerprint``)."""
-    return {t: [(d, int(s), int(n)) for d, s, n in con.execute(day_sums_sql(t)).fetchall()] for t in TABLES}
+    """Per registered table, ``(day, hash sum, rows)``: one scan each (``features.snapshots.fingerprint``), sorted
+    (a parallel GROUP BY returns its groups in any order; the file validate writes must be the same every run,
+    or DVC would see a new ``data/interim`` each time)."""
+    return {t: sorted(((d, int(s), int(n)) for d, s, n in con.execute(day_sums_sql(t)).fetchall()),
+                      key=lambda r: (r[0] is None, r[0] or dt.date.min, r[1], r[2])) for t in TABLES}
 
 
 def fingerprints(con: duckdb.DuckDBPyConnection, files: Mapping[str, Path]) -> dict[str, Any]:
