@@ -9,8 +9,8 @@ threshold on a hash of the customer id, so the smaller sample is a subset and it
 last month's scoring snapshot, all customers, serves this month's sampled training snapshot of that date.
 
 The scoring snapshot (5M rows at 5M customers) is not written to parts at all: the stage writes it straight into
-the feature table, and its entry is a hard link to that table plus ``rows.sql``, the predicate that picks its rows
-(``adopt``; a copy of the rows where the file system has no hard links).
+the feature table, and its entry is a hard link to that table plus ``snapshot_date``, the date whose rows are the
+snapshot's (``adopt``; a copy of the rows where the file system has no hard links).
 
 The entries are keyed by the validate stage's fingerprints of the tables (``pipelines.interim``).
 
@@ -39,7 +39,12 @@ from features.snapshots.fingerprint import Prefix, snapshot_key
 
 log = logging.getLogger(__name__)
 ALL = "all"
-ROWS = "rows.sql"  # in an adopted entry: which rows of its table are the snapshot's
+DATE_FILE = "snapshot_date"  # in an adopted entry: the date whose rows of its table are the snapshot's
+
+
+def rows_of(date: dt.date) -> str:
+    """The rows of one snapshot in the feature table."""
+    return f"snapshot_date = DATE '{date.isoformat()}'"
 
 
 @dataclass(frozen=True)
@@ -47,8 +52,8 @@ class Entry:
     """A snapshot's rows: the part files in ``folder``, read through ``sample`` (this run's sample predicate when
     the entry holds a larger sample; "" = every row).
 
-    An entry may also hold a whole feature table, hard-linked (``adopt``): its ``rows.sql`` then says which rows
-    are the snapshot's, and every read applies it."""
+    An entry may also hold a whole feature table, hard-linked (``adopt``): its ``snapshot_date`` file then names
+    the snapshot's rows, and every read selects them."""
 
     folder: Path
     sample: str = ""
@@ -59,8 +64,8 @@ class Entry:
 
     @property
     def where(self) -> str:
-        rows = self.folder / ROWS
-        own = rows.read_text(encoding="utf-8") if rows.is_file() else ""
+        dated = self.folder / DATE_FILE
+        own = rows_of(dt.date.fromisoformat(dated.read_text(encoding="utf-8").strip())) if dated.is_file() else ""
         return " AND ".join(w for w in (own, self.sample) if w)
 
     def select(self) -> str:
@@ -171,21 +176,20 @@ class SnapshotCache:
         self.used.add(final.name)
         return Entry(final)
 
-    def adopt(self, key: str, fraction: float | None, table: Path, rows: str, con: duckdb.DuckDBPyConnection) \
-            -> Entry:
-        """Keep the snapshot whose rows are those of ``table`` satisfying ``rows`` (SQL), without writing them again:
-        a hard link to the table (Parquet files are never changed in place: the stage renames a new one over
-        it). Where the file system has no hard links, the rows are copied."""
+    def adopt(self, key: str, table: Path, date: dt.date, con: duckdb.DuckDBPyConnection) -> Entry:
+        """Keep the snapshot of ``date`` (every customer: the scoring snapshot) from the written ``table`` without
+        writing its rows again: a hard link to the table (Parquet files are never changed in place: the stage
+        renames a new one over it). Where the file system has no hard links, the rows are copied."""
         scratch = self.scratch(key)
         try:
             os.link(table, scratch / "000.parquet")
-            (scratch / ROWS).write_text(rows, encoding="utf-8")
+            (scratch / DATE_FILE).write_text(date.isoformat(), encoding="utf-8")
         except OSError as e:
             log.info("no hard link into the snapshot cache (%s): copying the snapshot's rows", e)
-            con.execute(f"COPY (SELECT * FROM read_parquet('{table.as_posix()}') WHERE {rows}) "
+            con.execute(f"COPY (SELECT * FROM read_parquet('{table.as_posix()}') WHERE {rows_of(date)}) "
                         f"TO '{(scratch / '000.parquet').as_posix()}' (FORMAT parquet)")
         Entry(scratch).stats(con)
-        return self.put(key, fraction, scratch)
+        return self.put(key, None, scratch)
 
     def prune(self) -> int:
         """Remove every entry this run did not use; the number removed."""

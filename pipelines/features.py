@@ -33,7 +33,7 @@ from features.snapshots.query import FeatureBoundError, SnapshotQuery, materiali
 from pipelines import headline, interim, paths, spark_engine
 from pipelines.cli import base_parser, progress_logger, run_stage
 from pipelines.errors import InputError, UserError, require
-from pipelines.feature_cache import Entry, Select, SnapshotCache, concatenation, snapshot_stats
+from pipelines.feature_cache import Entry, Select, SnapshotCache, concatenation, rows_of, snapshot_stats
 from pipelines.io import staged_outputs
 from pipelines.params import EngineParams, Params, load_params
 
@@ -90,11 +90,6 @@ class Direct:
     index: int  # its row in the per-snapshot report
     date: dt.date
     key: str  # its cache key ("" without the cache)
-
-    @property
-    def rows(self) -> str:
-        """Its rows in the written table."""
-        return f"snapshot_date = DATE '{self.date.isoformat()}'"
 
 
 def _duckdb_snapshots(con: duckdb.DuckDBPyConnection, params: Params, plan: list[Snapshot], frac: float | None,
@@ -182,9 +177,9 @@ def write_table(con: duckdb.DuckDBPyConnection, selects: Sequence[Select], targe
 def _finish_direct(con: duckdb.DuckDBPyConnection, direct: Direct, table: Path, row: dict[str, Any],
                    cache: SnapshotCache | None, n: int) -> None:
     """The direct snapshot's report row from the written table; kept in the cache as a link to the table."""
-    entry = cache.adopt(direct.key, None, table, direct.rows, con) if cache else None
+    entry = cache.adopt(direct.key, table, direct.date, con) if cache else None
     row.update(entry.stats(con) if entry else snapshot_stats(con, f"SELECT * FROM read_parquet('{table.as_posix()}') "
-                                                                   f"WHERE {direct.rows}"))
+                                                                   f"WHERE {rows_of(direct.date)}"))
     progress.info("[%d/%d] snapshot %s: %s rows written", direct.index + 1, n, direct.date, f"{row['rows']:,}")
 
 

@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,17 @@ def fingerprints(con: duckdb.DuckDBPyConnection, files: Mapping[str, Path]) -> d
             "days": [[None if d is None else d.isoformat(), str(s), n] for d, s, n in sums[t]]} for t in TABLES}}
 
 
+def take_fingerprints(files: Mapping[str, Path], memory_limit: str = "3GB") -> dict[str, Any]:
+    """``fingerprints`` on a connection of their own, spilling to a temporary folder (what validate writes)."""
+    with tempfile.TemporaryDirectory(prefix="fingerprints-") as spill:
+        con = duckdb.connect()
+        try:
+            con.execute(f"SET memory_limit = '{memory_limit}'; SET temp_directory = '{spill}'")
+            return fingerprints(con, files)
+        finally:
+            con.close()
+
+
 def read_fingerprints(path: Path) -> dict[str, Any] | None:
     """``validate``'s document, or None when there is none or it cannot be read (the stage then takes its own)."""
     try:
@@ -111,6 +123,9 @@ def prefixes(doc: Mapping[str, Any] | None, files: Mapping[str, Path]) -> tuple[
         entry = doc["tables"].get(t)
         if not isinstance(entry, dict) or entry.get("file") != (file_identity(files[t]) if t in files else None):
             return None, f"the fingerprints were written for another {t} table than the one in place"
-        out[t] = Prefix.of([(None if d is None else dt.date.fromisoformat(d), int(s), int(n))
-                            for d, s, n in entry["days"]])
+        try:
+            out[t] = Prefix.of([(None if d is None else dt.date.fromisoformat(d), int(s), int(n))
+                                for d, s, n in entry["days"]])
+        except (TypeError, ValueError, KeyError):
+            return None, f"the fingerprints of the {t} table cannot be read"
     return out, ""

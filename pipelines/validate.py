@@ -15,13 +15,11 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pandas as pd
 
 from features.intake.chunked import chunkable
@@ -286,11 +284,7 @@ def _fingerprints(staged: Mapping[str, Path], memory_limit: str) -> dict[str, An
     """The day sums of the tables the snapshots read, taken here where the tables are written: a monthly features
     run then keys its snapshot cache without scanning the whole history again (``pipelines.interim``)."""
     ts = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="fingerprints-") as spill:
-        con = duckdb.connect()
-        con.execute(f"SET memory_limit = '{memory_limit}'; SET temp_directory = '{spill}'")
-        doc = interim.fingerprints(con, {t: staged[t] for t in interim.CASTS if t in staged})
-        con.close()
+    doc = interim.take_fingerprints({t: staged[t] for t in interim.CASTS if t in staged}, memory_limit)
     log.info("fingerprinted the validated tables for the features stage's snapshot cache in %.1fs",
              time.perf_counter() - ts)
     return doc

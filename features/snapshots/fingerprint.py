@@ -41,7 +41,7 @@ POLICY_COLUMNS = ("customer_id", "product_line", "annual_premium", "sum_assured"
 POLICY_DATES = ("lapse_date", "surrender_date", "maturity_date")  # seen once before the horizon
 TABLES = ("customers", "policies", "claims", "contacts")
 # Bump when the cache's layout or the meaning of a fingerprint changes: old entries stop matching.
-FORMAT = 1
+FORMAT = 2  # 2: a scoring snapshot's entry may hold the whole feature table (snapshot_date)
 
 
 def day_sums_sql(table: str) -> str:

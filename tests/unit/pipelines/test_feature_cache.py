@@ -160,7 +160,7 @@ def test_the_scoring_snapshot_is_kept_as_a_link_to_the_table_or_a_copy_of_its_ro
     entry = next(p for p in (tmp_path / "data/cache/features").iterdir() if p.name.endswith(".all"))
     table = tmp_path / "data/features/features.parquet"
     assert ((entry / "000.parquet").stat().st_ino == table.stat().st_ino) is links
-    assert (entry / "rows.sql").is_file() is links
+    assert (entry / "snapshot_date").is_file() is links
     again, reused = _run(tmp_path, clean_book.tables(), THIS, True, monkeypatch)
     assert reused == sorted(set(first["snapshot_date"].astype(str)))  # every snapshot, the scoring one too
     assert (entry / "000.parquet").stat().st_ino != table.stat().st_ino  # a new table: the entry kept the old rows

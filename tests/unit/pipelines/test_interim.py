@@ -91,3 +91,11 @@ def test_the_written_fingerprints_are_in_day_order_so_the_file_is_the_same_every
         days = [d for d, _, _ in entry["days"]]
         assert days == sorted(days, key=lambda d: (d is None, d or ""))
     assert _doc(folder) == _doc(folder)
+
+
+def test_fingerprints_with_unreadable_days_are_refused_naming_the_table(folder: Path) -> None:
+    doc = _doc(folder)
+    doc["tables"]["contacts"]["days"][0][0] = "not a date"
+    got, why = interim.prefixes(doc, interim.table_files(folder))
+    assert got is None and "contacts" in why
+    assert interim.take_fingerprints(interim.table_files(folder)) == _doc(folder)  # validate's own connection
