@@ -175,8 +175,8 @@ def test_truth_scenarios_in_a_process_pool_give_the_same_truth(small_params) -> 
 
 def test_truth_with_the_policy_side_frozen_equals_recomputing_it(small_params: Params) -> None:
     """The truth's runs compute the policy side once (features.simulator.frozen): the values each day would
-    recompute, to rounding (the terms are grouped differently), and a run leaves them untouched for the next
-    replicate and scenario."""
+    recompute, to single precision's rounding (the hazards' ``exp`` are taken in float32, ``frozen.exp32``; the
+    terms are grouped differently), and a run leaves them untouched for the next replicate and scenario."""
     import copy
 
     from features.simulator import book as sy
@@ -197,7 +197,7 @@ def test_truth_with_the_policy_side_frozen_equals_recomputing_it(small_params: P
         want = sy._scenario(plain, inforce_at, sp, 7, scenario)
         got = sy._scenario(fast, inforce_at, sp, 7, scenario)
         for w, g in zip(want, got, strict=True):
-            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-12)
         assert want[1].sum() > 0  # lapse hazard accumulated
     for name in ("n_inforce", "prem_inforce", "burden", "base", "claim_rate", "eta_fixed", "lapse_fixed",
                  "lapse_scale", "inbound_p"):
