@@ -50,8 +50,11 @@ def build_scores(seg: pd.DataFrame, scoring_rows: pd.DataFrame, dictionary: list
     names = columns or score_file.NAMES
     model = scoring.load_model(reasons_model, models_dir)
     wanted = seg["customer_id"] if explain is None else seg["customer_id"][explain]
-    rows = scoring_rows.set_index("customer_id").loc[wanted].reset_index()
-    why = _reasons(model, rows, {d["name"]: d for d in dictionary})
+    at = pd.Index(scoring_rows["customer_id"]).get_indexer(wanted.to_numpy())  # no indexed copy of the snapshot
+    if (at < 0).any():
+        raise InputError(f"{int((at < 0).sum()):,} customer(s) of the segment table have no row in {FEATURES} at "
+                         f"{seg['as_of'].iloc[0]} (e.g. {wanted[at < 0].iloc[0]}): re-run the segment stage")
+    why = _reasons(model, scoring_rows, at, {d["name"]: d for d in dictionary})
     if explain is not None:  # a row's reasons do not depend on the others: the rest are simply empty
         why = why.set_axis(np.flatnonzero(explain)).reindex(range(len(seg))).astype(object).fillna("")
     # columns gathered first and framed once: inserting ~40 columns one by one fragments a 5M-row frame
@@ -86,23 +89,24 @@ def build_scores(seg: pd.DataFrame, scoring_rows: pd.DataFrame, dictionary: list
     return frame[names]
 
 
-def _reasons(model: scoring.LoadedModel, rows: pd.DataFrame, dictionary: dict[str, dict[str, Any]],
+def _reasons(model: scoring.LoadedModel, rows: pd.DataFrame, at: np.ndarray, dictionary: dict[str, dict[str, Any]],
              chunk: int = REASON_CHUNK) -> pd.DataFrame:
-    """Each row's reasons, ``chunk`` rows at a time: a row's contributions and reasons do not depend on the
-    others, so the result is the same, the contributions and the object copy of the values stay bounded (at 1M
-    customers the whole-table copy peaked near 12 GiB), and a long export says how far it is."""
+    """The reasons of ``rows``' rows at positions ``at``, in that order, ``chunk`` rows at a time: a row's
+    contributions and reasons do not depend on the others, so the result is the same, the contributions and the
+    object copy of the values stay bounded (at 1M customers the whole-table copy peaked near 12 GiB), and a long
+    export says how far it is."""
     parts, started = [], time.perf_counter()
-    for start in range(0, len(rows), chunk):
-        part = rows.iloc[start:start + chunk]
+    for start in range(0, len(at), chunk):
+        part = rows.iloc[at[start:start + chunk]]
         contrib = reasons.contributions(model.booster, gbm.design(part, model.spec), model.meta.get("linear_centre"))
         parts.append(reasons.top_reasons(contrib, part, dictionary, k=score_file.N_REASONS))
-        if len(rows) > chunk:
-            log.info("reasons: %s of %s customers (%.0f s)", f"{min(start + chunk, len(rows)):,}", f"{len(rows):,}",
+        if len(at) > chunk:
+            log.info("reasons: %s of %s customers (%.0f s)", f"{min(start + chunk, len(at)):,}", f"{len(at):,}",
                      time.perf_counter() - started)
     if not parts:
-        return reasons.top_reasons(pd.DataFrame(columns=model.spec.columns, dtype=float), rows, dictionary,
+        return reasons.top_reasons(pd.DataFrame(columns=model.spec.columns, dtype=float), rows.iloc[:0], dictionary,
                                    k=score_file.N_REASONS)
-    return pd.concat(parts)
+    return pd.concat(parts).set_axis(range(len(at)))
 
 
 def check_schema(df: pd.DataFrame, names: list[str] | None = None) -> None:
@@ -148,7 +152,6 @@ def scores_frame(seg: pd.DataFrame, as_of: dt.date, registry: dict[str, Any], pa
     the customers ``export.reasons`` names; the columns of the source's profile (``caps``; default: a book's)."""
     caps = caps or for_source("tables", synthetic=False)
     name, cols = score_file.profile(caps)
-    scoring_rows = scoring.read_scoring_rows(FEATURES, as_of, caps)
     dictionary = json.loads(DICTIONARY.read_text(encoding="utf-8"))
     names = [c.name for c in cols]
     explain: np.ndarray | None = None
@@ -158,6 +161,9 @@ def scores_frame(seg: pd.DataFrame, as_of: dt.date, registry: dict[str, Any], pa
         explain = reasons.to_explain(seg["priority_tier"], seg["channel"] if channels else None,
                                      params.export.reasons.tiers, channels)
         scope = {"customers": "acted", "tiers": list(params.export.reasons.tiers), "planned_channels": channels}
+    # a book's rows of the customers explained only; every row otherwise (all explained, or a small tabular file)
+    scoring_rows = (scoring.read_customers(FEATURES, as_of, seg["customer_id"][explain].tolist())
+                    if explain is not None and caps.snapshots else scoring.read_scoring_rows(FEATURES, as_of, caps))
     by = [f"tiers {'/'.join(params.export.reasons.tiers)}"] * bool(params.export.reasons.tiers) + \
         [f"planned {'/'.join(scope['planned_channels'])} touches"] * bool(scope.get("planned_channels"))
     log.info("building the score file for %s: %s customers (%s profile), reasons for %s", as_of, f"{len(seg):,}",

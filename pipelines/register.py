@@ -103,8 +103,9 @@ def main(args: argparse.Namespace) -> None:
     train_report = json.loads(TRAIN_REPORT.read_text(encoding="utf-8"))
     cal_report = json.loads(CAL_REPORT.read_text(encoding="utf-8"))
     as_of = pd.Timestamp(params.book.as_of)
-    scoring_rows = scoring.read_scoring_rows(FEATURES, as_of.date(), params.capabilities).sort_values("customer_id")
-    if scoring_rows.empty:
+    first_rows = scoring.first_scoring_rows(FEATURES, as_of.date(), params.capabilities,
+                                            params.registry.input_example_rows)
+    if first_rows.empty:
         raise InputError(f"{FEATURES} has no rows for the as-of date {as_of.date()} (book.as_of)")
     prefix = params.registry.model_name_prefix
     registry: dict[str, Any] = {"as_of": str(as_of.date()), "models": {}}
@@ -116,7 +117,7 @@ def main(args: argparse.Namespace) -> None:
             files = _inputs(model)
             meta = json.loads(files["meta"].read_text(encoding="utf-8"))
             columns = gbm.FeatureSpec.from_dict(meta["features"]).columns
-            example = signature_frame(scoring_rows.head(params.registry.input_example_rows), columns,
+            example = signature_frame(first_rows, columns,
                                       list(meta["features"]["categorical"]))
             expected = scoring.load_model(model, MODELS, CALIBRATORS).predict(example)
             name = f"{prefix}-{model}"

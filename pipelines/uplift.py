@@ -41,26 +41,46 @@ CHANNELS = list(tr.PLANNABLE_CHANNELS)
 BAU = {"purchase": "bau_p_purchase", "lapse": "bau_p_lapse"}
 
 
-def _rows(params: Params, split: dict[str, Any]) -> pd.DataFrame:
-    """Labelled snapshot rows of every role with their treatment, arms and direct-purchase label."""
-    feats = scoring.read_labelled(FEATURES, params.capabilities)
-    feats = feats[feats["purchase_h"].notna()].reset_index(drop=True)
+def _labelled(params: Params, split: dict[str, Any]) -> pd.DataFrame:
+    """Labelled snapshot rows of every role (train, valid, calib, test, later), every column, with their role.
+
+    Filtered and given the column once: each ``assign``, boolean filter and ``reset_index`` of this frame copied
+    all of it (2.4M rows x 140 columns with a 5M book's training sample)."""
+    feats = scoring.read_labelled(FEATURES, params.capabilities)  # a book's: every purchase label present
     dates = iso_days(feats["snapshot_date"])
     role = pd.Series(None, index=feats.index, dtype=object)
     for name in ("valid", "calib", "test"):
         role[dates == split[name]] = name
     role[dates.isin(split["train"])] = "train"
     role[(dates > split["valid"]) & role.isna()] = "later"  # purged gaps after validation: out of time too
-    feats = feats.assign(role=role)[role.notna()].reset_index(drop=True)
+    keep = (role.notna() & feats["purchase_h"].notna()).to_numpy()
+    if not keep.all():
+        feats = feats[keep]
+        feats.index = pd.RangeIndex(len(feats))
+    feats["role"] = role.to_numpy()[keep]
+    return feats
+
+
+def _treated(rows: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """``rows`` with their treatment, arms and direct-purchase label (on the columns ``_used`` keeps: the
+    treatments' merge copies its input)."""
     con = duckdb.connect()
     con.execute(f"CREATE VIEW contacts AS SELECT * FROM read_parquet('{CONTACTS.as_posix()}')")
     u = params.uplift
-    snaps = sorted(pd.to_datetime(feats["snapshot_date"]).dt.date.unique())
+    snaps = sorted(pd.to_datetime(rows["snapshot_date"]).dt.date.unique())
     found = tr.treatments(con, snaps, u.treatment_window_days, u.experiment_window_days)
-    out = tr.assign_treatment(feats, found)
+    out = tr.assign_treatment(rows, found)
     out["purchase_direct"] = tr.direct_purchase(con, out, params.book.horizon_days).to_numpy()
     con.close()
     return out
+
+
+def _rows(params: Params, split: dict[str, Any]) -> pd.DataFrame:
+    """The learners' and the evaluation's rows: labelled, with their role, calibrated business-as-usual
+    probabilities (predicted on every feature), treatment, arms and direct-purchase label, and only the columns
+    ``_used`` keeps (the full-width rows are dropped before the treatments are joined)."""
+    narrow = _used(_with_baselines(_labelled(params, split)), params)
+    return _used(_treated(narrow, params), params)
 
 
 def _with_baselines(rows: pd.DataFrame) -> pd.DataFrame:
@@ -292,7 +312,7 @@ def main(args: argparse.Namespace) -> None:
     tracking.ensure_store()
     require((FEATURES, DICTIONARY, CONTACTS, TRAIN_REPORT), "run the earlier stages first (dvc repro calibrate)")
     split = json.loads(TRAIN_REPORT.read_text(encoding="utf-8"))["split"]
-    rows = _used(_with_baselines(_rows(params, split)), params)
+    rows = _rows(params, split)
     log.info("treatments: %s", rows["treatment"].value_counts(dropna=False).to_dict())
     train, valid = _check_inputs(rows, params)
     has_arm = rows[[f"arm_{c}" for c in CHANNELS]].notna().any(axis=1)

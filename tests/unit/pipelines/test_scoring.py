@@ -109,3 +109,39 @@ def test_models_sharing_a_feature_spec_share_one_matrix_and_predict_as_alone(mon
     for name, want in alone.items():
         assert np.ptp(want) > 0.1
         np.testing.assert_array_equal(got[name], want)
+    # in chunks (the last one short): one matrix per chunk and spec, no more than a chunk's rows each, the same outputs
+    built.clear()
+    monkeypatch.setattr(gbm, "matrix", lambda frame, spec: built.append(len(frame)) or real(frame, spec))
+    chunked = scoring.predict_each(loaded, df, chunk_rows=700)
+    assert built == [700, 700, 700, 700, 600, 600]
+    for name, want in alone.items():
+        np.testing.assert_array_equal(chunked[name], want)
+    assert all(len(v) == 0 for v in scoring.predict_each(loaded, df.iloc[:0]).values())
+
+
+def test_some_customers_read_as_they_filter_from_their_whole_snapshot(tmp_path: Path) -> None:
+    """``read_customers`` (the export's explained customers) gives the rows and dtypes of the whole snapshot's read,
+    even where the rows read hold none of a column's nulls (an integer column is float64 beside its nulls, a
+    boolean one objects), and ``first_scoring_rows`` the smallest ids in id order."""
+    path = tmp_path / "features.parquet"
+    whole = _table(path)
+    rng = np.random.default_rng(5)
+    as_of = whole["snapshot_date"] == DATES[-1]
+    gappy = pd.array(rng.integers(0, 9, len(whole)), dtype="Int64")
+    flag = pd.array(rng.integers(0, 2, len(whole)).astype(bool), dtype="boolean")
+    first_null = int(np.flatnonzero(as_of)[3])
+    gappy[first_null], flag[first_null] = None, None
+    table = pa.Table.from_pandas(whole.assign(gappy=gappy, flag=flag), preserve_index=False)
+    pq.write_table(table.replace_schema_metadata(None), path, row_group_size=500)
+    snapshot = scoring.read_snapshots(path, [DATES[-1]])
+    assert snapshot["gappy"].dtype == "float64" and snapshot["flag"].dtype == object
+    ids = snapshot["customer_id"]
+    wanted = ids.drop(index=3).sample(40, random_state=1).tolist()  # not the row with the nulls
+    got = scoring.read_customers(path, DATES[-1], wanted)
+    expected = snapshot[ids.isin(wanted)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected)
+    assert got["n_quote_90d"].dtype == "int32"  # a column without nulls keeps its integer type
+    assert scoring.read_customers(path, DATES[-1], []).empty
+    first = scoring.first_scoring_rows(path, DATES[-1], for_source("tables", synthetic=False), 5)
+    pd.testing.assert_frame_equal(first.reset_index(drop=True),
+                                  snapshot.sort_values("customer_id").head(5).reset_index(drop=True))
