@@ -76,14 +76,18 @@ def explain(customer_id: str, top: int = 8, last_contacts: int = 5) -> dict[str,
     params = load_params()
     as_of = params.book.as_of
     require((paths.FEATURES, paths.SEGMENTS), "run the pipeline first (make run)")
-    rows = scoring.read_scoring_rows(paths.FEATURES, as_of, params.capabilities)
-    row = rows[rows["customer_id"].astype(str) == customer_id]
+    if params.capabilities.snapshots:  # the one customer's row, typed as the whole snapshot (5M x 136 at 5M)
+        row = scoring.read_customers(paths.FEATURES, as_of, [customer_id])
+    else:
+        rows = scoring.read_scoring_rows(paths.FEATURES, as_of, params.capabilities)
+        row = rows[rows["customer_id"].astype(str) == customer_id]
     if row.empty:
-        like = ", ".join(map(str, rows["customer_id"].head(3)))
+        ids = (pd.read_parquet(paths.FEATURES, columns=["customer_id"], filters=[("snapshot_date", "in", [as_of])])
+               if params.capabilities.snapshots else rows)["customer_id"]
+        like = ", ".join(map(str, ids.head(3)))
         raise UserError(f"customer {customer_id!r} is not in the scoring snapshot of {as_of} ({paths.FEATURES}): "
                         f"check the id (customer ids look like {like})")
-    seg = pd.read_parquet(paths.SEGMENTS)
-    seg = seg[seg["customer_id"].astype(str) == customer_id]
+    seg = pd.read_parquet(paths.SEGMENTS, filters=[("customer_id", "==", customer_id)])
     out: dict[str, Any] = {"customer_id": customer_id, "as_of": str(as_of),
                            "source_rows": source_rows(customer_id, last_contacts) if params.capabilities.snapshots
                            else {}}
