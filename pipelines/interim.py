@@ -9,12 +9,13 @@ size and the hash of its Parquet footer, which records every row group's offsets
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -92,15 +93,27 @@ def fingerprints(con: duckdb.DuckDBPyConnection, files: Mapping[str, Path]) -> d
             "days": [[None if d is None else d.isoformat(), str(s), n] for d, s, n in sums[t]]} for t in TABLES}}
 
 
-def take_fingerprints(files: Mapping[str, Path], memory_limit: str = "3GB") -> dict[str, Any]:
-    """``fingerprints`` on a connection of their own, spilling to a temporary folder (what validate writes)."""
-    with tempfile.TemporaryDirectory(prefix="fingerprints-") as spill:
+@contextlib.contextmanager
+def bounded(memory_limit: str, threads: int | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB connection within ``memory_limit`` (and ``threads``), spilling to a temporary folder.
+
+    Every stage that queries the validated tables opens it so: DuckDB's own default is 80% of the machine's
+    memory, taken beside the stage's pandas frames (the contact history at 5M customers is 85M rows)."""
+    with tempfile.TemporaryDirectory(prefix="duckdb-") as spill:
         con = duckdb.connect()
         try:
             con.execute(f"SET memory_limit = '{memory_limit}'; SET temp_directory = '{spill}'")
-            return fingerprints(con, files)
+            if threads is not None:
+                con.execute(f"SET threads = {int(threads)}")
+            yield con
         finally:
             con.close()
+
+
+def take_fingerprints(files: Mapping[str, Path], memory_limit: str = "3GB") -> dict[str, Any]:
+    """``fingerprints`` on a connection of their own, spilling to a temporary folder (what validate writes)."""
+    with bounded(memory_limit) as con:
+        return fingerprints(con, files)
 
 
 def read_fingerprints(path: Path) -> dict[str, Any] | None:

@@ -11,7 +11,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 
@@ -20,7 +19,7 @@ from models import backtest as bk
 from models import baselines, contact_plan, weekly_plan
 from models import segments as sg
 from models import uplift as up
-from pipelines import paths, scoring, spark_score
+from pipelines import interim, paths, scoring, spark_score
 from pipelines.errors import InputError, require
 from pipelines.params import Params
 
@@ -114,17 +113,17 @@ def _retier(frame: pd.DataFrame, out: pd.DataFrame, fitted: sg.CutPoints, tau_p:
     return res, fitted.model_copy(update={"tiers": tuple(tier_cuts)})
 
 
-def _recent_contacts(as_of: pd.Timestamp, days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _recent_contacts(as_of: pd.Timestamp, days: int, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Outbound touches (not campaign holdouts) of the last ``days`` days, and each customer's last one."""
-    con = duckdb.connect()
     src = f"read_parquet('{CONTACTS.as_posix()}')"
     where = "direction = 'outbound' AND NOT holdout AND contact_ts < CAST(? AS TIMESTAMP)"
-    recent = con.execute(f"SELECT customer_id, channel, CAST(contact_ts AS DATE) AS date FROM {src} WHERE {where} "
-                         "AND contact_ts >= CAST(? AS TIMESTAMP)",
-                         [as_of.to_pydatetime(), (as_of - pd.Timedelta(days=days)).to_pydatetime()]).df()
-    last = con.execute(f"SELECT customer_id, MAX(CAST(contact_ts AS DATE)) AS last_outbound_date FROM {src} "
-                       f"WHERE {where} GROUP BY customer_id", [as_of.to_pydatetime()]).df()
-    con.close()
+    engine = params.features.engine
+    with interim.bounded(engine.memory_limit, engine.threads) as con:
+        recent = con.execute(f"SELECT customer_id, channel, CAST(contact_ts AS DATE) AS date FROM {src} WHERE "
+                             f"{where} AND contact_ts >= CAST(? AS TIMESTAMP)",
+                             [as_of.to_pydatetime(), (as_of - pd.Timedelta(days=days)).to_pydatetime()]).df()
+        last = con.execute(f"SELECT customer_id, MAX(CAST(contact_ts AS DATE)) AS last_outbound_date FROM {src} "
+                           f"WHERE {where} GROUP BY customer_id", [as_of.to_pydatetime()]).df()
     return recent, last
 
 
@@ -232,7 +231,7 @@ def build(params: Params, model_set: tuple[Path, Path] = (scoring.MODELS, scorin
     log.info("scored %s customers at %s; cut-points %s (%s)", f"{len(scored):,}", as_of.date(), cuts.model_dump(),
              sp.cutpoints)
     # plan the next touch
-    recent, last = _recent_contacts(as_of, max(contact_plan.CAP_WINDOWS_DAYS) + 1)
+    recent, last = _recent_contacts(as_of, max(contact_plan.CAP_WINDOWS_DAYS) + 1, params)
     plan_in = pd.concat([scoring_rows, scored[["ml_quadrant", "priority_tier"]]], axis=1)
     plan_in = plan_in.merge(last, on="customer_id", how="left")
     rule = contact_plan.schedule_capacity(contact_plan.plan(plan_in, recent, as_of.date(), sp.plan),

@@ -17,7 +17,6 @@ import logging
 import sys
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 
@@ -26,7 +25,7 @@ from features.snapshots import treatments as tr
 from models import anchoring, transfer
 from models import uplift as up
 from models.splits import iso_days
-from pipelines import headline, paths, scoring, tracking
+from pipelines import headline, interim, paths, scoring, tracking
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError, require
 from pipelines.io import staged_outputs
@@ -64,14 +63,14 @@ def _labelled(params: Params, split: dict[str, Any]) -> pd.DataFrame:
 def _treated(rows: pd.DataFrame, params: Params) -> pd.DataFrame:
     """``rows`` with their treatment, arms and direct-purchase label (on the columns ``_used`` keeps: the
     treatments' merge copies its input)."""
-    con = duckdb.connect()
-    con.execute(f"CREATE VIEW contacts AS SELECT * FROM read_parquet('{CONTACTS.as_posix()}')")
-    u = params.uplift
-    snaps = sorted(pd.to_datetime(rows["snapshot_date"]).dt.date.unique())
-    found = tr.treatments(con, snaps, u.treatment_window_days, u.experiment_window_days)
-    out = tr.assign_treatment(rows, found)
-    out["purchase_direct"] = tr.direct_purchase(con, out, params.book.horizon_days).to_numpy()
-    con.close()
+    engine = params.features.engine
+    with interim.bounded(engine.memory_limit, engine.threads) as con:
+        con.execute(f"CREATE VIEW contacts AS SELECT * FROM read_parquet('{CONTACTS.as_posix()}')")
+        u = params.uplift
+        snaps = sorted(pd.to_datetime(rows["snapshot_date"]).dt.date.unique())
+        found = tr.treatments(con, snaps, u.treatment_window_days, u.experiment_window_days)
+        out = tr.assign_treatment(rows, found)
+        out["purchase_direct"] = tr.direct_purchase(con, out, params.book.horizon_days).to_numpy()
     return out
 
 
