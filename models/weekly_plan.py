@@ -18,6 +18,8 @@ what the monthly retrain and a re-run of the stage are for).
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +28,8 @@ import pandas as pd
 from models import allocation
 from models.contact_plan import CONSENT_BLOCKS, Cap, PlanParams, cap_free_dates, suppression
 from models.segments import TIERS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ def plan_weeks(inp: PlanInputs, weeks: int, capacity: dict[str, int], agent_capa
     last = inp.last_touch.astype(float).copy()
     planned30 = np.zeros((n, k), np.int32)
     touches: list[pd.DataFrame] = []
+    started = time.perf_counter()
     for w in range(weeks):
         value = np.where(feasible(inp, w, last, planned30, caps), inp.value, -np.inf)
         problem = allocation.Problem(value, inp.channels, capacity, inp.agent,
@@ -106,6 +111,9 @@ def plan_weeks(inp: PlanInputs, weeks: int, capacity: dict[str, int], agent_capa
                                      "value": inp.value[rows, choice[rows]]}))
         last[rows] = 7 * w
         planned30[rows, choice[rows]] += 1
+        # a week of a large book takes a while (about a minute at 5M customers): say how far the plan is
+        log.info("planned week %d of %d: %s touches for %s customers (%.0f s)", w + 1, weeks, f"{len(rows):,}",
+                 f"{n:,}", time.perf_counter() - started)
         if w >= 4:  # a touch planned four weeks ago leaves the 30-day window
             old = touches[w - 4]
             planned30[old["row"].to_numpy(), pd.Index(inp.channels).get_indexer(old["channel"])] -= 1

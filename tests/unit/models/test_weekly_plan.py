@@ -85,7 +85,7 @@ def test_every_week_keeps_consent_suppression_tiers_caps_intervals_and_capacity(
     assert (t["value"] > 0).all()
 
 
-def test_the_30_day_cap_counts_history_and_earlier_planned_weeks() -> None:
+def test_the_30_day_cap_counts_history_and_earlier_planned_weeks(caplog) -> None:
     c, _, _ = _customers(1, 0)
     c = c.assign(opted_out=False, days_since_last_complaint=np.nan, open_quote=False, days_since_last_quote=np.nan,
                  last_outbound_date=None, do_not_call=False, do_not_sms=False, priority_tier="P1",
@@ -94,7 +94,12 @@ def test_the_30_day_cap_counts_history_and_earlier_planned_weeks() -> None:
     value[0, CHANNELS.index("letter")] = 10.0  # only letters pay; letters are capped at 2 per 30 days
     recent = pd.DataFrame({"customer_id": ["C00000"], "channel": ["letter"], "date": [AS_OF - dt.timedelta(days=20)]})
     inputs = wp.build_inputs(c, value, CHANNELS, recent, AS_OF, PLAN, 6, None)
-    touches = wp.plan_weeks(inputs, 6, {}, {}, PLAN.caps)
+    with caplog.at_level("INFO", logger="models.weekly_plan"):
+        touches = wp.plan_weeks(inputs, 6, {}, {}, PLAN.caps)
+    # a long plan says how far it is, week by week, with the touches each week got
+    said = [r.getMessage() for r in caplog.records if r.name == "models.weekly_plan"]
+    assert [m.split(":")[0] for m in said] == [f"planned week {w} of 6" for w in range(1, 7)]
+    assert sum(int(m.split(": ")[1].split(" ")[0]) for m in said) == len(touches)
     days = sorted(touches["day"])
     per_30d = PLAN.caps["letter"].per_30d
     history_day = -20
