@@ -158,11 +158,16 @@ def test_reasons_in_chunks_equal_the_whole_tables_and_repeated_values_render_the
     from models import gbm
     X, model, dictionary = _explained_model()
     booster, spec = model.booster, model.spec
-    whole = delivery._reasons(model, X, dictionary, chunk=10_000)
+    everyone = np.arange(len(X))
+    whole = delivery._reasons(model, X, everyone, dictionary, chunk=10_000)
     with caplog.at_level("INFO", logger="pipelines.export"):
-        chunked = delivery._reasons(model, X, dictionary, chunk=700)
+        chunked = delivery._reasons(model, X, everyone, dictionary, chunk=700)
     pd.testing.assert_frame_equal(chunked, whole)
     assert "reasons: 3,000 of 3,000 customers" in caplog.text
+    # rows taken by position, in any order (the export's explained customers in the segment table's order)
+    some = np.random.default_rng(9).permutation(len(X))[:500]
+    pd.testing.assert_frame_equal(delivery._reasons(model, X, some, dictionary, chunk=70),
+                                  whole.iloc[some].reset_index(drop=True))
     contrib = reasons.contributions(booster, gbm.design(X, spec))
     uncached = [[reasons.render(f, X.loc[r, f], {**dictionary}) if contrib.loc[r, f] > 1e-6 else ""
                  for f in [contrib.columns[int(np.argsort(-contrib.loc[r].to_numpy(), kind="stable")[0])]]]
