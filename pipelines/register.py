@@ -117,8 +117,7 @@ def main(args: argparse.Namespace) -> None:
             files = _inputs(model)
             meta = json.loads(files["meta"].read_text(encoding="utf-8"))
             columns = gbm.FeatureSpec.from_dict(meta["features"]).columns
-            example = signature_frame(first_rows, columns,
-                                      list(meta["features"]["categorical"]))
+            example = signature_frame(first_rows, columns, list(meta["features"]["categorical"]))
             expected = scoring.load_model(model, MODELS, CALIBRATORS).predict(example)
             name = f"{prefix}-{model}"
             info = mlflow.pyfunc.log_model(
