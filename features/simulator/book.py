@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.simulator.frozen import freeze
+from features.simulator.frozen import freeze, settle
 from features.simulator.params import OUTBOUND_SALES_CHANNELS, BookSize, SyntheticParams, WorldChange, WorldParams
 from features.simulator.tables import add_missing, book_tables, inject_dirt
 from features.simulator.world import World
@@ -83,6 +83,8 @@ def _scenario(template: World, inforce_at: np.ndarray, p: SyntheticParams, strea
             sim.rng = np.random.default_rng([p.seed, stream, r, d])
             mode = sc if sc in ("bau", "none") else (sc if d == 0 else "none")
             sim.step(H + d, outbound=mode, realise=False, acc=acc)
+        if sim.frozen is not None:
+            settle(sim.frozen, acc)
         pur += -np.expm1(acc["purchase"])
         lap += -np.expm1(acc["lapse"])
     return pur / p.truth_replicates, lap / p.truth_replicates
