@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from features.snapshots.treatments import PLANNABLE_CHANNELS
 from models import backtest as bk
@@ -37,10 +38,12 @@ PLAN_INPUTS = ("customer_id", "opted_out", "days_since_last_complaint", "open_qu
 def _consent(frame: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
     """``frame`` (a snapshot just read, owned by the caller) with each customer's consent flags added as columns,
     False where the archive has none. Added in place: a join copied the whole snapshot (5M x 136 at 5M)."""
-    flags = customers.set_index("customer_id")[list(contact_plan.CONSENT_BLOCKS)]  # validated: one row per id
-    looked_up = flags.reindex(frame["customer_id"].to_numpy())
+    at = weekly_plan.rows_of(frame["customer_id"], customers["customer_id"])  # validated: one row per id
+    found = at >= 0
     for f in contact_plan.CONSENT_BLOCKS:
-        frame[f] = looked_up[f].astype("boolean").fillna(False).astype(bool).to_numpy()
+        flag = np.zeros(len(frame), bool)
+        flag[found] = customers[f].astype("boolean").fillna(False).to_numpy(bool)[at[found]]
+        frame[f] = flag
     return frame
 
 
@@ -131,11 +134,13 @@ def _agents(customer_ids: pd.Series, params: Params) -> np.ndarray | None:
     """Agent index per customer (-1 without one) when the plan caps agents and the archive names them."""
     if not params.segment.plan.per_agent:
         return None
-    cols = pd.read_parquet(CUSTOMERS).columns
-    if "agent_id" not in cols:
+    if "agent_id" not in pq.read_schema(CUSTOMERS).names:
         return None
-    agents = pd.read_parquet(CUSTOMERS, columns=["customer_id", "agent_id"]).set_index("customer_id")["agent_id"]
-    codes, _ = pd.factorize(agents.reindex(customer_ids.to_numpy()).to_numpy(), use_na_sentinel=True)
+    agents = pd.read_parquet(CUSTOMERS, columns=["customer_id", "agent_id"])  # validated: one row per id
+    at = weekly_plan.rows_of(customer_ids, agents["customer_id"])
+    agent = np.full(len(at), None, dtype=object)
+    agent[at >= 0] = agents["agent_id"].to_numpy(dtype=object)[at[at >= 0]]
+    codes, _ = pd.factorize(agent, use_na_sentinel=True)
     return codes.astype(np.int64)
 
 
