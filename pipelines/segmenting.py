@@ -156,9 +156,12 @@ def _plan_columns(scored: pd.DataFrame, plan_in: pd.DataFrame, inputs: weekly_pl
     reason = contact_plan.suppression(plan_in.reset_index(drop=True), sp.plan).to_numpy()
     reason = np.where((reason == "") & ~inputs.allowed.any(axis=1), "no_permitted_channel", reason)
     planned = first["channel"].notna().to_numpy()
+    days = first["day"].to_numpy()
+    # the plan's few distinct days, each turned into a date once (a Timedelta a row was 5 s at 1M customers)
+    date_of = {int(d): (as_of + pd.Timedelta(days=int(d))).date() for d in np.unique(days[planned])}
     out = pd.DataFrame({"channel": first["channel"].to_numpy(),
-                        "next_contact_date": [(as_of + pd.Timedelta(days=int(d))).date() if ok else None
-                                              for d, ok in zip(first["day"], planned, strict=True)],
+                        "next_contact_date": [date_of[int(d)] if ok else None
+                                              for d, ok in zip(days, planned, strict=True)],
                         "touches_planned": first["touches_planned"].to_numpy(int),
                         "suppressed": reason != "", "suppress_reason": reason})
     j = pd.Index(CHANNELS).get_indexer(first["channel"].fillna(CHANNELS[0]))
