@@ -125,7 +125,7 @@ def plan_weeks(inp: PlanInputs, weeks: int, capacity: dict[str, int], agent_capa
                                      "value": inp.value[rows, choice[rows]]}))
         last[rows] = 7 * w
         planned30[rows, choice[rows]] += 1
-        # a week of a large book takes a while (about a minute at 5M customers): say how far the plan is
+        # a week of a large book takes a while (3-5 s on the 5M benchmark book, more with more candidates): say so
         log.info("planned week %d of %d: %s touches for %s customers (%.0f s)", w + 1, weeks, f"{len(rows):,}",
                  f"{n:,}", time.perf_counter() - started)
         if w >= 4:  # a touch planned four weeks ago leaves the 30-day window
