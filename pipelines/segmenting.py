@@ -138,8 +138,9 @@ def _agents(customer_ids: pd.Series, params: Params) -> np.ndarray | None:
         return None
     agents = pd.read_parquet(CUSTOMERS, columns=["customer_id", "agent_id"])  # validated: one row per id
     at = weekly_plan.rows_of(customer_ids, agents["customer_id"])
+    found = at >= 0
     agent = np.full(len(at), None, dtype=object)
-    agent[at >= 0] = agents["agent_id"].to_numpy(dtype=object)[at[at >= 0]]
+    agent[found] = agents["agent_id"].to_numpy(dtype=object)[at[found]]
     codes, _ = pd.factorize(agent, use_na_sentinel=True)
     return codes.astype(np.int64)
 
