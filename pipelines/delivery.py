@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from features.intake.capabilities import Capabilities, for_source
+from features.keys import positions
 from models import gbm, reasons
 from models import segments as sg
 from pipelines import paths, score_file, scoring, tracking
@@ -50,7 +51,7 @@ def build_scores(seg: pd.DataFrame, scoring_rows: pd.DataFrame, dictionary: list
     names = columns or score_file.NAMES
     model = scoring.load_model(reasons_model, models_dir)
     wanted = seg["customer_id"] if explain is None else seg["customer_id"][explain]
-    at = pd.Index(scoring_rows["customer_id"]).get_indexer(wanted.to_numpy())  # no indexed copy of the snapshot
+    at = positions(wanted, scoring_rows["customer_id"])  # no indexed copy of the snapshot
     if (at < 0).any():
         raise InputError(f"{int((at < 0).sum()):,} customer(s) of the segment table have no row in {FEATURES} at "
                          f"{seg['as_of'].iloc[0]} (e.g. {wanted[at < 0].iloc[0]}): re-run the segment stage")

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from features.keys import positions
 from features.snapshots.treatments import PLANNABLE_CHANNELS
 from models import backtest as bk
 from models import baselines, contact_plan, weekly_plan
@@ -38,7 +39,7 @@ PLAN_INPUTS = ("customer_id", "opted_out", "days_since_last_complaint", "open_qu
 def _consent(frame: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
     """``frame`` (a snapshot just read, owned by the caller) with each customer's consent flags added as columns,
     False where the archive has none. Added in place: a join copied the whole snapshot (5M x 136 at 5M)."""
-    at = weekly_plan.rows_of(frame["customer_id"], customers["customer_id"])  # validated: one row per id
+    at = positions(frame["customer_id"], customers["customer_id"])  # validated: one row per id
     found = at >= 0
     for f in contact_plan.CONSENT_BLOCKS:
         flag = np.zeros(len(frame), bool)
@@ -137,7 +138,7 @@ def _agents(customer_ids: pd.Series, params: Params) -> np.ndarray | None:
     if "agent_id" not in pq.read_schema(CUSTOMERS).names:
         return None
     agents = pd.read_parquet(CUSTOMERS, columns=["customer_id", "agent_id"])  # validated: one row per id
-    at = weekly_plan.rows_of(customer_ids, agents["customer_id"])
+    at = positions(customer_ids, agents["customer_id"])
     found = at >= 0
     agent = np.full(len(at), None, dtype=object)
     agent[found] = agents["agent_id"].to_numpy(dtype=object)[at[found]]

@@ -34,6 +34,7 @@ from features.intake.validation import (
     customer_index,
     validate_table,
 )
+from features.keys import Ids, prepared
 from pipelines import headline, interim, paths
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError, RejectThresholdError
@@ -195,8 +196,8 @@ def validate_tables(params: Params, scratch: Path) -> tuple[dict[str, Result], d
     results: dict[str, Result] = {}
     sources: dict[str, str] = {}
     blank_lines: dict[str, int] = {}
-    parents: dict[str, pd.Series] = {}
-    customers: pd.Index | None = None
+    parents: dict[str, Ids] = {}
+    customers: Ids | None = None
     for name in TABLE_ORDER:
         spec = TABLES[name]
         chunks, path, is_mapped = _read_chunks(params, name)
@@ -223,10 +224,10 @@ def validate_tables(params: Params, scratch: Path) -> tuple[dict[str, Result], d
             _enough_rows(res.n_input, name, path, v.min_rows.get(name, 0))
             keys = res.accepted_keys(spec.key)
         blank_lines[name] = sum(counted)
-        results[name], parents[name] = res, pd.Index(keys)  # an Index keeps its hash table for every chunk
+        results[name], parents[name] = res, prepared(keys)  # converted once for every chunk's lookups
         if name == "customers" and isinstance(res, TableResult):  # customers refer to each other: never chunked
             parents[BIRTHS] = res.accepted.set_index("customer_id")["birth_date"]
-            customers = customer_index(res.accepted)
+            customers = prepared(customer_index(res.accepted))
             add_customer_key(res.accepted, customers)
             add_referral_key(res.accepted, customers)
         log.info("read %s: %s rows from %s%s", name, f"{res.n_input:,}", path, " (mapped)" if is_mapped else "")

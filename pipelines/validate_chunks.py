@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from features.intake.chunked import (
 )
 from features.intake.contract import TableSpec
 from features.intake.validation import add_customer_key, count_rejects
+from features.keys import Ids
 
 log = logging.getLogger("pipelines.validate")
 BATCH_ROWS = 1 << 20  # rows per row group of the written files (pandas' default)
@@ -80,7 +81,7 @@ class ChunkedResult:
 
 
 def validate_in_chunks(chunks: Iterable[pd.DataFrame], spec: TableSpec, as_of: dt.date,
-                       parents: dict[str, pd.Series], source: str, customers: pd.Index | None, folder: Path,
+                       parents: Mapping[str, Ids], source: str, customers: Ids | None, folder: Path,
                        memory_limit: str) -> ChunkedResult:
     """Validate a table chunk by chunk into ``folder`` (accepted rows in contract order, quarantine by row)."""
     if folder.exists():

@@ -19,6 +19,7 @@ chunked (``chunkable``). Pure: frames in, frames and SQL text out; the stage own
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ import pandas as pd
 from features.intake.contract import TableSpec
 from features.intake.references import reference_flags
 from features.intake.validation import check_rows, quarantine_frame
+from features.keys import Ids
 
 ROW = "_row"  # 0-based position of the row in the whole table
 RAW = "_raw:"  # prefix of a pending row's raw text columns
@@ -46,7 +48,7 @@ class CheckedChunk:
     pending: pd.DataFrame
 
 
-def check_chunk(raw: pd.DataFrame, spec: TableSpec, as_of: dt.date, parents: dict[str, pd.Series], start: int,
+def check_chunk(raw: pd.DataFrame, spec: TableSpec, as_of: dt.date, parents: Mapping[str, Ids], start: int,
                 source: str, zones: dict[str, str]) -> CheckedChunk:
     """The row rules on rows ``start``… of the table. ``zones`` carries each timestamp column's UTC offset from
     the first chunk to the next (``mixed_timezone`` compares a row with the offset the first chunk settled)."""

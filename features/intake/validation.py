@@ -19,6 +19,7 @@ from pandera.errors import SchemaErrors
 from features.intake import personal
 from features.intake.contract import AGE_MAX, AGE_MIN, TABLE_ORDER, TABLES, ColumnSpec, ContractError, TableSpec
 from features.intake.references import BIRTHS, keys_and_references
+from features.keys import Ids, positions, prepared
 
 # Rules in the order in which they explain a rejection (the first one found is the reason shown).
 RULE_PRIORITY = (
@@ -420,15 +421,15 @@ def assign_customer_keys(results: dict[str, TableResult]) -> None:
     ``customer_id``. The feature SQL groups and joins on it: integer keys hash and compare several times
     faster than text ids, and 32-bit ones faster still (docs/benchmarks.md). Internal to one run; never
     exported."""
-    index = customer_index(results["customers"].accepted)
+    index = prepared(customer_index(results["customers"].accepted))
     for res in results.values():
         add_customer_key(res.accepted, index)
     add_referral_key(results["customers"].accepted, index)
 
 
-def add_referral_key(cust: pd.DataFrame, index: pd.Index) -> None:
+def add_referral_key(cust: pd.DataFrame, index: Ids) -> None:
     """Add ``referred_by_key`` to the accepted customers (in place): the referrer's ``customer_key``."""
-    ref = index.get_indexer(cust["referred_by"].astype("string").fillna("").astype(str))
+    ref = positions(cust["referred_by"].astype("string"), index)
     cust["referred_by_key"] = pd.array(np.where(ref >= 0, ref, 0), dtype="Int32")
     cust.loc[ref < 0, "referred_by_key"] = pd.NA
 
@@ -438,7 +439,8 @@ def customer_index(customers: pd.DataFrame) -> pd.Index:
     return pd.Index(np.sort(customers["customer_id"].astype(str).to_numpy()))
 
 
-def add_customer_key(df: pd.DataFrame, index: pd.Index) -> None:
-    """Add ``customer_key`` to a table that has ``customer_id`` (in place)."""
+def add_customer_key(df: pd.DataFrame, index: Ids) -> None:
+    """Add ``customer_key`` to a table that has ``customer_id`` (in place). ``index``: ``customer_index``, as Arrow
+    (``keys.as_arrow``) when many tables or chunks are keyed against it."""
     if "customer_id" in df:
-        df["customer_key"] = index.get_indexer(df["customer_id"].astype(str)).astype("int32")
+        df["customer_key"] = positions(df["customer_id"].astype("string"), index).astype("int32")

@@ -126,16 +126,3 @@ def test_plan_shares_oracle_is_the_best_and_shares_are_bounded() -> None:
     assert out["oracle"]["share_of_oracle"] == pytest.approx(1.0)
     assert out["random"]["share_of_oracle"] < out["plan"]["share_of_oracle"] <= 1.0 + 1e-12
     assert out["plan"]["touches"] > 0 and 0 <= out["plan"]["negative_value_share"] <= 1
-
-
-@given(st.lists(st.text(alphabet="ABC012", min_size=1, max_size=4), unique=True, max_size=30),
-       st.lists(st.text(alphabet="ABC012", min_size=1, max_size=4), max_size=60),
-       st.sampled_from(["str", "object"]))
-@settings(max_examples=60, deadline=None)
-def test_rows_of_is_each_keys_position_among_the_ids_or_minus_one(ids: list[str], keys: list[str],
-                                                                  dtype: str) -> None:
-    """The plan's customer lookup (Arrow's hash lookup) agrees with a dictionary, on pandas' str and object ids."""
-    got = wp.rows_of(pd.Series(keys, dtype=dtype), pd.Series(ids, dtype=dtype))
-    where = {k: i for i, k in enumerate(ids)}
-    assert got.dtype == np.int64
-    assert got.tolist() == [where.get(k, -1) for k in keys]
