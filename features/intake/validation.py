@@ -19,6 +19,7 @@ from pandera.errors import SchemaErrors
 from features.intake import personal
 from features.intake.contract import AGE_MAX, AGE_MIN, TABLE_ORDER, TABLES, ColumnSpec, ContractError, TableSpec
 from features.intake.references import BIRTHS, keys_and_references
+from features.intake.text_checks import arrow_pattern, has_control
 from features.keys import Ids, positions, prepared
 
 # Rules in the order in which they explain a rejection (the first one found is the reason shown).
@@ -79,7 +80,6 @@ def _blank_to_na(s: pd.Series) -> pd.Series:
 
 
 PLACEHOLDERS = {"null", "nan", "none", "-", "n/a", "na", "nil", "undefined", "#n/a"}
-_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
 _OFFSET = r"(Z|[+-]\d{2}:?\d{2})$"
 
 
@@ -93,7 +93,7 @@ def _text_failures(raw: pd.DataFrame, spec: TableSpec) -> list[tuple[str, str, p
         if col.dtype != "string" or not (s.dtype == object or pd.api.types.is_string_dtype(s)):
             continue
         text = s.astype("string")
-        control = text.str.contains(_CONTROL, regex=True, na=False)
+        control = pd.Series(has_control(text), index=text.index)
         if control.any():
             out.append(("control_character", col.name, control.astype(bool)))
         if col.name in keys:
@@ -174,7 +174,7 @@ def _pandera_schema(spec: TableSpec) -> pa.DataFrameSchema:
         if c.min_value is not None and c.max_value is not None:
             checks.append(pa.Check.in_range(c.min_value, c.max_value))
         if c.regex is not None:
-            checks.append(pa.Check.str_matches(c.regex))
+            checks.append(pa.Check.str_matches(arrow_pattern(c.regex)))  # the same set, matched in Arrow
         cols[c.name] = pa.Column(dtypes[c.dtype], checks=checks, nullable=c.nullable, coerce=False)
     return pa.DataFrameSchema(cols, strict=False, name=spec.name)
 
