@@ -34,7 +34,7 @@ from features.intake.chunked import (
     settle,
 )
 from features.intake.contract import TableSpec
-from features.intake.validation import add_customer_key, count_rejects
+from features.intake.validation import count_rejects
 from features.keys import Ids
 
 log = logging.getLogger("pipelines.validate")
@@ -93,9 +93,7 @@ def validate_in_chunks(chunks: Iterable[pd.DataFrame], spec: TableSpec, as_of: d
     templates: dict[str, pd.DataFrame] = {}  # an empty frame of the pending rows' columns and dtypes
     t0 = time.perf_counter()
     for i, raw in enumerate(chunks):
-        part = check_chunk(raw, spec, as_of, parents, res.n_input, source, zones)
-        if customers is not None:
-            add_customer_key(part.pending, customers)
+        part = check_chunk(raw, spec, as_of, parents, res.n_input, source, zones, customers)
         res.n_input += len(raw)
         templates.setdefault("pending", part.pending.iloc[:0])
         part.pending.to_parquet(folder / f"pending/{i:05d}.parquet", index=False)

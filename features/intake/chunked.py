@@ -28,7 +28,7 @@ import pandas as pd
 from features.intake.contract import TableSpec
 from features.intake.references import reference_flags
 from features.intake.validation import check_rows, quarantine_frame
-from features.keys import Ids
+from features.keys import Ids, positions
 
 ROW = "_row"  # 0-based position of the row in the whole table
 RAW = "_raw:"  # prefix of a pending row's raw text columns
@@ -49,9 +49,12 @@ class CheckedChunk:
 
 
 def check_chunk(raw: pd.DataFrame, spec: TableSpec, as_of: dt.date, parents: Mapping[str, Ids], start: int,
-                source: str, zones: dict[str, str]) -> CheckedChunk:
+                source: str, zones: dict[str, str], customers: Ids | None = None) -> CheckedChunk:
     """The row rules on rows ``start``… of the table. ``zones`` carries each timestamp column's UTC offset from
-    the first chunk to the next (``mixed_timezone`` compares a row with the offset the first chunk settled)."""
+    the first chunk to the next (``mixed_timezone`` compares a row with the offset the first chunk settled).
+    ``customers``: the accepted customer ids (``validation.customer_index``, the same set as
+    ``parents["customers"]``); the pending rows then carry ``customer_key``, and that one lookup also answers
+    their customer_id reference."""
     c = check_rows(raw, spec, as_of, source, zones)
     bad = c.reason.notna()
     rows = c.df.index.to_numpy() + start
@@ -64,8 +67,13 @@ def check_chunk(raw: pd.DataFrame, spec: TableSpec, as_of: dt.date, parents: Map
     cols.update({n: parsed[n].reset_index(drop=True) for n in kept})
     # as they arrived: typed columns stay typed (a quarantine turns them into text, and few rows get there)
     cols.update({RAW + n: _spillable(c.raw.loc[ok, n]).reset_index(drop=True) for n in kept})
+    at = (positions(parsed["customer_id"].astype("string"), customers)
+          if customers is not None and "customer_id" in parsed else None)
+    known = None if at is None else {"customer_id": at >= 0}
     cols.update({f"{FLAG}{rule}:{column}": flag.to_numpy(bool)
-                 for rule, column, flag in reference_flags(parsed, spec, parents)})
+                 for rule, column, flag in reference_flags(parsed, spec, parents, known)})
+    if at is not None:
+        cols["customer_key"] = at.astype("int32")  # as validation.add_customer_key
     return CheckedChunk(q, pd.DataFrame(cols))
 
 

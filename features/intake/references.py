@@ -21,8 +21,11 @@ BIRTHS = "customers.birth_date"  # parents entry: accepted customers' birth date
 Flag = tuple[str, str, pd.Series]  # (rule, column, mask)
 
 
-def reference_flags(df: pd.DataFrame, spec: TableSpec, parents: Mapping[str, Ids]) -> list[Flag]:
-    """Rows that break a reference to another table, in the order the rules apply (self references excluded)."""
+def reference_flags(df: pd.DataFrame, spec: TableSpec, parents: Mapping[str, Ids],
+                    known: Mapping[str, np.ndarray] | None = None) -> list[Flag]:
+    """Rows that break a reference to another table, in the order the rules apply (self references excluded).
+    ``known``: per referencing column, whether each row's value is among the parent's keys, when the caller has
+    looked it up already (a chunk's customer keys answer its customer_id reference)."""
     flags: list[Flag] = []
     for fk in spec.foreign_keys:
         if fk.table == spec.name:
@@ -31,7 +34,8 @@ def reference_flags(df: pd.DataFrame, spec: TableSpec, parents: Mapping[str, Ids
         if keys is None:
             continue  # the referenced table is optional and absent
         v = df[fk.column]
-        flags.append(("orphan_reference", fk.column, (v.notna() & ~_member(v, keys)).fillna(False).astype(bool)))
+        among = _member(v, keys) if known is None or fk.column not in known else pd.Series(known[fk.column], v.index)
+        flags.append(("orphan_reference", fk.column, (v.notna() & ~among).fillna(False).astype(bool)))
     births = parents.get(BIRTHS)
     if births is not None and "issue_date" in df:  # a policy issued before its holder was born
         born = df["customer_id"].map(births)
