@@ -116,6 +116,7 @@ def schedule_capacity(planned: pd.DataFrame, priority: np.ndarray, as_of: dt.dat
     order = np.lexsort((-np.asarray(priority, float), ~urgent))  # due quote follow-ups first, then by priority
     dates = due.to_numpy().copy()
     channels = out["channel"].to_numpy()
+    moved = np.full(len(out), -1, np.int64)  # the week a touch moves to (-1: stays); dated once after the loop
     for ch, cap in weekly.items():
         if cap <= 0:
             continue
@@ -127,7 +128,9 @@ def schedule_capacity(planned: pd.DataFrame, priority: np.ndarray, as_of: dt.dat
             if used[w] >= cap:
                 full[w] = w + 1
             if w != week[i]:
-                dates[i] = np.datetime64(start + pd.Timedelta(days=7 * w))
+                moved[i] = w
+    shift = moved >= 0  # a week's first day: as-of plus whole weeks (a Timestamp a row was 9 s at 1M customers)
+    dates[shift] = np.datetime64(start) + (7 * moved[shift]).astype("timedelta64[D]")
     out["next_contact_date"] = pd.to_datetime(dates).date
     return out
 

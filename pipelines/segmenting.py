@@ -160,10 +160,11 @@ def _plan_columns(scored: pd.DataFrame, plan_in: pd.DataFrame, inputs: weekly_pl
     planned = first["channel"].notna().to_numpy()
     days = first["day"].to_numpy()
     # the plan's few distinct days, each turned into a date once (a Timedelta a row was 5 s at 1M customers)
-    date_of = {int(d): (as_of + pd.Timedelta(days=int(d))).date() for d in np.unique(days[planned])}
+    unique_days, which = np.unique(days[planned].astype(np.int64), return_inverse=True)
+    next_date = np.full(len(days), None, dtype=object)
+    next_date[planned] = np.array([(as_of + pd.Timedelta(days=int(d))).date() for d in unique_days], object)[which]
     out = pd.DataFrame({"channel": first["channel"].to_numpy(),
-                        "next_contact_date": [date_of[int(d)] if ok else None
-                                              for d, ok in zip(days, planned, strict=True)],
+                        "next_contact_date": next_date,
                         "touches_planned": first["touches_planned"].to_numpy(int),
                         "suppressed": reason != "", "suppress_reason": reason})
     j = pd.Index(CHANNELS).get_indexer(first["channel"].fillna(CHANNELS[0]))
