@@ -11,7 +11,8 @@ Pure: Series, Index or Arrow arrays in, NumPy arrays out.
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from collections.abc import Mapping
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -65,3 +66,12 @@ def member(keys: Ids, ids: Ids) -> np.ndarray:
     if k is None or v is None:
         return np.asarray(_pandas(keys).isin(_pandas(ids)), bool) & pd.notna(np.asarray(_pandas(keys), object))
     return pc.is_in(k, value_set=v, skip_nulls=True).fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+
+
+def mapped(keys: pd.Series, mapping: Mapping[Any, Any]) -> pd.Series:
+    """``keys.map(mapping)`` with each distinct key mapped once: pandas 3 maps an Arrow text column value by value
+    (a tier or quadrant per customer, 3 s at 1M customers in segment). The same values, dtype and index."""
+    codes, uniques = pd.factorize(keys)
+    distinct = list(uniques) + ([None] if (codes < 0).any() else [])  # a null maps as Series.map maps it
+    small = pd.Series(distinct, dtype=keys.dtype).map(mapping)
+    return small.take(np.where(codes < 0, len(uniques), codes)).set_axis(keys.index)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from features.keys import mapped
 from models.segments import QUADRANTS, TIERS
 
 CAP_WINDOWS_DAYS = (7, 30)  # the frequency caps count touches in these trailing windows
@@ -182,9 +183,9 @@ def plan(customers: pd.DataFrame, recent: pd.DataFrame, as_of: dt.date, p: PlanP
     open_quote = c["open_quote"].fillna(False).astype(bool).to_numpy()
     quote_days = np.nan_to_num(c["days_since_last_quote"].astype("float64").to_numpy(), nan=np.inf)
     quoting = open_quote | (quote_days <= p.quote_followup.active_days)
-    mult = c["priority_tier"].map(p.tier_interval_multiple).astype(float).to_numpy()
-    interval = np.where(quoting, p.quote_followup.then_every_days,
-                        c["ml_quadrant"].map({q: v.interval_days for q, v in p.cadence.items()}).astype(float) * mult)
+    mult = mapped(c["priority_tier"], p.tier_interval_multiple).astype(float).to_numpy()
+    cadence = mapped(c["ml_quadrant"], {q: v.interval_days for q, v in p.cadence.items()}).astype(float)
+    interval = np.where(quoting, p.quote_followup.then_every_days, cadence * mult)
     last = pd.to_datetime(c["last_outbound_date"])
     earliest = (last + pd.to_timedelta(np.ceil(interval), unit="D")).where(last.notna(), start)
     earliest = earliest.where(earliest > start, start).where(~open_quote, start)
@@ -193,8 +194,8 @@ def plan(customers: pd.DataFrame, recent: pd.DataFrame, as_of: dt.date, p: PlanP
         "cadence_" + c["ml_quadrant"].astype(str) + "_every_" + pd.Series(np.ceil(interval)).astype(int).astype(str)
         + "d"))
     # candidate channels, in preference order
-    tier_rank = c["priority_tier"].map({t: i for i, t in enumerate(TIERS)}).to_numpy()
-    prefs = c["ml_quadrant"].map({q: v.channels for q, v in p.cadence.items()})
+    tier_rank = mapped(c["priority_tier"], {t: i for i, t in enumerate(TIERS)}).to_numpy()
+    prefs = mapped(c["ml_quadrant"], {q: v.channels for q, v in p.cadence.items()})
     prefs = prefs.where(~quoting, pd.Series([p.quote_followup.channels] * len(c), index=c.index))
     cand = prefs.explode().rename("channel").rename_axis("row").reset_index()
     cand["pref"] = cand.groupby("row").cumcount()

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.keys import positions
+from features.keys import mapped, positions
 from models import allocation
 from models.contact_plan import CONSENT_BLOCKS, Cap, PlanParams, cap_free_dates, suppression
 from models.segments import TIERS
@@ -52,7 +52,7 @@ def base_allowed(customers: pd.DataFrame, channels: tuple[str, ...], suppressed:
     """(customers x channels): consent, suppression and minimum tier. ``customers`` needs priority_tier and the
     consent flags."""
     ok = np.repeat(~np.asarray(suppressed, bool)[:, None], len(channels), axis=1)
-    tier_rank = customers["priority_tier"].map({t: i for i, t in enumerate(TIERS)}).to_numpy()
+    tier_rank = mapped(customers["priority_tier"], {t: i for i, t in enumerate(TIERS)}).to_numpy()
     for j, ch in enumerate(channels):
         for flag, blocked in CONSENT_BLOCKS.items():
             if blocked == ch:
@@ -143,8 +143,8 @@ def build_inputs(customers: pd.DataFrame, value: np.ndarray, channels: tuple[str
     open_quote = c["open_quote"].fillna(False).astype(bool).to_numpy()
     quote_days = np.nan_to_num(c["days_since_last_quote"].astype("float64").to_numpy(), nan=np.inf)
     quoting = open_quote | (quote_days <= p.quote_followup.active_days)
-    cadence = c["ml_quadrant"].map({q: v.interval_days for q, v in p.cadence.items()}).astype(float).to_numpy()
-    mult = c["priority_tier"].map(p.tier_interval_multiple).astype(float).to_numpy()
+    cadence = mapped(c["ml_quadrant"], {q: v.interval_days for q, v in p.cadence.items()}).astype(float).to_numpy()
+    mult = mapped(c["priority_tier"], p.tier_interval_multiple).astype(float).to_numpy()
     interval = np.where(quoting, p.quote_followup.then_every_days, np.ceil(cadence * mult))
     last = (pd.to_datetime(c["last_outbound_date"]) - pd.Timestamp(as_of)).dt.days.to_numpy(float)
     free = cap_free_dates(recent, p.caps)

@@ -59,3 +59,17 @@ def test_no_keys_give_empty_answers() -> None:
     ids = pd.Series(["a"], dtype="str")
     assert keys.positions(pd.Series([], dtype="str"), ids).shape == (0,)
     assert keys.member(pd.Series([], dtype="str"), ids).shape == (0,)
+
+
+@given(st.lists(st.one_of(st.sampled_from(["P1", "P2", "P3", "宠爱"]), st.none()), max_size=40),
+       st.sampled_from(["str", "object", "string"]),
+       st.dictionaries(st.sampled_from(["P1", "P2", "宠爱", "other"]),
+                       st.one_of(st.integers(0, 9), st.floats(0, 9)), max_size=4),
+       st.booleans())
+@settings(max_examples=100, deadline=None)
+def test_mapped_is_series_map(values: list[str | None], dtype: str, mapping: dict[str, float], as_tuples: bool,
+                              ) -> None:
+    """The same values, dtype and index as ``Series.map``, with nulls, keys the mapping lacks and tuple values."""
+    keys_ = pd.Series(values, dtype=dtype, index=range(100, 100 + len(values)))
+    table: dict[str, object] = {k: (v, "x") for k, v in mapping.items()} if as_tuples else dict(mapping)
+    pd.testing.assert_series_equal(keys.mapped(keys_, table), keys_.map(table))
