@@ -46,7 +46,7 @@ def reference_flags(df: pd.DataFrame, spec: TableSpec, parents: Mapping[str, Ids
 
 def _member(v: pd.Series, keys: Ids) -> pd.Series:
     """Whether each value is among ``keys``, by Arrow's hash (``features.keys``). A chunked table checks every
-    chunk against the same parent keys: the caller converts them to Arrow once (``keys.as_arrow``)."""
+    chunk against the same parent keys: the caller converts them to Arrow once (``keys.prepared``)."""
     return pd.Series(member(v, keys), index=v.index)
 
 
