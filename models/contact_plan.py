@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from features.keys import mapped
+from features.intake.keys import mapped
 from models.segments import QUADRANTS, TIERS
 
 CAP_WINDOWS_DAYS = (7, 30)  # the frequency caps count touches in these trailing windows

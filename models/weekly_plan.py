@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.keys import mapped, positions
+from features.intake.keys import mapped, positions
 from models import allocation
 from models.contact_plan import CONSENT_BLOCKS, Cap, PlanParams, cap_free_dates, suppression
 from models.segments import TIERS

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from features.intake.capabilities import Capabilities, for_source
-from features.keys import positions
+from features.intake.keys import positions
 from models import gbm, reasons
 from models import segments as sg
 from pipelines import paths, score_file, scoring, tracking

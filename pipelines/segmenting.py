@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from features.keys import positions
+from features.intake.keys import positions
 from features.snapshots.treatments import PLANNABLE_CHANNELS
 from models import backtest as bk
 from models import baselines, contact_plan, weekly_plan

@@ -24,6 +24,7 @@ import pandas as pd
 
 from features.intake.chunked import chunkable
 from features.intake.contract import TABLE_ORDER, TABLES, ContractError
+from features.intake.keys import Ids, prepared
 from features.intake.mapping import MappingError, apply_mapping
 from features.intake.references import BIRTHS
 from features.intake.tabular import TabularError, prepare
@@ -34,7 +35,6 @@ from features.intake.validation import (
     customer_index,
     validate_table,
 )
-from features.keys import Ids, prepared
 from pipelines import headline, interim, paths
 from pipelines.cli import base_parser, run_stage
 from pipelines.errors import InputError, RejectThresholdError

@@ -34,8 +34,8 @@ from features.intake.chunked import (
     settle,
 )
 from features.intake.contract import TableSpec
+from features.intake.keys import Ids
 from features.intake.validation import count_rejects
-from features.keys import Ids
 
 log = logging.getLogger("pipelines.validate")
 BATCH_ROWS = 1 << 20  # rows per row group of the written files (pandas' default)

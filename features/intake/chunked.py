@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 
 from features.intake.contract import TableSpec
+from features.intake.keys import Ids, positions
 from features.intake.references import reference_flags
 from features.intake.validation import check_rows, quarantine_frame
-from features.keys import Ids, positions
 
 ROW = "_row"  # 0-based position of the row in the whole table
 RAW = "_raw:"  # prefix of a pending row's raw text columns

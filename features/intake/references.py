@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features.intake.contract import TableSpec
-from features.keys import Ids, member
+from features.intake.keys import Ids, member
 
 BIRTHS = "customers.birth_date"  # parents entry: accepted customers' birth dates, for policies
 Flag = tuple[str, str, pd.Series]  # (rule, column, mask)
@@ -45,7 +45,7 @@ def reference_flags(df: pd.DataFrame, spec: TableSpec, parents: Mapping[str, Ids
 
 
 def _member(v: pd.Series, keys: Ids) -> pd.Series:
-    """Whether each value is among ``keys``, by Arrow's hash (``features.keys``). A chunked table checks every
+    """Whether each value is among ``keys``, by Arrow's hash (``features.intake.keys``). A chunked table checks every
     chunk against the same parent keys: the caller converts them to Arrow once (``keys.prepared``)."""
     return pd.Series(member(v, keys), index=v.index)
 

@@ -18,9 +18,9 @@ from pandera.errors import SchemaErrors
 
 from features.intake import personal
 from features.intake.contract import AGE_MAX, AGE_MIN, TABLE_ORDER, TABLES, ColumnSpec, ContractError, TableSpec
+from features.intake.keys import Ids, positions, prepared
 from features.intake.references import BIRTHS, keys_and_references
 from features.intake.text_checks import arrow_pattern, has_control
-from features.keys import Ids, positions, prepared
 
 # Rules in the order in which they explain a rejection (the first one found is the reason shown).
 RULE_PRIORITY = (

@@ -1,4 +1,4 @@
-"""Id lookups by Arrow's hash (``features.keys``) against a dictionary: positions, membership, non-text ids."""
+"""Id lookups by Arrow's hash (``features.intake.keys``) against a dictionary: positions, membership, non-text ids."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features import keys
+from features.intake import keys
 
 TEXT = st.text(alphabet="ABC012", min_size=1, max_size=4)
 HOLDERS = st.sampled_from(["str", "object", "string", "arrow", "chunked"])
