@@ -69,7 +69,7 @@ def check_chunk(raw: pd.DataFrame, spec: TableSpec, as_of: dt.date, parents: Map
     cols.update({RAW + n: _spillable(c.raw.loc[ok, n]).reset_index(drop=True) for n in kept})
     at = (positions(parsed["customer_id"].astype("string"), customers)
           if customers is not None and "customer_id" in parsed else None)
-    known = None if at is None else {"customer_id": at >= 0}
+    known = None if at is None else {("customers", "customer_id"): at >= 0}
     cols.update({f"{FLAG}{rule}:{column}": flag.to_numpy(bool)
                  for rule, column, flag in reference_flags(parsed, spec, parents, known)})
     if at is not None:

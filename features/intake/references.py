@@ -22,10 +22,10 @@ Flag = tuple[str, str, pd.Series]  # (rule, column, mask)
 
 
 def reference_flags(df: pd.DataFrame, spec: TableSpec, parents: Mapping[str, Ids],
-                    known: Mapping[str, np.ndarray] | None = None) -> list[Flag]:
+                    known: Mapping[tuple[str, str], np.ndarray] | None = None) -> list[Flag]:
     """Rows that break a reference to another table, in the order the rules apply (self references excluded).
-    ``known``: per referencing column, whether each row's value is among the parent's keys, when the caller has
-    looked it up already (a chunk's customer keys answer its customer_id reference)."""
+    ``known``: per (parent table, referencing column), whether each row's value is among the parent's keys, when
+    the caller has looked it up already (a chunk's customer keys answer its customer_id reference)."""
     flags: list[Flag] = []
     for fk in spec.foreign_keys:
         if fk.table == spec.name:
@@ -34,7 +34,8 @@ def reference_flags(df: pd.DataFrame, spec: TableSpec, parents: Mapping[str, Ids
         if keys is None:
             continue  # the referenced table is optional and absent
         v = df[fk.column]
-        among = _member(v, keys) if known is None or fk.column not in known else pd.Series(known[fk.column], v.index)
+        found = (known or {}).get((fk.table, fk.column))
+        among = _member(v, keys) if found is None else pd.Series(found, index=v.index)
         flags.append(("orphan_reference", fk.column, (v.notna() & ~among).fillna(False).astype(bool)))
     births = parents.get(BIRTHS)
     if births is not None and "issue_date" in df:  # a policy issued before its holder was born

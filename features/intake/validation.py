@@ -440,7 +440,7 @@ def customer_index(customers: pd.DataFrame) -> pd.Index:
 
 
 def add_customer_key(df: pd.DataFrame, index: Ids) -> None:
-    """Add ``customer_key`` to a table that has ``customer_id`` (in place). ``index``: ``customer_index``, as Arrow
-    (``keys.as_arrow``) when many tables or chunks are keyed against it."""
+    """Add ``customer_key`` to a table that has ``customer_id`` (in place). ``index``: ``customer_index``, made
+    ready once (``keys.prepared``) when many tables or chunks are keyed against it."""
     if "customer_id" in df:
         df["customer_key"] = positions(df["customer_id"].astype("string"), index).astype("int32")
