@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from features.intake.capabilities import Capabilities, for_source
-from features.intake.keys import positions
+from features.intake.keys import mapped, positions
 from models import gbm, reasons
 from models import segments as sg
-from pipelines import paths, score_file, scoring, tracking
+from pipelines import csv_out, paths, score_file, scoring, tracking
 from pipelines.errors import InputError, UserError
 from pipelines.io import remove_stale_staging, staged_outputs
 from pipelines.params import Params
@@ -56,29 +56,34 @@ def build_scores(seg: pd.DataFrame, scoring_rows: pd.DataFrame, dictionary: list
         raise InputError(f"{int((at < 0).sum()):,} customer(s) of the segment table have no row in {FEATURES} at "
                          f"{seg['as_of'].iloc[0]} (e.g. {wanted[at < 0].iloc[0]}): re-run the segment stage")
     why = _reasons(model, scoring_rows, at, {d["name"]: d for d in dictionary})
-    if explain is not None:  # a row's reasons do not depend on the others: the rest are simply empty
-        why = why.set_axis(np.flatnonzero(explain)).reindex(range(len(seg))).astype(object).fillna("")
-    # columns gathered first and framed once: inserting ~40 columns one by one fragments a 5M-row frame
-    out: dict[str, Any] = {"customer_id": seg["customer_id"].to_numpy(),
+    rows = None if explain is None else np.flatnonzero(explain)  # a row's reasons do not depend on the others
+    # columns gathered first and framed once: inserting ~40 columns one by one fragments a 5M-row frame. Text
+    # columns are passed as their (Arrow) arrays, not as Python objects per value, and framed with their dtype.
+    out: dict[str, Any] = {"customer_id": _column(seg["customer_id"]),
                            "as_of": pd.to_datetime(seg["as_of"]).dt.date.to_numpy()}
     for c in ("split_role", "p_purchase", "p_lapse", "expected_premium", "contact_value", "priority_tier"):
         if c in names:
-            out[c] = seg[c].to_numpy()
+            out[c] = _column(seg[c])
     for c, zh in ZH.items():
         if c in names:
-            out[c] = seg[c].to_numpy()
-            out[f"{c}_zh"] = seg[c].map(zh).to_numpy()
+            out[c] = _column(seg[c])
+            out[f"{c}_zh"] = _column(mapped(seg[c], zh))
     if "recommended_channel" in names:
-        out["recommended_channel"] = seg["channel"].to_numpy()
+        out["recommended_channel"] = _column(seg["channel"])
         out["next_contact_date"] = seg["next_contact_date"].to_numpy()
         out["suppressed"] = seg["suppressed"].astype(bool).to_numpy()
-        out["suppress_reason"] = seg["suppress_reason"].replace("", None).to_numpy()
+        out["suppress_reason"] = _column(seg["suppress_reason"].replace("", None))
         out["channel_uplift_purchase"] = seg["channel_tau_purchase"].to_numpy(float)
         out["channel_uplift_lapse"] = seg["channel_tau_lapse"].to_numpy(float)
-        out["plan_reason"] = seg["plan_reason"].replace("", None).to_numpy()
+        out["plan_reason"] = _column(seg["plan_reason"].replace("", None))
         out["touches_planned"] = seg["touches_planned"].astype(int).to_numpy()
     for c in why.columns:
-        out[c] = why[c].replace("", None).to_numpy()
+        text = why[c].to_numpy(object)
+        text[text == ""] = None  # an empty reason is a null cell
+        if rows is not None:  # the rows not explained are null
+            text, explained = np.full(len(seg), None, dtype=object), text
+            text[rows] = explained
+        out[c] = text
     if "recommended_arm" in names:
         out["recommended_arm"] = seg["recommended_arm"].to_numpy()
         out["arm_uplift"] = seg["arm_uplift"].to_numpy(float)
@@ -88,6 +93,12 @@ def build_scores(seg: pd.DataFrame, scoring_rows: pd.DataFrame, dictionary: list
     out["mlflow_run_id"] = str(registry["run_id"])
     frame = pd.DataFrame(out)
     return frame[names]
+
+
+def _column(s: pd.Series) -> Any:
+    """A segment column for the score frame: a text column as its array (no Python object per value), any other
+    as NumPy values; either way without the segment table's index."""
+    return s.array if isinstance(s.dtype, pd.StringDtype) else s.to_numpy()
 
 
 def _reasons(model: scoring.LoadedModel, rows: pd.DataFrame, at: np.ndarray, dictionary: dict[str, dict[str, Any]],
@@ -141,10 +152,12 @@ def check_schema(df: pd.DataFrame, names: list[str] | None = None) -> None:
 
 
 def write_csv(df: pd.DataFrame, path: Path, delimiter: str) -> None:
-    out = df.copy()
-    if "suppressed" in out:
-        out["suppressed"] = out["suppressed"].map({True: "true", False: "false"})
-    out.to_csv(path, index=False, sep=delimiter, encoding="utf-8-sig", lineterminator="\n", float_format="%.10g")
+    """UTF-8 with BOM, booleans ``true``/``false``, floats ``%.10g``: pandas' bytes, written in Arrow
+    (pipelines/csv_out.py)."""
+    out = df
+    if "suppressed" in out:  # no copy of the other columns (copy-on-write)
+        out = out.assign(suppressed=np.where(out["suppressed"].to_numpy(bool), "true", "false").astype(object))
+    csv_out.write_csv(out, path, delimiter, float_format="%.10g", bom=True)
 
 
 def scores_frame(seg: pd.DataFrame, as_of: dt.date, registry: dict[str, Any], params: Params,

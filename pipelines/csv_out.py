@@ -1,0 +1,104 @@
+"""A CSV writer for the score file: pandas' bytes, assembled in Arrow.
+
+``DataFrame.to_csv`` formats every float through a Python callable and hands each row to the ``csv`` module as
+a list of Python objects: at 1M customers that was 21 of the export's 44 s (py-spy, docs/benchmarks.md), and it
+grows with the book. Here each column becomes its text once (Arrow casts; floats through ``float_format`` in one
+``map``), cells that need it are quoted as the ``csv`` module's ``QUOTE_MINIMAL`` quotes them, and the rows are
+joined in Arrow, ``CHUNK_ROWS`` at a time. The bytes are those of
+
+    df.to_csv(path, index=False, sep=delimiter, encoding="utf-8-sig" or "utf-8", lineterminator="\\n",
+              float_format=float_format)
+
+for the columns a score file holds (text, floats, integers, dates, booleans); a test compares the two on
+random frames. Anything else (another column type, a single column, which the ``csv`` module writes apart)
+is written by pandas itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+CHUNK_ROWS = 200_000  # rows joined at a time: the text of a chunk stays near 100 MB, far from Arrow's 2 GiB
+
+
+def write_csv(df: pd.DataFrame, path: Path, delimiter: str = ",", float_format: str = "%.10g",
+              bom: bool = True) -> None:
+    """``df`` without its index to ``path``, as ``DataFrame.to_csv`` with these options writes it."""
+    if len(df.columns) < 2 or not all(_supported(df[c]) for c in df.columns) or len(delimiter) != 1:
+        df.to_csv(path, index=False, sep=delimiter, encoding="utf-8-sig" if bom else "utf-8", lineterminator="\n",
+                  float_format=float_format)
+        return
+    with open(path, "wb") as f:
+        if bom:
+            f.write("\ufeff".encode())
+        header = [_quoted(pa.array([str(c)]), delimiter)[0].as_py() for c in df.columns]
+        f.write((delimiter.join(header) + "\n").encode("utf-8"))
+        for start in range(0, len(df), CHUNK_ROWS):
+            part = df.iloc[start:start + CHUNK_ROWS]
+            cells = [_quoted(_text(part[c], float_format), delimiter) for c in df.columns]
+            rows = pc.binary_join_element_wise(*cells, delimiter, null_handling="replace", null_replacement="")
+            lines = pc.binary_join_element_wise(rows, "", "\n")  # each row followed by the line terminator
+            f.write(_body(lines))
+
+
+def _supported(s: pd.Series) -> bool:
+    """Column types whose text is known here: floats, integers, booleans, text, and dates as Python objects."""
+    if s.dtype.kind in "fiub" and not isinstance(s.dtype, pd.api.extensions.ExtensionDtype):
+        return True
+    if isinstance(s.dtype, pd.StringDtype):
+        return True
+    if s.dtype == object:
+        kinds = {type(v) for v in s.dropna().to_numpy()}
+        return kinds <= {str} or kinds <= {dt.date}
+    return False
+
+
+def _text(s: pd.Series, float_format: str) -> pa.Array:
+    """The cell text of each value, null where pandas writes an empty cell (``na_rep``)."""
+    if s.dtype.kind == "f":
+        values = s.to_numpy()
+        missing = np.isnan(values)
+        text = pa.array(list(map(float_format.__mod__, values.tolist())), type=pa.string())
+        return pc.if_else(pa.array(missing), pa.scalar(None, pa.string()), text) if missing.any() else text
+    if s.dtype.kind == "b":
+        return pa.array(np.where(s.to_numpy(), "True", "False"), type=pa.string())
+    if s.dtype.kind in "iu":
+        return pc.cast(pa.array(s.to_numpy()), pa.string())
+    arrow = pa.array(s, from_pandas=True)  # text stays in Arrow: no Python object per value
+    if pa.types.is_date32(arrow.type) or pa.types.is_date64(arrow.type):
+        return pc.cast(arrow, pa.string())  # ISO, as str(datetime.date)
+    if isinstance(arrow, pa.ChunkedArray):
+        arrow = arrow.combine_chunks()
+    return pc.cast(arrow, pa.string())
+
+
+def _quoted(text: pa.Array, delimiter: str) -> pa.Array:
+    """``QUOTE_MINIMAL``: a cell holding the delimiter, a quote or a line feed is quoted, its quotes doubled."""
+    needs = pc.match_substring_regex(text, "[" + "".join(_escaped(c) for c in sorted({delimiter, '"', "\n"})) + "]")
+    if not pc.any(needs).as_py():
+        return text
+    doubled = pc.replace_substring(text, '"', '""')
+    quoted = pc.binary_join_element_wise('"', doubled, '"', "")
+    return pc.if_else(needs, quoted, text)
+
+
+def _escaped(c: str) -> str:
+    """``c`` inside an RE2 character class."""
+    return {"\n": "\\n", "\t": "\\t"}.get(c, "\\" + c if not c.isalnum() else c)
+
+
+def _body(lines: pa.Array) -> memoryview:
+    """The bytes of a string array without nulls, end to end: its data buffer between the first and last offset."""
+    if isinstance(lines, pa.ChunkedArray):
+        lines = lines.combine_chunks()
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset:lines.offset + len(lines) + 1]
+    data = lines.buffers()[2]
+    if data is None or not len(lines):
+        return memoryview(b"")
+    return memoryview(data)[int(offsets[0]):int(offsets[-1])]
