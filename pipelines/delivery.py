@@ -79,7 +79,7 @@ def build_scores(seg: pd.DataFrame, scoring_rows: pd.DataFrame, dictionary: list
         out["touches_planned"] = seg["touches_planned"].astype(int).to_numpy()
     for c in why.columns:
         text = why[c].to_numpy(object)
-        text[text == ""] = None  # an empty reason is a null cell
+        text = np.where(text == "", None, text)  # an empty reason is a null cell (a new array: ``text`` may be a view)
         if rows is not None:  # the rows not explained are null
             text, explained = np.full(len(seg), None, dtype=object), text
             text[rows] = explained
