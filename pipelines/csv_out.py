@@ -62,10 +62,13 @@ def _supported(s: pd.Series) -> bool:
 def _text(s: pd.Series, float_format: str) -> pa.Array:
     """The cell text of each value, null where pandas writes an empty cell (``na_rep``)."""
     if s.dtype.kind == "f":
-        values = s.to_numpy()
-        missing = np.isnan(values)
-        text = pa.array(list(map(float_format.__mod__, values.tolist())), type=pa.string())
-        return pc.if_else(pa.array(missing), pa.scalar(None, pa.string()), text) if missing.any() else text
+        values = s.to_numpy(dtype=np.float64)
+        # each distinct value formatted once (calibrated probabilities take few); keyed by the bits, so -0.0 is
+        # formatted apart from 0.0, and every NaN is one null cell
+        codes, distinct = pd.factorize(values.view(np.int64))
+        text = pa.array(list(map(float_format.__mod__, distinct.view(np.float64).tolist())), type=pa.string())
+        text = pc.if_else(pc.is_nan(pa.array(distinct.view(np.float64))), pa.scalar(None, pa.string()), text)
+        return pc.take(text, pa.array(codes))
     if s.dtype.kind == "b":
         return pa.array(np.where(s.to_numpy(), "True", "False"), type=pa.string())
     if s.dtype.kind in "iu":
@@ -80,12 +83,29 @@ def _text(s: pd.Series, float_format: str) -> pa.Array:
 
 def _quoted(text: pa.Array, delimiter: str) -> pa.Array:
     """``QUOTE_MINIMAL``: a cell holding the delimiter, a quote or a line feed is quoted, its quotes doubled."""
+    if not _has_bytes(text, {delimiter, '"', "\n"}):  # most columns: nothing to quote, no cell examined
+        return text
     needs = pc.match_substring_regex(text, "[" + "".join(_escaped(c) for c in sorted({delimiter, '"', "\n"})) + "]")
     if not pc.any(needs).as_py():
         return text
     doubled = pc.replace_substring(text, '"', '""')
     quoted = pc.binary_join_element_wise('"', doubled, '"', "")
     return pc.if_else(needs, quoted, text)
+
+
+def _has_bytes(text: pa.Array, chars: set[str]) -> bool:
+    """Whether any cell of ``text`` holds one of ``chars`` (ASCII), by a scan of its UTF-8 data buffer: a byte
+    below 0x80 never occurs inside another character's encoding."""
+    if isinstance(text, pa.ChunkedArray):
+        return any(_has_bytes(chunk, chars) for chunk in text.chunks)
+    data = text.buffers()[2]
+    if data is None or not len(text):
+        return False
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset:text.offset + len(text) + 1]
+    raw = np.frombuffer(data, dtype=np.uint8)[int(offsets[0]):int(offsets[-1])]
+    wanted = np.zeros(256, dtype=bool)
+    wanted[list("".join(sorted(chars)).encode("ascii"))] = True
+    return bool(wanted[raw].any())
 
 
 def _escaped(c: str) -> str:

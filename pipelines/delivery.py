@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.intake.capabilities import Capabilities, for_source
 from features.intake.keys import mapped, positions
@@ -77,13 +79,9 @@ def build_scores(seg: pd.DataFrame, scoring_rows: pd.DataFrame, dictionary: list
         out["channel_uplift_lapse"] = seg["channel_tau_lapse"].to_numpy(float)
         out["plan_reason"] = _column(seg["plan_reason"].replace("", None))
         out["touches_planned"] = seg["touches_planned"].astype(int).to_numpy()
+    at = None if rows is None else np.where(explain, np.cumsum(explain) - 1, len(rows))  # a null past the end
     for c in why.columns:
-        text = why[c].to_numpy(object)
-        text = np.where(text == "", None, text)  # an empty reason is a null cell (a new array: ``text`` may be a view)
-        if rows is not None:  # the rows not explained are null
-            text, explained = np.full(len(seg), None, dtype=object), text
-            text[rows] = explained
-        out[c] = text
+        out[c] = _reason_column(why[c], at)
     if "recommended_arm" in names:
         out["recommended_arm"] = seg["recommended_arm"].to_numpy()
         out["arm_uplift"] = seg["arm_uplift"].to_numpy(float)
@@ -99,6 +97,18 @@ def _column(s: pd.Series) -> Any:
     """A segment column for the score frame: a text column as its array (no Python object per value), any other
     as NumPy values; either way without the segment table's index."""
     return s.array if isinstance(s.dtype, pd.StringDtype) else s.to_numpy()
+
+
+def _reason_column(explained: pd.Series, at: np.ndarray | None) -> pd.api.extensions.ExtensionArray:
+    """One reason column of the score file, in Arrow: an empty reason is a null cell, and so is every row not
+    explained (``at``: each row's position among the explained ones, or past their end)."""
+    text = pa.array(explained, from_pandas=True)
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, text.type), text)
+    if at is not None:
+        text = pc.take(pa.concat_arrays([text, pa.nulls(1, text.type)]), pa.array(at))
+    return pd.array(text, dtype="str")
 
 
 def _reasons(model: scoring.LoadedModel, rows: pd.DataFrame, at: np.ndarray, dictionary: dict[str, dict[str, Any]],
