@@ -58,7 +58,6 @@ def build_scores(seg: pd.DataFrame, scoring_rows: pd.DataFrame, dictionary: list
         raise InputError(f"{int((at < 0).sum()):,} customer(s) of the segment table have no row in {FEATURES} at "
                          f"{seg['as_of'].iloc[0]} (e.g. {wanted[at < 0].iloc[0]}): re-run the segment stage")
     why = _reasons(model, scoring_rows, at, {d["name"]: d for d in dictionary})
-    rows = None if explain is None else np.flatnonzero(explain)  # a row's reasons do not depend on the others
     # columns gathered first and framed once: inserting ~40 columns one by one fragments a 5M-row frame. Text
     # columns are passed as their (Arrow) arrays, not as Python objects per value, and framed with their dtype.
     out: dict[str, Any] = {"customer_id": _column(seg["customer_id"]),
@@ -79,9 +78,10 @@ def build_scores(seg: pd.DataFrame, scoring_rows: pd.DataFrame, dictionary: list
         out["channel_uplift_lapse"] = seg["channel_tau_lapse"].to_numpy(float)
         out["plan_reason"] = _column(seg["plan_reason"].replace("", None))
         out["touches_planned"] = seg["touches_planned"].astype(int).to_numpy()
-    at = None if rows is None else np.where(explain, np.cumsum(explain) - 1, len(rows))  # a null past the end
+    # a row's reasons do not depend on the others: each row's place among the explained, or a null past their end
+    slot = None if explain is None else np.where(explain, np.cumsum(explain) - 1, int(explain.sum()))
     for c in why.columns:
-        out[c] = _reason_column(why[c], at)
+        out[c] = _reason_column(why[c], slot)
     if "recommended_arm" in names:
         out["recommended_arm"] = seg["recommended_arm"].to_numpy()
         out["arm_uplift"] = seg["arm_uplift"].to_numpy(float)
