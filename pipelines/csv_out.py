@@ -85,12 +85,14 @@ def _quoted(text: pa.Array, delimiter: str) -> pa.Array:
     """``QUOTE_MINIMAL``: a cell holding the delimiter, a quote or a line feed is quoted, its quotes doubled."""
     if not _has_bytes(text, {delimiter, '"', "\n"}):  # most columns: nothing to quote, no cell examined
         return text
-    needs = pc.match_substring_regex(text, "[" + "".join(_escaped(c) for c in sorted({delimiter, '"', "\n"})) + "]")
-    if not pc.any(needs).as_py():
-        return text
-    doubled = pc.replace_substring(text, '"', '""')
-    quoted = pc.binary_join_element_wise('"', doubled, '"', "")
-    return pc.if_else(needs, quoted, text)
+    # a column that does, e.g. reasons ("Premium: 1,234"), repeats its values: each distinct one is quoted once
+    encoded = pc.dictionary_encode(text)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    distinct = encoded.dictionary
+    needs = pc.match_substring_regex(distinct, "[" + "".join(_escaped(c) for c in sorted({delimiter, '"', "\n"})) + "]")
+    quoted = pc.binary_join_element_wise('"', pc.replace_substring(distinct, '"', '""'), '"', "")
+    return pc.take(pc.if_else(needs, quoted, distinct), encoded.indices)
 
 
 def _has_bytes(text: pa.Array, chars: set[str]) -> bool:
@@ -103,9 +105,7 @@ def _has_bytes(text: pa.Array, chars: set[str]) -> bool:
         return False
     offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset:text.offset + len(text) + 1]
     raw = np.frombuffer(data, dtype=np.uint8)[int(offsets[0]):int(offsets[-1])]
-    wanted = np.zeros(256, dtype=bool)
-    wanted[list("".join(sorted(chars)).encode("ascii"))] = True
-    return bool(wanted[raw].any())
+    return any(bool((raw == byte).any()) for byte in "".join(sorted(chars)).encode("ascii"))
 
 
 def _escaped(c: str) -> str:
