@@ -95,7 +95,7 @@ def top_reasons(contrib: pd.DataFrame, values: pd.DataFrame, dictionary: dict[st
     names = list(contrib.columns)
     out: dict[str, np.ndarray] = {}
     for side, sign in (("for", 1.0), ("against", -1.0)):
-        order = _top(-sign * c, k)
+        order = np.argsort(-sign * c, axis=1, kind="stable")[:, :k]
         for i in range(k):
             j = order[:, i]
             ok = sign * c[np.arange(n), j] > min_abs
@@ -105,23 +105,6 @@ def top_reasons(contrib: pd.DataFrame, values: pd.DataFrame, dictionary: dict[st
                 text[rows] = _rendered(names[f], values[names[f]].iloc[rows], dictionary)
             out[f"reason_{side}_{i + 1}"] = text
     return pd.DataFrame(out, index=contrib.index)
-
-
-def _top(x: np.ndarray, k: int) -> np.ndarray:
-    """``np.argsort(x, axis=1, kind="stable")[:, :k]``: each row's k smallest, ties in column order, without sorting
-    whole rows. The k smallest are found by partition and ordered by (value, column); a row where a value equal to
-    its k-th is left out (a tie across the cut, which the partition may break either way) is sorted in full."""
-    n, m = x.shape
-    if k >= m or n == 0:
-        return np.argsort(x, axis=1, kind="stable")[:, :k]
-    cand = np.argpartition(x, k - 1, axis=1)[:, :k]
-    vals = np.take_along_axis(x, cand, axis=1)
-    ordered = np.take_along_axis(cand, np.lexsort((cand, vals), axis=-1), axis=1)
-    kth = np.take_along_axis(x, ordered[:, -1:], axis=1)
-    tied = (x == kth).sum(axis=1) > (np.take_along_axis(x, ordered, axis=1) == kth).sum(axis=1)
-    if tied.any():
-        ordered[tied] = np.argsort(x[tied], axis=1, kind="stable")[:, :k]
-    return ordered
 
 
 def _rendered(feature: str, v: pd.Series, dictionary: dict[str, dict[str, Any]]) -> np.ndarray:
