@@ -62,14 +62,14 @@ def tree_shap(booster: lgb.Booster, X: pd.DataFrame | np.ndarray, num_iteration:
     trees = _trees(booster, num_iteration)
     phi = np.zeros((n, k + 1), order="F")  # column-major: each feature's column is added to in one pass
     if n == 0:
-        return np.ascontiguousarray(phi)
+        return phi
     binned = _Bins(values, trees)
     for t, tree in enumerate(trees):
         codes, first = _patterns(binned, t, tree, n)
         part = np.asarray(booster.predict(values[first], pred_contrib=True, start_iteration=t, num_iteration=1))
         for j in (*tree.features, k):
             phi[:, j] += part[:, j].take(codes)
-    return np.ascontiguousarray(phi)
+    return phi  # column-major: framed as contributions without a copy
 
 
 def _matrix(booster: lgb.Booster, X: pd.DataFrame | np.ndarray) -> np.ndarray:
