@@ -34,7 +34,21 @@ SEGMENTS, CUTPOINTS, REGISTRY = paths.SEGMENTS, paths.CUTPOINTS, paths.REGISTRY
 FEATURES, DICTIONARY, SCORES = paths.FEATURES, paths.DICTIONARY, paths.SCORES
 ZH = {"rule_quadrant": sg.QUADRANT_ZH, "ml_quadrant": sg.QUADRANT_ZH, "value_tier": sg.VALUE_TIER_ZH,
       "closeness": sg.CLOSENESS_ZH, "behaviour": sg.BEHAVIOUR_ZH}
+# the segment table's columns a score file is built from (the rest, e.g. each channel's effect and value, are not
+# read: at 5M customers they were half the table)
+SCORE_INPUTS = ("customer_id", "as_of", "split_role", "p_purchase", "p_lapse", "expected_premium", "contact_value",
+                "priority_tier", *ZH, "channel", "next_contact_date", "suppressed", "suppress_reason",
+                "channel_tau_purchase", "channel_tau_lapse", "plan_reason", "touches_planned", "recommended_arm",
+                "arm_uplift", "arm_value")
 REASON_CHUNK = 100_000  # rows explained at a time (bounded memory, progress on a large book)
+
+
+def read_segments(path: Path = SEGMENTS) -> pd.DataFrame:
+    """The segment table's columns a score file needs (``SCORE_INPUTS`` that it has)."""
+    import pyarrow.parquet as pq
+
+    names = set(pq.read_schema(path).names)
+    return pd.read_parquet(path, columns=[c for c in SCORE_INPUTS if c in names])
 
 
 def score_paths(as_of: dt.date, folder: Path = SCORES) -> dict[str, Path]:

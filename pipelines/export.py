@@ -23,7 +23,7 @@ import pandas as pd
 
 from pipelines import paths
 from pipelines.cli import base_parser, run_stage
-from pipelines.delivery import deliver, read_delivery, receipt, scores_frame
+from pipelines.delivery import deliver, read_delivery, read_segments, receipt, scores_frame
 from pipelines.errors import InputError, UserError, require
 from pipelines.io import staged_outputs
 from pipelines.params import load_params
@@ -39,7 +39,7 @@ def export(params_path: str) -> dict[str, Any]:
     require((SEGMENTS, CUTPOINTS, REGISTRY, FEATURES, DICTIONARY),
             "run the earlier stages first (dvc repro segment register)")
     as_of = params.book.as_of
-    seg = pd.read_parquet(SEGMENTS)
+    seg = read_segments(SEGMENTS)
     if (pd.to_datetime(seg["as_of"]).dt.date != as_of).any():
         raise InputError(f"{SEGMENTS} was built for another as-of date than book.as_of {as_of}: dvc repro segment")
     registry = json.loads(REGISTRY.read_text(encoding="utf-8"))
