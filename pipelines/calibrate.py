@@ -100,16 +100,16 @@ def main(args: argparse.Namespace) -> None:
             frame.to_csv(out.path(PLOTS / f"{name}.csv"), index=False)
         headline.write(out, "calibration", report)
     with tracking.run("calibrate", {"scores": SCORES}, resume=tracking.read_run_id(RUN_FILE)) as mlflow:
+        metrics: dict[str, float] = {}  # logged in one batch: a call per metric is a store transaction each
         for model, entry in report.items():
             # a tag, not a param: calibrate may re-run on the same train run and choose differently
             mlflow.set_tag(f"{model}.calibration", entry["method"])
-            for k, v in entry["test"].items():
-                if np.isfinite(v):
-                    mlflow.log_metric(f"{model}.calibrated.{k}", v)
+            metrics |= {f"{model}.calibrated.{k}": v for k, v in entry["test"].items() if np.isfinite(v)}
             for s in (s for s in entry["slices"] if s["judged"]):
                 name = re.sub(r"[^\w.\- /]", "_", f"{model}.slice.{s['slice']}.{s['value']}")
-                mlflow.log_metrics({f"{name}.auc": s["roc_auc"], f"{name}.ece": s["ece"]})
+                metrics |= {f"{name}.auc": s["roc_auc"], f"{name}.ece": s["ece"]}
             mlflow.log_artifact(str(CALIBRATORS / f"{model}.json"), artifact_path=f"models/{model}")
+        mlflow.log_metrics(metrics)
         mlflow.log_artifact(str(REPORT), artifact_path="reports")
         for f in sorted(PLOTS.glob("*.csv")):
             mlflow.log_artifact(str(f), artifact_path="plots")

@@ -112,11 +112,9 @@ def main(args: argparse.Namespace) -> None:
                                             "split.calib": str(split_report["calib"])}))
         for model, best in tuned.items():
             mlflow.log_params({f"tuned.{model}.{k}": v for k, v in best.items()})
-        for model, entry in report["models"].items():
-            for who in ("lightgbm", "logistic", "rules"):
-                for k, v in entry.get(who, {}).items():
-                    if isinstance(v, float) and np.isfinite(v):
-                        mlflow.log_metric(f"{model}.{who}.{k}", v)
+        mlflow.log_metrics({f"{model}.{who}.{k}": v for model, entry in report["models"].items()  # one batch
+                            for who in ("lightgbm", "logistic", "rules") for k, v in entry.get(who, {}).items()
+                            if isinstance(v, float) and np.isfinite(v)})
         for model in boosters:
             mlflow.log_artifact(str(MODELS / model / "model.txt"), artifact_path=f"models/{model}")
             mlflow.log_artifact(str(MODELS / model / "meta.json"), artifact_path=f"models/{model}")

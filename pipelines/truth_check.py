@@ -84,9 +84,8 @@ def main(args: argparse.Namespace) -> None:
         deciles.to_csv(out.path(PLOT), index=False)
     with tracking.run("truth_check", {"truth": TRUTH, "features": FEATURES},
                       resume=tracking.read_run_id(paths.RUN_FILE)) as mlflow:
-        for model in ("purchase", "lapse"):
-            for k, v in report[model].items():
-                mlflow.log_metric(f"{model}.truth.{k}", v)
+        mlflow.log_metrics({f"{model}.truth.{k}": v for model in ("purchase", "lapse")  # one batch
+                            for k, v in report[model].items()})
         flat = tracking.flatten({k: report[k] for k in ("plan", "uplift") if k in report})
         mlflow.log_metrics({f"truth.{k}": float(v) for k, v in flat.items()
                             if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)})
