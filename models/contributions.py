@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from models.tree_shap import tree_shap
+from models.tree_shap import design_matrix, tree_shap
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -59,7 +59,7 @@ def contributions(booster: lgb.Booster, X: pd.DataFrame, centre: Mapping[str, fl
     names = booster.feature_name()
     m = linear_centre(X) if centre is None else dict(centre)
     mvec = np.array([float(m.get(c, 0.0)) for c in names])
-    values = _numeric(X, names)
+    values = design_matrix(booster, X[names])  # categoricals as codes: they never enter a leaf's linear model
     leaves = np.asarray(booster.predict(X, pred_leaf=True, num_iteration=it), dtype=np.int64).reshape(len(X), -1)
     dump = booster.dump_model(num_iteration=it if it else -1)
     phi = np.zeros((len(X), len(names) + 1))
@@ -69,15 +69,8 @@ def contributions(booster: lgb.Booster, X: pd.DataFrame, centre: Mapping[str, fl
         at_centre.append([_at(lf, mvec) for lf in tree_leaves])
         _add_linear_terms(phi, leaves[:, t], tree_leaves, at_centre[-1], values, mvec)
     constant = lgb.Booster(model_str=_constant_model(booster.model_to_string(), at_centre))
-    phi += tree_shap(constant, X, it)
+    phi += tree_shap(constant, values, it)  # the same matrix: the constant model has the same features
     return phi
-
-
-def _numeric(X: pd.DataFrame, names: list[str]) -> np.ndarray:
-    """The design as floats in the model's feature order (categoricals never enter a leaf's linear model)."""
-    cols = [X[c].cat.codes.to_numpy(float) if isinstance(X[c].dtype, pd.CategoricalDtype)
-            else X[c].to_numpy(dtype=float, na_value=np.nan) for c in names]
-    return np.column_stack(cols) if cols else np.zeros((len(X), 0))
 
 
 def _leaves(node: dict[str, Any]) -> Iterator[dict[str, Any]]:

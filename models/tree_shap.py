@@ -32,7 +32,7 @@ import pandas as pd
 if TYPE_CHECKING:
     import lightgbm as lgb
 
-__all__ = ["tree_shap"]
+__all__ = ["design_matrix", "tree_shap"]
 # LightGBM's kZeroThreshold, a C++ float (1e-35f, so 1.0000000180025095e-35 as a double): |x| at most this is zero,
 # and missing with missing_type Zero
 ZERO = float(np.float32(1e-35))
@@ -55,7 +55,7 @@ def tree_shap(booster: lgb.Booster, X: pd.DataFrame | np.ndarray, num_iteration:
     ``(rows, features + 1)`` array in raw-score units, the last column the bias (the trees' expected values).
 
     ``X``: the model's design frame (categoricals with the training categories) or its float matrix."""
-    values = _matrix(booster, X)
+    values = design_matrix(booster, X)
     n, k = values.shape
     if booster.num_model_per_iteration() != 1:  # a multi-class model's contributions come per class: not deduplicated
         return np.asarray(booster.predict(values, pred_contrib=True, num_iteration=num_iteration))
@@ -72,7 +72,7 @@ def tree_shap(booster: lgb.Booster, X: pd.DataFrame | np.ndarray, num_iteration:
     return phi  # column-major: framed as contributions without a copy
 
 
-def _matrix(booster: lgb.Booster, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+def design_matrix(booster: lgb.Booster, X: pd.DataFrame | np.ndarray) -> np.ndarray:
     """The float matrix LightGBM reads: a categorical column as its code among the training categories (LightGBM's
     own ``pandas_categorical``), missing or unseen as NaN."""
     if not isinstance(X, pd.DataFrame):

@@ -24,6 +24,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.intake.text_checks import byte_rows, utf8_bytes
+
 CHUNK_ROWS = 200_000  # rows joined at a time: the text of a chunk stays near 100 MB, far from Arrow's 2 GiB
 
 
@@ -44,7 +46,7 @@ def write_csv(df: pd.DataFrame, path: Path, delimiter: str = ",", float_format: 
             cells = [_quoted(_text(part[c], float_format), delimiter) for c in df.columns]
             rows = pc.binary_join_element_wise(*cells, delimiter, null_handling="replace", null_replacement="")
             lines = pc.binary_join_element_wise(rows, "", "\n")  # each row followed by the line terminator
-            f.write(_body(lines))
+            utf8_bytes(lines)[0].tofile(f)  # the chunk's bytes, end to end
 
 
 def _supported(s: pd.Series) -> bool:
@@ -82,43 +84,21 @@ def _text(s: pd.Series, float_format: str) -> pa.Array:
 
 
 def _quoted(text: pa.Array, delimiter: str) -> pa.Array:
-    """``QUOTE_MINIMAL``: a cell holding the delimiter, a quote or a line feed is quoted, its quotes doubled."""
-    if not _has_bytes(text, {delimiter, '"', "\n"}):  # most columns: nothing to quote, no cell examined
+    """``QUOTE_MINIMAL``: a cell holding the delimiter, a quote or a line feed is quoted, its quotes doubled.
+
+    Those are ASCII bytes, which UTF-8 never uses inside another character, so a scan of the column's bytes tells
+    whether any cell needs it (most columns: none, and no cell is examined; a null's leftover bytes can only cause
+    a needless look). A column that does, e.g. reasons ("Premium: 1,234"), repeats its values: each distinct one
+    is quoted once."""
+    special = f'{delimiter}"\n'.encode("ascii")
+    raw, _ = utf8_bytes(text)
+    if not any(bool((raw == byte).any()) for byte in special):  # compares: faster than a lookup over every byte
         return text
-    # a column that does, e.g. reasons ("Premium: 1,234"), repeats its values: each distinct one is quoted once
     encoded = pc.dictionary_encode(text)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
     distinct = encoded.dictionary
-    needs = pc.match_substring_regex(distinct, "[" + "".join(_escaped(c) for c in sorted({delimiter, '"', "\n"})) + "]")
+    wanted = np.zeros(256, dtype=bool)
+    wanted[list(special)] = True
     quoted = pc.binary_join_element_wise('"', pc.replace_substring(distinct, '"', '""'), '"', "")
-    return pc.take(pc.if_else(needs, quoted, distinct), encoded.indices)
-
-
-def _has_bytes(text: pa.Array, chars: set[str]) -> bool:
-    """Whether any cell of ``text`` holds one of ``chars`` (ASCII), by a scan of its UTF-8 data buffer: a byte
-    below 0x80 never occurs inside another character's encoding."""
-    if isinstance(text, pa.ChunkedArray):
-        return any(_has_bytes(chunk, chars) for chunk in text.chunks)
-    data = text.buffers()[2]
-    if data is None or not len(text):
-        return False
-    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset:text.offset + len(text) + 1]
-    raw = np.frombuffer(data, dtype=np.uint8)[int(offsets[0]):int(offsets[-1])]
-    return any(bool((raw == byte).any()) for byte in "".join(sorted(chars)).encode("ascii"))
-
-
-def _escaped(c: str) -> str:
-    """``c`` inside an RE2 character class."""
-    return {"\n": "\\n", "\t": "\\t"}.get(c, "\\" + c if not c.isalnum() else c)
-
-
-def _body(lines: pa.Array) -> memoryview:
-    """The bytes of a string array without nulls, end to end: its data buffer between the first and last offset."""
-    if isinstance(lines, pa.ChunkedArray):
-        lines = lines.combine_chunks()
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset:lines.offset + len(lines) + 1]
-    data = lines.buffers()[2]
-    if data is None or not len(lines):
-        return memoryview(b"")
-    return memoryview(data)[int(offsets[0]):int(offsets[-1])]
+    return pc.take(pc.if_else(pa.array(byte_rows(distinct, wanted)), quoted, distinct), encoded.indices)

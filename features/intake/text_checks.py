@@ -25,21 +25,32 @@ PYTHON_WHITESPACE = "".join(map(chr, [0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 
                                       0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000]))
 
 
+def utf8_bytes(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """A text array's UTF-8 bytes end to end (no copy) and its ``len + 1`` offsets into them: value ``i`` is
+    ``raw[off[i]:off[i + 1]]``. A null's bytes mean nothing: callers that care mask the nulls."""
+    arr = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+    _, offsets, data = arr.buffers()
+    if len(arr) == 0 or data is None or offsets is None:
+        return np.zeros(0, np.uint8), np.zeros(len(arr) + 1, np.int64)
+    width = np.int64 if pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type) else np.int32
+    off = np.frombuffer(offsets, width)[arr.offset: arr.offset + len(arr) + 1].astype(np.int64)
+    return np.frombuffer(data, np.uint8)[off[0]: off[-1]], off - off[0]
+
+
+def byte_rows(text: pa.Array | pa.ChunkedArray, wanted: np.ndarray) -> np.ndarray:
+    """Whether each value's UTF-8 bytes hold a byte marked in ``wanted`` (256 booleans; null: False). Meant for
+    ASCII bytes, which UTF-8 never uses inside another character's encoding."""
+    raw, off = utf8_bytes(text)
+    out = np.zeros(len(off) - 1, bool)
+    out[np.searchsorted(off, np.flatnonzero(wanted[raw]), side="right") - 1] = True  # the value holding each hit
+    if text.null_count:
+        out &= text.is_valid().to_numpy(zero_copy_only=False)
+    return out
+
+
 def has_control(text: pd.Series) -> np.ndarray:
     """Whether each value holds a character of ``CONTROL`` (null: False), by a scan of its UTF-8 bytes."""
-    arr = pa.array(text, type=pa.large_string(), from_pandas=True)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    out = np.zeros(len(arr), bool)
-    validity, offsets, data = arr.buffers()
-    if len(arr) == 0 or data is None:
-        return out
-    off = np.frombuffer(offsets, np.int64)[arr.offset: arr.offset + len(arr) + 1]
-    at = off[0] + np.flatnonzero(_CONTROL_BYTE[np.frombuffer(data, np.uint8)[off[0]: off[-1]]])
-    out[np.searchsorted(off, at, side="right") - 1] = True  # the row whose bytes hold each hit
-    if validity is not None:
-        out &= arr.is_valid().to_numpy(zero_copy_only=False)
-    return out
+    return byte_rows(pa.array(text, type=pa.large_string(), from_pandas=True), _CONTROL_BYTE)
 
 
 def arrow_pattern(regex: str) -> str:
