@@ -20,4 +20,14 @@ else
         exit 2
     fi
 fi
+# The same outputs on every x86-64 host with AVX2: NumPy's AVX-512 kernels round some results differently from
+# its AVX2 ones (float32 exp in the truth, the last bit of some sums), and so do OpenBLAS's (the logistic
+# baselines); both moved dvc.lock's hashes when this project's CI host gained AVX-512. Both libraries are capped
+# at their AVX2 kernels unless the caller sets the variable (an empty NPY_DISABLE_CPU_FEATURES lifts NumPy's cap;
+# OPENBLAS_CORETYPE names any other core). OpenBLAS is only pinned where the CPU has AVX2: a forced Haswell core
+# on an older CPU would stop on an illegal instruction (docs/architecture.md).
+export NPY_DISABLE_CPU_FEATURES="${NPY_DISABLE_CPU_FEATURES-X86_V4 AVX512_ICL AVX512_SPR}"
+if [ -z "${OPENBLAS_CORETYPE+set}" ] && grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
+    export OPENBLAS_CORETYPE=Haswell
+fi
 exec "$py" -m "pipelines.$stage" "$@"
