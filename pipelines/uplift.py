@@ -128,9 +128,15 @@ def _anchor(purchase: up.EffectModel, campaigns: pd.DataFrame, p_purchase: np.nd
 
 
 def _fit(train: pd.DataFrame, valid: pd.DataFrame | None, params: Params, campaigns: pd.DataFrame,
-         rounds: dict[str, int] | None = None) -> tuple[up.EffectModel, up.EffectModel, dict[str, Any]]:
+         rounds: dict[str, int] | None = None, evaluated_lapse: up.EffectModel | None = None,
+         ) -> tuple[up.EffectModel, up.EffectModel, dict[str, Any]]:
     """Both learners on ``train`` (early stopping on ``valid``; without it, the given ``rounds``); the purchase
-    learner's channel levels anchored to the randomised arms in ``campaigns``."""
+    learner's channel levels anchored to the randomised arms in ``campaigns``.
+
+    A refit in the ``transfer`` form keeps ``evaluated_lapse``'s learner and refits only the transfer link: the
+    lapse effects are the purchase learner's pattern at the link's level and elasticity, and never read the
+    lapse booster (``uplift.effects``), so boosting it again on every snapshot was work for nothing.
+    """
     u, g = params.uplift, params.train.gbm
     counts_p, supported_p = up.support(train["treatment"], CHANNELS, u.min_treated)
     log.info("purchase: %s rows; treated per channel %s; estimated for %s", f"{len(train):,}", counts_p, supported_p)
@@ -144,9 +150,15 @@ def _fit(train: pd.DataFrame, valid: pd.DataFrame | None, params: Params, campai
     counts_l, supported_l = up.support(holders_t["treatment"], CHANNELS, u.min_treated)
     log.info("lapse: %s holder rows; treated per channel %s; estimated for %s", f"{len(holders_t):,}", counts_l,
              supported_l)
-    vl = None if holders_v is None else _bau(holders_v, "lapse")
-    lapse = up.fit_effects(holders_t, holders_v, "lapse_h", (_bau(holders_t, "lapse"), vl), CHANNELS, supported_l,
-                           u.lapse, "lapse", g.seed, g.num_threads, None if rounds is None else rounds["lapse"])
+    kept = evaluated_lapse is not None and u.lapse.form == "transfer"
+    if evaluated_lapse is not None and kept:
+        lapse = evaluated_lapse
+        log.info("lapse: the out-of-time learner kept (the transfer form reads only its link, refitted below)")
+    else:
+        vl = None if holders_v is None else _bau(holders_v, "lapse")
+        lapse = up.fit_effects(holders_t, holders_v, "lapse_h", (_bau(holders_t, "lapse"), vl), CHANNELS,
+                               supported_l, u.lapse, "lapse", g.seed, g.num_threads,
+                               None if rounds is None else rounds["lapse"])
     link = None
     if lapse.form == "transfer":
         link = _transfer_fit(holders_t, purchase, _bau(holders_t, "purchase"), _bau(holders_t, "lapse"))
@@ -161,6 +173,7 @@ def _fit(train: pd.DataFrame, valid: pd.DataFrame | None, params: Params, campai
             **({"valid_logloss": {m.outcome: _valid_loss(m) for m in (purchase, lapse)}} if valid is not None else {}),
             "relative_effect": {"purchase": purchase.relative_effect, "lapse": lapse.relative_effect},
             "anchoring": anchored, "lapse_form": lapse.form, "lapse_kappa": lapse.kappa,
+            **({"lapse_learner": "the out-of-time fit's (transfer form: only the link is refitted)"} if kept else {}),
             **({"lapse_transfer": link.as_dict()} if link is not None else {})}
     return purchase, lapse, info
 
@@ -323,7 +336,8 @@ def main(args: argparse.Namespace) -> None:
         everything = rows[rows["treatment"].notna()]
         log.info("refitting on every labelled snapshot (%s rows) with the rounds early stopping chose",
                  f"{len(everything):,}")
-        purchase, lapse, report["scoring_models"] = _fit(everything, None, params, rows[has_arm], info["rounds"])
+        purchase, lapse, report["scoring_models"] = _fit(everything, None, params, rows[has_arm], info["rounds"],
+                                                         evaluated_lapse=lapse)
     pooled = evaluation.get("pooled", {})
     if "qini_uplift" in pooled:
         log.info("out-of-time campaign holdouts (%s rows): Qini uplift %.4f vs propensity %.4f vs random %.4f",

@@ -161,6 +161,22 @@ def test_dvc_metrics_show_reads_the_reports(repro) -> None:
 
 
 @pytest.mark.slow
+def test_the_scoring_refit_keeps_the_lapse_learner_and_refits_its_transfer_link(repro) -> None:
+    """In the transfer form the plan's lapse effects read the purchase learner and the link, never the lapse
+    booster: the refit on every labelled snapshot refits the link alone and keeps the out-of-time learner."""
+    root, first = repro
+    assert first.returncode == 0
+    report = json.loads((root / "data/reports/uplift.json").read_text(encoding="utf-8"))
+    evaluated, scoring = report["evaluated"], report["scoring_models"]
+    assert scoring["lapse_form"] == "transfer" and "lapse_learner" in scoring and "lapse_learner" not in evaluated
+    assert scoring["relative_effect"]["lapse"] == evaluated["relative_effect"]["lapse"]  # the same learner
+    assert scoring["training_rows"]["lapse"] > evaluated["training_rows"]["lapse"]  # the link saw every snapshot
+    saved = json.loads((root / "data/uplift/lapse/meta.json").read_text(encoding="utf-8"))
+    assert saved["kappa"] == scoring["lapse_kappa"] == scoring["lapse_transfer"]["kappa"]
+    assert saved["best_iteration"] == evaluated["rounds"]["lapse"]
+
+
+@pytest.mark.slow
 def test_no_personal_data_after_validation(repro) -> None:
     root, first = repro
     assert first.returncode == 0
