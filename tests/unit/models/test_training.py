@@ -180,3 +180,14 @@ def test_fit_out_of_time_reports_against_its_baselines_and_never_touches_its_inp
     assert p.shape == ((df["role"] == "test").sum(),) and ((p > 0) & (p < 1)).all()
     with pytest.raises(training.NotEnoughData, match="no calib rows"):
         training.fit_out_of_time("purchase", "purchase_h", df[df["role"] != "calib"], spec, tp, None, {})
+
+
+@pytest.mark.parametrize("n, k, seed", [(10, 3, 0), (1000, 200, 42), (5000, 5000, 7)])
+def test_the_logistic_sample_draws_the_rows_dataframe_sample_would(n: int, k: int, seed: int) -> None:
+    """``_baselines`` samples positions of the training design instead of a full-width copy of the training rows
+    (the stage's memory peak); the rows, so the baseline and train.json, must be the ones ``DataFrame.sample``
+    drew from that copy."""
+    frame = pd.DataFrame({"a": np.arange(n) * 3, "b": np.arange(n) % 7}, index=np.arange(n) * 2 + 5)
+    drawn = frame.sample(k, random_state=seed)
+    pos = pd.RangeIndex(n).to_series().sample(k, random_state=seed).to_numpy()
+    assert frame.iloc[pos].equals(drawn)
