@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from features.intake.capabilities import Capabilities
 from features.snapshots.definitions import LABELS
@@ -93,12 +95,20 @@ def _float_labels(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(**{c: df[c].astype("float64") for c in ints}) if ints else df
 
 
-def read_labelled(path: Path, caps: Capabilities) -> pd.DataFrame:
-    """A book's labelled snapshot rows (those whose purchase label has matured), in the table's order; the whole
-    table of any other source. Training never uses the unlabelled as-of snapshot, which at 5M customers is two
-    thirds of the table."""
+def snapshot_dates(path: Path) -> list[dt.date]:
+    """The feature table's snapshot dates, in order (one column read)."""
+    return sorted(pc.unique(pq.read_table(path, columns=["snapshot_date"]).column(0)).to_pylist())
+
+
+def read_labelled(path: Path, caps: Capabilities, dates: list[dt.date] | None = None) -> pd.DataFrame:
+    """A book's labelled snapshot rows (those whose purchase label has matured), in the table's order, of
+    ``dates`` only when given; the whole table of any other source. Training never uses the unlabelled as-of
+    snapshot, which at 5M customers is two thirds of the table."""
     if caps.snapshots:
-        return _float_labels(pd.read_parquet(path, filters=pc.field("purchase_h").is_valid()))
+        rows = pc.field("purchase_h").is_valid()
+        if dates is not None:  # filtered while reading: filtering the frame afterwards copies all of it
+            rows = rows & pc.field("snapshot_date").isin(pa.array(list(dates), pa.date32()))
+        return _float_labels(pd.read_parquet(path, filters=rows))
     return pd.read_parquet(path)
 
 

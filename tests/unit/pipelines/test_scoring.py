@@ -57,6 +57,19 @@ def test_the_labelled_rows_read_as_they_filter_from_the_whole_table_labels_as_fl
     pd.testing.assert_frame_equal(got, expected)
 
 
+def test_the_labelled_rows_of_some_dates_read_as_they_filter_from_the_labelled_rows(tmp_path: Path) -> None:
+    """uplift reads only the dates it gives a role: the same rows, order and dtypes as filtering afterwards."""
+    _table(tmp_path / "features.parquet")
+    path, book = tmp_path / "features.parquet", for_source("tables", synthetic=False)
+    assert scoring.snapshot_dates(path) == DATES
+    labelled = scoring.read_labelled(path, book)
+    dates = pd.to_datetime(labelled["snapshot_date"]).dt.date
+    for wanted in ([DATES[1]], [DATES[0], DATES[2]], DATES, []):
+        got = scoring.read_labelled(path, book, wanted)
+        pd.testing.assert_frame_equal(got, labelled[dates.isin(wanted)].reset_index(drop=True))
+    assert len(scoring.read_labelled(path, book, [DATES[2]])) == 0  # the as-of snapshot has no labelled row
+
+
 def test_the_labelled_rows_read_as_one_frame_a_stage_can_add_columns_to(tmp_path: Path) -> None:
     """Casting the labels must not split the frame into a block per column: with the feature table's ~140
     columns every column a stage then adds (uplift adds several) warned of a fragmented frame."""
