@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +13,10 @@ import pandas as pd
 import yaml
 
 from models import gbm, tuning
-from pipelines import tracking, train
+from pipelines import tracking
 from tests.conftest import repo_params_raw
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _features(n_customers: int, purchase_rate: float, seed: int = 0) -> tuple[pd.DataFrame, list[dict]]:
@@ -34,18 +39,19 @@ def _features(n_customers: int, purchase_rate: float, seed: int = 0) -> tuple[pd
     return pd.concat(rows, ignore_index=True), dictionary
 
 
-def test_train_stage_refuses_too_few_positives_and_writes_nothing(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_train_stage_refuses_too_few_positives_and_writes_nothing(tmp_path: Path) -> None:
     feats, dictionary = _features(200, purchase_rate=0.004)
     (tmp_path / "data/features").mkdir(parents=True)
     feats.to_parquet(tmp_path / "data/features/features.parquet")
     (tmp_path / "data/features/dictionary.json").write_text(json.dumps(dictionary), encoding="utf-8")
     raw = repo_params_raw()
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    capsys.readouterr()
-    code = train.cli(["--params", "params.yaml"])
-    err = capsys.readouterr().err
+    # as a command, in a process of its own: in the test worker's process MLflow asks any Spark session a Spark
+    # test left there for its context, and py4j logged that JVM's closed socket into this stage's output
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "pipelines.train", "--params", "params.yaml"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    code, err = done.returncode, done.stderr
     assert code == 2 and "Traceback" not in err
     assert "not enough data to train the purchase model" in err and "(need 100)" in err
     assert not (tmp_path / "data/models").exists() and not (tmp_path / "data/reports").exists()
