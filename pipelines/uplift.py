@@ -46,10 +46,10 @@ def _labelled(params: Params, split: dict[str, Any]) -> pd.DataFrame:
     Filtered and given the column once: each ``assign``, boolean filter and ``reset_index`` of this frame copied
     all of it (2.4M rows x 140 columns with a 5M book's training sample)."""
     named = {*split["train"], split["valid"], split["calib"], split["test"]}  # the dates given a role below
-    dates = [d for d in scoring.snapshot_dates(FEATURES) if str(d) in named or str(d) > split["valid"]]
+    wanted = [d for d in scoring.snapshot_dates(FEATURES) if str(d) in named or str(d) > split["valid"]]
     # a book's: every purchase label present; the purge gaps before validation are not read at all (reading them
     # and then filtering copied the whole frame: the stage's peak, 4.1 GiB on the 1M book)
-    feats = scoring.read_labelled(FEATURES, params.capabilities, dates)
+    feats = scoring.read_labelled(FEATURES, params.capabilities, wanted)
     dates = iso_days(feats["snapshot_date"])
     role = pd.Series(None, index=feats.index, dtype=object)
     for name in ("valid", "calib", "test"):
@@ -154,9 +154,9 @@ def _fit(train: pd.DataFrame, valid: pd.DataFrame | None, params: Params, campai
     counts_l, supported_l = up.support(holders_t["treatment"], CHANNELS, u.min_treated)
     log.info("lapse: %s holder rows; treated per channel %s; estimated for %s", f"{len(holders_t):,}", counts_l,
              supported_l)
-    kept = evaluated_lapse is not None and u.lapse.form == "transfer"
-    if evaluated_lapse is not None and kept:
-        lapse = evaluated_lapse
+    kept = evaluated_lapse if u.lapse.form == "transfer" else None
+    if kept is not None:
+        lapse = kept
         log.info("lapse: the out-of-time learner kept (the transfer form reads only its link, refitted below)")
     else:
         vl = None if holders_v is None else _bau(holders_v, "lapse")
@@ -177,7 +177,8 @@ def _fit(train: pd.DataFrame, valid: pd.DataFrame | None, params: Params, campai
             **({"valid_logloss": {m.outcome: _valid_loss(m) for m in (purchase, lapse)}} if valid is not None else {}),
             "relative_effect": {"purchase": purchase.relative_effect, "lapse": lapse.relative_effect},
             "anchoring": anchored, "lapse_form": lapse.form, "lapse_kappa": lapse.kappa,
-            **({"lapse_learner": "the out-of-time fit's (transfer form: only the link is refitted)"} if kept else {}),
+            **({"lapse_learner": "the out-of-time fit's (transfer form: only the link is refitted)"}
+               if kept is not None else {}),
             **({"lapse_transfer": link.as_dict()} if link is not None else {})}
     return purchase, lapse, info
 

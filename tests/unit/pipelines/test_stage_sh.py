@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[3]
 CAP = "X86_V4 AVX512_ICL AVX512_SPR"
 
 
-def _launch(tmp_path: Path, python: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def _launch(python: Path, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k not in ("NPY_DISABLE_CPU_FEATURES", "OPENBLAS_CORETYPE")}
     return subprocess.run(["sh", "pipelines/stage.sh", "demo", "--flag"], cwd=REPO, capture_output=True, text=True,
                           timeout=120, env={**base, "PIPELINE_PYTHON": str(python), **env}, check=False)
@@ -36,7 +36,7 @@ def _has_avx2() -> bool:
 def test_numpy_is_capped_at_avx2_unless_the_caller_says_otherwise(tmp_path: Path, given: str | None,
                                                                   seen: str) -> None:
     """dvc.lock's hashes must not depend on whether the host has AVX-512 (docs/architecture.md)."""
-    done = _launch(tmp_path, _echo(tmp_path), **({} if given is None else {"NPY_DISABLE_CPU_FEATURES": given}))
+    done = _launch(_echo(tmp_path), **({} if given is None else {"NPY_DISABLE_CPU_FEATURES": given}))
     assert done.returncode == 0, done.stderr
     numpy_cap, _, args = done.stdout.split("|")
     assert (numpy_cap, args) == (seen, "-m pipelines.demo --flag")
@@ -46,7 +46,7 @@ def test_numpy_is_capped_at_avx2_unless_the_caller_says_otherwise(tmp_path: Path
 def test_openblas_runs_its_haswell_kernels_where_the_cpu_has_avx2(tmp_path: Path, given: str | None) -> None:
     """A caller's OPENBLAS_CORETYPE (even empty) is kept; unset, it is Haswell on an AVX2 CPU and left unset
     elsewhere (a forced Haswell core on an older CPU would be an illegal instruction)."""
-    done = _launch(tmp_path, _echo(tmp_path), **({} if given is None else {"OPENBLAS_CORETYPE": given}))
+    done = _launch(_echo(tmp_path), **({} if given is None else {"OPENBLAS_CORETYPE": given}))
     assert done.returncode == 0, done.stderr
     expected = given if given is not None else ("Haswell" if _has_avx2() else "unset")
     assert done.stdout.split("|")[1] == expected
@@ -62,7 +62,7 @@ def test_the_capped_numpy_uses_no_avx512_kernel(tmp_path: Path) -> None:
     wrapper = tmp_path / "python"  # stage.sh appends "-m pipelines.<stage>": run the probe instead
     wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{probe}"\n', encoding="utf-8")
     wrapper.chmod(0o755)
-    done = _launch(tmp_path, wrapper)
+    done = _launch(wrapper)
     assert done.returncode == 0, done.stderr
     enabled = done.stdout.strip()
     # AVX512F and friends stay detected (NumPy cannot disable baseline-adjacent flags one by one); what matters is
