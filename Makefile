@@ -46,7 +46,7 @@ $(STAMP): requirements.lock pyproject.toml
 venv: $(STAMP)
 
 run: venv
-	$(BIN)/dvc repro
+	DVC=$(BIN)/dvc sh pipelines/repro.sh
 	@echo
 	@$(BIN)/python -m pipelines.summary
 	@echo "Outputs:    data/ (see data/README.md)"

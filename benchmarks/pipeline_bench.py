@@ -9,7 +9,7 @@ gives the child's CPU time and its peak resident set), on a contract-shaped book
   is 20 copies of the 50k book, with the simulator's signal and dirty rows. Tiling is written table by table
   with pyarrow, so a 5M book never has to fit in memory here.
 * **The workspace** gets ``params.yaml`` with ``validate.source.dir`` pointing at the tiled book (a user's own
-  tables: ``generate`` and ``truth_check`` skip themselves) and its own MLflow store.
+  tables: ``generate``, ``truth`` and ``truth_check`` skip themselves) and its own MLflow store.
 * **The floor**, measured in the same run: a DuckDB scan and group-by-customer of the validated contact history,
   the least any feature computation must do. Later runs compare as ratios to it on a noisy machine.
 * **The CRM load**: ``python -m pipelines.export --to`` into SQLite in the workspace (``--db-url`` for

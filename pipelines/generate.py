@@ -1,19 +1,15 @@
-"""Generate the synthetic insurance book with known ground truth (DVC stage ``generate``).
+"""Generate the synthetic insurance book (DVC stage ``generate``).
 
 Writes the four raw tables to ``data/synthetic/book/`` (contract shape, personal fields and dirty
-rows included, as a real export would be), the ground truth to ``data/synthetic/truth.parquet``
-(read by evaluation only) and a summary to ``data/reports/generate.json``.
+rows included, as a real export would be) and a summary to ``data/reports/generate.json``. The book's
+ground truth is the ``truth`` stage's (``pipelines/truth.py``): nothing before ``truth_check`` waits for it.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
-
-import pandas as pd
 
 from features.simulator.book import simulate_book
 from pipelines import paths
@@ -23,7 +19,7 @@ from pipelines.params import load_params
 from pipelines.stage_needs import skip_reason
 
 log = logging.getLogger("pipelines.generate")
-BOOK_DIR, TRUTH = paths.SYNTHETIC_BOOK, paths.TRUTH
+BOOK_DIR = paths.SYNTHETIC_BOOK
 
 
 def skip(reason: str) -> None:
@@ -32,7 +28,6 @@ def skip(reason: str) -> None:
     with staged_outputs() as out:
         out.path(BOOK_DIR / "SKIPPED.txt").write_text(f"The synthetic book was not generated: {reason}\n",
                                                       encoding="utf-8")
-        out.parquet(pd.DataFrame({"customer_id": pd.Series(dtype="string")}), TRUTH)
         out.json({"skipped": reason}, paths.report("generate"))
 
 
@@ -45,20 +40,15 @@ def main(args: argparse.Namespace) -> None:
     sp = params.synthetic()
     log.info("profile '%s': %s customers, %s days of history, as-of %s, seed %s", params.book.profile,
              f"{sp.size.n_customers:,}", sp.size.history_days, sp.as_of, sp.seed)
-    # the truth's scenarios are independent: one process per core (the same truth, about half the time on 2 cores)
-    workers = max(1, min(os.cpu_count() or 1, 4))
-    with ProcessPoolExecutor(workers) as pool:
-        book = simulate_book(sp, progress=progress_logger("generate").info,
-                             mapper=pool.map if workers > 1 else map)
+    book = simulate_book(sp, progress=progress_logger("generate").info, truth=False)
     (BOOK_DIR / "SKIPPED.txt").unlink(missing_ok=True)
     with staged_outputs() as out:
         for name, df in book.tables().items():
             out.parquet(df, BOOK_DIR / f"{name}.parquet")
-        out.parquet(book.truth, TRUTH)
         out.json({"profile": params.book.profile, **book.summary}, paths.report("generate"))
     counts: dict[str, int] = book.summary["rows"]  # type: ignore[assignment]
     rows = ", ".join(f"{k} {v:,}" for k, v in counts.items())
-    log.info("wrote %s (%s) and %s", BOOK_DIR, rows, TRUTH)
+    log.info("wrote %s (%s)", BOOK_DIR, rows)
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from features.intake.capabilities import Capabilities
 # What each stage needs in full; a stage whose needs are not met skips itself with the reason.
 STAGE_NEEDS: dict[str, tuple[str, ...]] = {
     "generate": ("synthetic_truth",),
+    "truth": ("synthetic_truth",),
     "truth_check": ("synthetic_truth",),
 }
 

@@ -39,7 +39,7 @@ from features.simulator.tables import add_missing, book_tables, inject_dirt
 from features.simulator.world import World
 
 __all__ = ["OUTBOUND_SALES_CHANNELS", "BookSize", "SyntheticBook", "SyntheticParams", "WorldChange", "WorldParams",
-           "simulate_book"]
+           "extract_tables", "simulate_book", "simulate_history", "simulate_truth", "truth_summary"]
 log = logging.getLogger(__name__)
 # Policy columns a forward run without realisation never writes (``World.step(realise=False)``): only claims'
 # ``bad_claim`` moves. ``test_truth_with_the_policy_side_frozen_equals_recomputing_it`` checks they stay unchanged.
@@ -144,21 +144,24 @@ def _truth(w: World, p: SyntheticParams, progress: Callable[[str], None], stream
     return truth[keep].reset_index(drop=True)
 
 
-def simulate_book(p: SyntheticParams, progress: Callable[[str], None] | None = None,
-                  mapper: Mapper = map) -> SyntheticBook:
-    """Simulate the book up to the day before ``as_of`` and the truth from ``as_of`` on (its scenarios through
-    ``mapper``: a process pool's ``map`` runs them in parallel with the same result)."""
+def simulate_history(p: SyntheticParams, progress: Callable[[str], None] | None = None) -> World:
+    """The book's world, simulated day by day up to the day before ``as_of``: what the raw tables are extracted
+    from and what the truth runs forward from. Seeded by the parameters, so two calls build the same world (the
+    ``truth`` stage simulates it again rather than reading a serialised world from ``generate``)."""
     say = progress or (lambda msg: log.info(msg))
-    rng = np.random.default_rng(p.seed)
-    w = World(p, rng)
+    w = World(p, np.random.default_rng(p.seed))
     H = p.size.history_days
     say(f"simulating {p.size.n_customers:,} customers over {H} days up to {p.as_of}")
     for t in range(H):
         w.step(t)
         if (t + 1) % 180 == 0 or t == H - 1:
             say(f"  day {t + 1}/{H}: {w.pol.n:,} policies, {sum(len(c) for c in w.contacts.chunks['cust']):,} contacts")
-    # pending claims and the extract happen at as-of; truth runs forward from a copy of the state
-    truth = _truth(w, p, say, mapper=mapper)
+    return w
+
+
+def extract_tables(w: World, p: SyntheticParams) -> tuple[dict[str, pd.DataFrame], dict[str, object]]:
+    """The raw tables a real export would hold (missing values and dirty rows included) and their summary. Reads
+    ``w`` only (the truth's forward runs copy it), so the tables do not depend on whether the truth ran."""
     trng = np.random.default_rng([p.seed, 99])
     tables = book_tables(w, p, trng)
     add_missing(tables, p.missing_share, trng)
@@ -167,10 +170,37 @@ def simulate_book(p: SyntheticParams, progress: Callable[[str], None] | None = N
         "as_of": str(p.as_of),
         "rows": {k: int(len(v)) for k, v in tables.items()},
         "dirty_rows_injected": dirt,
-        "holders_share": float(truth["holds_in_force"].mean()),
-        "mean_true_p_purchase": float(truth["p_purchase"].mean()),
-        "mean_true_p_lapse_holders": float(truth["p_lapse"].mean()),
         "customers_without_contacts": int(
             (~tables["customers"]["customer_id"].isin(tables["contacts"]["customer_id"].unique())).sum()),
     }
-    return SyntheticBook(truth=truth, summary=summary, **tables)
+    return tables, summary
+
+
+def truth_summary(truth: pd.DataFrame) -> dict[str, float]:
+    """The truth's headline shares (``data/reports/truth.json``)."""
+    return {"holders_share": float(truth["holds_in_force"].mean()),
+            "mean_true_p_purchase": float(truth["p_purchase"].mean()),
+            "mean_true_p_lapse_holders": float(truth["p_lapse"].mean())}
+
+
+def simulate_truth(p: SyntheticParams, progress: Callable[[str], None] | None = None,
+                   mapper: Mapper = map) -> pd.DataFrame:
+    """The truth alone: the history simulated again (the same world as ``simulate_book``'s), then run forward
+    from ``as_of`` (its scenarios through ``mapper``)."""
+    say = progress or (lambda msg: log.info(msg))
+    return _truth(simulate_history(p, say), p, say, mapper=mapper)
+
+
+def simulate_book(p: SyntheticParams, progress: Callable[[str], None] | None = None,
+                  mapper: Mapper = map, truth: bool = True) -> SyntheticBook:
+    """Simulate the book up to the day before ``as_of`` and, with ``truth``, the truth from ``as_of`` on (its
+    scenarios through ``mapper``: a process pool's ``map`` runs them in parallel with the same result). Without
+    it ``SyntheticBook.truth`` is empty: the ``generate`` stage writes the tables, the ``truth`` stage the truth."""
+    say = progress or (lambda msg: log.info(msg))
+    w = simulate_history(p, say)
+    # pending claims and the extract happen at as-of; truth runs forward from a copy of the state
+    true = _truth(w, p, say, mapper=mapper) if truth else pd.DataFrame()
+    tables, summary = extract_tables(w, p)
+    if truth:
+        summary |= truth_summary(true)
+    return SyntheticBook(truth=true, summary=summary, **tables)

@@ -22,8 +22,8 @@ pytestmark = pytest.mark.xdist_group("e2e")  # one worker builds the tiny book o
 
 @pytest.fixture(scope="session")
 def repro(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    """`.venv/bin/dvc repro` of the tiny book in a committed copy, from a shell with no virtualenv on PATH (the
-    stages find ./.venv through pipelines/stage.sh).
+    """`make run`'s `sh pipelines/repro.sh` (dvc repro, the truth stage beside the others) of the tiny book in a
+    committed copy, from a shell with no virtualenv on PATH (the stages find ./.venv through pipelines/stage.sh).
 
     Session-scoped, not module-scoped: xdist interleaves other modules' tests on the same worker, and pytest
     tears a module fixture down whenever the next test is from another module (the book was built twice)."""
@@ -39,8 +39,8 @@ def repro(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.Co
     path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
                            if p and Path(p).resolve() != BIN.resolve())
     env |= {"PATH": path, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": ""}
-    proc = subprocess.run([str(BIN / "dvc"), "repro"], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run(["sh", "pipelines/repro.sh"], cwd=root, env=env | {"DVC": str(BIN / "dvc")},
+                          capture_output=True, text=True, timeout=900)
     if proc.returncode == 0:  # a baseline commit: what `dvc metrics diff` and `dvc exp run` compare against
         git(root, "add", "-A")
         git(root, "commit", "-q", "-m", "tiny book")
@@ -56,6 +56,11 @@ def test_dvc_repro_builds_the_tiny_book(repro) -> None:
         assert (root / f"data/interim/{table}.parquet").is_file()
         assert (root / f"data/interim/quarantine/{table}.parquet").is_file()
     assert (root / "data/synthetic/truth.parquet").is_file()
+    # the truth ran in the second dvc repro, beside the first; the last one found it done
+    assert "the truth stage, run beside the others (exit 0)" in proc.stdout
+    side = proc.stdout.split("the truth stage, run beside the others (exit 0)")[1].split("\n----\n")[0]
+    assert "Running stage 'truth'" in side, proc.stdout[-3000:]
+    assert json.loads((root / "data/reports/truth.json").read_text(encoding="utf-8"))["rows"] > 1_000
     report = json.loads((root / "data/reports/validation.json").read_text(encoding="utf-8"))
     assert report["reconciled"] is True
     gen = json.loads((root / "data/reports/generate.json").read_text(encoding="utf-8"))

@@ -91,7 +91,7 @@ def test_unmapped_codes_and_bad_dates_are_left_for_the_contract_to_quarantine() 
 @pytest.mark.slow
 @pytest.mark.xdist_group("your_data")
 def test_the_whole_pipeline_runs_on_the_documented_export(small_params, tmp_path: Path) -> None:
-    """`dvc repro` on the worked example's files: generate and truth_check skip themselves, the rest delivers."""
+    """`dvc repro` on the worked example's files: generate, truth and truth_check skip themselves, the rest delivers."""
     import json
 
     from features.simulator.book import simulate_book
@@ -115,7 +115,9 @@ def test_the_whole_pipeline_runs_on_the_documented_export(small_params, tmp_path
     proc = run_cmd([str(BIN / "dvc"), "repro"], root)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "generate skipped" in proc.stdout + proc.stderr and "truth_check skipped" in proc.stdout + proc.stderr
-    assert "skipped" in json.loads((root / "data/reports/generate.json").read_text(encoding="utf-8"))
+    assert "truth skipped" in proc.stdout + proc.stderr
+    for stage in ("generate", "truth"):
+        assert "skipped" in json.loads((root / f"data/reports/{stage}.json").read_text(encoding="utf-8"))
     assert not list((root / "data/synthetic/book").glob("*.parquet"))
     manifest = json.loads((root / f"data/scores/manifest_{raw['book']['as_of']}.json").read_text(encoding="utf-8"))
     assert manifest["rows"] == len(tables["customers"])

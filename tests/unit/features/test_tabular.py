@@ -140,10 +140,10 @@ def test_capabilities_decide_which_stages_and_columns_apply() -> None:
     book = cap.for_source("tables", synthetic=True)
     own = cap.for_source("tables", synthetic=False)
     assert tab.models == ("purchase",) and book.models == own.models == cap.ALL_MODELS
-    for stage in ("generate", "truth_check"):
+    for stage in ("generate", "truth", "truth_check"):
         assert "does not apply" in (skip_reason(stage, tab) or "")
         assert skip_reason(stage, book) is None
-    assert skip_reason("generate", own) and skip_reason("report", own) is None
+    assert skip_reason("generate", own) and skip_reason("truth", own) and skip_reason("report", own) is None
     assert all(skip_reason(s, tab) is None
                for s in ("validate", "features", "train", "segment", "export", "report"))
     name, cols = score_file.profile(tab)
