@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from models import reasons
 from models import segments as sg
-from pipelines import crm_load, delivery, score_file, tracking
+from pipelines import crm_load, crm_rows, delivery, score_file, tracking
 from pipelines.errors import InputError, UserError
 from pipelines.io import staged_outputs
 from tests.conftest import REPO
@@ -299,6 +299,7 @@ def _check_load(url: str, schema: str | None = None) -> None:
     df = sample_delivery(400)
     # a channel without effect can be -0.0; SQLite stores it as 0.0, which must not fail the verification
     df.loc[0, "channel_uplift_lapse"] = -0.0
+    df.loc[1, "plan_reason"] = "tab\there, new\nline, back\\slash \\N, 中文\r"  # COPY's escapes, and back
     first = crm_load.load(url, df, AS_OF, table="crm_scores_staging", schema=schema)
     assert first["rows"] == 400
     again = crm_load.load(url, df, AS_OF, table="crm_scores_staging", schema=schema)  # idempotent
@@ -321,12 +322,39 @@ def _check_load(url: str, schema: str | None = None) -> None:
     assert crm_load.checksum(rows) == crm_load.checksum(smaller)
 
 
-def test_the_fast_canonical_text_is_the_reference_rules_for_every_type() -> None:
-    values = ["C1", "", 0, 7, np.int64(-3), 0.1, -0.0, 1e-13, float("nan"), float("inf"), np.float64(2.5), np.nan,
-              None, True, False, np.bool_(True), dt.date(2026, 9, 30), dt.datetime(2026, 9, 30, 12),
-              pd.Timestamp("2026-09-30 08:00"), pd.NaT, np.float32(0.5), np.int32(4), Decimal("1.5")]
-    assert [crm_load.canon(v) for v in values] == [crm_load._canon(v) for v in values]
-    assert crm_load.canon(-0.0) == crm_load.canon(0.0) == "0"  # SQLite gives negative zero back as zero
+def test_the_checksum_reads_a_row_the_same_in_every_form_a_database_gives_it_back() -> None:
+    """The delivery's frame and its rows as databases return them (dates as dates or ISO text, booleans as bools
+    or 0/1, null as None or NaN, negative zero as zero) give one checksum; a float one ulp away does not."""
+    df = sample_delivery(50)
+    df.loc[0, "channel_uplift_lapse"] = -0.0
+    as_tuples = list(df.itertuples(index=False, name=None))
+    kinds = list(crm_rows.KINDS.values())
+
+    def sqlite_like(r: tuple) -> tuple:
+        return tuple(v.isoformat() if k == "date" and v is not None else int(v) if k == "boolean" else
+                     (0.0 if k == "number" and v == 0 else None if k == "number" and v != v else v)
+                     for v, k in zip(r, kinds, strict=True))
+
+    whole = crm_load.checksum(df)
+    stamped = df.assign(as_of=pd.Timestamp(AS_OF) + pd.Timedelta(hours=9))  # a timestamp counts by its day
+    assert crm_load.checksum(as_tuples) == crm_load.checksum([sqlite_like(r) for r in as_tuples]) == whole
+    assert crm_load.checksum(stamped) == whole
+    nudged = df.copy()
+    nudged.loc[3, "p_purchase"] = np.nextafter(nudged.loc[3, "p_purchase"], 1.0)
+    assert crm_load.checksum(nudged) != whole
+    assert crm_load.checksum([]) == crm_load.checksum(df.iloc[:0]) == "0" * 64
+
+
+def test_copy_text_escapes_what_postgresql_would_read_as_structure() -> None:
+    df = sample_delivery(3)
+    df.loc[0, "plan_reason"] = "a\tb\\c\nd"
+    df.loc[1, "plan_reason"] = None
+    lines = crm_rows.copy_text(crm_rows.columns(df)).split("\n")
+    assert lines[-1] == "" and len(lines) == 4  # one line per row, the last one ended
+    col = score_file.NAMES.index("plan_reason")
+    assert lines[0].split("\t")[col] == "a\\tb\\\\c\\nd" and lines[1].split("\t")[col] == "\\N"
+    supp = score_file.NAMES.index("suppressed")
+    assert {line.split("\t")[supp] for line in lines[:3]} <= {"t", "f"}
 
 
 def test_sqlite_load_is_idempotent_and_verified(tmp_path: Path, monkeypatch) -> None:
