@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pandas as pd
@@ -62,7 +62,7 @@ def _insert(conn: sa.Connection, t: sa.Table, df: pd.DataFrame) -> None:
     raw: Any = conn.connection.driver_connection
     driver: Any = conn.dialect.dbapi  # the driver module: its own errors are not SQLAlchemy's
     names = ", ".join(f'"{c}"' for c in score_file.NAMES)
-    target = ".".join(f'"{p}"' for p in ((t.schema,) if t.schema else ()) + (t.name,))
+    target = _target(t)
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
         try:
             with raw.cursor() as cur, cur.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
@@ -79,6 +79,31 @@ def _insert(conn: sa.Connection, t: sa.Table, df: pd.DataFrame) -> None:
             conn.exec_driver_sql(f"INSERT INTO {target} ({names}) VALUES ({marks})", rows)
         else:
             conn.execute(sa.insert(t), [dict(zip(score_file.NAMES, r, strict=True)) for r in rows])
+
+
+def _target(t: sa.Table) -> str:
+    return ".".join(f'"{p}"' for p in ((t.schema,) if t.schema else ()) + (t.name,))
+
+
+def _read_back(conn: sa.Connection, t: sa.Table, as_of: dt.date) -> Iterator[Sequence[Sequence[Any]]]:
+    """The loaded rows of ``as_of``, chunk by chunk, in score-file column order. SQLite's through its own cursor:
+    its dates come back as the ISO text they are stored as and its booleans as 0/1, which the checksum reads as
+    it reads dates and booleans (SQLAlchemy's per-value date parsing was a fifth of a load); any other
+    database's through SQLAlchemy's streamed result (PostgreSQL: a server-side cursor)."""
+    if conn.dialect.name == "sqlite":
+        raw: Any = conn.connection.driver_connection
+        cur = raw.cursor()
+        try:
+            names = ", ".join(f'"{c}"' for c in score_file.NAMES)
+            cur.execute(f"SELECT {names} FROM {_target(t)} WHERE as_of = ?", (as_of.isoformat(),))
+            while rows := cur.fetchmany(CHUNK):
+                yield rows
+        finally:
+            cur.close()
+        return
+    result = conn.execution_options(stream_results=True, yield_per=CHUNK).execute(
+        sa.select(*[t.c[c] for c in score_file.NAMES]).where(t.c.as_of == as_of))
+    yield from result.partitions()
 
 
 def load(url: str, df: pd.DataFrame, as_of: dt.date, table: str, schema: str | None = None) -> dict[str, Any]:
@@ -101,9 +126,7 @@ def load(url: str, df: pd.DataFrame, as_of: dt.date, table: str, schema: str | N
             if n != len(df):
                 raise _Mismatch(f"{where} holds {n} rows for {as_of} after loading, the delivery has {len(df)}")
             back = crm_rows.Checksum()
-            result = conn.execution_options(stream_results=True, yield_per=CHUNK).execute(
-                sa.select(*[t.c[c] for c in score_file.NAMES]).where(t.c.as_of == as_of))
-            for part in result.partitions():
+            for part in _read_back(conn, t, as_of):
                 back.update(crm_rows.transpose(part))
             got = back.hexdigest()
             if got != expected:
