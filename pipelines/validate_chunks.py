@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from features.intake.chunked import (
     FLAG,
+    PASSED,
     RAW,
     ROW,
     candidates_sql,
@@ -30,6 +31,7 @@ from features.intake.chunked import (
     duplicates_sql,
     flag_columns,
     order_sql,
+    pending_sql,
     rejected_rows,
     settle,
 )
@@ -95,8 +97,8 @@ def validate_in_chunks(chunks: Iterable[pd.DataFrame], spec: TableSpec, as_of: d
     for i, raw in enumerate(chunks):
         part = check_chunk(raw, spec, as_of, parents, res.n_input, source, zones, customers)
         res.n_input += len(raw)
-        templates.setdefault("pending", part.pending.iloc[:0])
-        part.pending.to_parquet(folder / f"pending/{i:05d}.parquet", index=False)
+        templates.setdefault("pending", part.rows.drop(columns=[PASSED]).iloc[:0])
+        part.rows.to_parquet(folder / f"pending/{i:05d}.parquet", index=False)
         part.quarantine.to_parquet(folder / f"quarantine/a{i:05d}.parquet", index=False)
         res._count(part.quarantine)
         del part, raw
@@ -106,7 +108,8 @@ def validate_in_chunks(chunks: Iterable[pd.DataFrame], spec: TableSpec, as_of: d
     con = duckdb.connect()
     con.execute(f"SET memory_limit = '{memory_limit}'; SET temp_directory = '{folder / 'spill'}'")
     template = templates["pending"]
-    con.execute(f"CREATE VIEW pending AS SELECT * FROM read_parquet('{folder / 'pending'}/*.parquet')")
+    chunk_rows = f"read_parquet('{folder / 'pending'}/*.parquet')"
+    con.execute(f"CREATE VIEW pending AS {pending_sql(chunk_rows)}")
     duplicates = con.execute(duplicates_sql(spec, "pending")).df()
     con.register("duplicates", duplicates)
     candidates = con.execute(candidates_sql("pending", "duplicates", flag_columns(list(template.columns)))).df()

@@ -6,6 +6,8 @@ rules is kept), and a reference rule is row-local once the parent table's keys a
 
 1. ``check_chunk`` applies the row rules to one chunk. Rows that break one are quarantined there and then; the
    rest are *pending*: parsed, with the values as they arrived (for a later quarantine) and their reference flags.
+   The chunk's rows go on whole, each marked ``_passed`` or not: the engine keeps the pending ones as it reads
+   them (``pending_sql``), where taking them out here cost a copy of every column of every chunk.
 2. The caller finds the duplicate keys and events over every chunk's pending rows at once
    (``duplicates_sql``, DuckDB, out of core), and fetches the few pending rows that are a duplicate or carry a
    flag (``candidates_sql``).
@@ -33,6 +35,7 @@ from features.intake.validation import check_rows, quarantine_frame
 ROW = "_row"  # 0-based position of the row in the whole table
 RAW = "_raw:"  # prefix of a pending row's raw text columns
 FLAG = "_flag:"  # prefix of a pending row's reference flags: _flag:<rule>:<column>
+PASSED = "_passed"  # the row passed the row rules: it is pending (the others are in the chunk's quarantine)
 
 
 def chunkable(spec: TableSpec) -> bool:
@@ -42,10 +45,11 @@ def chunkable(spec: TableSpec) -> bool:
 
 @dataclass
 class CheckedChunk:
-    """One chunk after the row rules: its final quarantine rows, and the rows still pending."""
+    """One chunk after the row rules: its final quarantine rows, and all its rows with ``PASSED`` marking the ones
+    still pending (``pending_sql``)."""
 
     quarantine: pd.DataFrame
-    pending: pd.DataFrame
+    rows: pd.DataFrame
 
 
 def check_chunk(raw: pd.DataFrame, spec: TableSpec, as_of: dt.date, parents: Mapping[str, Ids], start: int,
@@ -60,13 +64,12 @@ def check_chunk(raw: pd.DataFrame, spec: TableSpec, as_of: dt.date, parents: Map
     rows = c.df.index.to_numpy() + start
     detail = c.details(bad)
     q = quarantine_frame(c.raw.loc[bad], c.reason[bad], c.reason_col[bad], detail, rows[bad.to_numpy()] + 1, spec)
-    ok = ~bad
     kept = [n for n in c.df.columns if n not in spec.personal_columns]
-    parsed = c.df.loc[ok, kept]
-    cols: dict[str, object] = {ROW: rows[ok.to_numpy()].astype("int64")}
-    cols.update({n: parsed[n].reset_index(drop=True) for n in kept})
+    parsed = c.df[kept].reset_index(drop=True)
+    cols: dict[str, object] = {ROW: rows.astype("int64"), PASSED: (~bad).to_numpy(bool)}
+    cols.update({n: parsed[n] for n in kept})
     # as they arrived: typed columns stay typed (a quarantine turns them into text, and few rows get there)
-    cols.update({RAW + n: _spillable(c.raw.loc[ok, n]).reset_index(drop=True) for n in kept})
+    cols.update({RAW + n: _spillable(c.raw[n]).reset_index(drop=True) for n in kept})
     at = (positions(parsed["customer_id"].astype("string"), customers)
           if customers is not None and "customer_id" in parsed else None)
     known = None if at is None else {("customers", "customer_id"): at >= 0}
@@ -75,6 +78,12 @@ def check_chunk(raw: pd.DataFrame, spec: TableSpec, as_of: dt.date, parents: Map
     if at is not None:
         cols["customer_key"] = at.astype("int32")  # as validation.add_customer_key
     return CheckedChunk(q, pd.DataFrame(cols))
+
+
+def pending_sql(chunk_rows: str) -> str:
+    """The pending rows (those that passed the row rules) of ``chunk_rows``, every chunk's ``CheckedChunk.rows``,
+    without the mark."""
+    return f"SELECT * EXCLUDE ({_q(PASSED)}) FROM {chunk_rows} WHERE {_q(PASSED)}"
 
 
 def _spillable(s: pd.Series) -> pd.Series:
