@@ -22,8 +22,23 @@ else
 fi
 side=$(mktemp "${TMPDIR:-/tmp}/repro-truth.XXXXXX") || exit 2
 trap 'rm -f "$side"' EXIT
-nice -n 19 "$dvc" --wait-for-lock repro "$@" truth >"$side" 2>&1 &
+# The side repro gets a process group of its own where setsid exists (not on macOS), so that an interrupt stops it
+# with its stage and the stage's workers: a background job of a script ignores Ctrl-C, and would run on alone.
+group=""
+if command -v setsid >/dev/null 2>&1; then
+    group=setsid
+fi
+$group nice -n 19 "$dvc" --wait-for-lock repro "$@" truth >"$side" 2>&1 &
 truth_pid=$!
+stop_side() {
+    if [ -n "$group" ]; then
+        kill -TERM "-$truth_pid" 2>/dev/null  # the group (dash's kill takes no --)
+    fi
+    kill -TERM "$truth_pid" 2>/dev/null
+    echo "interrupted: the truth stage beside was stopped too; \`make run\` again resumes" >&2
+    exit 130
+}
+trap stop_side INT TERM
 "$dvc" --wait-for-lock repro "$@" export
 main_rc=$?
 wait "$truth_pid"
