@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ def _fake_dvc(tmp_path: Path, fail: str = "") -> Path:
     fake.write_text(
         "#!/bin/sh\n"
         'last=""; for a in "$@"; do last="$a"; done\n'
-        'echo "$(nice) $*" >> "$CALLS"\n'
+        'echo "$(nice) $("$PY" -c "import os; print(os.getsid(0))") $*" >> "$CALLS"\n'
         'if [ "$last" = truth ]; then sleep 1; echo "Running stage \'truth\'"; echo "end truth" >> "$CALLS"; fi\n'
         f'if [ "$last" = "{fail}" ]; then echo "stage $last failed" >&2; exit 3; fi\n', encoding="utf-8")
     fake.chmod(0o755)
@@ -27,7 +28,7 @@ def _fake_dvc(tmp_path: Path, fail: str = "") -> Path:
 
 def _run(tmp_path: Path, fail: str = "", *args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     calls = tmp_path / "calls.log"
-    env = {**os.environ, "DVC": str(_fake_dvc(tmp_path, fail)), "CALLS": str(calls)}
+    env = {**os.environ, "DVC": str(_fake_dvc(tmp_path, fail)), "CALLS": str(calls), "PY": sys.executable}
     done = subprocess.run(["sh", "pipelines/repro.sh", *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=60, check=False)
     return done, calls.read_text(encoding="utf-8").splitlines()
@@ -37,10 +38,13 @@ def test_the_truth_runs_niced_beside_the_main_chain_then_one_repro_finishes(tmp_
     done, calls = _run(tmp_path, "", "--force")
     assert done.returncode == 0, done.stderr
     base = int(subprocess.run(["nice"], capture_output=True, text=True, check=True).stdout)
-    by_target = {c.split()[-1]: c for c in calls if not c.startswith("end ")}
-    assert by_target["truth"].split()[:4] == [str(min(base + 19, 19)), "--wait-for-lock", "repro", "--force"]
-    assert by_target["export"].split()[:4] == [str(base), "--wait-for-lock", "repro", "--force"]
-    assert calls[-1].split() == [str(base), "--wait-for-lock", "repro", "--force"]  # everything left, last
+    by_target = {c.split()[-1]: c.split() for c in calls if not c.startswith("end ")}
+    assert by_target["truth"][:1] + by_target["truth"][2:5] == [str(min(base + 19, 19)), "--wait-for-lock", "repro",
+                                                                "--force"]
+    assert by_target["export"][:1] + by_target["export"][2:5] == [str(base), "--wait-for-lock", "repro", "--force"]
+    assert calls[-1].split()[:1] + calls[-1].split()[2:] == [str(base), "--wait-for-lock", "repro", "--force"]
+    # one session for all: Linux's autogroups share the CPU equally between sessions, whatever the nice value
+    assert by_target["truth"][1] == by_target["export"][1] == str(os.getsid(0))
     assert calls.index("end truth") < len(calls) - 1  # ... after the truth's repro ended
     # the side repro's output is shown as one block after both, not interleaved with the main chain's
     assert "the truth stage, run beside the others (exit 0)" in done.stdout
@@ -59,7 +63,7 @@ def test_a_failure_is_the_exit_code_and_the_truth_is_waited_for(tmp_path: Path, 
 
 
 def test_an_interrupt_stops_the_truth_beside_with_its_children(tmp_path: Path) -> None:
-    """Ctrl-C (here SIGTERM to the script) must not leave the side repro and its stage running on alone."""
+    """Ctrl-C must not leave the side repro and its stage running on alone."""
     import signal
     import time
 
@@ -77,7 +81,8 @@ def test_an_interrupt_stops_the_truth_beside_with_its_children(tmp_path: Path) -
             break
         time.sleep(0.1)
     truth_child = int(child.read_text())
-    os.killpg(proc.pid, signal.SIGTERM)  # what a terminal's Ctrl-C does to make's group, as TERM
+    # Ctrl-C: SIGINT to the foreground group, which the side repro, a background job of a script, ignores
+    os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode != 0 and "interrupted" in err
     for _ in range(50):
