@@ -336,6 +336,9 @@ def test_the_checksum_reads_a_row_the_same_in_every_form_a_database_gives_it_bac
                      for v, k in zip(r, kinds, strict=True))
 
     whole = crm_load.checksum(df)
+    money = score_file.NAMES.index("expected_premium")  # a NUMERIC column comes back as Decimal
+    as_decimal = [r[:money] + (Decimal(repr(r[money])),) + r[money + 1:] for r in as_tuples]
+    assert crm_load.checksum(as_decimal) == whole
     stamped = df.assign(as_of=pd.Timestamp(AS_OF) + pd.Timedelta(hours=9))  # a timestamp counts by its day
     assert crm_load.checksum(as_tuples) == crm_load.checksum([sqlite_like(r) for r in as_tuples]) == whole
     assert crm_load.checksum(stamped) == whole
