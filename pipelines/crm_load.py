@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -48,11 +49,17 @@ def checksum(rows: Sequence[Sequence[Any]] | pd.DataFrame) -> str:
     table (tuples in score-file column order)."""
     h = crm_rows.Checksum()
     if isinstance(rows, pd.DataFrame):
-        for start in range(0, len(rows), CHUNK):
-            h.update(crm_rows.columns(rows.iloc[start:start + CHUNK]))
+        for cols in _column_chunks(rows):
+            h.update(cols)
     else:
         h.update(crm_rows.transpose(rows))
     return h.hexdigest()
+
+
+def _column_chunks(df: pd.DataFrame) -> Iterator[list[Any]]:
+    """The delivery's score-file columns, ``CHUNK`` rows at a time, converted once (``crm_rows.columns``)."""
+    for start in range(0, len(df), CHUNK):
+        yield crm_rows.columns(df.iloc[start:start + CHUNK])
 
 
 def _insert(conn: sa.Connection, t: sa.Table, df: pd.DataFrame) -> None:
@@ -61,28 +68,34 @@ def _insert(conn: sa.Connection, t: sa.Table, df: pd.DataFrame) -> None:
     the form SQLAlchemy's SQLite types store), any other database through SQLAlchemy's executemany."""
     raw: Any = conn.connection.driver_connection
     driver: Any = conn.dialect.dbapi  # the driver module: its own errors are not SQLAlchemy's
-    names = ", ".join(f'"{c}"' for c in score_file.NAMES)
     target = _target(t)
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
         try:
-            with raw.cursor() as cur, cur.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
-                for start in range(0, len(df), CHUNK):
-                    copy.write(crm_rows.copy_text(crm_rows.columns(df.iloc[start:start + CHUNK])))
+            with raw.cursor() as cur, cur.copy(f"COPY {target} ({_NAMES}) FROM STDIN") as copy:
+                for cols in _column_chunks(df):
+                    copy.write(crm_rows.copy_text(cols))
         except driver.Error as e:
             raise _Failed(f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from e
         return
     sqlite = conn.dialect.name == "sqlite"
     marks = ", ".join("?" for _ in score_file.NAMES)
-    for start in range(0, len(df), CHUNK):
-        rows = crm_rows.python_rows(crm_rows.columns(df.iloc[start:start + CHUNK]), sqlite=sqlite)
+    for cols in _column_chunks(df):
+        rows = crm_rows.python_rows(cols, sqlite=sqlite)
         if sqlite:
-            conn.exec_driver_sql(f"INSERT INTO {target} ({names}) VALUES ({marks})", rows)
+            conn.exec_driver_sql(f"INSERT INTO {target} ({_NAMES}) VALUES ({marks})", rows)
         else:
             conn.execute(sa.insert(t), [dict(zip(score_file.NAMES, r, strict=True)) for r in rows])
 
 
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+_NAMES = ", ".join(_quoted(c) for c in score_file.NAMES)  # the score-file columns, in order, as SQL
+
+
 def _target(t: sa.Table) -> str:
-    return ".".join(f'"{p}"' for p in ((t.schema,) if t.schema else ()) + (t.name,))
+    return ".".join(_quoted(p) for p in ((t.schema,) if t.schema else ()) + (t.name,))
 
 
 def _read_back(conn: sa.Connection, t: sa.Table, as_of: dt.date) -> Iterator[Sequence[Sequence[Any]]]:
@@ -92,12 +105,14 @@ def _read_back(conn: sa.Connection, t: sa.Table, as_of: dt.date) -> Iterator[Seq
     database's through SQLAlchemy's streamed result (PostgreSQL: a server-side cursor)."""
     if conn.dialect.name == "sqlite":
         raw: Any = conn.connection.driver_connection
+        driver: Any = conn.dialect.dbapi
         cur = raw.cursor()
         try:
-            names = ", ".join(f'"{c}"' for c in score_file.NAMES)
-            cur.execute(f"SELECT {names} FROM {_target(t)} WHERE as_of = ?", (as_of.isoformat(),))
+            cur.execute(f"SELECT {_NAMES} FROM {_target(t)} WHERE as_of = ?", (as_of.isoformat(),))
             while rows := cur.fetchmany(CHUNK):
                 yield rows
+        except driver.Error as e:  # the driver's own error, not SQLAlchemy's
+            raise _Failed(f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from e
         finally:
             cur.close()
         return
@@ -126,8 +141,12 @@ def load(url: str, df: pd.DataFrame, as_of: dt.date, table: str, schema: str | N
             if n != len(df):
                 raise _Mismatch(f"{where} holds {n} rows for {as_of} after loading, the delivery has {len(df)}")
             back = crm_rows.Checksum()
-            for part in _read_back(conn, t, as_of):
-                back.update(crm_rows.transpose(part))
+            try:
+                for part in _read_back(conn, t, as_of):
+                    back.update(crm_rows.transpose(part))
+            except (pa.ArrowException, ValueError) as e:  # e.g. an existing table whose column has another type
+                raise _Mismatch(f"the rows read back from {where} do not have the score file's column types "
+                                f"({type(e).__name__}: {str(e)[:200]})") from e
             got = back.hexdigest()
             if got != expected:
                 raise _Mismatch(f"checksum of the rows in {where} ({got[:12]}) differs from the delivery's "

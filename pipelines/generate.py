@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 
-from features.simulator.book import simulate_book
+from features.simulator.book import extract_tables, simulate_history
 from pipelines import paths
 from pipelines.cli import base_parser, progress_logger, run_stage
 from pipelines.io import staged_outputs
@@ -40,13 +40,13 @@ def main(args: argparse.Namespace) -> None:
     sp = params.synthetic()
     log.info("profile '%s': %s customers, %s days of history, as-of %s, seed %s", params.book.profile,
              f"{sp.size.n_customers:,}", sp.size.history_days, sp.as_of, sp.seed)
-    book = simulate_book(sp, progress=progress_logger("generate").info, truth=False)
+    tables, summary = extract_tables(simulate_history(sp, progress_logger("generate").info), sp)
     (BOOK_DIR / "SKIPPED.txt").unlink(missing_ok=True)
     with staged_outputs() as out:
-        for name, df in book.tables().items():
+        for name, df in tables.items():
             out.parquet(df, BOOK_DIR / f"{name}.parquet")
-        out.json({"profile": params.book.profile, **book.summary}, paths.report("generate"))
-    counts: dict[str, int] = book.summary["rows"]  # type: ignore[assignment]
+        out.json({"profile": params.book.profile, **summary}, paths.report("generate"))
+    counts: dict[str, int] = summary["rows"]  # type: ignore[assignment]
     rows = ", ".join(f"{k} {v:,}" for k, v in counts.items())
     log.info("wrote %s (%s)", BOOK_DIR, rows)
 

@@ -192,15 +192,13 @@ def simulate_truth(p: SyntheticParams, progress: Callable[[str], None] | None = 
 
 
 def simulate_book(p: SyntheticParams, progress: Callable[[str], None] | None = None,
-                  mapper: Mapper = map, truth: bool = True) -> SyntheticBook:
-    """Simulate the book up to the day before ``as_of`` and, with ``truth``, the truth from ``as_of`` on (its
-    scenarios through ``mapper``: a process pool's ``map`` runs them in parallel with the same result). Without
-    it ``SyntheticBook.truth`` is empty: the ``generate`` stage writes the tables, the ``truth`` stage the truth."""
+                  mapper: Mapper = map) -> SyntheticBook:
+    """Simulate the book up to the day before ``as_of`` and the truth from ``as_of`` on (its scenarios through
+    ``mapper``: a process pool's ``map`` runs them in parallel with the same result). The stages take the two
+    apart: ``generate`` extracts the tables from ``simulate_history``, the ``truth`` stage runs ``simulate_truth``."""
     say = progress or (lambda msg: log.info(msg))
     w = simulate_history(p, say)
     # pending claims and the extract happen at as-of; truth runs forward from a copy of the state
-    true = _truth(w, p, say, mapper=mapper) if truth else pd.DataFrame()
+    truth = _truth(w, p, say, mapper=mapper)
     tables, summary = extract_tables(w, p)
-    if truth:
-        summary |= truth_summary(true)
-    return SyntheticBook(truth=true, summary=summary, **tables)
+    return SyntheticBook(truth=truth, summary=summary | truth_summary(truth), **tables)

@@ -395,6 +395,24 @@ def test_a_failed_verification_rolls_the_load_back(tmp_path: Path, monkeypatch) 
     assert n == 100  # the earlier load is intact
 
 
+def test_a_value_read_back_in_another_type_is_a_message_and_a_rollback(tmp_path: Path, monkeypatch) -> None:
+    """A database that gives back text where the score file has a number (SQLite keeps what it is given)."""
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    real = crm_load._insert
+
+    def text_in_a_number(conn, t, df):
+        real(conn, t, df)
+        conn.exec_driver_sql('UPDATE crm_scores_staging SET p_purchase = \'n/a\' WHERE customer_id = \'C0000003\'')
+
+    monkeypatch.setattr(crm_load, "_insert", text_in_a_number)
+    with pytest.raises(UserError, match="rolled back: the rows read back from crm_scores_staging do not have"):
+        crm_load.load(url, sample_delivery(30), AS_OF, table="crm_scores_staging")
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM crm_scores_staging")).scalar_one() == 0
+    engine.dispose()
+
+
 def test_a_bad_database_url_is_a_clear_error() -> None:
     with pytest.raises(UserError, match="cannot use database URL"):
         crm_load.load("nosuchdb://x", sample_delivery(5), AS_OF, table="t")
