@@ -108,3 +108,33 @@ def test_a_failed_command_exits_with_code_2(tmp_path: Path) -> None:
     """)
     assert done.returncode == EXIT_USER_ERROR
     assert "demo failed: no customers" in done.stderr
+
+
+@pytest.mark.parametrize("given, expected", [(None, "jemalloc"), ("system", "system"), ("", "jemalloc")])
+def test_a_stage_allocates_arrow_memory_from_jemalloc_unless_told_otherwise(tmp_path: Path, given: str | None,
+                                                                           expected: str) -> None:
+    """pyarrow's default (mimalloc) re-faulted its memory on every large read; a caller's
+    ``ARROW_DEFAULT_MEMORY_POOL`` still wins. A pyarrow without jemalloc keeps its own default."""
+    import pyarrow as pa
+
+    try:
+        pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        expected = "mimalloc" if expected == "jemalloc" else expected
+    script = tmp_path / "stage.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        import pyarrow as pa
+        from pipelines.cli import base_parser, run_stage
+        def work(args):
+            pa.array(range(1000))  # an allocation from the pool in use
+            print(pa.default_memory_pool().backend_name, end="")
+        sys.exit(run_stage("demo", work, base_parser("demo", None)))
+    """), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if given is not None:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = given
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env={**env, "PYTHONPATH": str(REPO)}, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == expected

@@ -1,4 +1,5 @@
-"""``pipelines/repro.sh``, what ``make run`` runs: the truth stage in a second ``dvc repro`` beside the others."""
+"""``pipelines/repro.sh``, what ``make run`` runs: ``dvc repro --single-item`` steps in dvc.yaml's order, with the
+truth (niced), ``register`` and ``truth_check`` each in a second ``dvc repro`` beside the main chain."""
 
 from __future__ import annotations
 
@@ -8,19 +9,23 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[3]
 
 
 def _fake_dvc(tmp_path: Path, fail: str = "") -> Path:
-    """A ``dvc`` that records each call (its nice value and arguments) and fails the call whose last argument is
-    ``fail``; the truth's call sleeps, so the main chain's call starts before it ends."""
+    """A ``dvc`` that records each call's start (nice value, session, arguments) and end, and fails the call
+    whose last argument is ``fail``. Each call takes a moment (the truth's a second), so calls that overlap
+    show it in the log."""
     fake = tmp_path / "dvc"
     fake.write_text(
         "#!/bin/sh\n"
         'last=""; for a in "$@"; do last="$a"; done\n'
-        'echo "$(nice) $("$PY" -c "import os; print(os.getsid(0))") $*" >> "$CALLS"\n'
-        'if [ "$last" = truth ]; then sleep 1; echo "Running stage \'truth\'"; echo "end truth" >> "$CALLS"; fi\n'
+        'echo "start $(nice) $("$PY" -c "import os; print(os.getsid(0))") $*" >> "$CALLS"\n'
+        'if [ "$last" = truth ]; then sleep 1; else sleep 0.2; fi\n'
+        'echo "Running stage \'$last\'"\n'
+        'echo "end $*" >> "$CALLS"\n'
         f'if [ "$last" = "{fail}" ]; then echo "stage $last failed" >&2; exit 3; fi\n', encoding="utf-8")
     fake.chmod(0o755)
     return fake
@@ -34,35 +39,89 @@ def _run(tmp_path: Path, fail: str = "", *args: str) -> tuple[subprocess.Complet
     return done, calls.read_text(encoding="utf-8").splitlines()
 
 
-def test_the_truth_runs_niced_beside_the_main_chain_then_one_repro_finishes(tmp_path: Path) -> None:
+def _upstream() -> dict[str, set[str]]:
+    """Each dvc.yaml stage's upstream stages: those whose outputs (or metrics) it depends on."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    outs: dict[str, str] = {}
+    for name, stage in stages.items():
+        for out in [*stage.get("outs", []), *stage.get("metrics", []), *stage.get("plots", [])]:
+            outs[out if isinstance(out, str) else next(iter(out))] = name
+    def covers(dep: str, out: str) -> bool:
+        return dep == out or dep.startswith(out.rstrip("/") + "/") or out.startswith(dep.rstrip("/") + "/")
+    return {name: {outs[o] for dep in stage.get("deps", []) for o in outs if covers(dep, o)} - {name}
+            for name, stage in stages.items()}
+
+
+def _stages(call: str) -> list[str]:
+    words = call.split()
+    return words[words.index("--single-item") + 1:]
+
+
+def test_every_stage_runs_once_after_its_upstream_with_the_options(tmp_path: Path) -> None:
     done, calls = _run(tmp_path, "", "--force")
     assert done.returncode == 0, done.stderr
+    starts = [c for c in calls if c.startswith("start ")]
+    ran = [s for c in starts for s in _stages(c)]
+    upstream = _upstream()
+    assert sorted(ran) == sorted(upstream), "each dvc.yaml stage in exactly one step"
+    where = {s: i for i, c in enumerate(starts) for s in _stages(c)}
+    for stage, ups in upstream.items():
+        call = starts[where[stage]]
+        began = calls.index(call)
+        for up in ups:
+            if where[up] == where[stage]:  # the same step: dvc repro --single-item runs them in the order given
+                assert _stages(call).index(up) < _stages(call).index(stage), (up, stage)
+            else:  # an earlier step, ended before this one started
+                ended = calls.index("end " + starts[where[up]].split(maxsplit=3)[3])
+                assert ended < began, f"{stage} started before {up} ended"
     base = int(subprocess.run(["nice"], capture_output=True, text=True, check=True).stdout)
-    by_target = {c.split()[-1]: c.split() for c in calls if not c.startswith("end ")}
-    assert by_target["truth"][:1] + by_target["truth"][2:5] == [str(min(base + 19, 19)), "--wait-for-lock", "repro",
-                                                                "--force"]
-    assert by_target["export"][:1] + by_target["export"][2:5] == [str(base), "--wait-for-lock", "repro", "--force"]
-    assert calls[-1].split()[:1] + calls[-1].split()[2:] == [str(base), "--wait-for-lock", "repro", "--force"]
-    # one session for all: Linux's autogroups share the CPU equally between sessions, whatever the nice value
-    assert by_target["truth"][1] == by_target["export"][1] == str(os.getsid(0))
-    assert calls.index("end truth") < len(calls) - 1  # ... after the truth's repro ended
-    # the side repro's output is shown as one block after both, not interleaved with the main chain's
-    assert "the truth stage, run beside the others (exit 0)" in done.stdout
-    assert "Running stage 'truth'" in done.stdout.split("run beside the others (exit 0)")[1]
+    for c in starts:
+        nice, sid, *argv = c.split()[1:]
+        assert argv[:3] == ["--wait-for-lock", "repro", "--force"], c
+        # one session for all: Linux's autogroups share the CPU equally between sessions, whatever the nice value
+        assert sid == str(os.getsid(0))
+        assert int(nice) == (min(base + 19, 19) if _stages(c) == ["truth"] else base), c
+    # the truth starts with the chain, and register and truth_check each overlap a step of the chain
+    assert calls.index(next(c for c in starts if _stages(c) == ["truth"])) < 2
+    for side, main in (("register", "uplift"), ("truth_check", "export")):
+        side_start = calls.index(starts[where[side]])
+        main_end = calls.index("end " + starts[where[main]].split(maxsplit=3)[3])
+        assert side_start < main_end, f"{side} did not run beside {main}"
+    # each side repro's output is shown as one block once it has ended, not interleaved with the main chain's
+    for side in ("truth", "register", "truth_check"):
+        block = done.stdout.split(f"---- {side}, run beside the others (exit 0) ----\n")[1]
+        assert block.startswith(f"Running stage '{side}'\n----\n")
 
 
-@pytest.mark.parametrize("fail, code", [("export", 3), ("truth", 0)])
-def test_a_failure_is_the_exit_code_and_the_truth_is_waited_for(tmp_path: Path, fail: str, code: int) -> None:
-    """The main chain's failure ends the run with its code (the truth still waited for, its log shown); the
-    truth's own failure leaves the last, plain ``dvc repro`` to run it again in the foreground and report it."""
+@pytest.mark.parametrize("fail, ran", [("calibrate", {"truth"}), ("segment", {"truth", "calibrate", "register"}),
+                                       ("register", {"truth", "calibrate", "segment"}),
+                                       ("truth", {"calibrate", "register", "segment"}),
+                                       ("export", {"truth", "calibrate", "register", "segment", "truth_check"}),
+                                       ("truth_check", {"truth", "calibrate", "register", "segment", "export"})])
+def test_a_failure_is_the_exit_code_after_the_side_repros_end(tmp_path: Path, fail: str, ran: set[str]) -> None:
+    """A step's failure ends the run with its code once whatever runs beside has ended (its log shown); no
+    later step starts."""
     done, calls = _run(tmp_path, fail)
-    assert done.returncode == code, done.stderr
-    assert f"(exit {3 if fail == 'truth' else 0})" in done.stdout
-    assert len([c for c in calls if not c.startswith("end ")]) == (2 if fail == "export" else 3)
-    assert ("stage export failed" in done.stderr) == (fail == "export")
+    assert done.returncode == 3, done.stderr
+    assert f"stage {fail} failed" in done.stdout + done.stderr
+    assert "failed (exit 3)" in done.stderr
+    lasts = {c.split()[-1] for c in calls if c.startswith("start ")}
+    assert lasts == ran | {fail}
+    for side in ran & {"truth", "register", "truth_check"}:
+        assert f"---- {side}, run beside the others" in done.stdout
+    assert len([c for c in calls if c.startswith("end ")]) == len(lasts)
 
 
-def test_an_interrupt_stops_the_truth_beside_with_its_children(tmp_path: Path) -> None:
+@pytest.mark.parametrize("args", [["train"], ["--dry"], ["-f", "--keep-going"]])
+def test_targets_or_other_options_run_a_plain_repro(tmp_path: Path, args: list[str]) -> None:
+    done, calls = _run(tmp_path, "", *args)
+    assert done.returncode == 0, done.stderr
+    assert calls == [c for c in calls if c.startswith(("start", "end"))] and len(calls) == 2
+    assert calls[0].split()[3:] == ["repro", *args]
+    assert "a plain `dvc repro" in done.stderr
+
+
+def test_an_interrupt_stops_the_repros_beside_with_their_children(tmp_path: Path) -> None:
     """Ctrl-C must not leave the side repro and its stage running on alone."""
     import signal
     import time
@@ -70,7 +129,7 @@ def test_an_interrupt_stops_the_truth_beside_with_its_children(tmp_path: Path) -
     fake = tmp_path / "dvc"
     fake.write_text('#!/bin/sh\nlast=""; for a in "$@"; do last="$a"; done\n'
                     'if [ "$last" = truth ]; then sleep 60 & echo $! > "$CHILD"; wait; fi\n'
-                    'if [ "$last" = export ]; then sleep 60; fi\n', encoding="utf-8")
+                    'sleep 60\n', encoding="utf-8")
     fake.chmod(0o755)
     child = tmp_path / "child.pid"
     env = {**os.environ, "DVC": str(fake), "CHILD": str(child)}
