@@ -1,9 +1,8 @@
 """Generate the synthetic insurance book (DVC stage ``generate``).
 
 Writes the four raw tables to ``data/synthetic/book/`` (contract shape, personal fields and dirty
-rows included, as a real export would be), a summary to ``data/reports/generate.json`` and the world's state at
-the end of its history to ``data/synthetic/world.npz``. The book's ground truth is the ``truth`` stage's
-(``pipelines/truth.py``), run forward from that state: nothing before ``truth_check`` waits for it.
+rows included, as a real export would be) and a summary to ``data/reports/generate.json``. The book's
+ground truth is the ``truth`` stage's (``pipelines/truth.py``): nothing before ``truth_check`` waits for it.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import logging
 import sys
 
 from features.simulator.book import extract_tables, simulate_history
-from features.simulator.state import world_arrays
 from pipelines import paths
 from pipelines.cli import base_parser, progress_logger, run_stage
 from pipelines.io import staged_outputs
@@ -31,7 +29,6 @@ def skip(reason: str) -> None:
         out.path(BOOK_DIR / "SKIPPED.txt").write_text(f"The synthetic book was not generated: {reason}\n",
                                                       encoding="utf-8")
         out.json({"skipped": reason}, paths.report("generate"))
-        out.npz({}, paths.WORLD)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -43,11 +40,9 @@ def main(args: argparse.Namespace) -> None:
     sp = params.synthetic()
     log.info("profile '%s': %s customers, %s days of history, as-of %s, seed %s", params.book.profile,
              f"{sp.size.n_customers:,}", sp.size.history_days, sp.as_of, sp.seed)
-    world = simulate_history(sp, progress_logger("generate").info)
-    tables, summary = extract_tables(world, sp)  # reads the world only
+    tables, summary = extract_tables(simulate_history(sp, progress_logger("generate").info), sp)
     (BOOK_DIR / "SKIPPED.txt").unlink(missing_ok=True)
     with staged_outputs() as out:
-        out.npz(world_arrays(world), paths.WORLD)  # the truth stage runs forward from it
         for name, df in tables.items():
             out.parquet(df, BOOK_DIR / f"{name}.parquet")
         out.json({"profile": params.book.profile, **summary}, paths.report("generate"))

@@ -13,9 +13,8 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from pipelines.errors import InputError
@@ -47,12 +46,6 @@ class StagedOutputs:
 
     def parquet(self, df: pd.DataFrame, dest: str | Path) -> None:
         df.to_parquet(self.path(dest), index=False)
-
-    def npz(self, arrays: dict[str, np.ndarray], dest: str | Path) -> None:
-        """NumPy arrays in NumPy's own uncompressed ``.npz`` (through a file object: ``np.savez`` given a name
-        would add ``.npz`` to the temporary one)."""
-        with open(self.path(dest), "wb") as f:
-            np.savez(f, **cast(dict[str, Any], arrays))  # cast: savez's own keyword (allow_pickle) is a bool
 
     def json(self, obj: Any, dest: str | Path) -> None:
         self.path(dest).write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n",

@@ -19,7 +19,6 @@ DATA = Path("data")
 # generate (synthetic book only)
 SYNTHETIC_BOOK = DATA / "synthetic" / "book"
 TRUTH = DATA / "synthetic" / "truth.parquet"
-WORLD = DATA / "synthetic" / "world.npz"  # the history's end state, which the truth stage runs forward from
 
 # validate
 INTERIM = DATA / "interim"

@@ -3,9 +3,9 @@
 #
 # DVC runs one stage at a time, and most stages keep one of two cores busy. Three branches of dvc.yaml's graph
 # need not wait for the chain generate -> validate -> features -> train -> calibrate -> uplift -> segment ->
-# export: the synthetic `truth` (read by `truth_check` only; about 80 CPU-seconds on the default book) runs from
-# the end of `generate` at the lowest priority (`nice -n 19`), on the core the chain leaves idle; `register` runs
-# beside `uplift`, `truth_check` beside `export`. DVC documents this (`dvc repro`, "Parallel stage execution"): it
+# export: the synthetic `truth` (read by `truth_check` only; a minute and a half of CPU on the default book) runs
+# from the start at the lowest priority (`nice -n 19`), on the core the chain leaves idle; `register` runs beside
+# `uplift`, `truth_check` beside `export`. DVC documents this (`dvc repro`, "Parallel stage execution"): it
 # releases its repository lock while a stage's command runs, and `--wait-for-lock` has another `dvc repro` wait
 # for its turn to record outputs instead of failing. Each step is `dvc repro --single-item <stages>` in the
 # graph's order (tests/unit/pipelines/test_repro_sh.py checks the schedule against dvc.yaml), so a stage that
@@ -93,11 +93,10 @@ both() {  # a step ("$1", exit code "$2") with a repro beside it ("$3", "$4"): t
     if [ "$4" -ne 0 ]; then finish "$3" "$4"; fi
 }
 
-repro generate || finish generate $?
 nice -n 19 "$dvc" --wait-for-lock repro $opts --single-item truth >"$logs/truth" 2>&1 &  # shellcheck disable=SC2086
 side_pids="$!"
 pid_truth=$!
-repro validate features train calibrate || finish "the chain from validate to calibrate" $?
+repro generate validate features train calibrate || finish "the chain up to calibrate" $?
 beside register register
 repro uplift segment
 rc=$?

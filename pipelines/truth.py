@@ -3,9 +3,9 @@
 
 Apart from ``generate`` because nothing but the evaluation needs it: ``make run`` (``pipelines/repro.sh``) runs
 this stage at low priority beside the rest of the pipeline, on the core the stages before ``truth_check`` leave
-idle. It restores the world ``generate`` extracted the tables from (``data/synthetic/world.npz``, its arrays at the
-end of the history; the tables do not depend on the truth) and runs the truth's scenarios forward from ``as_of``
-in a process per core.
+idle. It simulates the book's history again from the same seed (the same world ``generate`` extracts the tables
+from; the tables do not depend on the truth) and runs the truth's scenarios forward from ``as_of`` in a process
+per core.
 """
 
 from __future__ import annotations
@@ -16,14 +16,11 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
-import numpy as np
 import pandas as pd
 
 from features.simulator.book import simulate_truth, truth_summary
-from features.simulator.state import world_from_arrays
 from pipelines import paths
 from pipelines.cli import base_parser, progress_logger, run_stage
-from pipelines.errors import InputError, require
 from pipelines.io import staged_outputs
 from pipelines.params import load_params
 from pipelines.stage_needs import skip_reason
@@ -50,16 +47,9 @@ def main(args: argparse.Namespace) -> None:
     log.info("truth of profile '%s': %s customers, %s replicates of %s days from %s", params.book.profile,
              f"{sp.size.n_customers:,}", sp.truth_replicates, sp.horizon_days, sp.as_of)
     # the scenarios are independent: one process per core (the same truth, about half the time on 2 cores)
-    require((paths.WORLD,), "run the generate stage first (dvc repro generate)")
-    with np.load(paths.WORLD) as saved:
-        try:
-            world = world_from_arrays(sp, dict(saved))
-        except ValueError as e:
-            raise InputError(f"{paths.WORLD}: {e}; run the generate stage again (dvc repro generate)") from e
     workers = max(1, min(os.cpu_count() or 1, 4))
     with ProcessPoolExecutor(workers) as pool:
-        truth = simulate_truth(sp, progress=progress_logger("truth").info, mapper=pool.map if workers > 1 else map,
-                               world=world)
+        truth = simulate_truth(sp, progress=progress_logger("truth").info, mapper=pool.map if workers > 1 else map)
     with staged_outputs() as out:
         out.parquet(truth, TRUTH)
         out.json({"profile": params.book.profile, "rows": len(truth), "replicates": sp.truth_replicates,

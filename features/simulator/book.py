@@ -184,12 +184,11 @@ def truth_summary(truth: pd.DataFrame) -> dict[str, float]:
 
 
 def simulate_truth(p: SyntheticParams, progress: Callable[[str], None] | None = None,
-                   mapper: Mapper = map, world: World | None = None) -> pd.DataFrame:
-    """The truth alone, run forward from ``as_of`` (its scenarios through ``mapper``) from ``world``, the
-    history's end (``features.simulator.state`` restores the one ``generate`` saved), or else from the
-    history simulated again: the same world as ``simulate_book``'s."""
+                   mapper: Mapper = map) -> pd.DataFrame:
+    """The truth alone: the history simulated again (the same world as ``simulate_book``'s), then run forward
+    from ``as_of`` (its scenarios through ``mapper``)."""
     say = progress or (lambda msg: log.info(msg))
-    return _truth(world if world is not None else simulate_history(p, say), p, say, mapper=mapper)
+    return _truth(simulate_history(p, say), p, say, mapper=mapper)
 
 
 def simulate_book(p: SyntheticParams, progress: Callable[[str], None] | None = None,

@@ -47,31 +47,6 @@ def test_the_book_and_the_truth_apart_equal_the_book_with_its_truth(small_params
     assert whole.truth["p_purchase"].gt(0).any()
 
 
-def test_the_truth_from_the_saved_world_equals_the_truth_from_the_history(small_params: Params) -> None:
-    """generate saves the history's end as arrays (an .npz) and the truth stage runs forward from them: the
-    same truth, bit for bit, as from the history simulated again; a state of another book is refused."""
-    import io
-
-    from features.simulator.state import world_arrays, world_from_arrays
-
-    sp = _tiny(small_params, truth_replicates=2)
-    w = simulate_history(sp)
-    buffer = io.BytesIO()
-    np.savez(buffer, **world_arrays(w))
-    tables = extract_tables(w, sp)[0]  # generate extracts the tables after saving: the world stays as it was
-    buffer.seek(0)
-    with np.load(buffer) as saved:
-        restored = world_from_arrays(sp, dict(saved))
-    assert restored.pol.n == w.pol.n and restored.pol.n > 0
-    pd.testing.assert_frame_equal(simulate_truth(sp, world=restored), simulate_truth(sp), check_exact=True)
-    pd.testing.assert_frame_equal(extract_tables(simulate_history(sp), sp)[0]["contacts"], tables["contacts"])
-    other = _tiny(small_params, n=301)
-    with pytest.raises(ValueError, match="another book size"):
-        world_from_arrays(other, world_arrays(w))
-    with pytest.raises(ValueError, match="missing"):
-        world_from_arrays(sp, {k: v for k, v in world_arrays(w).items() if k != "world.S"})
-
-
 def test_truth_is_a_probability_for_every_customer(small_book: SyntheticBook) -> None:
     t = small_book.truth
     assert t["customer_id"].is_unique
