@@ -22,7 +22,7 @@ pytestmark = pytest.mark.xdist_group("e2e")  # one worker builds the tiny book o
 
 @pytest.fixture(scope="session")
 def repro(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    """`make run`'s `sh pipelines/repro.sh` (dvc repro, the truth stage beside the others) of the tiny book in a
+    """`make run`'s `sh pipelines/repro.sh` (dvc repro, independent stages beside the chain) of the tiny book in a
     committed copy, from a shell with no virtualenv on PATH (the stages find ./.venv through pipelines/stage.sh).
 
     Session-scoped, not module-scoped: xdist interleaves other modules' tests on the same worker, and pytest
@@ -56,10 +56,11 @@ def test_dvc_repro_builds_the_tiny_book(repro) -> None:
         assert (root / f"data/interim/{table}.parquet").is_file()
         assert (root / f"data/interim/quarantine/{table}.parquet").is_file()
     assert (root / "data/synthetic/truth.parquet").is_file()
-    # the truth ran in the second dvc repro, beside the first; the last one found it done
-    assert "the truth stage, run beside the others (exit 0)" in proc.stdout
-    side = proc.stdout.split("the truth stage, run beside the others (exit 0)")[1].split("\n----\n")[0]
-    assert "Running stage 'truth'" in side, proc.stdout[-3000:]
+    # the truth, register and truth_check each ran in a dvc repro of their own, beside the main chain's
+    for stage in ("truth", "register", "truth_check"):
+        assert f"---- {stage}, run beside the others (exit 0) ----" in proc.stdout, proc.stdout[-3000:]
+        side = proc.stdout.split(f"---- {stage}, run beside the others (exit 0) ----")[1].split("\n----\n")[0]
+        assert f"Running stage '{stage}'" in side, proc.stdout[-3000:]
     assert json.loads((root / "data/reports/truth.json").read_text(encoding="utf-8"))["rows"] > 1_000
     report = json.loads((root / "data/reports/validation.json").read_text(encoding="utf-8"))
     assert report["reconciled"] is True
