@@ -75,7 +75,7 @@ def _insert(conn: sa.Connection, t: sa.Table, df: pd.DataFrame) -> None:
                 for cols in _column_chunks(df):
                     copy.write(crm_rows.copy_text(cols))
         except driver.Error as e:
-            raise _Failed(f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from e
+            raise _Failed(_brief(e)) from e
         return
     sqlite = conn.dialect.name == "sqlite"
     marks = ", ".join("?" for _ in score_file.NAMES)
@@ -85,6 +85,11 @@ def _insert(conn: sa.Connection, t: sa.Table, df: pd.DataFrame) -> None:
             conn.exec_driver_sql(f"INSERT INTO {target} ({_NAMES}) VALUES ({marks})", rows)
         else:
             conn.execute(sa.insert(t), [dict(zip(score_file.NAMES, r, strict=True)) for r in rows])
+
+
+def _brief(e: BaseException) -> str:
+    """An error's type and first line, for a one-line message (a driver's error can have an empty message)."""
+    return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"
 
 
 def _quoted(name: str) -> str:
@@ -112,7 +117,7 @@ def _read_back(conn: sa.Connection, t: sa.Table, as_of: dt.date) -> Iterator[Seq
             while rows := cur.fetchmany(CHUNK):
                 yield rows
         except driver.Error as e:  # the driver's own error, not SQLAlchemy's
-            raise _Failed(f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from e
+            raise _Failed(_brief(e)) from e
         finally:
             cur.close()
         return
@@ -156,8 +161,7 @@ def load(url: str, df: pd.DataFrame, as_of: dt.date, table: str, schema: str | N
     except _Failed as e:
         raise UserError(f"loading into {redact(url)} failed and was rolled back: {e}") from None
     except SQLAlchemyError as e:
-        raise UserError(f"loading into {redact(url)} failed and was rolled back: "
-                        f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+        raise UserError(f"loading into {redact(url)} failed and was rolled back: {_brief(e)}") from None
     finally:
         engine.dispose()
     log.info("%s: replaced %d row(s) of %s with %d", where, deleted if deleted >= 0 else 0, as_of, len(df))

@@ -413,6 +413,11 @@ def test_a_value_read_back_in_another_type_is_a_message_and_a_rollback(tmp_path:
     engine.dispose()
 
 
+def test_a_driver_error_without_a_message_is_still_a_one_line_message() -> None:
+    assert crm_load._brief(RuntimeError()) == "RuntimeError: "
+    assert crm_load._brief(ValueError("first\nsecond")) == "ValueError: first"
+
+
 def test_a_bad_database_url_is_a_clear_error() -> None:
     with pytest.raises(UserError, match="cannot use database URL"):
         crm_load.load("nosuchdb://x", sample_delivery(5), AS_OF, table="t")
