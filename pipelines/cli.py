@@ -6,6 +6,7 @@ import argparse
 import atexit
 import contextlib
 import errno
+import importlib
 import logging
 import os
 import sys
@@ -61,6 +62,25 @@ def arrow_memory_pool() -> str:
     return pa.default_memory_pool().backend_name
 
 
+def numpy_hugepages() -> bool:
+    """NumPy's large arrays on ordinary pages, unless the caller sets ``NUMPY_MADVISE_HUGEPAGE``; whether NumPy
+    still asks the kernel for transparent huge pages.
+
+    NumPy asks for huge pages (``madvise``) on every array of 4 MiB or more. With the kernel's usual
+    ``transparent_hugepage/defrag = madvise`` each such fault may compact memory first: `train` spent 16 s of
+    system time against 8-12 s without, and took 56 s against 45-48 s (default book, interleaved;
+    docs/benchmarks.md). The values computed are the same on either kind of page. The variable is read once, at
+    NumPy's import (before this runs), so the stage switches it off here with NumPy's own switch.
+    """
+    multiarray = importlib.import_module("numpy._core.multiarray")  # NumPy's own switch, which the variable sets
+    setting = multiarray._set_madvise_hugepage  # noqa: SLF001
+    if os.environ.get("NUMPY_MADVISE_HUGEPAGE") is None:
+        setting(False)
+    on = bool(setting(True))  # reads the setting back (the switch returns the one before) ...
+    setting(on)  # ... and restores it
+    return on
+
+
 def run_stage(stage: str, main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser,
               argv: Sequence[str] | None = None) -> int:
     """Run ``main`` with parsed args; user errors become one logged message and exit code 2.
@@ -71,7 +91,7 @@ def run_stage(stage: str, main: Callable[[argparse.Namespace], None], parser: ar
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     log = logging.getLogger(f"pipelines.{stage}")
-    log.debug("Arrow memory pool: %s", arrow_memory_pool())
+    log.debug("Arrow memory pool: %s; NumPy huge pages: %s", arrow_memory_pool(), numpy_hugepages())
     t0 = time.perf_counter()
     try:
         main(args)
