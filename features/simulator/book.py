@@ -29,10 +29,12 @@ import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import pandas as pd
 
+from features.simulator.draws import DayDraws, SharedGenerator
 from features.simulator.frozen import freeze, settle
 from features.simulator.params import OUTBOUND_SALES_CHANNELS, BookSize, SyntheticParams, WorldChange, WorldParams
 from features.simulator.tables import add_missing, book_tables, inject_dirt
@@ -44,10 +46,15 @@ log = logging.getLogger(__name__)
 # Policy columns a forward run without realisation never writes (``World.step(realise=False)``): only claims'
 # ``bad_claim`` moves. ``test_truth_with_the_policy_side_frozen_equals_recomputing_it`` checks they stay unchanged.
 READ_ONLY_POLICY_COLUMNS = ("cust", "line", "issue", "premium", "sum", "mode", "maturity", "status", "end")
-# How the truth's scenarios are run: ``map`` in this process, or a process pool's ``map`` (the caller's choice:
-# the scenarios are independent and each is seeded by its own replicate and day, so the result is the same).
-Mapper = Callable[[Callable[[str], tuple[np.ndarray, np.ndarray]], Iterable[str]],
-                  Iterator[tuple[np.ndarray, np.ndarray]]]
+# The truth's work in parts: scenarios and the replicates of them to run (``_replicates``), and each part's result.
+Task = tuple[tuple[str, ...], range]
+Runs = dict[str, list[tuple[np.ndarray, np.ndarray]]]
+# How the parts are run: ``map`` in this process, or a process pool's ``map`` (the caller's choice: each run is
+# seeded by its own replicate and day, so the result is the same wherever it ran).
+Mapper = Callable[[Callable[[Task], Runs], Iterable[Task]], Iterator[Runs]]
+# Replicates per part: parts small enough to keep two processes busy to the end and to report progress, each
+# sharing its draws among the scenarios of a replicate (``features.simulator.draws``).
+REPLICATES_PER_TASK = 4
 
 
 @dataclass
@@ -70,24 +77,62 @@ class SyntheticBook:
 def _scenario(template: World, inforce_at: np.ndarray, p: SyntheticParams, stream: int, sc: str,
               ) -> tuple[np.ndarray, np.ndarray]:
     """One scenario's (purchase, lapse) probabilities: the mean over ``truth_replicates`` forward runs."""
-    H, n, P = p.size.history_days, template.n, template.pol
-    pur, lap = np.zeros(n), np.zeros(n)
-    shared = _read_only(template)
-    for r in range(p.truth_replicates):
-        sim = copy.deepcopy(template, dict(shared))  # what a forward run only reads is shared, not copied
-        acc = {"purchase": np.zeros(n), "lapse": np.zeros(n),
-               "lapse_mask": np.r_[inforce_at, np.zeros(len(sim.pol.cust) - P.n, bool)]}
-        for d in range(p.horizon_days):
-            # common random numbers: replicate r draws the same numbers on day d in every scenario, so a
-            # scenario's difference from "none" is the touch's effect, not two unrelated draws of claims
-            sim.rng = np.random.default_rng([p.seed, stream, r, d])
-            mode = sc if sc in ("bau", "none") else (sc if d == 0 else "none")
-            sim.step(H + d, outbound=mode, realise=False, acc=acc)
-        if sim.frozen is not None:
-            settle(sim.frozen, acc)
-        pur += -np.expm1(acc["purchase"])
-        lap += -np.expm1(acc["lapse"])
+    runs = _replicates(template, inforce_at, p, stream, ((sc,), range(p.truth_replicates)), share_draws=False)
+    pur, lap = np.zeros(template.n), np.zeros(template.n)
+    for r_pur, r_lap in runs[sc]:
+        pur += r_pur
+        lap += r_lap
     return pur / p.truth_replicates, lap / p.truth_replicates
+
+
+def _replicates(template: World, inforce_at: np.ndarray, p: SyntheticParams, stream: int,
+                task: tuple[tuple[str, ...], range], share_draws: bool = True,
+                ) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """Replicates ``task[1]`` of the scenarios ``task[0]``: each run's (purchase, lapse) probabilities, per scenario
+    in replicate order. With ``share_draws`` the scenarios of a replicate are served each day's draws they share
+    from one generator (``features.simulator.draws``): the same numbers, drawn once."""
+    scenarios, reps = task
+    shared = _read_only(template)
+    out: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {sc: [] for sc in scenarios}
+    for r in reps:
+        # common random numbers: replicate r draws the same numbers on day d in every scenario, so a scenario's
+        # difference from "none" is the touch's effect, not two unrelated draws of claims
+        seeds = [[p.seed, stream, r, d] for d in range(p.horizon_days)]
+        days = [DayDraws(seed) for seed in seeds] if share_draws and len(scenarios) > 1 else None
+        for sc in scenarios:
+            out[sc].append(_run(template, shared, inforce_at, p, sc, seeds, days))
+    return out
+
+
+def _run(template: World, shared: dict[int, object], inforce_at: np.ndarray, p: SyntheticParams, sc: str,
+         seeds: list[list[int]], days: list[DayDraws] | None) -> tuple[np.ndarray, np.ndarray]:
+    """One forward run of scenario ``sc`` over the horizon: each customer's (purchase, lapse) probability."""
+    H, n, P = p.size.history_days, template.n, template.pol
+    sim = copy.deepcopy(template, dict(shared))  # what a forward run only reads is shared, not copied
+    acc = {"purchase": np.zeros(n), "lapse": np.zeros(n),
+           "lapse_mask": np.r_[inforce_at, np.zeros(len(sim.pol.cust) - P.n, bool)]}
+    for d in range(p.horizon_days):
+        # the generator's stand-in draws what World.step asks for (features.simulator.draws)
+        sim.rng = (np.random.default_rng(seeds[d]) if days is None
+                   else cast(np.random.Generator, SharedGenerator(days[d])))
+        mode = sc if sc in ("bau", "none") else (sc if d == 0 else "none")
+        sim.step(H + d, outbound=mode, realise=False, acc=acc)
+    if sim.frozen is not None:
+        settle(sim.frozen, acc)
+    return -np.expm1(acc["purchase"]), -np.expm1(acc["lapse"])
+
+
+def _tasks(scenarios: list[str], replicates: int) -> list[Task]:
+    """Business as usual apart (it draws for its agents and campaigns what no other scenario does); the other
+    scenarios together, sharing their draws. Per scenario, its replicates in order (``_truth`` sums them so)."""
+    rest = tuple(sc for sc in scenarios if sc != "bau")
+    tasks: list[Task] = []
+    for start in range(0, replicates, REPLICATES_PER_TASK):
+        reps = range(start, min(start + REPLICATES_PER_TASK, replicates))
+        tasks.append((rest, reps))
+        if "bau" in scenarios:
+            tasks.append((("bau",), reps))
+    return tasks
 
 
 def _read_only(template: World) -> dict[int, object]:
@@ -108,7 +153,7 @@ def _truth(w: World, p: SyntheticParams, progress: Callable[[str], None], stream
     on each day in every scenario (common random numbers, stream ``[seed, stream, r, day]``), so the effect of
     a touch (scenario minus "none") is not buried under two unrelated draws of claims and service calls: with
     independent streams, two 4-replicate truths' SMS lapse effects per customer correlated 0.06 and the oracle
-    plan chased that noise (docs/synthetic_book.md). ``mapper`` runs the scenarios (see ``Mapper``).
+    plan chased that noise (docs/synthetic_book.md). ``mapper`` runs the parts (``_tasks``, ``Mapper``).
     """
     H = p.size.history_days
     n = w.n
@@ -122,9 +167,19 @@ def _truth(w: World, p: SyntheticParams, progress: Callable[[str], None], stream
     template.contacts = None  # type: ignore[assignment]  # nothing is recorded in truth mode
     template.claims = None  # type: ignore[assignment]
     template.frozen = freeze(template)  # nothing is realised: the policy side is the same every day
-    run = functools.partial(_scenario, template, inforce_at, p, stream)
-    for sc, result in zip(scenarios, mapper(run, scenarios), strict=True):
-        out[sc] = result
+    run = functools.partial(_replicates, template, inforce_at, p, stream)
+    tasks = _tasks(scenarios, p.truth_replicates)
+    pur = {sc: np.zeros(n) for sc in scenarios}
+    lap = {sc: np.zeros(n) for sc in scenarios}
+    for (names, reps), runs in zip(tasks, mapper(run, tasks), strict=True):
+        for sc, results in runs.items():  # a scenario's replicates arrive in order: summed as one loop would
+            for r_pur, r_lap in results:
+                pur[sc] += r_pur
+                lap[sc] += r_lap
+        what = " + ".join(names) if len(names) < 3 else f"{names[0]} and {len(names) - 1} channels"
+        progress(f"truth: replicates {reps.start + 1}-{reps.stop} of {p.truth_replicates}, {what}")
+    for sc in scenarios:
+        out[sc] = (pur[sc] / p.truth_replicates, lap[sc] / p.truth_replicates)
         progress(f"truth scenario {sc}: mean p_purchase {out[sc][0][w.created < H].mean():.4f}")
     keep = w.created < H
     cid = np.char.add("C", np.char.zfill(np.arange(1, n + 1).astype(str), 7)).astype(object)

@@ -270,3 +270,26 @@ def test_contacts_are_in_time_order_with_ties_in_id_order(small_params: Params) 
     assert contacts["contact_ts"].duplicated().sum() >= 5  # ties, so the order among them is tested too
     expected = contacts.sort_values(["contact_ts", "contact_id"], kind="stable").reset_index(drop=True)
     pd.testing.assert_frame_equal(contacts, expected)
+
+
+def test_truth_scenarios_sharing_their_draws_equal_each_drawing_its_own(small_params: Params) -> None:
+    """The scenarios of a replicate are served the draws they share once (features/simulator/draws.py): every
+    run's probabilities are the ones its own generators give, to the last bit."""
+    import copy
+
+    from features.simulator import book as sy
+    from features.simulator.frozen import freeze
+
+    sp = _tiny(small_params, n=1500, truth_replicates=2)
+    world = simulate_history(sp)
+    template = copy.copy(world)
+    template.frozen = freeze(template)
+    inforce_at = world.pol.status[: world.pol.n] == 0
+    task = (("none", "phone", "visit", "sms"), range(2))
+    shared = sy._replicates(template, inforce_at, sp, 7, task, share_draws=True)
+    alone = sy._replicates(template, inforce_at, sp, 7, task, share_draws=False)
+    for sc in task[0]:
+        for (s_pur, s_lap), (a_pur, a_lap) in zip(shared[sc], alone[sc], strict=True):
+            np.testing.assert_array_equal(s_pur, a_pur)
+            np.testing.assert_array_equal(s_lap, a_lap)
+    assert not np.array_equal(shared["visit"][0][0], shared["none"][0][0])  # the touch moved the runs
