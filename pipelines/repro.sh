@@ -2,14 +2,15 @@
 # `make run`: `dvc repro`, with the stages that do not wait on each other run at the same time.
 #
 # DVC runs one stage at a time, and most stages keep one of two cores busy. Three branches of dvc.yaml's graph
-# need not wait for the chain generate -> validate -> features -> train -> calibrate -> uplift -> segment ->
-# export: the synthetic `truth` (read by `truth_check` only; a minute and a half of CPU on the default book) runs
-# from the start at the lowest priority (`nice -n 19`), on the core the chain leaves idle; `register` runs beside
-# `uplift`, `truth_check` beside `export`. DVC documents this (`dvc repro`, "Parallel stage execution"): it
-# releases its repository lock while a stage's command runs, and `--wait-for-lock` has another `dvc repro` wait
-# for its turn to record outputs instead of failing. Each step is `dvc repro --single-item <stages>` in the
-# graph's order (tests/unit/pipelines/test_repro_sh.py checks the schedule against dvc.yaml), so a stage that
-# has not changed is skipped as in a plain `dvc repro`, and `--force` forces each stage once.
+# need not wait for the chain generate -> validate -> features -> train -> calibrate -> uplift -> segment: the
+# synthetic `truth` (read by `truth_check` only; a minute and a half of CPU on the default book) runs from the
+# start at the lowest priority (`nice -n 19`), on the core the chain leaves idle; `register` runs beside `uplift`,
+# and `export` beside `truth_check` and `report` (which reads none of its outputs). DVC documents this (`dvc
+# repro`, "Parallel stage execution"): it releases its repository lock while a stage's command runs, and
+# `--wait-for-lock` has another `dvc repro` wait for its turn to record outputs instead of failing. Each step is
+# `dvc repro --single-item <stages>` in the graph's order (tests/unit/pipelines/test_repro_sh.py checks the
+# schedule against dvc.yaml), so a stage that has not changed is skipped as in a plain `dvc repro`, and
+# `--force` forces each stage once.
 #
 #   sh pipelines/repro.sh [-f|--force] [-v|--verbose] [-q|--quiet] [--pull] [--allow-missing] [--no-run-cache]
 #
@@ -80,7 +81,7 @@ stop_sides() {
 trap stop_sides INT TERM
 finish() {  # "$1" failed with code "$2": wait for what still runs beside (its output shown), exit with the code
     echo "pipelines/repro.sh: $1 failed (exit $2); waiting for the repros beside to end" >&2
-    for name in truth register truth_check; do
+    for name in truth register export; do
         eval "pid=\${pid_$name:-}"
         if [ -n "$pid" ] && [ ! -e "$logs/$name.shown" ]; then
             shown "$name"
@@ -102,10 +103,9 @@ repro uplift segment
 rc=$?
 shown register
 both "uplift or segment" "$rc" register $?
+beside export export  # needs no truth; and `report` reads none of its outputs
 shown truth || finish truth $?
-beside truth_check truth_check
-repro export
+repro truth_check report
 rc=$?
-shown truth_check
-both export "$rc" truth_check $?
-repro report
+shown export
+both "truth_check or report" "$rc" export $?

@@ -56,8 +56,8 @@ def test_dvc_repro_builds_the_tiny_book(repro) -> None:
         assert (root / f"data/interim/{table}.parquet").is_file()
         assert (root / f"data/interim/quarantine/{table}.parquet").is_file()
     assert (root / "data/synthetic/truth.parquet").is_file()
-    # the truth, register and truth_check each ran in a dvc repro of their own, beside the main chain's
-    for stage in ("truth", "register", "truth_check"):
+    # the truth, register and export each ran in a dvc repro of their own, beside the main chain's
+    for stage in ("truth", "register", "export"):
         assert f"---- {stage}, run beside the others (exit 0) ----" in proc.stdout, proc.stdout[-3000:]
         side = proc.stdout.split(f"---- {stage}, run beside the others (exit 0) ----")[1].split("\n----\n")[0]
         assert f"Running stage '{stage}'" in side, proc.stdout[-3000:]

@@ -1,5 +1,5 @@
 """``pipelines/repro.sh``, what ``make run`` runs: ``dvc repro --single-item`` steps in dvc.yaml's order, with the
-truth (niced), ``register`` and ``truth_check`` each in a second ``dvc repro`` beside the main chain."""
+truth (niced), ``register`` and ``export`` each in a second ``dvc repro`` beside the main chain."""
 
 from __future__ import annotations
 
@@ -83,12 +83,12 @@ def test_every_stage_runs_once_after_its_upstream_with_the_options(tmp_path: Pat
         assert int(nice) == (min(base + 19, 19) if _stages(c) == ["truth"] else base), c
     # register and truth_check each overlap a step of the chain (the truth's start, niced, may lag on a busy
     # machine: that it is started first and in the background is in the script)
-    for side, main in (("register", "uplift"), ("truth_check", "export")):
+    for side, main in (("register", "uplift"), ("export", "truth_check")):
         side_start = calls.index(starts[where[side]])
         main_end = calls.index("end " + starts[where[main]].split(maxsplit=3)[3])
         assert side_start < main_end, f"{side} did not run beside {main}"
     # each side repro's output is shown as one block once it has ended, not interleaved with the main chain's
-    for side in ("truth", "register", "truth_check"):
+    for side in ("truth", "register", "export"):
         block = done.stdout.split(f"---- {side}, run beside the others (exit 0) ----\n")[1]
         assert block.startswith(f"Running stage '{side}'\n----\n")
 
@@ -98,9 +98,9 @@ _BEFORE_UPLIFT = {"truth", "calibrate"}  # the steps started before uplift, segm
 
 @pytest.mark.parametrize("fail, ran", [("calibrate", {"truth"}), ("segment", _BEFORE_UPLIFT | {"register"}),
                                        ("register", _BEFORE_UPLIFT | {"segment"}),
-                                       ("truth", {"calibrate", "register", "segment"}),
-                                       ("export", _BEFORE_UPLIFT | {"register", "segment", "truth_check"}),
-                                       ("truth_check", _BEFORE_UPLIFT | {"register", "segment", "export"})])
+                                       ("truth", {"calibrate", "register", "segment", "export"}),
+                                       ("export", _BEFORE_UPLIFT | {"register", "segment", "report"}),
+                                       ("report", _BEFORE_UPLIFT | {"register", "segment", "export"})])
 def test_a_failure_is_the_exit_code_after_the_side_repros_end(tmp_path: Path, fail: str, ran: set[str]) -> None:
     """A step's failure ends the run with its code once whatever runs beside has ended (its log shown); no
     later step starts."""
@@ -110,7 +110,7 @@ def test_a_failure_is_the_exit_code_after_the_side_repros_end(tmp_path: Path, fa
     assert "failed (exit 3)" in done.stderr
     lasts = {c.split()[-1] for c in calls if c.startswith("start ")}
     assert lasts == ran | {fail}
-    for side in ran & {"truth", "register", "truth_check"}:
+    for side in ran & {"truth", "register", "export"}:
         assert f"---- {side}, run beside the others" in done.stdout
     assert len([c for c in calls if c.startswith("end ")]) == len(lasts)
 
