@@ -54,8 +54,14 @@ class FeatureSpec:
         return cls(numeric=list(d["numeric"]), categorical={k: list(v) for k, v in d["categorical"].items()})
 
 
+def categorical_features(dictionary: list[dict[str, object]]) -> list[str]:
+    """The dictionary's categorical features: all ``feature_spec`` reads of the training rows."""
+    return [str(d["name"]) for d in dictionary if d["role"] == "feature" and d["dtype"] == "category"]
+
+
 def feature_spec(train: pd.DataFrame, dictionary: list[dict[str, object]]) -> FeatureSpec:
-    """Features from the dictionary; categories are the values seen in the training rows."""
+    """Features from the dictionary; categories are the values seen in the training rows (of which only the
+    ``categorical_features`` are read)."""
     numeric, categorical = [], {}
     for d in dictionary:
         if d["role"] != "feature":

@@ -49,7 +49,7 @@ def slice_labels(rows: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    tracking.ensure_store()  # fail fast on a misconfigured MLFLOW_TRACKING_URI, before any work
+    tracking.prepare()  # connects beside the work below; a misconfigured store fails before anything is published
     require((SCORES, IMPORTANCE), "run the train stage first (dvc repro train)")
     scores = pd.read_parquet(SCORES)
     importance = json.loads(IMPORTANCE.read_text(encoding="utf-8"))
@@ -93,6 +93,7 @@ def main(args: argparse.Namespace) -> None:
             curves[f"calibration_{model}"] = pd.DataFrame(columns=["bin", "predicted", "observed", "n"])
             curves[f"gains_{model}"] = pd.DataFrame(columns=["contacted", "captured"])
         curves[f"importance_{model}"] = pd.DataFrame(columns=["feature", "mean_abs_contribution"])
+    tracking.ensure_store()
     with staged_outputs() as out:
         for model, cal in calibrators.items():
             out.json(cal, CALIBRATORS / f"{model}.json")

@@ -29,8 +29,8 @@ OUT, BASELINES = paths.SEGMENT_DIR, paths.BASELINE_PLANS
 
 def main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    tracking.ensure_store()
     if not (params.capabilities.archive and params.capabilities.contact_history):
+        tracking.ensure_store()  # the tabular tiers log to MLflow; the book's segments do not
         tabular_tiers.propensity_tiers(params)
         return
     built = build(params)

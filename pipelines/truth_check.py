@@ -49,7 +49,7 @@ def main(args: argparse.Namespace) -> None:
             headline.write(out, "truth_check", {"skipped": reason})
             pd.DataFrame({"decile": []}).to_csv(out.path(PLOT), index=False)
         return
-    tracking.ensure_store()  # fail fast on a misconfigured MLFLOW_TRACKING_URI, before any work
+    tracking.prepare()  # connects beside the work below; a misconfigured store fails before anything is published
     require((TRUTH, FEATURES), "this check needs the synthetic book (dvc repro generate features)")
     for model in ("purchase", "lapse"):
         require((MODELS / model / "model.txt", MODELS / model / "meta.json", CALIBRATORS / f"{model}.json"),
@@ -79,6 +79,7 @@ def main(args: argparse.Namespace) -> None:
     deciles = pd.DataFrame()
     if SEGMENTS.is_file() and BASELINES.is_file():
         report["plan"], report["uplift"], deciles = plan_check(truth, params)
+    tracking.ensure_store()
     with staged_outputs() as out:
         headline.write(out, "truth_check", report)
         deciles.to_csv(out.path(PLOT), index=False)

@@ -326,7 +326,7 @@ def main(args: argparse.Namespace) -> None:
             out.json({"skipped": reason}, OUT / "skipped.json")
             pd.DataFrame(columns=["share", "uplift", "propensity", "random"]).to_csv(out.path(PLOT), index=False)
         return
-    tracking.ensure_store()
+    tracking.prepare()  # connects beside the work below; a misconfigured store fails before anything is published
     require((FEATURES, DICTIONARY, CONTACTS, TRAIN_REPORT), "run the earlier stages first (dvc repro calibrate)")
     split = json.loads(TRAIN_REPORT.read_text(encoding="utf-8"))["split"]
     rows = _rows(params, split)
@@ -347,6 +347,7 @@ def main(args: argparse.Namespace) -> None:
     if "qini_uplift" in pooled:
         log.info("out-of-time campaign holdouts (%s rows): Qini uplift %.4f vs propensity %.4f vs random %.4f",
                  f"{int(pooled['rows']):,}", pooled["qini_uplift"], pooled["qini_propensity"], pooled["qini_random"])
+    tracking.ensure_store()
     with staged_outputs() as out:
         for model in (purchase, lapse):
             model.booster.save_model(str(out.path(OUT / model.outcome / "model.txt")))

@@ -30,3 +30,36 @@ def test_a_new_experiment_keeps_its_artifacts_where_mlflow_artifact_location_say
     caplog.clear()
     tracking.ensure_store()
     assert "already keeps" not in caplog.text
+
+
+def test_a_store_prepared_in_the_background_fails_as_a_direct_connection_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``prepare`` connects beside the stage's work; ``ensure_store`` hands its error to the stage (a misconfigured
+    store still stops the stage before it publishes) and leaves no thread behind (a stage ends its process without
+    the interpreter's teardown only when no other thread runs, pipelines.cli.exit_without_teardown)."""
+    import threading
+
+    from pipelines.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+    before = threading.active_count()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "notascheme://nowhere")
+    tracking.prepare()
+    with pytest.raises(UserError, match="notascheme://nowhere"):
+        tracking.ensure_store()
+    assert threading.active_count() == before
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tracking.prepare()
+    mlflow = tracking.ensure_store()
+    assert mlflow.get_experiment_by_name(tracking.EXPERIMENT) is not None
+    assert threading.active_count() == before
+
+
+def test_a_store_prepared_for_another_uri_is_not_the_one_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connecting is keyed by the store's URI: a stage that changed it after ``prepare`` connects again."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "notascheme://nowhere")
+    tracking.prepare()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow = tracking.ensure_store()
+    assert mlflow.get_tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
