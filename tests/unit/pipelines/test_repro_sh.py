@@ -131,15 +131,18 @@ def test_an_interrupt_stops_the_repros_beside_with_their_children(tmp_path: Path
 
     fake = tmp_path / "dvc"
     fake.write_text('#!/bin/sh\nlast=""; for a in "$@"; do last="$a"; done\n'
-                    'if [ "$last" = truth ]; then sleep 60 & echo $! > "$CHILD"; wait; fi\n'
+                    'if [ "$last" = truth ]; then sleep 60 & echo $! > "$CHILD"; echo truth >> "$STARTED"; wait; fi\n'
+                    'echo "$last" >> "$STARTED"\n'
                     'sleep 60\n', encoding="utf-8")
     fake.chmod(0o755)
-    child = tmp_path / "child.pid"
-    env = {**os.environ, "DVC": str(fake), "CHILD": str(child)}
+    child, started = tmp_path / "child.pid", tmp_path / "started"
+    env = {**os.environ, "DVC": str(fake), "CHILD": str(child), "STARTED": str(started)}
     proc = subprocess.Popen(["sh", "pipelines/repro.sh"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-    for _ in range(100):
-        if child.is_file() and child.read_text().strip():
+    # Ctrl-C once the truth's stage and the main chain both run (a SIGINT sent while the script forks the chain
+    # would miss the chain's dvc, which the script then waits for: a race of the test's making, not Ctrl-C's)
+    for _ in range(300):
+        if started.is_file() and {"truth", "calibrate"} <= set(started.read_text().split()):
             break
         time.sleep(0.1)
     truth_child = int(child.read_text())
