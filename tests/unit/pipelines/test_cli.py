@@ -110,29 +110,35 @@ def test_a_failed_command_exits_with_code_2(tmp_path: Path) -> None:
     assert "demo failed: no customers" in done.stderr
 
 
+def _demo_stage_output(tmp_path: Path, work: str, variable: str, given: str | None) -> str:
+    """What a stage whose work is ``work`` (the body of ``work(args)``) prints, run as a command with the
+    environment variable ``variable`` unset (``given`` None) or set to ``given``."""
+    script = tmp_path / "stage.py"
+    body = textwrap.indent(textwrap.dedent(work).strip(), " " * 4)
+    script.write_text("import sys\nfrom pipelines.cli import base_parser, run_stage\n"
+                      f"def work(args):\n{body}\n"
+                      'sys.exit(run_stage("demo", work, base_parser("demo", None)))\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != variable}
+    if given is not None:
+        env[variable] = given
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env={**env, "PYTHONPATH": str(REPO)}, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 @pytest.mark.parametrize("given, expected", [(None, "jemalloc"), ("system", "system"), ("", "jemalloc")])
 def test_a_stage_allocates_arrow_memory_from_jemalloc_unless_told_otherwise(tmp_path: Path, given: str | None,
                                                                            expected: str) -> None:
     """pyarrow's default (mimalloc) re-faulted its memory on every large read; a caller's
     ``ARROW_DEFAULT_MEMORY_POOL`` still wins. The pinned pyarrow wheel has jemalloc: this fails, not skips,
     where it would not."""
-    script = tmp_path / "stage.py"
-    script.write_text(textwrap.dedent("""
-        import sys
+    work = """
         import pyarrow as pa
-        from pipelines.cli import base_parser, run_stage
-        def work(args):
-            pa.array(range(1000))  # an allocation from the pool in use
-            print(pa.default_memory_pool().backend_name, end="")
-        sys.exit(run_stage("demo", work, base_parser("demo", None)))
-    """), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
-    if given is not None:
-        env["ARROW_DEFAULT_MEMORY_POOL"] = given
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=REPO,
-                          env={**env, "PYTHONPATH": str(REPO)}, check=False)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == expected
+        pa.array(range(1000))  # an allocation from the pool in use
+        print(pa.default_memory_pool().backend_name, end="")
+    """
+    assert _demo_stage_output(tmp_path, work, "ARROW_DEFAULT_MEMORY_POOL", given) == expected
 
 
 @pytest.mark.parametrize("given, expected", [(None, "False"), ("1", "True"), ("0", "False")])
@@ -140,22 +146,11 @@ def test_a_stage_keeps_numpy_off_huge_pages_unless_told_otherwise(tmp_path: Path
                                                                  expected: str) -> None:
     """NumPy's huge-page requests made `train` compact memory on its faults (56 s against 46 s); a caller's
     ``NUMPY_MADVISE_HUGEPAGE`` still wins, and the stage's work sees the setting in force."""
-    script = tmp_path / "stage.py"
-    script.write_text(textwrap.dedent("""
-        import sys
+    work = """
         import numpy as np
-        from pipelines.cli import base_parser, run_stage
-        def work(args):
-            switch = np._core.multiarray._set_madvise_hugepage
-            on = switch(True)
-            switch(on)
-            print(bool(on), end="")
-        sys.exit(run_stage("demo", work, base_parser("demo", None)))
-    """), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
-    if given is not None:
-        env["NUMPY_MADVISE_HUGEPAGE"] = given
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=REPO,
-                          env={**env, "PYTHONPATH": str(REPO)}, check=False)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == expected
+        switch = np._core.multiarray._set_madvise_hugepage
+        on = switch(True)
+        switch(on)
+        print(bool(on), end="")
+    """
+    assert _demo_stage_output(tmp_path, work, "NUMPY_MADVISE_HUGEPAGE", given) == expected
