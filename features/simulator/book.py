@@ -55,6 +55,9 @@ Mapper = Callable[[Callable[[Task], Runs], Iterable[Task]], Iterator[Runs]]
 # Replicates per part: parts small enough to keep two processes busy to the end and to report progress, each
 # sharing its draws among the scenarios of a replicate (``features.simulator.draws``).
 REPLICATES_PER_TASK = 4
+# A replicate's shared draws are held while its scenarios run: about 8 bytes per customer and per policy row a day
+# (the inbound and claim draws), about 100 MB on the default book. Above this, each scenario draws its own.
+SHARED_DRAWS_MAX_BYTES = 1 << 30
 
 
 @dataclass
@@ -98,10 +101,16 @@ def _replicates(template: World, inforce_at: np.ndarray, p: SyntheticParams, str
         # common random numbers: replicate r draws the same numbers on day d in every scenario, so a scenario's
         # difference from "none" is the touch's effect, not two unrelated draws of claims
         seeds = [[p.seed, stream, r, d] for d in range(p.horizon_days)]
-        days = [DayDraws(seed) for seed in seeds] if share_draws and len(scenarios) > 1 else None
+        share = share_draws and len(scenarios) > 1 and shared_draw_bytes(template, p) <= SHARED_DRAWS_MAX_BYTES
+        days = [DayDraws(seed) for seed in seeds] if share else None
         for sc in scenarios:
             out[sc].append(_run(template, shared, inforce_at, p, sc, seeds, days))
     return out
+
+
+def shared_draw_bytes(template: World, p: SyntheticParams) -> int:
+    """About what a replicate's shared draws hold: a double per customer and per policy row, each day."""
+    return 8 * (template.n + template.pol.n) * p.horizon_days
 
 
 def _run(template: World, shared: dict[int, object], inforce_at: np.ndarray, p: SyntheticParams, sc: str,

@@ -293,3 +293,38 @@ def test_truth_scenarios_sharing_their_draws_equal_each_drawing_its_own(small_pa
             np.testing.assert_array_equal(s_pur, a_pur)
             np.testing.assert_array_equal(s_lap, a_lap)
     assert not np.array_equal(shared["visit"][0][0], shared["none"][0][0])  # the touch moved the runs
+
+
+def test_a_book_too_large_to_hold_a_replicates_draws_draws_per_scenario(small_params: Params,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shared draws are held while a replicate's scenarios run; above the budget each scenario draws its own
+    (the same truth, without the memory)."""
+    import copy
+
+    from features.simulator import book as sy
+    from features.simulator import draws
+    from features.simulator.frozen import freeze
+
+    sp = _tiny(small_params, n=300, truth_replicates=1)
+    world = simulate_history(sp)
+    template = copy.copy(world)
+    template.frozen = freeze(template)
+    inforce_at = world.pol.status[: world.pol.n] == 0
+    assert sy.shared_draw_bytes(template, sp) == 8 * (world.n + world.pol.n) * sp.horizon_days
+    made: list[list[int]] = []
+
+    class Recorded(draws.DayDraws):
+        def __init__(self, seed: list[int]) -> None:
+            made.append(seed)
+            super().__init__(seed)
+
+    monkeypatch.setattr(sy, "DayDraws", Recorded)
+    task = (("none", "sms"), range(1))
+    shared = sy._replicates(template, inforce_at, sp, 7, task)
+    assert len(made) == sp.horizon_days  # a record per day of the replicate
+    made.clear()
+    monkeypatch.setattr(sy, "SHARED_DRAWS_MAX_BYTES", sy.shared_draw_bytes(template, sp) - 1)
+    alone = sy._replicates(template, inforce_at, sp, 7, task)
+    assert made == []  # over the budget: no day's draws recorded
+    for sc in task[0]:
+        np.testing.assert_array_equal(alone[sc][0][0], shared[sc][0][0])
