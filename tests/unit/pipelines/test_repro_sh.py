@@ -124,6 +124,32 @@ def test_targets_or_other_options_run_a_plain_repro(tmp_path: Path, args: list[s
     assert "a plain `dvc repro" in done.stderr
 
 
+def _as_from_a_terminal() -> None:
+    """The child's SIGINT as a shell started from a terminal has it: default and unblocked. A disposition or mask
+    inherited from the test process (the suite's worker runs other tests' libraries first) would survive exec, and
+    a shell started with SIGINT ignored cannot trap it (POSIX)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _group_state(pgid: int) -> str:
+    """Each process of the group with its signal dispositions and mask (for a failure's message)."""
+    lines = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            if os.getpgid(int(status.parent.name)) != pgid:
+                continue
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+            cmd = (status.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError):
+            continue
+        state, ignored, blocked = (fields.get(k, "").strip() for k in ("State", "SigIgn", "SigBlk"))
+        lines.append(f"{status.parent.name} {state} SigIgn={ignored} SigBlk={blocked} {cmd}")
+    return "\n".join(lines)
+
+
 def test_an_interrupt_stops_the_repros_beside_with_their_children(tmp_path: Path) -> None:
     """Ctrl-C must not leave the side repro and its stage running on alone."""
     import signal
@@ -138,7 +164,7 @@ def test_an_interrupt_stops_the_repros_beside_with_their_children(tmp_path: Path
     child, started = tmp_path / "child.pid", tmp_path / "started"
     env = {**os.environ, "DVC": str(fake), "CHILD": str(child), "STARTED": str(started)}
     proc = subprocess.Popen(["sh", "pipelines/repro.sh"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=_as_from_a_terminal)
     # Ctrl-C once the truth's stage and the main chain both run (a SIGINT sent while the script forks the chain
     # would miss the chain's dvc, which the script then waits for: a race of the test's making, not Ctrl-C's)
     for _ in range(300):
@@ -148,7 +174,13 @@ def test_an_interrupt_stops_the_repros_beside_with_their_children(tmp_path: Path
     truth_child = int(child.read_text())
     # Ctrl-C: SIGINT to the foreground group, which the side repro, a background job of a script, ignores
     os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        state = _group_state(proc.pid)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AssertionError(f"the script did not end on SIGINT; its process group:\n{state}") from None
     assert proc.returncode != 0 and "interrupted" in err
     for _ in range(50):
         try:
