@@ -77,31 +77,19 @@ class SyntheticBook:
 
 
 
-def _scenario(template: World, inforce_at: np.ndarray, p: SyntheticParams, stream: int, sc: str,
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """One scenario's (purchase, lapse) probabilities: the mean over ``truth_replicates`` forward runs."""
-    runs = _replicates(template, inforce_at, p, stream, ((sc,), range(p.truth_replicates)), share_draws=False)
-    pur, lap = np.zeros(template.n), np.zeros(template.n)
-    for r_pur, r_lap in runs[sc]:
-        pur += r_pur
-        lap += r_lap
-    return pur / p.truth_replicates, lap / p.truth_replicates
-
-
-def _replicates(template: World, inforce_at: np.ndarray, p: SyntheticParams, stream: int,
-                task: tuple[tuple[str, ...], range], share_draws: bool = True,
-                ) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+def _replicates(template: World, inforce_at: np.ndarray, p: SyntheticParams, stream: int, task: Task,
+                share_draws: bool = True) -> Runs:
     """Replicates ``task[1]`` of the scenarios ``task[0]``: each run's (purchase, lapse) probabilities, per scenario
     in replicate order. With ``share_draws`` the scenarios of a replicate are served each day's draws they share
     from one generator (``features.simulator.draws``): the same numbers, drawn once."""
     scenarios, reps = task
     shared = _read_only(template)
-    out: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {sc: [] for sc in scenarios}
+    share = share_draws and len(scenarios) > 1 and shared_draw_bytes(template, p) <= SHARED_DRAWS_MAX_BYTES
+    out: Runs = {sc: [] for sc in scenarios}
     for r in reps:
         # common random numbers: replicate r draws the same numbers on day d in every scenario, so a scenario's
         # difference from "none" is the touch's effect, not two unrelated draws of claims
         seeds = [[p.seed, stream, r, d] for d in range(p.horizon_days)]
-        share = share_draws and len(scenarios) > 1 and shared_draw_bytes(template, p) <= SHARED_DRAWS_MAX_BYTES
         days = [DayDraws(seed) for seed in seeds] if share else None
         for sc in scenarios:
             out[sc].append(_run(template, shared, inforce_at, p, sc, seeds, days))

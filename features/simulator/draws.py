@@ -1,7 +1,7 @@
 """One simulated day's random draws, made once and served to every truth scenario that asks for the same ones.
 
 The truth's runs use common random numbers: replicate r draws from the generator seeded ``[seed, stream, r, d]``
-on day d in every scenario (``features.simulator.book._scenario``). Outside business as usual, the scenarios ask
+on day d in every scenario (``features.simulator.book._run``). Outside business as usual, the scenarios ask
 for the same draws in the same order for most of a day: each customer's chance of an inbound request
 (``random(n)``), each policy's chance of a claim (``random`` over every policy row), the claims' outcomes, and on
 every day but the first the outcome draws of the same inbound and claim-service touches. Drawing those once per

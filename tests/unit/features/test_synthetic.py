@@ -214,12 +214,14 @@ def test_truth_with_the_policy_side_frozen_equals_recomputing_it(small_params: P
     before = copy.deepcopy(fast.frozen)
     shared_before = copy.deepcopy([*(getattr(world.pol, c) for c in sy.READ_ONLY_POLICY_COLUMNS), world.pref,
                                    world.campaigns, world.pol.bad_claim])
-    for scenario in ("bau", "none", "visit"):
-        want = sy._scenario(plain, inforce_at, sp, 7, scenario)
-        got = sy._scenario(fast, inforce_at, sp, 7, scenario)
-        for w, g in zip(want, got, strict=True):
-            np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-12)
-        assert want[1].sum() > 0  # lapse hazard accumulated
+    task = (("bau", "none", "visit"), range(sp.truth_replicates))
+    want = sy._replicates(plain, inforce_at, sp, 7, task, share_draws=False)
+    got = sy._replicates(fast, inforce_at, sp, 7, task, share_draws=False)
+    for scenario in task[0]:
+        for w_run, g_run in zip(want[scenario], got[scenario], strict=True):  # each replicate's run
+            for w, g in zip(w_run, g_run, strict=True):
+                np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-12)
+        assert sum(run[1].sum() for run in want[scenario]) > 0  # lapse hazard accumulated
     for name in ("n_inforce", "prem_inforce", "burden", "base", "claim_rate", "eta_fixed", "lapse_fixed",
                  "lapse_scale", "inbound_p"):
         np.testing.assert_array_equal(getattr(fast.frozen, name), getattr(before, name))
