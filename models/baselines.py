@@ -31,6 +31,11 @@ class RuleParams(BaseModel):
     willingness_tenure_months_min: int = Field(ge=0)  # or a long relationship with a policy in force
 
 
+# the columns ``quadrant`` reads: a caller that holds a snapshot's rows narrowed keeps these
+QUADRANT_INPUTS = ("income_rank", "premium_inforce", "n_reached_90d", "n_interested_90d", "n_quote_90d",
+                   "n_appointment_90d", "n_purchase_90d", "tenure_months", "n_inforce")
+
+
 def quadrant(df: pd.DataFrame, r: RuleParams) -> pd.Series:
     """Rule quadrant per row: pamper / cultivate / maintain / develop."""
     ability = (df["income_rank"].fillna(-1) >= r.ability_income_rank_min) | (

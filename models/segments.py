@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from models.baselines import RuleParams, quadrant
+from models.baselines import QUADRANT_INPUTS, RuleParams, quadrant
 
 QUADRANTS = ("pamper", "cultivate", "maintain", "develop")
 QUADRANT_ZH = {"pamper": "宠爱", "cultivate": "耕耘", "maintain": "维系", "develop": "开发"}
@@ -120,6 +120,11 @@ class CutPoints(_Strict):
 
 
 # ---------------------------------------------------------------- rule segments
+
+# the columns ``rule_segments`` (and so ``assign``) reads of a snapshot's rows
+RULE_INPUTS = tuple(dict.fromkeys((*QUADRANT_INPUTS, "premium_inforce", "income_rank", "days_since_last_answered",
+                                   "n_inforce", "n_policies_ever")))
+
 
 def rule_segments(df: pd.DataFrame, quad: RuleParams, r: SegmentRules) -> pd.DataFrame:
     """The playbook's four rule segmentations for each row, as English codes."""

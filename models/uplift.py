@@ -266,22 +266,25 @@ def channel_additive(model: EffectModel) -> bool:
     return all(_node_paths_separate(t["tree_structure"], m + 1, m, frozenset()) for t in dump["tree_info"])
 
 
-def _treated_raw(model: EffectModel, df: pd.DataFrame, channels: list[str]) -> dict[str, np.ndarray]:
+def _treated_raw(model: EffectModel, df: pd.DataFrame, channels: list[str],
+                 shifts: dict[str, float] | None = None) -> dict[str, np.ndarray]:
     """The learner's log-odds for every row treated through each of ``channels``.
 
     For a channel-additive learner (``channel_additive``) one channel is predicted for every row and each other
     channel is that plus its constant difference, read off a few rows: the same values to rounding, at a
-    fraction of the cost (each prediction runs every tree over every row)."""
+    fraction of the cost (each prediction runs every tree over every row). ``shifts`` keeps those differences
+    across calls (see ``effects``)."""
     if not channels:
         return {}
     if len(channels) == 1 or not channel_additive(model):
         return {c: _raw(model, df, c) for c in channels}
     ref = _raw(model, df, channels[0])
+    shifts = {} if shifts is None else shifts
     head = df.iloc[:ADDITIVE_PROBE_ROWS]
-    out = {channels[0]: ref}
     for c in channels[1:]:
-        out[c] = ref + float(np.mean(_raw(model, head, c) - ref[: len(head)]))
-    return out
+        if c not in shifts:
+            shifts[c] = float(np.mean(_raw(model, head, c) - ref[: len(head)]))
+    return {channels[0]: ref, **{c: ref + shifts[c] for c in channels[1:]}}
 
 
 def _channel_effect(model: EffectModel, df: pd.DataFrame, baseline: np.ndarray, c: str) -> np.ndarray:
@@ -290,11 +293,12 @@ def _channel_effect(model: EffectModel, df: pd.DataFrame, baseline: np.ndarray, 
     return (_prob(model, df, base, c) - _prob(model, df, base, CONTROL)) * model.scale.get(c, 1.0)
 
 
-def _learner_effects(model: EffectModel, df: pd.DataFrame, baseline: np.ndarray) -> np.ndarray:
+def _learner_effects(model: EffectModel, df: pd.DataFrame, baseline: np.ndarray,
+                     shifts: dict[str, float] | None = None) -> np.ndarray:
     base = logit(baseline)
     control = _prob(model, df, base, CONTROL)
     out = np.zeros((len(df), len(model.channels)))
-    treated = _treated_raw(model, df, [c for c in model.channels if c in model.supported])
+    treated = _treated_raw(model, df, [c for c in model.channels if c in model.supported], shifts)
     for j, c in enumerate(model.channels):
         if c in treated:
             out[:, j] = (_sigmoid(base + treated[c]) - control) * model.scale.get(c, 1.0)
@@ -302,18 +306,21 @@ def _learner_effects(model: EffectModel, df: pd.DataFrame, baseline: np.ndarray)
 
 
 def effects(model: EffectModel, df: pd.DataFrame, baseline: np.ndarray, channels: Sequence[str],
-            purchase_relative: np.ndarray | None = None) -> np.ndarray:
+            purchase_relative: np.ndarray | None = None, shifts: dict[str, float] | None = None) -> np.ndarray:
     """tau per row and channel (rows x ``channels``): P(Y | touch via c) - P(Y | no touch); 0 where unsupported.
 
     ``baseline``: the calibrated probability of the outcome for each row (the learner's offset).
     ``purchase_relative``: tau_purchase / p_purchase (rows x ``channels``), for the ``transfer`` form.
+    ``shifts``: one dict a caller passes to every call on the chunks of one set of rows: an additive learner's
+    channel differences are read off the first chunk's first rows and kept there, so the chunks get the values
+    the rows would get whole, bit for bit (each chunk's own first rows differ from them in the 16th digit).
     """
     out = np.zeros((len(df), len(channels)))
     base = np.asarray(baseline, float)
     if len(df) == 0:
         return out
     if model.form == "learner":
-        tau = _learner_effects(model, df, base)
+        tau = _learner_effects(model, df, base, shifts)
         for j, c in enumerate(channels):
             if c in model.channels:
                 out[:, j] = tau[:, model.channels.index(c)]

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +36,10 @@ CHANNELS = tuple(PLANNABLE_CHANNELS)
 # what planning reads of the as-of snapshot once it is scored (the rest, 5 GB at 5M customers, is let go)
 PLAN_INPUTS = ("customer_id", "opted_out", "days_since_last_complaint", "open_quote", "days_since_last_quote",
                *contact_plan.CONSENT_BLOCKS)
-
+# the as-of snapshot's columns kept once a chunk is scored: planning's and the rule segments'
+KEEP = tuple(dict.fromkeys((*PLAN_INPUTS, *sg.RULE_INPUTS)))
+# rows of the as-of snapshot scored at a time (scoring.snapshot_chunks): 250,000 x 136 columns is about 0.3 GB
+SCORE_CHUNK_ROWS = 250_000
 
 
 def _consent(frame: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
@@ -54,11 +60,47 @@ def _quoting(frame: pd.DataFrame, params: Params) -> np.ndarray:
     return frame["open_quote"].fillna(False).astype(bool).to_numpy() | (days <= qf.active_days)
 
 
-def segment_snapshot(frame: pd.DataFrame, params: Params, cuts: sg.CutPoints | None,
-                     model_set: tuple[Path, Path] = (scoring.MODELS, scoring.CALIBRATORS),
-                     ) -> tuple[pd.DataFrame, sg.CutPoints]:
-    """Scores, rule and ML segments, contact value and tiers for one snapshot's rows."""
+@dataclass
+class RowScores:
+    """What each row of a snapshot gets on its own (scores, rule inputs, every channel's effect): computed a chunk
+    of the snapshot at a time, so its 136 columns are never all held at once (6 GB at 5M customers)."""
+
+    rows: pd.DataFrame    # the snapshot's columns the rest of segment reads (KEEP), indexed from 0
+    scores: pd.DataFrame  # p_purchase, p_lapse, expected_premium
+    tau_p: np.ndarray     # (rows x CHANNELS) purchase effect of a touch
+    tau_l: np.ndarray     # (rows x CHANNELS) lapse effect of a touch
+    form: str             # how the effects were formed (uplift learners, the propensity fallback)
+
+
+def score_rows(chunks: Iterable[pd.DataFrame], customers: pd.DataFrame, params: Params,
+               model_set: tuple[Path, Path], what: str) -> RowScores:
+    """``RowScores`` of a snapshot's rows given in ``chunks`` (each indexed from 0): a row's scores and effects do
+    not depend on its chunk, so the result is the whole snapshot's, chunk after chunk."""
+    spark = params.features.engine.kind == "spark"  # the scores of a Spark run come from Spark (docs/spark.md)
+    loaded = None if spark else {name: scoring.load_model(name, *model_set) for name in scoring.SCORED}
+    effect_models = scoring.load_effect_models()
+    parts: list[tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]] = []
+    form = ""
+    shifts: dict[str, dict[str, float]] = {"purchase": {}, "lapse": {}}  # the learners' channel constants, once
+    for chunk in chunks:
+        frame = _consent(chunk, customers)
+        scores = (spark_score.score_pandas(frame, params.features.engine.spark, *model_set) if loaded is None
+                  else scoring.score_with(loaded, frame))
+        tau_p, tau_l, form = effects(frame, scores, params, effect_models, shifts)
+        parts.append((frame[list(KEEP)], scores, tau_p, tau_l))
+        del frame, chunk
+    if not parts:
+        raise InputError(f"{FEATURES} has no rows for {what}: re-run the features and train stages")
+    rows, scores, taus_p, taus_l = zip(*parts, strict=True)
+    return RowScores(pd.concat(rows, ignore_index=True), pd.concat(scores, ignore_index=True),
+                     np.concatenate(taus_p), np.concatenate(taus_l), form)
+
+
+def segment_snapshot(rs: RowScores, params: Params, cuts: sg.CutPoints | None) -> tuple[pd.DataFrame, sg.CutPoints]:
+    """Rule and ML segments, contact value and tiers of one snapshot's scored rows (the cut-points are the
+    whole snapshot's: fitted on it, or the frozen ones)."""
     sp = params.segment
+    frame = rs.rows
     quoting = _quoting(frame, params)
 
     def cost_for(ml_quadrants: np.ndarray) -> np.ndarray:
@@ -66,27 +108,24 @@ def segment_snapshot(frame: pd.DataFrame, params: Params, cuts: sg.CutPoints | N
                                          sp.plan.quote_followup.channels, quoting, contact_plan.CONSENT_BLOCKS,
                                          sp.value.channel_cost)
 
-    if params.features.engine.kind == "spark":  # the scores of a Spark run come from Spark (docs/spark.md)
-        scores = spark_score.score_pandas(frame, params.features.engine.spark, *model_set)
-    else:
-        scores = scoring.score(frame, *model_set)
-    out, fitted = sg.assign(frame, scores, params.rules.quadrant, params.rules, sp.value,
+    out, fitted = sg.assign(frame, rs.scores, params.rules.quadrant, params.rules, sp.value,
                             sp.tiers, cost_for, cuts, weekly_capacity=sp.capacity.total_weekly)
-    tau_p, tau_l, form = effects(frame, out, params, scoring.load_effect_models())
-    return _retier(frame, out, fitted, tau_p, tau_l, form, params, cuts)
+    return _retier(frame, out, fitted, rs.tau_p, rs.tau_l, rs.form, params, cuts)
 
 
 def effects(frame: pd.DataFrame, scored: pd.DataFrame, params: Params, models: dict[str, Any] | None,
-            ) -> tuple[np.ndarray, np.ndarray, str]:
+            shifts: dict[str, dict[str, float]] | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     """tau per customer and channel for purchase and lapse: the uplift learners' where they support the channel,
-    the propensity form (the documented fallback) for channels without enough treated rows or without history."""
+    the propensity form (the documented fallback) for channels without enough treated rows or without history.
+    ``shifts``: one dict for every chunk of a snapshot (``uplift.effects``)."""
     holder = frame["n_inforce"].fillna(0).to_numpy(float) > 0
     p_purchase, p_lapse = scored["p_purchase"].to_numpy(), scored["p_lapse"].to_numpy()
     fp, fl = sg.propensity_effects(p_purchase, p_lapse, list(CHANNELS), params.segment.value)
     if models is None:
         return fp, fl, "propensity"
-    tp = up.effects(models["purchase"], frame, p_purchase, CHANNELS)
-    tl = up.effects(models["lapse"], frame, p_lapse, CHANNELS, up.relative(tp, p_purchase))
+    shifts = {"purchase": {}, "lapse": {}} if shifts is None else shifts
+    tp = up.effects(models["purchase"], frame, p_purchase, CHANNELS, shifts=shifts["purchase"])
+    tl = up.effects(models["lapse"], frame, p_lapse, CHANNELS, up.relative(tp, p_purchase), shifts["lapse"])
     learned = np.array([c in models["purchase"].supported for c in CHANNELS])
     tp, tl = np.where(learned[None, :], tp, fp), np.where(learned[None, :], tl, fl)
     u = params.uplift  # shrink towards the configured prior (docs/segments.md: why, and what it was measured at)
@@ -172,13 +211,14 @@ def _plan_columns(scored: pd.DataFrame, plan_in: pd.DataFrame, inputs: weekly_pl
     out["channel_tau_purchase"] = np.where(planned, tp, np.nan)
     out["channel_tau_lapse"] = np.where(planned, tl, np.nan)
     cost = first["channel"].map(sp.value.channel_cost).astype(float).to_numpy()
-    best = np.where(inputs.allowed, inputs.value, -np.inf).max(axis=1)
-    idle = np.where(best <= 0, "no touch pays: every permitted channel costs more than it is expected to bring",
-                    f"not reached within capacity in the {sp.plan.weeks} planned weeks")
+    pays = np.where(inputs.allowed, inputs.value, -np.inf).max(axis=1) > 0
+    # the two idle reasons chosen per row, not spread into a fixed-width text array (348 bytes a row: 1.7 GB at 5M)
+    no_pay = "no touch pays: every permitted channel costs more than it is expected to bring"
+    unreached = f"not reached within capacity in the {sp.plan.weeks} planned weeks"
     out["plan_reason"] = [
-        weekly_plan.plan_reason(c, a, vs, b, vl, k) if ok else ("" if sup else r)
+        weekly_plan.plan_reason(c, a, vs, b, vl, k) if ok else ("" if sup else unreached if r else no_pay)
         for c, a, vs, b, vl, k, ok, r, sup in zip(first["channel"], tp, scored["value_sale_unit"], tl,
-                                                  scored["value_lapse_unit"], cost, planned, idle,
+                                                  scored["value_lapse_unit"], cost, planned, pays,
                                                   out["suppressed"], strict=True)]
     return out
 
@@ -201,23 +241,30 @@ def _chosen_value(scored: pd.DataFrame, plan: pd.DataFrame, inputs: weekly_plan.
     return res
 
 
-def _baseline_plans(scoring_rows: pd.DataFrame, scored: pd.DataFrame, inputs: weekly_plan.PlanInputs,
-                    rule: pd.DataFrame, as_of: pd.Timestamp, params: Params) -> pd.DataFrame:
-    """Week one of the plans the product replaces, for evaluation: the rule playbook's (cadence channels, capacity
-    filled in priority order) and a propensity-ranked one (the same optimiser on the propensity form)."""
-    sp = params.segment
+def _rule_week_one(rule: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
+    """The rule playbook's channel per customer in its plan's first week (None: no touch that week)."""
     week1 = pd.to_datetime(rule["next_contact_date"]) < as_of + pd.Timedelta(days=7)
+    return rule["channel"].where(week1 & ~rule["suppressed"]).to_numpy()
+
+
+def _baseline_plans(scoring_rows: pd.DataFrame, scored: pd.DataFrame, inputs: weekly_plan.PlanInputs,
+                    rule_channel: np.ndarray, params: Params) -> pd.DataFrame:
+    """Week one of the plans the product replaces, for evaluation: the rule playbook's (cadence channels, capacity
+    filled in priority order; ``_rule_week_one``) and a propensity-ranked one (the same optimiser on the
+    propensity form)."""
+    sp = params.segment
     tp, tl = sg.propensity_effects(scored["p_purchase"].to_numpy(), scored["p_lapse"].to_numpy(), list(CHANNELS),
                                    sp.value)
     cost = np.array([sp.value.channel_cost.get(c, 0.0) for c in CHANNELS])
     value = sg.incremental_value(tp, tl, scored["value_sale_unit"].to_numpy(), scored["value_lapse_unit"].to_numpy(),
                                  cost)
+    del tp, tl  # (customers x channels) each: not held through the plan
     prop_inputs = weekly_plan.PlanInputs(**{**inputs.__dict__, "value": value})
     touches = weekly_plan.plan_weeks(prop_inputs, 1, sp.capacity.weekly(), _agent_caps(params), sp.plan.caps,
                                      sp.plan.solver)
     first = weekly_plan.first_touches(touches, len(scored))
     return pd.DataFrame({"customer_id": scoring_rows["customer_id"].to_numpy(),
-                         "rule_channel": rule["channel"].where(week1 & ~rule["suppressed"]).to_numpy(),
+                         "rule_channel": rule_channel,
                          "propensity_channel": first["channel"].to_numpy()})
 
 
@@ -229,16 +276,14 @@ def build(params: Params, model_set: tuple[Path, Path] = (scoring.MODELS, scorin
     as_of = pd.Timestamp(params.book.as_of)
     test_date = pd.Timestamp(json.loads(TRAIN_REPORT.read_text(encoding="utf-8"))["split"]["test"])
     customers = pd.read_parquet(CUSTOMERS, columns=["customer_id", *contact_plan.CONSENT_BLOCKS])
-    # each snapshot read on its own: filtering one frame of both copied the as-of rows (5M x 136 at 5M)
-    scoring_rows = _consent(scoring.read_snapshots(FEATURES, [as_of.date()]), customers)
-    bt_rows = _consent(scoring.read_snapshots(FEATURES, [test_date.date()]), customers)
-    if scoring_rows.empty or bt_rows.empty:
-        raise InputError(f"{FEATURES} has no rows for the as-of date {as_of.date()} or the test snapshot "
-                         f"{test_date.date()}: re-run the features and train stages")
     sp = params.segment
     frozen = sp.frozen if sp.cutpoints == "frozen" else None
-    scored, cuts = segment_snapshot(scoring_rows, params, frozen, model_set)
-    scoring_rows = scoring_rows[list(PLAN_INPUTS)]  # the as-of snapshot's other columns are done with: freed
+    chunk_rows = SCORE_CHUNK_ROWS if params.features.engine.kind != "spark" else sys.maxsize  # Spark: one job
+    row_scores = score_rows(scoring.snapshot_chunks(FEATURES, as_of.date(), chunk_rows), customers, params,
+                            model_set, f"the as-of date {as_of.date()}")
+    scored, cuts = segment_snapshot(row_scores, params, frozen)
+    scoring_rows = row_scores.rows[list(PLAN_INPUTS)]
+    del row_scores
     log.info("scored %s customers at %s; cut-points %s (%s)", f"{len(scored):,}", as_of.date(), cuts.model_dump(),
              sp.cutpoints)
     # plan the next touch
@@ -247,21 +292,26 @@ def build(params: Params, model_set: tuple[Path, Path] = (scoring.MODELS, scorin
     plan_in = plan_in.merge(last, on="customer_id", how="left")
     rule = contact_plan.schedule_capacity(contact_plan.plan(plan_in, recent, as_of.date(), sp.plan),
                                           scored["priority_value"].to_numpy(), as_of.date(), sp.capacity.weekly())
+    rule_channel = _rule_week_one(rule, as_of)  # all the evaluation needs of the rule plan: the rest let go
+    del rule
     agent = _agents(scoring_rows["customer_id"], params)
     value = scored[[f"value_{c}" for c in CHANNELS]].to_numpy(float)
     inputs = weekly_plan.build_inputs(plan_in, value, CHANNELS, recent, as_of.date(), sp.plan, sp.plan.weeks, agent)
     touches = weekly_plan.plan_weeks(inputs, sp.plan.weeks, sp.capacity.weekly(), _agent_caps(params),
                                      sp.plan.caps, sp.plan.solver)
     plan = _plan_columns(scored, plan_in, inputs, touches, as_of, params)
+    del plan_in, touches  # done with: let go before the baselines' plan, whose arrays peak the stage
     for j, c in enumerate(CHANNELS):  # week one's constraints, so evaluation can solve the same problem
         plan[f"allowed_{c}"] = weekly_plan.feasible(inputs, 0, inputs.last_touch, np.zeros_like(value, np.int32),
                                                     sp.plan.caps)[:, j]
     scored = _chosen_value(scored, plan, inputs)
     seg = pd.concat([scoring_rows[["customer_id"]].assign(as_of=as_of.date()), scored, plan], axis=1)
     seg["agent_index"] = agent if agent is not None else -1
-    baselines_plan = _baseline_plans(scoring_rows, scored, inputs, rule, as_of, params)
+    baselines_plan = _baseline_plans(scoring_rows, scored, inputs, rule_channel, params)
     # backtest on the latest matured snapshot, cut-points fitted there the same label-free way
-    bt_scored, _ = segment_snapshot(bt_rows, params, frozen, model_set)
+    bt_rows = scoring.read_snapshots(FEATURES, [test_date.date()])  # a sample of the book (the training cap)
+    bt_scored, _ = segment_snapshot(score_rows([bt_rows] if len(bt_rows) else [], customers, params, model_set,
+                                               f"the test snapshot {test_date.date()}"), params, frozen)
     bt = pd.concat([bt_rows[["customer_id", "snapshot_date", "purchase_h", "lapse_h", "premium_h"]],
                     bt_scored], axis=1)
     bt["premium_h"] = bt["premium_h"].fillna(0.0)

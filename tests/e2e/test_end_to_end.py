@@ -381,6 +381,39 @@ def test_notebooks_execute_against_the_tiny_book(repro) -> None:
 
 
 @pytest.mark.slow
+def test_segment_scores_the_as_of_snapshot_in_chunks_with_the_whole_snapshots_results(
+        repro, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Segment scores the as-of snapshot a chunk at a time (5M x 136 columns is 6 GB in pandas); with chunks far
+    smaller than the snapshot, and of a size that does not divide it, every output is the stage's own, bit for
+    bit: the cut-points and tiers are fitted on the whole snapshot, and the uplift learners' channel constants are
+    read once (``uplift.effects``' shifts)."""
+    from pipelines import segmenting
+    from pipelines.params import load_params
+
+    root, first = repro
+    assert first.returncode == 0
+    monkeypatch.chdir(root)
+    seen: list[int] = []
+    chunks = segmenting.scoring.snapshot_chunks
+
+    def counted(*a: object) -> object:
+        for chunk in chunks(*a):  # type: ignore[arg-type]
+            seen.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(segmenting.scoring, "snapshot_chunks", counted)
+    monkeypatch.setattr(segmenting, "SCORE_CHUNK_ROWS", 777)
+    built = segmenting.build(load_params(root / "params.yaml"))
+    assert len(seen) > 2 and sum(seen) == len(built["seg"])
+    pd.testing.assert_frame_equal(built["seg"], pd.read_parquet(root / "data/segments/segments.parquet"))
+    pd.testing.assert_frame_equal(built["baselines"], pd.read_parquet(root / "data/segments/baseline_plans.parquet"))
+    cuts = json.loads((root / "data/segments/cutpoints.json").read_text(encoding="utf-8"))
+    assert {k: cuts[k] for k in ("ability", "willingness_high_ability", "willingness_low_ability")} == {
+        k: getattr(built["cuts"], k) for k in ("ability", "willingness_high_ability", "willingness_low_ability")}
+    assert list(built["cuts"].tiers) == cuts["tiers"]
+
+
+@pytest.mark.slow
 def test_explain_one_customer_from_raw_rows_to_the_plan(repro) -> None:
     """`python -m pipelines.explain <id>`: source rows (no personal field), drivers, scores, tier and plan."""
     root, first = repro

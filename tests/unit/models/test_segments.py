@@ -240,3 +240,14 @@ def test_best_arm_is_the_largest_net_value_or_none() -> None:
     assert out["arm_value"].tolist() == pytest.approx([3.0, 0.1, 2.9])
     none = sg.best_arm(np.array([[0.0, 0.0]]), ["call", "sms"], 100.0, {"call": 2.0, "sms": 0.1})
     assert none["recommended_arm"].isna().all() and none["arm_uplift"].isna().all()
+
+
+def test_the_rule_inputs_are_the_columns_the_rules_read() -> None:
+    """A snapshot narrowed to ``RULE_INPUTS`` (segment keeps only these of the as-of snapshot once it is scored)
+    segments as the whole rows do, and each of them is needed."""
+    frame, scores = _book(500, seed=3)
+    whole = sg.rule_segments(frame, QUAD, RULES)
+    pd.testing.assert_frame_equal(sg.rule_segments(frame[list(sg.RULE_INPUTS)], QUAD, RULES), whole)
+    for c in sg.RULE_INPUTS:
+        with pytest.raises(KeyError):
+            sg.rule_segments(frame[[k for k in sg.RULE_INPUTS if k != c]], QUAD, RULES)

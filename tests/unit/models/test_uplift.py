@@ -144,3 +144,11 @@ def test_channel_differences_read_off_a_few_rows_only_for_an_additive_learner(in
     np.testing.assert_allclose(tau, direct, rtol=0, atol=1e-12)
     diff = [up._raw(model, test, c) - up._raw(model, test, "phone") for c in ("sms", "visit")]
     assert (np.ptp(diff[1]) < 1e-12) == (interactions == "additive")  # the full learner's visit effect varies
+    # in chunks sharing one ``shifts`` (segment scores the as-of snapshot so), bit for bit the whole rows' effects;
+    # each chunk reading its own constants would differ in the last digits
+    shifts: dict[str, float] = {}
+    cut = [0, 700, 1500, 2200, len(test)]
+    parts = [up.effects(model, test.iloc[a:b], base[a:b], channels, shifts=shifts)
+             for a, b in zip(cut, cut[1:], strict=False)]
+    np.testing.assert_array_equal(np.concatenate(parts), tau)
+    assert sorted(shifts) == (["sms", "visit"] if interactions == "additive" else [])

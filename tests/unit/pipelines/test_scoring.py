@@ -158,3 +158,28 @@ def test_some_customers_read_as_they_filter_from_their_whole_snapshot(tmp_path: 
     first = scoring.first_scoring_rows(path, DATES[-1], for_source("tables", synthetic=False), 5)
     pd.testing.assert_frame_equal(first.reset_index(drop=True),
                                   snapshot.sort_values("customer_id").head(5).reset_index(drop=True))
+
+
+def test_a_snapshot_read_in_chunks_is_its_whole_read_cut_into_pieces(tmp_path: Path) -> None:
+    """``snapshot_chunks`` (segment scores the as-of snapshot a chunk at a time) gives the whole snapshot's rows in
+    its order and with its dtypes in every chunk, where a chunk holds none of a column's nulls too."""
+    path = tmp_path / "features.parquet"
+    whole = _table(path)
+    rng = np.random.default_rng(7)
+    gappy = pd.array(rng.integers(0, 9, len(whole)), dtype="Int64")
+    flag = pd.array(rng.integers(0, 2, len(whole)).astype(bool), dtype="boolean")
+    last_row = len(whole) - 1  # the as-of snapshot's last row: only the last chunk holds the nulls
+    gappy[last_row], flag[last_row] = None, None
+    table = pa.Table.from_pandas(whole.assign(gappy=gappy, flag=flag), preserve_index=False)
+    pq.write_table(table.replace_schema_metadata(None), path, row_group_size=300)  # groups straddle the days
+    for day in DATES:
+        snapshot = scoring.read_snapshots(path, [day])
+        for chunk_rows in (1, 250, 10_000):
+            chunks = list(scoring.snapshot_chunks(path, day, chunk_rows))
+            assert all(c.index.equals(pd.RangeIndex(len(c))) for c in chunks)
+            assert all(c.dtypes.equals(snapshot.dtypes) for c in chunks), day
+            if chunk_rows < 700:
+                assert len(chunks) > 1
+            pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), snapshot)
+    assert snapshot["gappy"].dtype == "float64" and snapshot["flag"].dtype == object
+    assert list(scoring.snapshot_chunks(path, dt.date(2020, 1, 31), 100)) == []
