@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features.intake import tabular
 from features.snapshots import treatments as tr
@@ -69,7 +70,12 @@ def _treated(rows: pd.DataFrame, params: Params) -> pd.DataFrame:
     treatments' merge copies its input)."""
     engine = params.features.engine
     with interim.bounded(engine.memory_limit, engine.threads) as con:
-        con.execute(f"CREATE VIEW contacts AS SELECT * FROM read_parquet('{CONTACTS.as_posix()}')")
+        # only the rows' customers' contacts, taken once into a table: the training sample is capped, the book is
+        # not. At 5M customers the treatments' range join over every contact was the stage's peak (8.2 GiB) and
+        # a filtered view still joined first (3.3 GiB); the table of 98k customers' contacts: 0.7 GiB, 2x faster
+        con.register("sampled", pa.table({"customer_id": pa.array(rows["customer_id"].unique())}))
+        con.execute(f"CREATE TEMP TABLE contacts AS SELECT * FROM read_parquet('{CONTACTS.as_posix()}') "
+                    "WHERE customer_id IN (SELECT customer_id FROM sampled)")
         u = params.uplift
         snaps = sorted(pd.to_datetime(rows["snapshot_date"]).dt.date.unique())
         found = tr.treatments(con, snaps, u.treatment_window_days, u.experiment_window_days)
