@@ -46,6 +46,9 @@ log = logging.getLogger("pipelines.validate")
 INTERIM, QUARANTINE, FINGERPRINTS = paths.INTERIM, paths.QUARANTINE, paths.FINGERPRINTS
 
 
+# the tables another table's foreign keys point at: only their accepted keys are kept as parents
+REFERENCED = frozenset(fk.table for t in TABLES.values() for fk in t.foreign_keys)
+
 def reconciliation(results: Mapping[str, TableResult | ChunkedResult], max_share: float) -> dict[str, Any]:
     """Counts per table and rule; the report's ``reconciled`` says input = accepted + quarantined."""
     tables: dict[str, Any] = {}
@@ -215,16 +218,17 @@ def validate_tables(params: Params, scratch: Path) -> tuple[dict[str, Result], d
             if customers is not None:
                 add_customer_key(table.accepted, customers)
             res: Result = table
-            keys = table.accepted[spec.key]
         else:
             log.info("%s: more than %s rows, validated in chunks", name, f"{v.chunk_rows:,}")
             rest = _counted(itertools.chain([second], chunks), counted)
             res = validate_in_chunks(itertools.chain([first], rest), spec, as_of, parents, str(path), customers,
                                      scratch / name, v.memory_limit)
             _enough_rows(res.n_input, name, path, v.min_rows.get(name, 0))
-            keys = res.accepted_keys(spec.key)
         blank_lines[name] = sum(counted)
-        results[name], parents[name] = res, prepared(keys)  # converted once for every chunk's lookups
+        results[name] = res
+        if name in REFERENCED:  # converted once for every chunk's lookups; contacts' 85M keys at 5M, never read
+            parents[name] = prepared(res.accepted[spec.key] if isinstance(res, TableResult) else
+                                     res.accepted_keys(spec.key))
         if name == "customers" and isinstance(res, TableResult):  # customers refer to each other: never chunked
             parents[BIRTHS] = res.accepted.set_index("customer_id")["birth_date"]
             customers = prepared(customer_index(res.accepted))
