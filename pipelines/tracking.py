@@ -180,9 +180,9 @@ def run(stage: str, inputs: dict[str, Path], resume: str | None = None, as_of: s
     plots, models). When that run is not in the current store (a different MLFLOW_TRACKING_URI, a deleted
     store), a new run is opened and tagged with the missing id instead of failing.
     """
-    from mlflow.exceptions import MlflowException
+    mlflow = ensure_store()  # first: it waits for ``prepare``'s thread, which may be importing MLflow right now
+    from mlflow.exceptions import MlflowException  # (two threads importing MLflow at once broke its protobufs)
 
-    mlflow = ensure_store()
     tags = {"git_commit": git_commit(), **dvc_experiment()}
     if Path("dvc.lock").is_file():
         tags["dvc_lock_sha256"] = fingerprint("dvc.lock")

@@ -63,3 +63,50 @@ def test_a_store_prepared_for_another_uri_is_not_the_one_used(tmp_path: Path, mo
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow = tracking.ensure_store()
     assert mlflow.get_tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def test_a_run_imports_mlflow_only_after_the_background_connection_has(tmp_path: Path) -> None:
+    """``prepare`` imports MLflow in a thread; the stage's own thread must not import it at the same time: MLflow's
+    generated protobuf modules were then being registered from both threads and `train` failed in CI inside one
+    (`assessments_pb2`: `AddSerializedFile`). A fresh interpreter records which thread imports MLflow's modules,
+    and when the connection is done."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.conftest import REPO
+
+    script = textwrap.dedent("""
+        import sys, threading
+        events = []
+
+        class Spy:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "mlflow" and threading.current_thread() is threading.main_thread():
+                    events.append(("main", name))
+                return None
+
+        sys.meta_path.insert(0, Spy())
+        from pipelines import tracking
+
+        connect = tracking._connect
+
+        def recorded():
+            out = connect()
+            events.append(("connected", ""))
+            return out
+
+        tracking._connect = recorded
+        tracking.prepare()
+        with tracking.run("train", {}, as_of="2026-09-30"):
+            pass
+        done = events.index(("connected", ""))
+        early = [name for who, name in events[:done] if who == "main"]
+        assert not early, early
+        print("ok")
+    """)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
