@@ -122,8 +122,7 @@ class CutPoints(_Strict):
 # ---------------------------------------------------------------- rule segments
 
 # the columns ``rule_segments`` (and so ``assign``) reads of a snapshot's rows
-RULE_INPUTS = tuple(dict.fromkeys((*QUADRANT_INPUTS, "premium_inforce", "income_rank", "days_since_last_answered",
-                                   "n_inforce", "n_policies_ever")))
+RULE_INPUTS = (*QUADRANT_INPUTS, "days_since_last_answered", "n_policies_ever")
 
 
 def rule_segments(df: pd.DataFrame, quad: RuleParams, r: SegmentRules) -> pd.DataFrame:

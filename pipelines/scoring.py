@@ -162,7 +162,7 @@ def snapshot_chunks(path: Path, day: dt.date, chunk_rows: int) -> Iterator[pd.Da
     f = pq.ParquetFile(path)
     at = f.schema_arrow.get_field_index("snapshot_date")
     on_day = pa.scalar(day, f.schema_arrow.field(at).type)
-    nulls: dict[str, int] | None = None
+    nulls = _snapshot_nulls(path, day, f.schema_arrow)
     pending: list[pa.Table] = []
     for g in range(f.metadata.num_row_groups):
         if not _may_hold(f.metadata.row_group(g).column(at), day):
@@ -173,11 +173,9 @@ def snapshot_chunks(path: Path, day: dt.date, chunk_rows: int) -> Iterator[pd.Da
             table = pa.concat_tables(pending)
             rest = table.slice(chunk_rows)
             pending = [rest] if rest.num_rows else []
-            nulls = _snapshot_nulls(path, day, table.schema) if nulls is None else nulls
             yield _as_whole(table.slice(0, chunk_rows).to_pandas(), nulls)
-    table = pa.concat_tables(pending) if pending else None
-    if table is not None and table.num_rows:
-        yield _as_whole(table.to_pandas(), _snapshot_nulls(path, day, table.schema) if nulls is None else nulls)
+    if sum(t.num_rows for t in pending):
+        yield _as_whole(pa.concat_tables(pending).to_pandas(), nulls)
 
 
 def _may_hold(column: pq.ColumnChunkMetaData, day: dt.date) -> bool:

@@ -49,6 +49,7 @@ INTERIM, QUARANTINE, FINGERPRINTS = paths.INTERIM, paths.QUARANTINE, paths.FINGE
 # the tables another table's foreign keys point at: only their accepted keys are kept as parents
 REFERENCED = frozenset(fk.table for t in TABLES.values() for fk in t.foreign_keys)
 
+
 def reconciliation(results: Mapping[str, TableResult | ChunkedResult], max_share: float) -> dict[str, Any]:
     """Counts per table and rule; the report's ``reconciled`` says input = accepted + quarantined."""
     tables: dict[str, Any] = {}
