@@ -91,21 +91,25 @@ def valid_resident_id(value: str) -> bool:
     return ID_CHECK[int((digits * ID_WEIGHTS).sum() % 11)] == value[17]
 
 
-def _clean(values: pd.Series) -> pd.Series:
+def _sample(values: pd.Series) -> pd.Series:
+    """Up to ``SAMPLE`` of the non-empty values, stripped. Drawn by positions (``Generator.choice``), not by
+    ``Series.sample``, which shuffles every row to pick 2,000: a fifth of validate's personal-data check of a
+    2M-row chunk, run on each chunk of a long table."""
     s = values.dropna().astype(str).str.strip()
     s = s[s != ""]
     if len(s) > SAMPLE:
-        s = s.sample(SAMPLE, random_state=0)
-    return s.str.replace(r"[\s\-()]", "", regex=True)
+        s = s.iloc[np.sort(np.random.default_rng(0).choice(len(s), SAMPLE, replace=False))]
+    return s
 
 
 def by_content(values: pd.Series) -> tuple[str, float] | None:
     """(kind, share of sampled values) when personal data dominates a column's content, else None."""
-    s = _clean(values)
-    if s.empty:
+    raw = _sample(values)
+    if raw.empty:
         return None
-    checks = {"phone": s.str.match(MOBILE.pattern), "email": values.dropna().astype(str).str.strip().loc[
-        s.index].str.match(EMAIL.pattern), "id_number": s.str.upper().map(valid_resident_id)}
+    s = raw.str.replace(r"[\s\-()]", "", regex=True)
+    checks = {"phone": s.str.match(MOBILE.pattern), "email": raw.str.match(EMAIL.pattern),
+              "id_number": s.str.upper().map(valid_resident_id)}
     for kind, hit in checks.items():
         share = float(hit.mean())
         if share >= CONTENT_SHARE:

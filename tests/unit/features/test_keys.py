@@ -1,6 +1,9 @@
-"""Id lookups by Arrow's hash (``features.intake.keys``) against a dictionary: positions, membership, non-text ids."""
+"""Id lookups by Arrow's hash or DuckDB's join (``features.intake.keys``) against a dictionary: positions,
+membership, non-text ids. Each property holds for both lookups (``JOIN_ROWS`` 0: every lookup is a join)."""
 
 from __future__ import annotations
+
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -12,6 +15,11 @@ from features.intake import keys
 
 TEXT = st.text(alphabet="ABC012", min_size=1, max_size=4)
 HOLDERS = st.sampled_from(["str", "object", "string", "arrow", "chunked"])
+JOIN = st.sampled_from([0, keys.JOIN_ROWS])  # the size from which DuckDB joins: always, or as configured
+
+
+def _lookup(join_rows: int) -> mock._patch[int]:
+    return mock.patch.object(keys, "JOIN_ROWS", join_rows)
 
 
 def _as(values: list[str | None], holder: str) -> keys.Ids:
@@ -25,25 +33,56 @@ def _as(values: list[str | None], holder: str) -> keys.Ids:
 
 
 @given(st.lists(TEXT, unique=True, max_size=30), st.lists(st.one_of(TEXT, st.none()), max_size=60), HOLDERS,
-       HOLDERS)
-@settings(max_examples=80, deadline=None)
+       HOLDERS, JOIN)
+@settings(max_examples=120, deadline=None)
 def test_positions_are_each_keys_place_among_the_ids_or_minus_one(ids: list[str], wanted: list[str | None],
-                                                                  key_holder: str, id_holder: str) -> None:
+                                                                  key_holder: str, id_holder: str,
+                                                                  join_rows: int) -> None:
     """Absent and null keys are -1, whatever holds the keys and the ids (a null is never an id)."""
-    got = keys.positions(_as(wanted, key_holder), keys.prepared(_as(ids, id_holder)))
+    with _lookup(join_rows):
+        got = keys.positions(_as(wanted, key_holder), keys.prepared(_as(ids, id_holder)))
     where = {k: i for i, k in enumerate(ids)}
     assert got.dtype == np.int64
     assert got.tolist() == [where.get(k, -1) if k is not None else -1 for k in wanted]
 
 
-@given(st.lists(TEXT, max_size=30), st.lists(st.one_of(TEXT, st.none()), max_size=60), HOLDERS)
-@settings(max_examples=80, deadline=None)
+@given(st.lists(TEXT, max_size=30), st.lists(st.one_of(TEXT, st.none()), max_size=60), HOLDERS, JOIN)
+@settings(max_examples=120, deadline=None)
 def test_member_allows_repeated_ids_and_never_counts_a_null(ids: list[str], wanted: list[str | None],
-                                                            holder: str) -> None:
+                                                            holder: str, join_rows: int) -> None:
     """Membership needs no unique ids (the references of a table into itself check against repeated keys)."""
-    got = keys.member(_as(wanted, holder), _as(ids, "str"))
+    with _lookup(join_rows):
+        got = keys.member(_as(wanted, holder), _as(ids, "str"))
     assert got.dtype == bool
     assert got.tolist() == [k is not None and k in set(ids) for k in wanted]
+
+
+def test_a_join_over_repeated_ids_answers_as_arrow_does_with_the_first() -> None:
+    """``positions`` promises unique ids; given repeats, the join sees a key matched twice and Arrow's lookup
+    answers (the first occurrence), not whichever match the join returned last."""
+    ids = pa.array(["a", "b", "a", "c", "b"], type=pa.large_string())
+    wanted = pd.Series(["b", "a", "x", None, "c"], dtype="str")
+    with _lookup(0):
+        assert keys.positions(wanted, ids).tolist() == [1, 0, -1, -1, 3]
+
+
+def test_large_lookups_join_and_agree_with_arrow() -> None:
+    """Above ``JOIN_ROWS`` (the size of a validate chunk against a book's customers) the join answers: the same
+    positions and membership as Arrow's hash for text with nulls, absent keys and non-ASCII ids."""
+    rng = np.random.default_rng(5)
+    n = keys.JOIN_ROWS
+    ids = pa.array([f"客户{i:07d}" if i % 7 else f"C{i}" for i in range(n)], type=pa.large_string())
+    draw = rng.integers(0, 2 * n, n // 2)
+    wanted = pa.array([None if d % 97 == 0 else (ids[int(d)].as_py() if d < n else f"X{d}") for d in draw],
+                      type=pa.large_string())
+    with mock.patch.object(keys, "_joined", wraps=keys._joined) as joined:
+        at = keys.positions(wanted, ids)
+    assert joined.call_count == 1
+    with _lookup(10 * n):  # Arrow's hash
+        assert at.tolist() == keys.positions(wanted, ids).tolist()
+        among = keys.member(wanted, ids)
+    assert keys.member(wanted, ids).tolist() == among.tolist()
+    assert 0 < (at >= 0).mean() < 1 and (among == (at >= 0)).all()
 
 
 def test_ids_that_are_not_text_take_pandas_lookup() -> None:

@@ -77,3 +77,22 @@ def test_a_minority_of_phone_like_values_is_not_enough() -> None:
     rng = np.random.default_rng(3)
     values = [mobile(rng) for _ in range(20)] + [f"order {i}" for i in range(80)]
     assert personal.by_content(pd.Series(values)) is None
+
+
+def test_a_long_column_is_judged_on_a_sample_of_its_non_blank_values() -> None:
+    """A long column (a validate chunk) is sampled by position after blanks are dropped: phone numbers in a
+    column that is nearly all blanks are still found, a large mixed column is judged by its share, and the
+    same column always gives the same answer."""
+    rng = np.random.default_rng(6)
+    n = 50 * personal.SAMPLE
+    sparse = pd.Series([""] * n, dtype="str")
+    sparse.iloc[rng.choice(n, 300, replace=False)] = [mobile(rng) for _ in range(300)]
+    assert personal.by_content(sparse) == ("phone", 1.0)
+    mixed = pd.Series([mobile(rng) if r < 0.3 else f"order {i}" for i, r in enumerate(rng.random(n))], dtype="str")
+    assert personal.by_content(mixed) is None
+    share = float(personal._sample(mixed).str.match(personal.MOBILE.pattern).mean())
+    assert len(personal._sample(mixed)) == personal.SAMPLE and 0.25 < share < 0.35
+    mostly = pd.Series([mobile(rng) if r < 0.7 else f"order {i}" for i, r in enumerate(rng.random(n))], dtype="str")
+    found = personal.by_content(mostly)
+    assert found is not None and found[0] == "phone" and 0.65 < found[1] < 0.75
+    assert found == personal.by_content(mostly)

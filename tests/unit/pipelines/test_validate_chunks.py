@@ -139,3 +139,24 @@ def test_chunked_threshold_message_is_the_whole_tables(raw_book: Path, small_par
         messages.append(str(err.value))
     assert messages[1] == messages[0]
     assert "table 'contacts'" in messages[0] and "rule 'duplicate_key'" in messages[0]
+
+
+def test_a_chunk_that_cannot_be_spilled_stops_the_table(raw_book: Path, small_params: Params, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks are written in a thread beside the next chunk's checks: a write that fails (a full disk) still
+    stops the stage with its error, after the chunks that were written, not at the end or never."""
+    from pipelines import validate_chunks
+
+    spill = validate_chunks._spill
+    written: list[int] = []
+
+    def failing(part, folder: Path, i: int) -> None:  # noqa: ANN001
+        if i == 1:
+            raise OSError(28, "No space left on device", str(folder / "pending/00001.parquet"))
+        spill(part, folder, i)
+        written.append(i)
+
+    monkeypatch.setattr(validate_chunks, "_spill", failing)
+    with pytest.raises(OSError, match="No space left"):
+        stage.validate_tables(_params(small_params, raw_book, "parquet", CHUNK), tmp_path / "s")
+    assert written == [0]
