@@ -7,8 +7,9 @@ at 1M customers and of ``segment`` before. Validation (references, customer keys
 look customers up this way. Ids that are not text (a user's integer keys) take pandas' own lookup.
 
 Arrow builds its hash of ``ids`` again on every call, on one core: 1.9 s for 2M keys against 5M ids, every chunk
-of a long table. Above ``JOIN_ROWS`` the lookup is a hash join in DuckDB instead (0.9 s there, both cores; 0.3
-against 0.8 s for 1M ids), with the same answer: docs/benchmarks.md.
+of a long table. From ``JOIN_ROWS`` ids the lookup is a hash join in DuckDB instead (0.9 s there, both cores; 0.3
+against 0.8 s for 1M ids), with the same answer: docs/benchmarks.md. Few ids are quicker hashed by Arrow, however many
+the keys (850k keys against 50k ids: 41 against 95 ms).
 
 Pure: Series, Index or Arrow arrays in, NumPy arrays out.
 """
@@ -25,8 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 Ids: TypeAlias = "pd.Series | pd.Index | pa.Array | pa.ChunkedArray"
-# Keys or ids at least this many: looked up by DuckDB's join. Below, Arrow's hash is as fast or faster (100k keys
-# against 100k ids: 29 against 57 ms; DuckDB's connection and plan are most of that).
+# Ids at least this many: looked up by DuckDB's join. Below, Arrow's hash is as fast or faster (2M keys against 100k
+# ids: 246 against 244 ms; against 200k, 465 against 265 ms; 100k keys against 100k ids: 29 against 57 ms).
 JOIN_ROWS = 200_000
 
 
@@ -62,7 +63,7 @@ def positions(keys: Ids, ids: Ids) -> np.ndarray:
     k, v = as_arrow(keys), as_arrow(ids)
     if k is None or v is None:
         return _pandas(ids).get_indexer(_pandas(keys)).astype(np.int64)
-    if max(len(k), len(v)) >= JOIN_ROWS:
+    if len(v) >= JOIN_ROWS:
         at = _joined(k, v)
         if at is not None:
             return at
@@ -89,7 +90,7 @@ def member(keys: Ids, ids: Ids) -> np.ndarray:
     k, v = as_arrow(keys), as_arrow(ids)
     if k is None or v is None:
         return np.asarray(_pandas(keys).isin(_pandas(ids)), bool) & pd.notna(np.asarray(_pandas(keys), object))
-    if max(len(k), len(v)) >= JOIN_ROWS:
+    if len(v) >= JOIN_ROWS:
         with duckdb.connect() as con:
             con.register("k", pa.table({"i": np.arange(len(k), dtype=np.int64), "key": k}))
             con.register("v", pa.table({"id": v}))

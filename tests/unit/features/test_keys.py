@@ -67,7 +67,7 @@ def test_a_join_over_repeated_ids_answers_as_arrow_does_with_the_first() -> None
 
 
 def test_large_lookups_join_and_agree_with_arrow() -> None:
-    """Above ``JOIN_ROWS`` (the size of a validate chunk against a book's customers) the join answers: the same
+    """From ``JOIN_ROWS`` ids (a validate chunk against a large book's customers) the join answers: the same
     positions and membership as Arrow's hash for text with nulls, absent keys and non-ASCII ids."""
     rng = np.random.default_rng(5)
     n = keys.JOIN_ROWS
