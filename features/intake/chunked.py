@@ -95,22 +95,37 @@ def duplicates_sql(spec: TableSpec, pending: str) -> str:
     """DuckDB SQL over the pending rows of every chunk (``pending``: a relation with the ``_row`` column) giving
     ``(_row, rule, column)`` for each duplicate, as ``validate_table`` marks them: a repeated key is every
     occurrence after the first, by source row; a repeated event is the same, among the rows whose key is not
-    repeated, except that a holdout row is never marked (it may still be the first occurrence)."""
+    repeated, except that a holdout row is never marked (it may still be the first occurrence).
+
+    Each search groups a 64-bit ``hash`` of the values first, and compares the values themselves only among the
+    rows whose hash repeats: rows with equal values (nulls too) have equal hashes, so no repeat is missed, and the
+    exact grouping of the few candidates drops any collision. Grouping 85M contact ids as text was most of the
+    search at 5M customers, spilling beyond ``validate.memory_limit``."""
     key = _q(spec.key)
-    sql = (f"WITH dup_key AS (SELECT p.{ROW} FROM {pending} p JOIN (SELECT {key}, min({ROW}) AS first_row "
-           f"FROM {pending} GROUP BY {key} HAVING count(*) > 1) g ON p.{key} = g.{key} "
-           f"WHERE p.{ROW} <> g.first_row)\n"
-           f"SELECT {ROW}, 'duplicate_key' AS rule, '{spec.key}' AS column FROM dup_key")
+    ctes = [f"key_hash AS (SELECT {_hashed(key)} AS h FROM {pending} GROUP BY h HAVING count(*) > 1)",
+            f"key_rows AS (SELECT {ROW}, {key} FROM {pending} WHERE {_hashed(key)} IN (SELECT h FROM key_hash))",
+            f"dup_key AS (SELECT p.{ROW} FROM key_rows p JOIN (SELECT {key}, min({ROW}) AS first_row FROM key_rows "
+            f"GROUP BY {key} HAVING count(*) > 1) g ON p.{key} = g.{key} WHERE p.{ROW} <> g.first_row)"]
+    selects = [f"SELECT {ROW}, 'duplicate_key' AS rule, '{spec.key}' AS column FROM dup_key"]
     if spec.duplicate_event_key:
         cols = list(spec.duplicate_event_key)
         listed = ", ".join(_q(c) for c in cols)
         on = " AND ".join(f"p.{_q(c)} IS NOT DISTINCT FROM g.{_q(c)}" for c in cols)
-        holdout = "AND NOT coalesce(p.holdout, false)" if any(c.name == "holdout" for c in spec.columns) else ""
-        sql += (f"\nUNION ALL\nSELECT p.{ROW}, 'duplicate_event', '{','.join(cols)}' FROM "
-                f"(SELECT * FROM {pending} ANTI JOIN dup_key USING ({ROW})) p JOIN "
-                f"(SELECT {listed}, min({ROW}) AS first_row FROM {pending} ANTI JOIN dup_key USING ({ROW}) "
-                f"GROUP BY {listed} HAVING count(*) > 1) g ON {on} WHERE p.{ROW} <> g.first_row {holdout}")
-    return sql
+        has_holdout = any(c.name == "holdout" for c in spec.columns)
+        holdout = "AND NOT coalesce(p.holdout, false)" if has_holdout else ""
+        rest = f"{pending} ANTI JOIN dup_key USING ({ROW})"
+        ctes += [f"event_hash AS (SELECT {_hashed(listed)} AS h FROM {rest} GROUP BY h HAVING count(*) > 1)",
+                 f"event_rows AS (SELECT {ROW}, {listed}{', holdout' if has_holdout else ''} FROM {rest} "
+                 f"WHERE {_hashed(listed)} IN (SELECT h FROM event_hash))"]
+        selects.append(f"SELECT p.{ROW}, 'duplicate_event', '{','.join(cols)}' FROM event_rows p JOIN "
+                       f"(SELECT {listed}, min({ROW}) AS first_row FROM event_rows GROUP BY {listed} "
+                       f"HAVING count(*) > 1) g ON {on} WHERE p.{ROW} <> g.first_row {holdout}")
+    return "WITH " + ",\n".join(ctes) + "\n" + "\nUNION ALL\n".join(selects)
+
+
+def _hashed(columns: str) -> str:
+    """The 64-bit hash ``duplicates_sql`` groups first (a test makes it collide to show the exact check)."""
+    return f"hash({columns})"
 
 
 def _q(name: str) -> str:
