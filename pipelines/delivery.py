@@ -255,12 +255,38 @@ def receipt(df: pd.DataFrame, manifest: dict[str, Any]) -> dict[str, Any]:
     the same book and models give the same receipt in every clone, so DVC can track it as the export stage's
     output (the score files themselves differ per clone) and a fresh clone's `dvc repro` runs the export."""
     bound = [c for c in df.columns if c == "mlflow_run_id" or c.startswith("model_version_")]
-    rows = pd.util.hash_pandas_object(df.drop(columns=bound), index=False).to_numpy()
     tiers = df["priority_tier"].value_counts().sort_index() if "priority_tier" in df else pd.Series(dtype=int)
     return {"as_of": manifest["as_of"], "rows": int(len(df)), "profile": manifest["profile"],
             "columns": list(df.columns), "tiers": {str(k): int(v) for k, v in tiers.items()},
             "suppressed": int(df["suppressed"].sum()) if "suppressed" in df else None,
-            "content_sha256": hashlib.sha256(rows.tobytes()).hexdigest(), "run_bound_columns": bound}
+            "content_sha256": content_sha256(df.drop(columns=bound)), "run_bound_columns": bound}
+
+
+class _Digest:
+    """A write-only file that hashes what is written to it."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.sha = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def content_sha256(df: pd.DataFrame) -> str:
+    """SHA-256 of ``df``'s columns as one Arrow IPC stream (contiguous columns, no pandas metadata): the same values
+    and types give the same bytes. Hashing the rows through pandas took 11 of the 5M export's 90 s (py-spy); this
+    reads each column's buffers once."""
+    table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(None).combine_chunks()
+    digest = _Digest()
+    with pa.ipc.new_stream(pa.PythonFile(digest, mode="w"), table.schema) as writer:
+        writer.write_table(table)
+    return digest.sha.hexdigest()
 
 
 def _cutpoints(cutpoints: dict[str, Any]) -> dict[str, Any]:

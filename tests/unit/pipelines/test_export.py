@@ -487,3 +487,21 @@ def test_the_export_receipt_leaves_out_what_is_bound_to_the_run() -> None:
     changed = receipt(df.assign(p_purchase=[0.1, 0.2, 0.31]), manifest)
     assert changed["content_sha256"] != first["content_sha256"]
     json.dumps(first)  # written as JSON
+
+
+def test_the_content_hash_depends_on_the_values_not_on_how_the_columns_are_stored() -> None:
+    import pyarrow as pa
+
+    from pipelines.delivery import content_sha256
+
+    text = ["a", None, "ccc", "d"]
+    whole = pd.DataFrame({"t": pd.array(text, dtype="str"), "x": [0.5, np.nan, 2.0, -0.0],
+                          "d": [dt.date(2026, 9, 30)] * 4})
+    one = pa.chunked_array([pa.array(text, pa.large_string())])
+    two = pa.chunked_array([pa.array(text[:1], pa.large_string()), pa.array(text[1:], pa.large_string())])
+    assert content_sha256(whole) == content_sha256(whole.copy())
+    assert content_sha256(whole.assign(t=pd.arrays.ArrowExtensionArray(one))) == \
+        content_sha256(whole.assign(t=pd.arrays.ArrowExtensionArray(two)))  # one chunk or two: the same
+    assert content_sha256(whole.assign(x=[0.5, 1.0, 2.0, -0.0])) != content_sha256(whole)  # a missing value filled
+    assert content_sha256(whole.assign(t=["a", "", "ccc", "d"])) != content_sha256(whole)  # null is not ""
+    assert content_sha256(whole.iloc[[1, 0, 2, 3]]) != content_sha256(whole)  # row order counts
