@@ -94,11 +94,18 @@ def top_reasons(contrib: pd.DataFrame, values: pd.DataFrame, dictionary: dict[st
     n = len(c)
     names = list(contrib.columns)
     out: dict[str, np.ndarray] = {}
+    rows_n = np.arange(n)
     for side, sign in (("for", 1.0), ("against", -1.0)):
-        order = np.argsort(-sign * c, axis=1, kind="stable")[:, :k]
+        # the k largest by repeated argmax, which takes the first of equal values: a stable sort's first k, without
+        # sorting every feature of every row (5 of the 5M export's 90 s)
+        left = sign * c  # a copy: the slots taken are set to -inf in it
         for i in range(k):
-            j = order[:, i]
-            ok = sign * c[np.arange(n), j] > min_abs
+            if i >= len(names):  # fewer features than slots
+                j, ok = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
+            else:
+                j = left.argmax(axis=1)
+                ok = sign * c[rows_n, j] > min_abs
+                left[rows_n, j] = -np.inf
             text = np.full(n, "", dtype=object)
             for f in np.unique(j[ok]):
                 rows = np.flatnonzero(ok & (j == f))
