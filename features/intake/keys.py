@@ -74,13 +74,18 @@ def positions(keys: Ids, ids: Ids) -> np.ndarray:
 def _joined(k: pa.Array, v: pa.Array) -> np.ndarray | None:
     """``positions`` by a hash join in DuckDB: each matched key's row number and id position, scattered into
     -1s. None when a key matched twice (``ids`` not unique): Arrow's lookup then answers with the first."""
-    with duckdb.connect() as con:
-        con.register("k", pa.table({"i": np.arange(len(k), dtype=np.int64), "key": k}))
-        con.register("v", pa.table({"p": np.arange(len(v), dtype=np.int64), "id": v}))
-        found = con.sql("SELECT i, p FROM k JOIN v ON k.key = v.id").to_arrow_table()
+    found = _join(k, v, "SELECT i, p FROM k JOIN v ON k.key = v.id")
     out = np.full(len(k), -1, np.int64)
     out[found.column("i").to_numpy()] = found.column("p").to_numpy()
     return out if int((out >= 0).sum()) == found.num_rows else None
+
+
+def _join(k: pa.Array, v: pa.Array, sql: str) -> pa.Table:
+    """``sql`` over the keys as ``k(i, key)`` and the ids as ``v(p, id)`` (``i``, ``p``: their positions)."""
+    with duckdb.connect() as con:
+        con.register("k", pa.table({"i": np.arange(len(k), dtype=np.int64), "key": k}))
+        con.register("v", pa.table({"p": np.arange(len(v), dtype=np.int64), "id": v}))
+        return con.sql(sql).to_arrow_table()
 
 
 def member(keys: Ids, ids: Ids) -> np.ndarray:
@@ -91,10 +96,7 @@ def member(keys: Ids, ids: Ids) -> np.ndarray:
     if k is None or v is None:
         return np.asarray(_pandas(keys).isin(_pandas(ids)), bool) & pd.notna(np.asarray(_pandas(keys), object))
     if len(v) >= JOIN_ROWS:
-        with duckdb.connect() as con:
-            con.register("k", pa.table({"i": np.arange(len(k), dtype=np.int64), "key": k}))
-            con.register("v", pa.table({"id": v}))
-            found = con.sql("SELECT i FROM k SEMI JOIN v ON k.key = v.id").to_arrow_table()
+        found = _join(k, v, "SELECT i FROM k SEMI JOIN v ON k.key = v.id")
         out = np.zeros(len(k), bool)
         out[found.column("i").to_numpy()] = True
         return out
