@@ -84,7 +84,7 @@ def _numeric(s: pd.Series) -> pd.Series:
     return pd.to_numeric(s, errors="coerce").astype("float64")
 
 
-def _category_codes(s: pd.Series, cats: list[str]) -> np.ndarray:
+def category_codes(s: pd.Series, cats: list[str]) -> np.ndarray:
     """Each value's position in the training categories ``cats``; -1 for a value training never saw, or missing.
 
     The distinct values are looked up, not every row: factorising the column (Arrow-backed strings stay in
@@ -98,7 +98,7 @@ def _category_codes(s: pd.Series, cats: list[str]) -> np.ndarray:
 
 def _categorical(s: pd.Series, cats: list[str]) -> pd.Categorical:
     """``s`` over the training categories: a value training never saw is missing."""
-    return pd.Categorical.from_codes(_category_codes(s, cats), categories=cats)
+    return pd.Categorical.from_codes(category_codes(s, cats), categories=cats)
 
 
 def design(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
@@ -122,7 +122,7 @@ def matrix(df: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
     for j, c in enumerate(spec.numeric):
         out[:, j] = _numeric(df[c]).to_numpy(dtype=np.float64, na_value=np.nan)
     for j, (c, cats) in enumerate(spec.categorical.items(), start=len(spec.numeric)):
-        codes = _category_codes(df[c], cats)
+        codes = category_codes(df[c], cats)
         out[:, j] = np.where(codes < 0, np.nan, codes)
     return out
 

@@ -41,3 +41,23 @@ def test_the_logistic_baseline_fits_and_ranks_with_missing_values() -> None:
     p = baselines.logistic_baseline(spec, seed=0).fit(frame, y).predict_proba(frame)[:, 1]
     present = df["x"].notna().to_numpy()
     assert np.corrcoef(p[present], x[present])[0, 1] > 0.9
+
+
+def test_the_categoricals_one_hot_encode_as_their_values_would() -> None:
+    """The pipeline encodes each categorical's position among the training categories: the same columns as
+    one-hot encoding the values as text, a missing or unseen value a row of zeros."""
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(5)
+    n = 300
+    spec = gbm.FeatureSpec(numeric=["x"], categorical={"city": ["1", "2", "3"], "kind": ["b", "a"]})
+    raw = pd.DataFrame({"x": rng.normal(size=n), "city": rng.choice(["1", "2", "3", "9", None], n),
+                        "kind": rng.choice(["a", "b", None], n)})
+    X = gbm.design(raw, spec)  # "9" was never seen in training: missing
+    pipeline = baselines.logistic_baseline(spec, seed=0)
+    ours = pipeline.named_steps["pre"].fit_transform(baselines.lr_frame(X, spec))
+    text = X[list(spec.categorical)].astype(object).where(X[list(spec.categorical)].notna(), "__missing__")
+    theirs = OneHotEncoder(handle_unknown="ignore", categories=list(spec.categorical.values()),
+                           sparse_output=False).fit_transform(text)
+    np.testing.assert_array_equal(np.asarray(ours)[:, -theirs.shape[1]:], theirs)
+    assert (np.asarray(ours)[X["city"].isna().to_numpy(), -5:-2] == 0).all()
