@@ -1,7 +1,8 @@
 """Per-row feature contributions for any of our LightGBM models, linear trees included.
 
-Plain trees: LightGBM's own TreeSHAP (``pred_contrib``), run once per tree and pattern of split outcomes
-(models/tree_shap.py: the same values, an order of magnitude faster on a batch). Linear trees (``linear_tree``:
+Plain trees: TreeSHAP with LightGBM's ``pred_contrib`` values, run once per tree and pattern of split outcomes
+and leaf by leaf (models/tree_shap.py, models/tree_paths.py: the same values, an order of magnitude faster on a
+batch). Linear trees (``linear_tree``:
 a ridge model in each leaf) are not supported by LightGBM's TreeSHAP ("not implemented for linear trees"), yet
 the reasons in the score file need an exact decomposition. A linear tree's output for a row in leaf ``l`` is
 ``const_l + sum_j c_lj * x_j``, or the leaf's plain value ``v_l`` when one of the leaf's features is missing.

@@ -1,9 +1,9 @@
 """Reasons a human can read: the features that pushed a customer's score up or down, in English and Chinese.
 
-LightGBM's per-row feature contributions (``pred_contrib``, SHAP values in log-odds for the propensity
-model) say how much each feature moved this customer's score away from the average. The top positive
-ones are the reasons *for* contacting, the most negative the reasons *against*. Each is rendered through
-the feature dictionary with the customer's own value, e.g.
+The model's per-row feature contributions (TreeSHAP, LightGBM's ``pred_contrib`` values: SHAP values in
+log-odds for the propensity model) say how much each feature moved this customer's score away from the
+average. The top positive ones are the reasons *for* contacting, the most negative the reasons *against*.
+Each is rendered through the feature dictionary with the customer's own value, e.g.
 "Quotes in the last 90 days: 3 / 近90天报价次数: 3".
 """
 
