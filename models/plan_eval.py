@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
 
 from models import allocation
+from models.metrics import spearman
 
 
 def true_effects(truth: pd.DataFrame, channels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -64,6 +64,6 @@ def effect_accuracy(pred: np.ndarray, true: np.ndarray, channels: tuple[str, ...
     out = {}
     for j, c in enumerate(channels):
         p, t = pred[:, j], true[:, j]
-        rho = float(spearmanr(p, t).statistic) if np.std(p) > 0 and np.std(t) > 0 else float("nan")
+        rho = spearman(p, t)
         out[c] = {"spearman": rho, "mean_predicted": float(p.mean()), "mean_true": float(t.mean())}
     return out

@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
 
 from models import allocation, plan_eval
 from models import uplift as up
-from models.metrics import calibration_error_vs_truth, expected_auc
+from models.metrics import calibration_error_vs_truth, expected_auc, spearman
 from models.segments import incremental_value
 from pipelines import headline, paths, scoring, tracking
 from pipelines.cli import base_parser, run_stage
@@ -68,7 +67,7 @@ def main(args: argparse.Namespace) -> None:
         report[model] = {
             "mean_predicted": float(p_model.mean()), "mean_true": float(p_true.mean()),
             "ece_vs_truth": calibration_error_vs_truth(p_true, p_model),
-            "spearman_vs_truth": float(spearmanr(p_model, p_true).statistic),
+            "spearman_vs_truth": spearman(p_model, p_true),
             "expected_auc_model": expected_auc(p_true, p_model),
             "expected_auc_truth": expected_auc(p_true, p_true),
         }
