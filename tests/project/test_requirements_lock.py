@@ -51,3 +51,14 @@ def test_the_installed_versions_are_the_pinned_ones() -> None:
         if got != pinned:
             drift[name] = (pinned, got)
     assert not drift, f"installed versions differ from requirements.lock (pinned, installed): {drift}"
+
+
+def test_dvc_reads_its_yaml_with_the_c_parser() -> None:
+    """ruamel.yaml 0.19 dropped its C parser from its own requirements; DVC parses dvc.yaml and dvc.lock with
+    ``YAML(typ="safe")`` at every step of `make run`, and in pure Python that was about half of DVC's own time
+    (docs/benchmarks.md). ``ruamel.yaml.clib`` in pyproject.toml brings it back."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.main import CParser
+
+    assert CParser is not None, "ruamel.yaml.clib is not installed (pyproject.toml declares it; make venv)"
+    assert YAML(typ="safe").Parser is CParser
