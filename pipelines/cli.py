@@ -81,6 +81,26 @@ def numpy_hugepages() -> bool:
     return on
 
 
+def blas_threads() -> int:
+    """OpenBLAS on one thread, unless the caller sets ``OPENBLAS_NUM_THREADS``; the threads it now runs on.
+
+    Its only real work in the stages is the logistic baselines' and calibrators' matrix-vector products (200,000
+    rows at most), which one core does as fast. A second thread added nothing but its spin-wait after every
+    call, on the core the truth and the other stages run on: `train` alone on the default book took 63-65
+    against 49-57 CPU-seconds, and 39-41 against 34-39 s (docs/benchmarks.md). The libraries loaded already
+    (NumPy's) are set through threadpoolctl, and the variable covers those loaded later (SciPy's). One thread
+    sums in the same order every run, so the outputs stay the same from run to run and host to host.
+    """
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    given = os.environ.get("OPENBLAS_NUM_THREADS")
+    if given is None:
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
+        threadpool_limits(1, user_api="blas")
+    counts = {p["num_threads"] for p in threadpool_info() if p["internal_api"] == "openblas"}
+    return max(counts, default=int(given or 1))
+
+
 def run_stage(stage: str, main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser,
               argv: Sequence[str] | None = None) -> int:
     """Run ``main`` with parsed args; user errors become one logged message and exit code 2.
@@ -91,7 +111,8 @@ def run_stage(stage: str, main: Callable[[argparse.Namespace], None], parser: ar
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     log = logging.getLogger(f"pipelines.{stage}")
-    log.debug("Arrow memory pool: %s; NumPy huge pages: %s", arrow_memory_pool(), numpy_hugepages())
+    log.debug("Arrow memory pool: %s; NumPy huge pages: %s; OpenBLAS threads: %d", arrow_memory_pool(),
+              numpy_hugepages(), blas_threads())
     t0 = time.perf_counter()
     try:
         main(args)

@@ -30,9 +30,4 @@ export NPY_DISABLE_CPU_FEATURES="${NPY_DISABLE_CPU_FEATURES-X86_V4 AVX512_ICL AV
 if [ -z "${OPENBLAS_CORETYPE+set}" ] && grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
     export OPENBLAS_CORETYPE=Haswell
 fi
-# OpenBLAS on one thread unless the caller sets OPENBLAS_NUM_THREADS. Its only real work here is the logistic
-# baselines' matrix-vector products (200,000 rows at most), which one core does as fast; a second thread added
-# nothing but its spin-wait after every call, on the core the truth and the other stages run on. `train` alone on
-# the default book: 63-65 -> 49-57 CPU-seconds, wall 39-41 -> 34-39 s (docs/benchmarks.md).
-export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS-1}"
 exec "$py" -m "pipelines.$stage" "$@"

@@ -154,3 +154,22 @@ def test_a_stage_keeps_numpy_off_huge_pages_unless_told_otherwise(tmp_path: Path
         print(bool(on), end="")
     """
     assert _demo_stage_output(tmp_path, work, "NUMPY_MADVISE_HUGEPAGE", given) == expected
+
+
+@pytest.mark.parametrize("given, expected", [(None, "[1] [1]"), ("2", "[2] [2]")])
+def test_a_stage_runs_openblas_on_one_thread_unless_told_otherwise(tmp_path: Path, given: str | None,
+                                                                   expected: str) -> None:
+    """A second OpenBLAS thread only spun beside the baselines' products, on the core the truth runs on. Both
+    the library loaded before the stage starts (NumPy's) and one loaded during its work (SciPy's, with
+    scikit-learn) run on the threads asked for; a caller's ``OPENBLAS_NUM_THREADS`` still wins."""
+    work = """
+        from threadpoolctl import threadpool_info
+        def counts():
+            return sorted({p["num_threads"] for p in threadpool_info() if p["internal_api"] == "openblas"})
+        before = counts()
+        import scipy.linalg  # noqa: F401  (SciPy's own OpenBLAS, loaded now)
+        after = {p["filepath"] for p in threadpool_info() if p["internal_api"] == "openblas"}
+        assert len(after) == 2, after  # NumPy's and SciPy's: the second one really was loaded during the work
+        print(before, counts(), end="")
+    """
+    assert _demo_stage_output(tmp_path, work, "OPENBLAS_NUM_THREADS", given) == expected
