@@ -82,7 +82,8 @@ def numpy_hugepages() -> bool:
 
 
 def blas_threads() -> int:
-    """OpenBLAS on one thread, unless the caller sets ``OPENBLAS_NUM_THREADS``; the threads it now runs on.
+    """OpenBLAS on one thread, unless the caller sets ``OPENBLAS_NUM_THREADS``; the threads it now runs on (0
+    when no OpenBLAS is loaded yet).
 
     Its only real work in the stages is the logistic baselines' and calibrators' matrix-vector products (200,000
     rows at most), which one core does as fast. A second thread added nothing but its spin-wait after every
@@ -98,7 +99,7 @@ def blas_threads() -> int:
         os.environ["OPENBLAS_NUM_THREADS"] = "1"
         threadpool_limits(1, user_api="blas")
     counts = {p["num_threads"] for p in threadpool_info() if p["internal_api"] == "openblas"}
-    return max(counts, default=int(given or 1))
+    return max(counts, default=0)
 
 
 def run_stage(stage: str, main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser,
