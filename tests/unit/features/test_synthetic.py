@@ -196,7 +196,7 @@ def test_truth_scenarios_in_a_process_pool_give_the_same_truth(small_params) -> 
 
 def test_truth_with_the_policy_side_frozen_equals_recomputing_it(small_params: Params) -> None:
     """The truth's runs compute the policy side once (features.simulator.frozen): the values each day would
-    recompute, to single precision's rounding (the hazards' ``exp`` are taken in float32, ``frozen.exp32``; the
+    recompute, to single precision's rounding (the hazards are computed in float32, ``frozen.accumulate``; the
     terms are grouped differently), and a run leaves them untouched for the next replicate and scenario."""
     import copy
 
