@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,19 @@ def write_csv(df: pd.DataFrame, path: Path, delimiter: str) -> None:
     csv_out.write_csv(out, path, delimiter, float_format="%.10g", bom=True)
 
 
+def write_files(df: pd.DataFrame, csv: Path, parquet: Path, delimiter: str) -> dict[str, str]:
+    """The score file as CSV and as Parquet, and each file's SHA-256 (for the manifest). The Parquet file is
+    written in a thread beside the CSV, and the two digests beside each other: Arrow's writer and ``hashlib``
+    release Python's lock, and at 5M customers the two files and their digests were about 30 s of the export,
+    one after another on one core. The bytes are the same either way."""
+    with ThreadPoolExecutor(2) as pool:
+        parquet_done = pool.submit(df.to_parquet, parquet, index=False)
+        write_csv(df, csv, delimiter)
+        parquet_done.result()
+        digests = {k: pool.submit(tracking.fingerprint, p) for k, p in (("csv", csv), ("parquet", parquet))}
+        return {k: d.result() for k, d in digests.items()}
+
+
 def scores_frame(seg: pd.DataFrame, as_of: dt.date, registry: dict[str, Any], params: Params,
                  models_dir: Path = scoring.MODELS, caps: Capabilities | None = None) -> pd.DataFrame:
     """Score-file rows for ``seg`` (the segment table of ``as_of``), reasons from ``models_dir``'s model for
@@ -222,11 +236,10 @@ def deliver(df: pd.DataFrame, as_of: dt.date, registry: dict[str, Any], cutpoint
     remove_stale_staging(folder)
     with staged_outputs(marker=target["manifest"]) as out:
         staged = {"csv": out.path(target["csv"]), "parquet": out.path(target["parquet"])}
-        write_csv(df, staged["csv"], delimiter)
-        df.to_parquet(staged["parquet"], index=False)
+        digests = write_files(df, staged["csv"], staged["parquet"], delimiter)
         manifest = {
             "schema_version": score_file.SCHEMA_VERSION, "as_of": str(as_of), "rows": len(df),
-            "files": {k: {"name": target[k].name, "sha256": tracking.fingerprint(p), "bytes": p.stat().st_size}
+            "files": {k: {"name": target[k].name, "sha256": digests[k], "bytes": p.stat().st_size}
                       for k, p in staged.items()},
             "csv": {"encoding": "utf-8-sig", "delimiter": delimiter},
             "models": {m: {k: registry["models"][m][k] for k in ("name", "version", "uri")}

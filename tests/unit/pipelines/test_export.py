@@ -212,10 +212,9 @@ def _deliver(folder: Path, df: pd.DataFrame, tag: str) -> None:
     target = delivery.score_paths(AS_OF, folder)
     with staged_outputs(marker=target["manifest"]) as out:
         staged = {"csv": out.path(target["csv"]), "parquet": out.path(target["parquet"])}
-        delivery.write_csv(df, staged["csv"], ",")
-        df.to_parquet(staged["parquet"], index=False)
-        out.json({"tag": tag, "rows": len(df), "files": {k: {"name": target[k].name, "sha256": tracking.fingerprint(p)}
-                                                          for k, p in staged.items()}}, target["manifest"])
+        digests = delivery.write_files(df, staged["csv"], staged["parquet"], ",")
+        out.json({"tag": tag, "rows": len(df), "files": {k: {"name": target[k].name, "sha256": digests[k]}
+                                                          for k in staged}}, target["manifest"])
 
 
 def _consistent(folder: Path) -> str:
@@ -269,10 +268,9 @@ def test_read_delivery_refuses_files_that_disagree_with_the_manifest(tmp_path: P
     target = delivery.score_paths(AS_OF, tmp_path)
     with staged_outputs(marker=target["manifest"]) as out:
         staged = {"csv": out.path(target["csv"]), "parquet": out.path(target["parquet"])}
-        delivery.write_csv(df, staged["csv"], ",")
-        df.to_parquet(staged["parquet"], index=False)
-        out.json({"rows": len(df), "files": {k: {"name": target[k].name, "sha256": tracking.fingerprint(p)}
-                                             for k, p in staged.items()}}, target["manifest"])
+        digests = delivery.write_files(df, staged["csv"], staged["parquet"], ",")
+        out.json({"rows": len(df), "files": {k: {"name": target[k].name, "sha256": digests[k]}
+                                             for k in staged}}, target["manifest"])
     got, _ = delivery.read_delivery(AS_OF, tmp_path)
     assert len(got) == 30
     with target["csv"].open("a", encoding="utf-8") as fh:
@@ -281,6 +279,28 @@ def test_read_delivery_refuses_files_that_disagree_with_the_manifest(tmp_path: P
         delivery.read_delivery(AS_OF, tmp_path)
     with pytest.raises(InputError, match="no complete delivery"):
         delivery.read_delivery(AS_OF + dt.timedelta(days=1), tmp_path)
+
+
+def test_the_files_written_side_by_side_are_the_files_written_one_after_another(tmp_path: Path) -> None:
+    """``write_files`` writes the Parquet file in a thread beside the CSV and hashes both at once: the same bytes
+    and digests as writing and hashing them in turn."""
+    df = sample_delivery(300, seed=3)
+    digests = delivery.write_files(df, tmp_path / "a.csv", tmp_path / "a.parquet", ";")
+    delivery.write_csv(df, tmp_path / "b.csv", ";")
+    df.to_parquet(tmp_path / "b.parquet", index=False)
+    for kind in ("csv", "parquet"):
+        assert (tmp_path / f"a.{kind}").read_bytes() == (tmp_path / f"b.{kind}").read_bytes()
+        assert digests[kind] == tracking.fingerprint(tmp_path / f"b.{kind}")
+
+
+def test_a_parquet_write_that_fails_beside_the_csv_stops_the_delivery(tmp_path: Path, monkeypatch) -> None:
+    """An error in the thread (a full disk) is raised to the caller, who leaves the previous delivery as it was."""
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
+    with pytest.raises(OSError, match="No space left"):
+        delivery.write_files(sample_delivery(20), tmp_path / "a.csv", tmp_path / "a.parquet", ",")
 
 
 def test_csv_is_utf8_with_bom_and_opens_with_the_declared_delimiter(tmp_path: Path) -> None:
