@@ -1,4 +1,4 @@
-"""``models.metrics``: the rank correlation and the expected AUC truth_check and the plan evaluation report."""
+"""``models.metrics``: the rank correlation truth_check and the plan evaluation report."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import spearmanr
 
-from models.metrics import expected_auc, spearman
+from models.metrics import spearman
 
 
 @settings(max_examples=80, deadline=None)
@@ -36,25 +36,3 @@ def test_spearman_is_undefined_for_a_constant_or_missing_input(a: list[float], b
 def test_spearman_of_a_reversed_order_is_minus_one() -> None:
     x = np.arange(50.0)
     assert spearman(x, x[::-1] ** 3) == pytest.approx(-1.0)
-
-
-@settings(max_examples=80, deadline=None)
-@given(n=st.integers(2, 3000), seed=st.integers(0, 2**32 - 1), decimals=st.sampled_from([None, 1, 2, 3]),
-       noise=st.floats(0.0, 3.0))
-def test_expected_auc_is_scikit_learns_weighted_auc_of_the_doubled_rows(n: int, seed: int, decimals: int | None,
-                                                                         noise: float) -> None:
-    """Each row a positive with weight p and a negative with weight 1 - p; ties (rounded scores) count a half."""
-    from sklearn.metrics import roc_auc_score
-
-    rng = np.random.default_rng(seed)
-    p = rng.beta(0.5, 5.0, n)
-    score = p + noise * rng.normal(size=n) * p.std()
-    score = score if decimals is None else np.round(score, decimals)
-    want = roc_auc_score(np.r_[np.ones(n), np.zeros(n)], np.r_[score, score], sample_weight=np.r_[p, 1 - p])
-    assert expected_auc(p, score) == pytest.approx(want, rel=1e-12, abs=1e-15)
-
-
-def test_expected_auc_of_the_truth_itself_is_the_best_ranking_and_a_constant_score_is_a_coin() -> None:
-    p = np.random.default_rng(1).beta(0.5, 5.0, 2000)
-    assert expected_auc(p, p) > expected_auc(p, p + np.random.default_rng(2).normal(0, 0.05, 2000))
-    assert expected_auc(p, np.zeros(2000)) == 0.5
