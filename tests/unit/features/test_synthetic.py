@@ -223,7 +223,7 @@ def test_truth_with_the_policy_side_frozen_equals_recomputing_it(small_params: P
                 np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-12)
         assert sum(run[1].sum() for run in want[scenario]) > 0  # lapse hazard accumulated
     for name in ("n_inforce", "prem_inforce", "burden", "base", "claim_rate", "eta_fixed", "lapse_fixed",
-                 "lapse_scale", "inbound_p"):
+                 "lapse_scale", "lapse_scale32", "inbound_p"):
         np.testing.assert_array_equal(getattr(fast.frozen, name), getattr(before, name))
     # what the replicates share instead of copying (book._read_only) is as it was; bad_claim, copied, too
     shared_after = [*(getattr(world.pol, c) for c in sy.READ_ONLY_POLICY_COLUMNS), world.pref, world.campaigns,
