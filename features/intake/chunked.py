@@ -6,13 +6,14 @@ rules is kept), and a reference rule is row-local once the parent table's keys a
 
 1. ``check_chunk`` applies the row rules to one chunk. Rows that break one are quarantined there and then; the
    rest are *pending*: parsed, with the values as they arrived (for a later quarantine) and their reference flags.
-   The chunk's rows go on whole, each marked ``_passed`` or not: the engine keeps the pending ones as it reads
-   them (``pending_sql``), where taking them out here cost a copy of every column of every chunk.
+   The chunk's rows are marked ``_passed`` or not, and the pending ones are spilled grouped by the month that
+   leads the contract's order (``spill_groups``).
 2. The caller finds the duplicate keys and events over every chunk's pending rows at once
    (``duplicates_sql``, DuckDB, out of core), and fetches the few pending rows that are a duplicate or carry a
    flag (``candidates_sql``).
 3. ``settle`` gives each of those its first reason, duplicates before references as in ``validate_table``; the
-   caller quarantines them and writes the other pending rows, in the contract's order, as the accepted table.
+   caller quarantines them and writes the other pending rows, in the contract's order, as the accepted table:
+   group after group, each sorted by the rest of the order (``order_sql(spec, within_group=True)``).
 
 A table that references itself (customers referred by customers) needs its own accepted keys, so it is never
 chunked (``chunkable``). Pure: frames in, frames and SQL text out; the stage owns files and the engine.
@@ -78,6 +79,31 @@ def check_chunk(raw: pd.DataFrame, spec: TableSpec, as_of: dt.date, parents: Map
     if at is not None:
         cols["customer_key"] = at.astype("int32")  # as validation.add_customer_key
     return CheckedChunk(q, pd.DataFrame(cols))
+
+
+NO_MONTH = np.iinfo(np.int64).max  # the group of rows without a month: last, as DuckDB and pandas sort nulls
+
+
+def spill_groups(rows: pd.DataFrame, spec: TableSpec) -> list[tuple[int, np.ndarray]]:
+    """A checked chunk's pending rows grouped by the month that leads the contract's order (``order_by``):
+    ``(month, positions in rows)`` per group, the month counted from 1970-01 (``NO_MONTH`` for none), positions in
+    source order. A table whose order does not start with a month is one group (0).
+
+    The caller spills each group to its own files, so the accepted table is written one month at a time, each
+    sorted in memory, instead of in one sort of the whole history, which spilled to disk beyond
+    ``validate.memory_limit`` (at 5M customers: 60 s against 147 s)."""
+    pending = np.flatnonzero(rows[PASSED].to_numpy(bool))
+    lead = spec.order_by[0] if spec.order_by else ""
+    if not lead.endswith(":month"):
+        return [(0, pending)]
+    stamps = rows[lead[:-6]].to_numpy("datetime64[us]")[pending]
+    months = stamps.astype("datetime64[M]").astype(np.int64)
+    months[np.isnat(stamps)] = NO_MONTH
+    order = np.argsort(months, kind="stable")
+    keys, starts = np.unique(months[order], return_index=True)
+    if not len(keys):
+        return [(NO_MONTH, pending)]
+    return [(int(k), pending[part]) for k, part in zip(keys, np.split(order, starts[1:]), strict=True)]
 
 
 def pending_sql(chunk_rows: str) -> str:
@@ -173,8 +199,11 @@ def rejected_rows(pending_raw: pd.DataFrame, rejected: pd.DataFrame, spec: Table
                             rejected[ROW].to_numpy() + 1, spec)
 
 
-def order_sql(spec: TableSpec) -> str:
-    """DuckDB ``ORDER BY`` terms for the contract's row order, stable in source order (``_accepted``'s)."""
+def order_sql(spec: TableSpec, within_group: bool = False) -> str:
+    """DuckDB ``ORDER BY`` terms for the contract's row order, stable in source order (``_accepted``'s).
+    ``within_group``: the order inside one of ``spill_groups``'s groups (their leading month is the groups')."""
     terms = [f"date_trunc('month', {_q(c[:-6])})" if c.endswith(":month") else _q(c) for c in spec.order_by]
+    if within_group and spec.order_by and spec.order_by[0].endswith(":month"):
+        terms = terms[1:]
     return ", ".join([*terms, ROW])
 

@@ -150,11 +150,11 @@ def test_a_chunk_that_cannot_be_spilled_stops_the_table(raw_book: Path, small_pa
     spill = validate_chunks._spill
     written: list[int] = []
 
-    def failing(part, folder: Path, i: int) -> None:  # noqa: ANN001
+    def failing(part, spec, folder: Path, i: int) -> list[int]:  # noqa: ANN001
         if i == 1:
             raise OSError(28, "No space left on device", str(folder / "pending/00001.parquet"))
-        spill(part, folder, i)
         written.append(i)
+        return spill(part, spec, folder, i)
 
     monkeypatch.setattr(validate_chunks, "_spill", failing)
     with pytest.raises(OSError, match="No space left"):
