@@ -34,7 +34,6 @@ from features.intake.chunked import (
     duplicates_sql,
     flag_columns,
     order_sql,
-    pending_sql,
     rejected_rows,
     settle,
     spill_groups,
@@ -125,7 +124,7 @@ def validate_in_chunks(chunks: Iterable[pd.DataFrame], spec: TableSpec, as_of: d
     con.execute(f"SET memory_limit = '{memory_limit}'; SET temp_directory = '{folder / 'spill'}'; "
                 "SET parquet_metadata_cache = true")
     template = templates["pending"]
-    con.execute(f"CREATE VIEW pending AS {pending_sql(_group_files(folder, '*'))}")
+    con.execute(f"CREATE VIEW pending AS SELECT * FROM {_group_files(folder, '*')}")
     duplicates = con.execute(duplicates_sql(spec, "pending")).df()
     con.register("duplicates", duplicates)
     candidates = con.execute(candidates_sql("pending", "duplicates", flag_columns(list(template.columns)))).df()
@@ -139,7 +138,7 @@ def validate_in_chunks(chunks: Iterable[pd.DataFrame], spec: TableSpec, as_of: d
     log.info("%s: %s duplicate rows found over all chunks, %s rows rejected after the row rules (%.0f s)",
              spec.name, f"{len(duplicates):,}", f"{len(q):,}", time.perf_counter() - t0)
     accepted = [c for c in template.columns if c != ROW and not c.startswith((RAW, FLAG))]
-    res.n_accepted = _write(con, [f"SELECT {_cols(accepted)} FROM ({pending_sql(_group_files(folder, str(g)))}) "
+    res.n_accepted = _write(con, [f"SELECT {_cols(accepted)} FROM {_group_files(folder, str(g))} "
                                   f"ANTI JOIN rejected USING ({ROW}) ORDER BY {order_sql(spec, within_group=True)}"
                                   for g in sorted(groups)], template[accepted], res.accepted_file)
     _write(con, [f"SELECT * FROM read_parquet('{folder / 'quarantine'}/*.parquet') ORDER BY source_row"],
@@ -152,14 +151,15 @@ def validate_in_chunks(chunks: Iterable[pd.DataFrame], spec: TableSpec, as_of: d
 
 
 def _spill(part: CheckedChunk, spec: TableSpec, folder: Path, i: int) -> list[int]:
-    """Write chunk ``i``'s pending rows, a file per ``spill_groups`` group, and its quarantine, for DuckDB to scan;
-    returns the groups. In a thread beside the next chunk's checks: Arrow's Parquet writer holds no lock Python
-    needs (a third of a chunk's time at 1M)."""
+    """Write chunk ``i``'s pending rows (without the mark), a file per ``spill_groups`` group, and its quarantine,
+    for DuckDB to scan; returns the groups. In a thread beside the next chunk's checks: Arrow's Parquet writer
+    holds no lock Python needs (a third of a chunk's time at 1M)."""
     rows = pa.Table.from_pandas(part.rows, preserve_index=False)
     written = []
     for group, at in spill_groups(part.rows, spec):
         (folder / f"pending/{group}").mkdir(exist_ok=True)
-        pq.write_table(rows.take(at), folder / f"pending/{group}/{i:05d}.parquet", **SPILL_OPTIONS)
+        pq.write_table(rows.take(at).drop_columns([PASSED]), folder / f"pending/{group}/{i:05d}.parquet",
+                       **SPILL_OPTIONS)
         written.append(group)
     part.quarantine.to_parquet(folder / f"quarantine/a{i:05d}.parquet", index=False)
     del rows

@@ -47,7 +47,7 @@ def chunkable(spec: TableSpec) -> bool:
 @dataclass
 class CheckedChunk:
     """One chunk after the row rules: its final quarantine rows, and all its rows with ``PASSED`` marking the ones
-    still pending (``pending_sql``)."""
+    still pending (``spill_groups`` picks those out)."""
 
     quarantine: pd.DataFrame
     rows: pd.DataFrame
@@ -87,7 +87,8 @@ NO_MONTH = np.iinfo(np.int64).max  # the group of rows without a month: last, as
 def spill_groups(rows: pd.DataFrame, spec: TableSpec) -> list[tuple[int, np.ndarray]]:
     """A checked chunk's pending rows grouped by the month that leads the contract's order (``order_by``):
     ``(month, positions in rows)`` per group, the month counted from 1970-01 (``NO_MONTH`` for none), positions in
-    source order. A table whose order does not start with a month is one group (0).
+    source order. A table whose order does not start with a month is one group (0). There is always a group,
+    empty when no row is pending, so every chunk writes a file the engine can scan.
 
     The caller spills each group to its own files, so the accepted table is written one month at a time, each
     sorted in memory, instead of in one sort of the whole history, which spilled to disk beyond
@@ -104,12 +105,6 @@ def spill_groups(rows: pd.DataFrame, spec: TableSpec) -> list[tuple[int, np.ndar
     if not len(keys):
         return [(NO_MONTH, pending)]
     return [(int(k), pending[part]) for k, part in zip(keys, np.split(order, starts[1:]), strict=True)]
-
-
-def pending_sql(chunk_rows: str) -> str:
-    """The pending rows (those that passed the row rules) of ``chunk_rows``, every chunk's ``CheckedChunk.rows``,
-    without the mark."""
-    return f"SELECT * EXCLUDE ({_q(PASSED)}) FROM {chunk_rows} WHERE {_q(PASSED)}"
 
 
 def _spillable(s: pd.Series) -> pd.Series:
