@@ -2,9 +2,10 @@
 
 ``DataFrame.to_csv`` formats every float through a Python callable and hands each row to the ``csv`` module as
 a list of Python objects: at 1M customers that was 21 of the export's 44 s (py-spy, docs/benchmarks.md), and it
-grows with the book. Here each column becomes its text once (Arrow casts; floats through ``float_format`` in one
-``map``), cells that need it are quoted as the ``csv`` module's ``QUOTE_MINIMAL`` quotes them, and the rows are
-joined in Arrow, ``CHUNK_ROWS`` at a time. The bytes are those of
+grows with the book. Here each column becomes its text once (Arrow casts; floats ``%.<P>g`` in NumPy and Arrow,
+pipelines/gformat.py, other formats through ``float_format`` in one ``map``), cells that need it are quoted as the
+``csv`` module's ``QUOTE_MINIMAL`` quotes them, and the rows are joined in Arrow, ``CHUNK_ROWS`` at a time.
+The bytes are those of
 
     df.to_csv(path, index=False, sep=delimiter, encoding="utf-8-sig" or "utf-8", lineterminator="\\n",
               float_format=float_format)
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.intake.text_checks import byte_rows, utf8_bytes
+from pipelines import gformat
 
 CHUNK_ROWS = 200_000  # rows joined at a time: the text of a chunk stays near 100 MB, far from Arrow's 2 GiB
 
@@ -63,6 +65,8 @@ def _supported(s: pd.Series) -> bool:
 
 def _text(s: pd.Series, float_format: str) -> pa.Array:
     """The cell text of each value, null where pandas writes an empty cell (``na_rep``)."""
+    if s.dtype.kind == "f" and (p := gformat.precision(float_format)) is not None:
+        return gformat.format_g(s.to_numpy(dtype=np.float64), p)  # every value at once, no Python call per value
     if s.dtype.kind == "f":
         values = s.to_numpy(dtype=np.float64)
         # each distinct value formatted once (calibrated probabilities take few); keyed by the bits, so -0.0 is
