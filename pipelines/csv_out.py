@@ -29,6 +29,7 @@ from features.intake.text_checks import byte_rows, utf8_bytes
 from pipelines import gformat
 
 CHUNK_ROWS = 200_000  # rows joined at a time: the text of a chunk stays near 100 MB, far from Arrow's 2 GiB
+PROBE_ROWS = 4096  # a float column's first rows in a chunk: how many distinct values to expect
 
 
 def write_csv(df: pd.DataFrame, path: Path, delimiter: str = ",", float_format: str = "%.10g",
@@ -65,18 +66,22 @@ def _supported(s: pd.Series) -> bool:
 
 def _text(s: pd.Series, float_format: str) -> pa.Array:
     """The cell text of each value, null where pandas writes an empty cell (``na_rep``)."""
-    if s.dtype.kind == "f" and (p := gformat.precision(float_format)) is not None:
-        return gformat.format_g(s.to_numpy(dtype=np.float64), p)  # every value at once, no Python call per value
     if s.dtype.kind == "f":
         values = s.to_numpy(dtype=np.float64)
-        # each distinct value formatted once (calibrated probabilities take few); keyed by the bits, so -0.0 is
-        # formatted apart from 0.0, and every NaN is one null cell
+        p = gformat.precision(float_format)
+        probe = values[:PROBE_ROWS].view(np.int64)
+        if p is not None and len(np.unique(probe)) > len(probe) // 4:  # mostly distinct (values, uplifts): every
+            return gformat.format_g(values, p)  # value at once, which costs less than finding the distinct ones
+        # else each distinct value formatted once (calibrated probabilities take few); keyed by the bits, so -0.0
+        # is formatted apart from 0.0, and every NaN is one null cell. Either way the text is the same.
         codes, distinct = pd.factorize(values.view(np.int64))
+        if p is not None:
+            return pc.take(gformat.format_g(distinct.view(np.float64), p), pa.array(codes))
         text = pa.array(list(map(float_format.__mod__, distinct.view(np.float64).tolist())), type=pa.string())
         text = pc.if_else(pc.is_nan(pa.array(distinct.view(np.float64))), pa.scalar(None, pa.string()), text)
         return pc.take(text, pa.array(codes))
     if s.dtype.kind == "b":
-        return pa.array(np.where(s.to_numpy(), "True", "False"), type=pa.string())
+        return pc.take(pa.array(["False", "True"]), pa.array(s.to_numpy(bool).astype(np.int8)))
     if s.dtype.kind in "iu":
         return pc.cast(pa.array(s.to_numpy()), pa.string())
     arrow = pa.array(s, from_pandas=True)  # text stays in Arrow: no Python object per value

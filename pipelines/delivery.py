@@ -181,7 +181,8 @@ def write_csv(df: pd.DataFrame, path: Path, delimiter: str) -> None:
     (pipelines/csv_out.py)."""
     out = df
     if "suppressed" in out:  # no copy of the other columns (copy-on-write)
-        out = out.assign(suppressed=np.where(out["suppressed"].to_numpy(bool), "true", "false").astype(object))
+        words = pc.take(pa.array(["false", "true"]), pa.array(out["suppressed"].to_numpy(bool).astype(np.int8)))
+        out = out.assign(suppressed=pd.Series(pd.arrays.ArrowStringArray(words), index=out.index))  # no objects
     csv_out.write_csv(out, path, delimiter, float_format="%.10g", bom=True)
 
 

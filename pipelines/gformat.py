@@ -3,11 +3,12 @@
 The score file's floats are written ``%.10g``. Through Python's ``%`` that is a call and a Python string per
 value: at 5M customers several seconds per float column, most of the CSV writer's time (docs/benchmarks.md).
 Here each value is scaled by an exact power of ten and rounded to its ``P`` significant digits; that rounded
-decimal's nearest double is written by Arrow's shortest round-trip cast, which for those exponents uses ``%g``'s
-notation. The scaling is one floating-point rounding, so the digits are right unless the exact product lies
-within that rounding's error of a half: a margin sends those values, and zeros, non-finite, subnormal, tiny or
-far-out ones, to Python's ``%`` as before. Every string is the one ``%`` gives; a test compares the two on
-adversarial values (halves, powers of ten and their neighbours, both notations, several ``P``).
+decimal's nearest double (or its mantissa's, followed by ``e±XX``) is written by Arrow's shortest round-trip
+cast. The scaling is one correctly rounded multiplication or division, and rounding is monotonic while every
+``n + 0.5`` is a double here, so the rounded product lies on the same side of a half as the exact one, or on it:
+those ties go to Python's ``%`` as before, with non-finite, subnormal, tiny or far-out values. Every string is
+the one ``%`` gives; a test compares the two on adversarial values (ties, powers of ten and their neighbours, both
+notations, several ``P``), and fails if the ties are not sent to Python.
 
 ``%g``'s rules: round to ``P`` significant digits; with ``X`` the decimal exponent after rounding, fixed notation
 if ``-4 <= X < P``, else ``d.ddde±XX``; trailing zeros of the fraction dropped, and the point if nothing follows.
@@ -21,10 +22,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-MAX_PRECISION = 12  # the scaling's error (half an ulp of 10**P) stays far below MARGIN, and P <= 15 (_assemble)
-MARGIN = 1e-3  # a product this close to a half is formatted by Python instead
+MAX_PRECISION = 12  # halves exact in float64 (_round) and decimals unique in a double (_assemble)
 POW10 = np.array([float(f"1e{k}") for k in range(23)])  # exact in binary64 up to 1e22
-ARROW_FIXED_BELOW = 10  # Arrow writes exponents -4..9 in fixed notation, as %g does for P = 10
+ARROW_FIXED_BELOW = 10  # Arrow's cast writes exponents -4..9 in fixed notation (beyond: %g's, not Arrow's)
+MAX_EXPONENT = 99
+SUFFIXES = pa.array([""] + [f"e{x:+03d}" for x in range(-MAX_EXPONENT, MAX_EXPONENT + 1)])  # e-05, e+10
 _G_FORMAT = re.compile(r"%\.(\d+)g")
 
 
@@ -37,54 +39,75 @@ def precision(float_format: str) -> int | None:
 def format_g(values: np.ndarray, p: int) -> pa.Array:
     """``"%.<p>g" % v`` for each float64 ``v``, as an Arrow string array; NaN gives null (an empty CSV cell)."""
     values = np.ascontiguousarray(values, dtype=np.float64)
-    digits, exponent, fast = _round(values, p)
-    text = _assemble(digits[fast], exponent[fast], np.signbit(values[fast]), p)
-    if fast.all():
-        return text
+    digits, x, fixed, fast = plan(values, p)
+    text = _assemble(values, digits, x, fixed, p, null=~fast)  # NaN, and the values left to Python, null here
     slow = np.flatnonzero(~fast & ~np.isnan(values))
-    # every row's string: the fast ones, then Python's for the rest, then one null for NaN, taken in row order
-    pieces = pa.concat_arrays([text, pa.array([f"%.{p}g" % v for v in values[slow].tolist()], type=pa.string()),
-                               pa.nulls(1, pa.string())])
-    where = np.full(len(values), len(pieces) - 1, dtype=np.int64)
-    where[fast] = np.arange(len(text))
-    where[slow] = len(text) + np.arange(len(slow))
+    if not len(slow):
+        return text
+    # Python's strings for the rest, taken into their rows
+    pieces = pa.concat_arrays([text, pa.array([f"%.{p}g" % v for v in values[slow].tolist()], type=pa.string())])
+    where = np.arange(len(values))
+    where[slow] = len(values) + np.arange(len(slow))
     return pc.take(pieces, pa.array(where))
 
 
+def plan(values: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``_round``'s digits and exponent, whether ``%g`` writes fixed notation, and which values are written here
+    (zeros among them; not those in fixed notation past Arrow's)."""
+    digits, x, fast = _round(values, p)
+    zero = values == 0
+    fixed = zero | ((x >= -4) & (x < p))
+    return digits, x, fixed, (fast & (~fixed | (x < ARROW_FIXED_BELOW))) | zero
+
+
 def _round(values: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each value's ``p`` significant digits as an integer in ``[10**(p-1), 10**p)``, its decimal exponent after
-    rounding, and whether both are certain (else the value goes to Python)."""
+    """Each value's ``p`` significant digits as an integer in ``[10**(p-1), 10**p)`` (exact in float64), its
+    decimal exponent after rounding, and whether both are certain (else the value goes to Python)."""
     a = np.abs(values)
     usable = np.isfinite(a) & (a >= np.finfo(np.float64).tiny)
     with np.errstate(divide="ignore", invalid="ignore"):
         e = np.floor(np.log10(np.where(usable, a, 1.0))).astype(np.int64)
-    scaled = _scale(a, e, p)
-    lo, hi = float(10 ** (p - 1)) - 0.5, float(10 ** p) - 0.5
-    e = e + (scaled >= hi) - (scaled < lo)  # log10's floor is off by one near a power of ten, or rounding carries
-    first = scaled  # near a half, the carry (hi, lo) is as uncertain as the rounding
+    far = (np.abs(p - 1 - e) > 22) | (np.abs(e) > MAX_EXPONENT)  # past one exact power of ten, or the suffixes
+    usable &= ~far
+    e[far] = p - 1
+    a = np.where(usable, a, 0.0)  # zeros give digits 0; the rest of the unusable go to Python
     scaled = _scale(a, e, p)
     digits = np.rint(scaled)
-    with np.errstate(invalid="ignore"):
-        certain = (np.abs(scaled - np.floor(scaled) - 0.5) > MARGIN) & (np.abs(first - np.floor(first) - 0.5) > MARGIN)
-    fast = (usable & (np.abs(p - 1 - e) <= 22) & (e >= -4) & ((e < p) == (e < ARROW_FIXED_BELOW)) & certain
+    certain = np.abs(scaled - digits) != 0.5
+    off = np.flatnonzero(usable & ((digits < 10 ** (p - 1)) | (digits >= 10 ** p)))  # log10's floor was off by one
+    if len(off):  # near a power of ten, or the rounding carried into another digit: again with the exponent moved
+        e[off] += np.where(digits[off] >= 10 ** p, 1, -1)
+        scaled[off] = _scale(a[off], e[off], p)
+        digits[off] = np.rint(scaled[off])
+        certain[off] &= np.abs(scaled[off] - digits[off]) != 0.5
+    fast = (usable & certain & (np.abs(p - 1 - e) <= 22) & (np.abs(e) <= MAX_EXPONENT)
             & (digits >= 10 ** (p - 1)) & (digits < 10 ** p))
-    return digits, e, fast  # digits: integers, exact in float64 (below 2**53)
+    return digits, e, fast
 
 
 def _scale(a: np.ndarray, e: np.ndarray, p: int) -> np.ndarray:
     """``a * 10**(p - 1 - e)`` in one rounding: a multiplication or division by an exact power of ten."""
     k = p - 1 - e
-    power = POW10[np.clip(np.abs(k), 0, 22)]
     with np.errstate(over="ignore", invalid="ignore"):
-        return np.where(k >= 0, a * power, a / power)
+        out = a * POW10[np.clip(k, 0, 22)]
+        down = np.flatnonzero(k < 0)  # values of 10**P and more: rare in a score file
+        out[down] = a[down] / POW10[np.clip(-k[down], 0, 22)]
+    return out
 
 
-def _assemble(digits: np.ndarray, x: np.ndarray, negative: np.ndarray, p: int) -> pa.Array:
-    """The text of ``±digits * 10**(x - p + 1)``: that decimal's nearest double (one multiplication or division by
-    an exact power of ten), written by Arrow's shortest round-trip cast. A decimal of at most 15 significant digits
-    is the only one of its length or shorter that maps to its double, so the cast writes ``digits`` without their
-    trailing zeros, and for exponents from -4 on in ``%g``'s notation (``_round`` sends the others to Python)."""
-    k = x - p + 1
-    power = POW10[np.abs(k)]
-    value = np.where(k >= 0, digits * power, digits / power)
-    return pc.cast(pa.array(np.where(negative, -value, value)), pa.string())
+def _assemble(values: np.ndarray, digits: np.ndarray, x: np.ndarray, fixed: np.ndarray, p: int,
+              null: np.ndarray) -> pa.Array:
+    """The text of ``±digits * 10**(x - p + 1)`` (the sign of ``values``), null where ``null``. Fixed notation:
+    that decimal's nearest double (one multiplication or division by an exact power of ten) written by Arrow's
+    shortest round-trip cast; a decimal of at most 15 significant digits is the only one of its length or shorter
+    that maps to its double, so the cast writes ``digits`` without their trailing zeros. Exponent notation: the
+    mantissa ``d.ddd`` so written, then ``e±XX``."""
+    k = np.clip(np.where(fixed, x - p + 1, 1 - p), -22, 22)
+    shown = digits * POW10[np.maximum(k, 0)]
+    down = np.flatnonzero(k < 0)
+    shown[down] = digits[down] / POW10[-k[down]]
+    text = pc.cast(pa.array(np.copysign(shown, values), mask=null), pa.string())
+    if fixed[~null].all():
+        return text
+    suffix = pc.take(SUFFIXES, pa.array(np.where(fixed, 0, np.clip(x, -MAX_EXPONENT, MAX_EXPONENT) + MAX_EXPONENT + 1)))
+    return pc.binary_join_element_wise(text, suffix, "")  # a null stays null

@@ -102,11 +102,20 @@ def test_pipeline_bench_runs_every_stage_on_a_tiled_book_and_measures_each(tmp_p
                           timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "scoring.predict_each" in done.stdout and re.search(r"^\| [1-9][\d,]* \| ", done.stdout, re.M)
+    # the CSV writer's benchmark on that workspace's score file: both float formatters, the same bytes
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks/score_csv_bench.py"), "--workspace",
+                           str(tmp_path / "work" / f"ws_{n_base}"), "--rows", "5000", "--rounds", "1"],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert re.search(r"^\| 5,000 \| pipelines/gformat.py \| ", done.stdout, re.M), done.stdout
     (tmp_path / "empty").mkdir()  # a workspace the pipeline never ran in: one line naming what is missing
     (tmp_path / "empty" / "params.yaml").write_text((REPO / "params.yaml").read_text(encoding="utf-8"))
     done = subprocess.run([sys.executable, str(REPO / "benchmarks/scoring_matrix_bench.py"), "--workspace",
                            str(tmp_path / "empty")], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2 and "features.parquet not found" in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks/score_csv_bench.py"), "--workspace",
+                           str(tmp_path / "empty")], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and "no data/scores/scores_*.parquet" in done.stderr and "Traceback" not in done.stderr
     # a stage that fails ends the run with what was measured up to it, and says where it stopped
     assert bench.main(["--sizes", str(n_base), "--base", str(base), "--workdir", str(tmp_path / "work2"),
                        "--json", str(out), "--markdown", str(tmp_path / "bench.md"),

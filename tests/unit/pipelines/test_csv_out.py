@@ -57,6 +57,7 @@ def test_a_chunked_long_frame_with_every_score_file_kind(tmp_path: Path, monkeyp
         "next": [dt.date(2026, 10, 7) if i % 3 else None for i in range(n)],
         "suppressed": pd.Series(np.where(rng.random(n) < 0.5, "true", "false"), dtype="str"),
         "touches": rng.integers(0, 4, n),
+        "calibrated": rng.choice([0.1, 0.0, -0.0, np.nan, 3e-7, 0.030000000001], n),  # few values: factorized
         "reason": pd.Series(np.where(rng.random(n) < 0.5, "Premium: 1,234 / 保费: 1,234", None), dtype=object),
     })
     assert _ours(df, tmp_path / "a.csv", ",") == _pandas(df, tmp_path / "b.csv", ",")
