@@ -4,7 +4,8 @@
 a list of Python objects: at 1M customers that was 21 of the export's 44 s (py-spy, docs/benchmarks.md), and it
 grows with the book. Here each column becomes its text once (Arrow casts; floats ``%.<P>g`` in NumPy and Arrow,
 pipelines/gformat.py, other formats through ``float_format`` in one ``map``), cells that need it are quoted as the
-``csv`` module's ``QUOTE_MINIMAL`` quotes them, and the rows are joined in Arrow, ``CHUNK_ROWS`` at a time.
+``csv`` module's ``QUOTE_MINIMAL`` quotes them, and the rows are joined in Arrow, ``CHUNK_ROWS`` at a time, a
+chunk per thread (``THREADS``), written in order.
 The bytes are those of
 
     df.to_csv(path, index=False, sep=delimiter, encoding="utf-8-sig" or "utf-8", lineterminator="\\n",
@@ -18,6 +19,9 @@ is written by pandas itself.
 from __future__ import annotations
 
 import datetime as dt
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +33,7 @@ from features.intake.text_checks import byte_rows, utf8_bytes
 from pipelines import gformat
 
 CHUNK_ROWS = 200_000  # rows joined at a time: the text of a chunk stays near 100 MB, far from Arrow's 2 GiB
+THREADS = max(1, min(4, os.cpu_count() or 1))  # chunks made at once: Arrow's and NumPy's kernels release the GIL
 PROBE_ROWS = 4096  # a float column's first rows in a chunk: how many distinct values to expect
 
 
@@ -39,17 +44,27 @@ def write_csv(df: pd.DataFrame, path: Path, delimiter: str = ",", float_format: 
         df.to_csv(path, index=False, sep=delimiter, encoding="utf-8-sig" if bom else "utf-8", lineterminator="\n",
                   float_format=float_format)
         return
-    with open(path, "wb") as f:
+    sources = [_source(df[c]) for c in df.columns]  # NumPy or Arrow: sliced per chunk without pandas, in threads
+    with open(path, "wb") as f, ThreadPoolExecutor(THREADS) as pool:
         if bom:
             f.write("\ufeff".encode())
         header = [_quoted(pa.array([str(c)]), delimiter)[0].as_py() for c in df.columns]
         f.write((delimiter.join(header) + "\n").encode("utf-8"))
+        pending: deque[Future[np.ndarray]] = deque()
         for start in range(0, len(df), CHUNK_ROWS):
-            part = df.iloc[start:start + CHUNK_ROWS]
-            cells = [_quoted(_text(part[c], float_format), delimiter) for c in df.columns]
-            rows = pc.binary_join_element_wise(*cells, delimiter, null_handling="replace", null_replacement="")
-            lines = pc.binary_join_element_wise(rows, "", "\n")  # each row followed by the line terminator
-            utf8_bytes(lines)[0].tofile(f)  # the chunk's bytes, end to end
+            part = [src[start:start + CHUNK_ROWS] for src in sources]
+            pending.append(pool.submit(_chunk_bytes, part, delimiter, float_format))
+            if len(pending) > THREADS:  # in order, with at most THREADS + 1 chunks in memory
+                pending.popleft().result().tofile(f)
+        while pending:
+            pending.popleft().result().tofile(f)
+
+
+def _chunk_bytes(part: list[np.ndarray | pa.Array], delimiter: str, float_format: str) -> np.ndarray:
+    """A chunk's rows as UTF-8 bytes, end to end, each row followed by the line terminator."""
+    cells = [_quoted(_text(src, float_format), delimiter) for src in part]
+    rows = pc.binary_join_element_wise(*cells, delimiter, null_handling="replace", null_replacement="")
+    return utf8_bytes(pc.binary_join_element_wise(rows, "", "\n"))[0]
 
 
 def _supported(s: pd.Series) -> bool:
@@ -64,32 +79,35 @@ def _supported(s: pd.Series) -> bool:
     return False
 
 
-def _text(s: pd.Series, float_format: str) -> pa.Array:
+def _source(s: pd.Series) -> np.ndarray | pa.Array:
+    """A column as its values: NumPy for floats, integers and booleans; Arrow for text and dates (no Python
+    object per value), in one chunk."""
+    if s.dtype.kind in "fiub" and not isinstance(s.dtype, pd.api.extensions.ExtensionDtype):
+        return s.to_numpy(dtype=np.float64 if s.dtype.kind == "f" else None)
+    arrow = pa.array(s, from_pandas=True)
+    return arrow.combine_chunks() if isinstance(arrow, pa.ChunkedArray) else arrow
+
+
+def _text(src: np.ndarray | pa.Array, float_format: str) -> pa.Array:
     """The cell text of each value, null where pandas writes an empty cell (``na_rep``)."""
-    if s.dtype.kind == "f":
-        values = s.to_numpy(dtype=np.float64)
+    if isinstance(src, pa.Array):
+        return pc.cast(src, pa.string())  # text as it is; dates in ISO, as str(datetime.date)
+    if src.dtype.kind == "f":
         p = gformat.precision(float_format)
-        probe = values[:PROBE_ROWS].view(np.int64)
+        probe = src[:PROBE_ROWS].view(np.int64)
         if p is not None and len(np.unique(probe)) > len(probe) // 4:  # mostly distinct (values, uplifts): every
-            return gformat.format_g(values, p)  # value at once, which costs less than finding the distinct ones
+            return gformat.format_g(src, p)  # value at once, which costs less than finding the distinct ones
         # else each distinct value formatted once (calibrated probabilities take few); keyed by the bits, so -0.0
         # is formatted apart from 0.0, and every NaN is one null cell. Either way the text is the same.
-        codes, distinct = pd.factorize(values.view(np.int64))
+        codes, distinct = pd.factorize(src.view(np.int64))
         if p is not None:
             return pc.take(gformat.format_g(distinct.view(np.float64), p), pa.array(codes))
         text = pa.array(list(map(float_format.__mod__, distinct.view(np.float64).tolist())), type=pa.string())
         text = pc.if_else(pc.is_nan(pa.array(distinct.view(np.float64))), pa.scalar(None, pa.string()), text)
         return pc.take(text, pa.array(codes))
-    if s.dtype.kind == "b":
-        return pc.take(pa.array(["False", "True"]), pa.array(s.to_numpy(bool).astype(np.int8)))
-    if s.dtype.kind in "iu":
-        return pc.cast(pa.array(s.to_numpy()), pa.string())
-    arrow = pa.array(s, from_pandas=True)  # text stays in Arrow: no Python object per value
-    if pa.types.is_date32(arrow.type) or pa.types.is_date64(arrow.type):
-        return pc.cast(arrow, pa.string())  # ISO, as str(datetime.date)
-    if isinstance(arrow, pa.ChunkedArray):
-        arrow = arrow.combine_chunks()
-    return pc.cast(arrow, pa.string())
+    if src.dtype.kind == "b":
+        return pc.take(pa.array(["False", "True"]), pa.array(src.astype(np.int8)))
+    return pc.cast(pa.array(src), pa.string())  # integers
 
 
 def _quoted(text: pa.Array, delimiter: str) -> pa.Array:
