@@ -19,6 +19,7 @@ is written by pandas itself.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,26 +39,32 @@ PROBE_ROWS = 4096  # a float column's first rows in a chunk: how many distinct v
 
 
 def write_csv(df: pd.DataFrame, path: Path, delimiter: str = ",", float_format: str = "%.10g",
-              bom: bool = True) -> None:
-    """``df`` without its index to ``path``, as ``DataFrame.to_csv`` with these options writes it."""
+              bom: bool = True) -> str:
+    """``df`` without its index to ``path``, as ``DataFrame.to_csv`` with these options writes it; returns the
+    SHA-256 of the file, hashed as it is written (a 5M-row score file is about 2 GB to read back)."""
     if len(df.columns) < 2 or not all(_supported(df[c]) for c in df.columns) or len(delimiter) != 1:
         df.to_csv(path, index=False, sep=delimiter, encoding="utf-8-sig" if bom else "utf-8", lineterminator="\n",
                   float_format=float_format)
-        return
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    digest = hashlib.sha256()
     sources = [_source(df[c]) for c in df.columns]  # NumPy or Arrow: sliced per chunk without pandas, in threads
     with open(path, "wb") as f, ThreadPoolExecutor(THREADS) as pool:
-        if bom:
-            f.write("\ufeff".encode())
+        def write(data: bytes | np.ndarray) -> None:
+            digest.update(data)  # hashlib releases the GIL: the threads go on making chunks
+            f.write(data)
+
         header = [_quoted(pa.array([str(c)]), delimiter)[0].as_py() for c in df.columns]
-        f.write((delimiter.join(header) + "\n").encode("utf-8"))
+        write(("\ufeff" * bom + delimiter.join(header) + "\n").encode("utf-8"))
         pending: deque[Future[np.ndarray]] = deque()
         for start in range(0, len(df), CHUNK_ROWS):
             part = [src[start:start + CHUNK_ROWS] for src in sources]
             pending.append(pool.submit(_chunk_bytes, part, delimiter, float_format))
             if len(pending) > THREADS:  # in order, with at most THREADS + 1 chunks in memory
-                pending.popleft().result().tofile(f)
+                write(pending.popleft().result())
         while pending:
-            pending.popleft().result().tofile(f)
+            write(pending.popleft().result())
+    return digest.hexdigest()
 
 
 def _chunk_bytes(part: list[np.ndarray | pa.Array], delimiter: str, float_format: str) -> np.ndarray:

@@ -176,27 +176,28 @@ def check_schema(df: pd.DataFrame, names: list[str] | None = None) -> None:
         raise UserError("score file does not match schema " + score_file.SCHEMA_VERSION + ": " + "; ".join(problems))
 
 
-def write_csv(df: pd.DataFrame, path: Path, delimiter: str) -> None:
+def write_csv(df: pd.DataFrame, path: Path, delimiter: str) -> str:
     """UTF-8 with BOM, booleans ``true``/``false``, floats ``%.10g``: pandas' bytes, written in Arrow
-    (pipelines/csv_out.py)."""
+    (pipelines/csv_out.py); returns the file's SHA-256."""
     out = df
     if "suppressed" in out:  # no copy of the other columns (copy-on-write)
         words = pc.take(pa.array(["false", "true"]), pa.array(out["suppressed"].to_numpy(bool).astype(np.int8)))
         out = out.assign(suppressed=pd.Series(pd.arrays.ArrowStringArray(words), index=out.index))  # no objects
-    csv_out.write_csv(out, path, delimiter, float_format="%.10g", bom=True)
+    return csv_out.write_csv(out, path, delimiter, float_format="%.10g", bom=True)
 
 
 def write_files(df: pd.DataFrame, csv: Path, parquet: Path, delimiter: str) -> dict[str, str]:
-    """The score file as CSV and as Parquet, and each file's SHA-256 (for the manifest). The Parquet file is
-    written in a thread beside the CSV, and the two digests beside each other: Arrow's writer and ``hashlib``
+    """The score file as CSV and as Parquet, and each file's SHA-256 (for the manifest). The Parquet file and its
+    digest are made in a thread beside the CSV, which is hashed as it is written: Arrow's writer and ``hashlib``
     release Python's lock, and at 5M customers the two files and their digests were about 30 s of the export,
     one after another on one core. The bytes are the same either way."""
-    with ThreadPoolExecutor(2) as pool:
-        parquet_done = pool.submit(df.to_parquet, parquet, index=False)
-        write_csv(df, csv, delimiter)
-        parquet_done.result()
-        digests = {k: pool.submit(tracking.fingerprint, p) for k, p in (("csv", csv), ("parquet", parquet))}
-        return {k: d.result() for k, d in digests.items()}
+    def parquet_file() -> str:
+        df.to_parquet(parquet, index=False)
+        return tracking.fingerprint(parquet)
+
+    with ThreadPoolExecutor(1) as pool:
+        parquet_done = pool.submit(parquet_file)
+        return {"csv": write_csv(df, csv, delimiter), "parquet": parquet_done.result()}
 
 
 def scores_frame(seg: pd.DataFrame, as_of: dt.date, registry: dict[str, Any], params: Params,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,8 @@ def _pandas(df: pd.DataFrame, path: Path, delimiter: str, bom: bool = True) -> b
 
 
 def _ours(df: pd.DataFrame, path: Path, delimiter: str, bom: bool = True) -> bytes:
-    csv_out.write_csv(df, path, delimiter, "%.10g", bom)
+    digest = csv_out.write_csv(df, path, delimiter, "%.10g", bom)
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()  # hashed as written, or read back from pandas'
     return path.read_bytes()
 
 
