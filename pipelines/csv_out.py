@@ -45,12 +45,12 @@ def write_csv(df: pd.DataFrame, path: Path, delimiter: str = ",", float_format: 
     if len(df.columns) < 2 or not all(_supported(df[c]) for c in df.columns) or len(delimiter) != 1:
         df.to_csv(path, index=False, sep=delimiter, encoding="utf-8-sig" if bom else "utf-8", lineterminator="\n",
                   float_format=float_format)
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
+        with open(path, "rb") as written:
+            return hashlib.file_digest(written, "sha256").hexdigest()
     digest = hashlib.sha256()
     sources = [_source(df[c]) for c in df.columns]  # NumPy or Arrow: sliced per chunk without pandas, in threads
     with open(path, "wb") as f, ThreadPoolExecutor(THREADS) as pool:
-        def write(data: bytes | np.ndarray) -> None:
+        def write(data: bytes | memoryview) -> None:
             digest.update(data)  # hashlib releases the GIL: the threads go on making chunks
             f.write(data)
 
@@ -61,9 +61,9 @@ def write_csv(df: pd.DataFrame, path: Path, delimiter: str = ",", float_format: 
             part = [src[start:start + CHUNK_ROWS] for src in sources]
             pending.append(pool.submit(_chunk_bytes, part, delimiter, float_format))
             if len(pending) > THREADS:  # in order, with at most THREADS + 1 chunks in memory
-                write(pending.popleft().result())
+                write(pending.popleft().result().data)
         while pending:
-            write(pending.popleft().result())
+            write(pending.popleft().result().data)
     return digest.hexdigest()
 
 
