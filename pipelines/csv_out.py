@@ -5,8 +5,7 @@ a list of Python objects: at 1M customers that was 21 of the export's 44 s (py-s
 grows with the book. Here each column becomes its text once (Arrow casts; floats ``%.<P>g`` in NumPy and Arrow,
 pipelines/gformat.py, other formats through ``float_format`` in one ``map``), cells that need it are quoted as the
 ``csv`` module's ``QUOTE_MINIMAL`` quotes them, and the rows are joined in Arrow, ``CHUNK_ROWS`` at a time, a
-chunk per thread (``THREADS``), written in order.
-The bytes are those of
+chunk per thread (``THREADS``), written in order. The bytes are those of
 
     df.to_csv(path, index=False, sep=delimiter, encoding="utf-8-sig" or "utf-8", lineterminator="\\n",
               float_format=float_format)
@@ -31,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.intake.text_checks import byte_rows, utf8_bytes
-from pipelines import gformat
+from pipelines import gformat, tracking
 
 CHUNK_ROWS = 200_000  # rows joined at a time: the text of a chunk stays near 100 MB, far from Arrow's 2 GiB
 THREADS = max(1, min(4, os.cpu_count() or 1))  # chunks made at once: Arrow's and NumPy's kernels release the GIL
@@ -45,8 +44,7 @@ def write_csv(df: pd.DataFrame, path: Path, delimiter: str = ",", float_format: 
     if len(df.columns) < 2 or not all(_supported(df[c]) for c in df.columns) or len(delimiter) != 1:
         df.to_csv(path, index=False, sep=delimiter, encoding="utf-8-sig" if bom else "utf-8", lineterminator="\n",
                   float_format=float_format)
-        with open(path, "rb") as written:
-            return hashlib.file_digest(written, "sha256").hexdigest()
+        return tracking.fingerprint(path)
     digest = hashlib.sha256()
     sources = [_source(df[c]) for c in df.columns]  # NumPy or Arrow: sliced per chunk without pandas, in threads
     with open(path, "wb") as f, ThreadPoolExecutor(THREADS) as pool:
