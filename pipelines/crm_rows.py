@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from pipelines import score_file
 
@@ -81,27 +82,26 @@ class Checksum:
         return f"{self.total:064x}"
 
 
-def _escape(text: pa.Array) -> pa.Array:
-    """Text for PostgreSQL's COPY text format: backslash, tab, newline and carriage return escaped."""
-    for raw, esc in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")):
-        text = pc.replace_substring(text, raw, esc)
-    return text
+def copy_csv(cols: list[pa.Array]) -> bytes:
+    """The rows as PostgreSQL ``COPY ... FROM STDIN (FORMAT csv)`` input, written by Arrow's CSV writer (a Python
+    string per row, joined in Python, was a fifth of a 5M-row load): every text value quoted (so an empty string
+    stays apart from null, which is an empty field, and ``\\.`` is never the end-of-data line), floats as their
+    shortest exact text, booleans as true/false, dates in ISO form."""
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(pa.Table.from_arrays(cols, names=list(KINDS)), sink,
+                    pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+    return sink.getvalue().to_pybytes()
 
 
-def copy_text(cols: list[pa.Array]) -> str:
-    """The rows as PostgreSQL ``COPY ... FROM STDIN`` text: tab-separated, ``\\N`` for null, floats as their
-    shortest exact text (the same double back), booleans as t/f, dates in ISO form."""
-    out = []
-    for arr, kind in zip(cols, KINDS.values(), strict=True):
-        if kind == "boolean":
-            text = pc.if_else(arr, "t", "f")
-        elif kind == "string":
-            text = _escape(arr)
-        else:
-            text = pc.cast(arr, pa.string())
-        out.append(pc.fill_null(text, "\\N"))
-    lines = pc.binary_join_element_wise(*out, "\t").to_pylist()
-    return "\n".join(lines) + "\n" if lines else ""
+def csv_reader(stream: Any) -> pacsv.CSVStreamingReader:
+    """Batches of rows that PostgreSQL's ``COPY ... TO STDOUT (FORMAT csv)`` wrote to ``stream`` (score-file column
+    order), typed as the score file's columns. A value that is not its column's type raises ``pa.ArrowInvalid``."""
+    return pacsv.open_csv(
+        stream, read_options=pacsv.ReadOptions(column_names=list(KINDS), block_size=1 << 22),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types={n: _ARROW[k] for n, k in KINDS.items()}, null_values=[""], strings_can_be_null=True,
+            quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"]))
 
 
 def python_rows(cols: list[pa.Array], sqlite: bool = False) -> list[tuple[Any, ...]]:

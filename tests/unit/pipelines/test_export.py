@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime as dt
+import io
 import json
 import os
 from decimal import Decimal
@@ -13,6 +15,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
@@ -319,7 +322,8 @@ def _check_load(url: str, schema: str | None = None) -> None:
     df = sample_delivery(400)
     # a channel without effect can be -0.0; SQLite stores it as 0.0, which must not fail the verification
     df.loc[0, "channel_uplift_lapse"] = -0.0
-    df.loc[1, "plan_reason"] = "tab\there, new\nline, back\\slash \\N, 中文\r"  # COPY's escapes, and back
+    df.loc[1, "plan_reason"] = "tab\there, new\nline, back\\slash \\N, \"quoted\", 中文\r"  # COPY's structure
+    df.loc[2, "plan_reason"], df.loc[3, "plan_reason"] = "", "\\."  # not null, not the end of the data
     first = crm_load.load(url, df, AS_OF, table="crm_scores_staging", schema=schema)
     assert first["rows"] == 400
     again = crm_load.load(url, df, AS_OF, table="crm_scores_staging", schema=schema)  # idempotent
@@ -368,16 +372,48 @@ def test_the_checksum_reads_a_row_the_same_in_every_form_a_database_gives_it_bac
     assert crm_load.checksum([]) == crm_load.checksum(df.iloc[:0]) == "0" * 64
 
 
-def test_copy_text_escapes_what_postgresql_would_read_as_structure() -> None:
-    df = sample_delivery(3)
-    df.loc[0, "plan_reason"] = "a\tb\\c\nd"
-    df.loc[1, "plan_reason"] = None
-    lines = crm_rows.copy_text(crm_rows.columns(df)).split("\n")
-    assert lines[-1] == "" and len(lines) == 4  # one line per row, the last one ended
+def test_copy_csv_quotes_what_postgresql_would_read_as_structure_or_null() -> None:
+    """Every text value is quoted (an empty string is not null; a lone ``\\.`` is not the end of the data), quotes
+    are doubled, and a row's newlines stay inside its quoted field."""
+    df = sample_delivery(4)
+    tricky = ["a\tb,\\c\nd\r\"e\"", None, "", "\\."]
+    df["plan_reason"] = tricky
+    rows = list(csv.reader(io.StringIO(crm_rows.copy_csv(crm_rows.columns(df)).decode("utf-8"), newline="")))
+    assert len(rows) == 4 and all(len(r) == len(score_file.NAMES) for r in rows)
     col = score_file.NAMES.index("plan_reason")
-    assert lines[0].split("\t")[col] == "a\\tb\\\\c\\nd" and lines[1].split("\t")[col] == "\\N"
+    assert [r[col] for r in rows] == ["a\tb,\\c\nd\r\"e\"", "", "", "\\."]
+    text = crm_rows.copy_csv(crm_rows.columns(df)).decode("utf-8")
+    assert ',"",' in text and ',"\\.",' in text  # quoted: PostgreSQL reads them as text, not null or the end
     supp = score_file.NAMES.index("suppressed")
-    assert {line.split("\t")[supp] for line in lines[:3]} <= {"t", "f"}
+    assert {r[supp] for r in rows} <= {"true", "false"}
+
+
+def test_csv_reader_types_postgresql_csv_as_the_score_file_and_refuses_a_wrong_type() -> None:
+    """The read-back parses what ``COPY ... TO STDOUT (FORMAT csv)`` writes (t/f, ISO dates, quoted text, empty
+    for null) into the columns the delivery gives, so both sides have one checksum."""
+    df = sample_delivery(5)
+    df["plan_reason"] = ["x,y", None, "", "\\.", "two\nlines"]
+    names, kinds = score_file.NAMES, list(crm_rows.KINDS.values())
+    cols = crm_rows.columns(df)
+
+    def line(i: int, **replace: str) -> str:  # one row as PostgreSQL writes it
+        fields = []
+        for name, arr, kind in zip(names, cols, kinds, strict=True):
+            v = arr[i].as_py()
+            fields.append(replace[name] if name in replace else "" if v is None else ("t" if v else "f")
+                          if kind == "boolean" else '"' + v.replace('"', '""') + '"' if kind == "string" else str(v))
+        return ",".join(fields) + "\n"
+
+    data = "".join(line(i) for i in range(len(df))).encode()
+    back = pa.Table.from_batches(list(crm_rows.csv_reader(io.BytesIO(data))))
+    assert back.column_names == names
+    assert back.column("plan_reason").to_pylist() == ["x,y", None, "", "\\.", "two\nlines"]
+    whole, again = crm_rows.Checksum(), crm_rows.Checksum()
+    whole.update(cols)
+    again.update([back.column(n).combine_chunks() for n in names])
+    assert again.hexdigest() == whole.hexdigest()
+    with pytest.raises(pa.ArrowInvalid):
+        list(crm_rows.csv_reader(io.BytesIO(line(0, p_purchase="n/a").encode())))
 
 
 def test_sqlite_load_is_idempotent_and_verified(tmp_path: Path, monkeypatch) -> None:
@@ -469,6 +505,27 @@ def test_postgresql_load_is_idempotent_and_verified(postgres: str, monkeypatch) 
     engine.dispose()
     assert dict(cols)["as_of"] == "date" and dict(cols)["p_purchase"] == "double precision"
     assert set(pk) == {"customer_id", "as_of"}
+
+
+def test_postgresql_text_where_the_score_file_has_a_number_is_a_message_and_a_rollback(postgres: str) -> None:
+    """An existing CRM table whose p_purchase is text: COPY takes the numbers as text, the CSV read-back finds a
+    value that is no number, and the load stops and rolls back, leaving the connection usable."""
+    engine = sa.create_engine(postgres)
+    t = crm_load.table_for("crm_text_staging", None)
+    t.c.p_purchase.type = sa.Text()
+    with engine.begin() as conn:
+        t.metadata.create_all(conn)
+        conn.execute(sa.text("CREATE FUNCTION na_first() RETURNS trigger AS $$ BEGIN IF NEW.customer_id = "
+                             "'C0000003' THEN NEW.p_purchase := 'n/a'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"))
+        conn.execute(sa.text("CREATE TRIGGER na BEFORE INSERT ON crm_text_staging FOR EACH ROW EXECUTE FUNCTION "
+                             "na_first()"))
+    engine.dispose()
+    with pytest.raises(UserError, match="rolled back: the rows read back from crm_text_staging do not have"):
+        crm_load.load(postgres, sample_delivery(30), AS_OF, table="crm_text_staging")
+    engine = sa.create_engine(postgres)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM crm_text_staging")).scalar_one() == 0
+    engine.dispose()
 
 
 def test_reasons_format_numbers_to_their_scale_and_never_repeat_a_half() -> None:
