@@ -96,3 +96,6 @@ def test_a_long_column_is_judged_on_a_sample_of_its_non_blank_values() -> None:
     found = personal.by_content(mostly)
     assert found is not None and found[0] == "phone" and 0.65 < found[1] < 0.75
     assert found == personal.by_content(mostly)
+    halves = pd.Series([f"order {i}" for i in range(n // 2)] + [mobile(rng) for _ in range(n // 2)], dtype="str")
+    share = float(personal._sample(halves).str.match(personal.MOBILE.pattern).mean())
+    assert 0.45 < share < 0.55  # drawn from the whole column, not its first rows
