@@ -277,9 +277,8 @@ def _database_loading() -> list[str]:
         "`customer_id, as_of`), and in one transaction replaces the rows of that as_of with the file's rows "
         "(an upsert by key that also removes customers no longer in the file), then checks the row count and a "
         "checksum of every loaded value before committing. Running it again is a no-op in effect. It streams: "
-        "PostgreSQL through `COPY`, other databases through batched inserts, the read-back through a server-side "
-        "cursor, and the checksum (a sum of each row's SHA-256) needs no sorting, so memory stays flat with the "
-        "book's size. Table and "
-        "schema default to `export.db` in `params.yaml`.",
+        "PostgreSQL through `COPY` both ways (CSV that Arrow writes and parses), other databases through batched "
+        "inserts and a cursor for the read-back, and the checksum (a sum of each row's SHA-256) needs no sorting, so "
+        "memory stays flat with the book's size. Table and schema default to `export.db` in `params.yaml`.",
         "",
     ]
