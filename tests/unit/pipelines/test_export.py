@@ -463,10 +463,16 @@ def test_a_value_read_back_in_another_type_is_a_message_and_a_rollback(tmp_path:
     monkeypatch.setattr(crm_load, "_insert", text_in_a_number)
     with pytest.raises(UserError, match="rolled back: the rows read back from crm_scores_staging do not have"):
         crm_load.load(url, sample_delivery(30), AS_OF, table="crm_scores_staging")
+    assert _rows_in(url, "crm_scores_staging") == 0
+
+
+def _rows_in(url: str, table: str) -> int:
     engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM crm_scores_staging")).scalar_one() == 0
-    engine.dispose()
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
+    finally:
+        engine.dispose()
 
 
 def test_a_driver_error_without_a_message_is_still_a_one_line_message() -> None:
@@ -522,10 +528,7 @@ def test_postgresql_text_where_the_score_file_has_a_number_is_a_message_and_a_ro
     engine.dispose()
     with pytest.raises(UserError, match="rolled back: the rows read back from crm_text_staging do not have"):
         crm_load.load(postgres, sample_delivery(30), AS_OF, table="crm_text_staging")
-    engine = sa.create_engine(postgres)
-    with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM crm_text_staging")).scalar_one() == 0
-    engine.dispose()
+    assert _rows_in(postgres, "crm_text_staging") == 0
 
 
 def test_reasons_format_numbers_to_their_scale_and_never_repeat_a_half() -> None:
