@@ -108,10 +108,10 @@ def _target(t: sa.Table) -> str:
 def _read_back(conn: sa.Connection, t: sa.Table, as_of: dt.date) -> Iterator[list[pa.Array]]:
     """The loaded rows of ``as_of``, chunk by chunk, as score-file columns. PostgreSQL's through ``COPY ... TO
     STDOUT`` in CSV, parsed by Arrow (its server-side cursor made a Python value of each of 175M values at 5M
-    customers, then turned them into columns again: two fifths of the load). SQLite's through its own cursor: its dates come
-    back as the ISO text they are stored as and its booleans as 0/1, which the checksum reads as it reads dates and
-    booleans (SQLAlchemy's per-value date parsing was a fifth of a load). Any other database's through SQLAlchemy's
-    streamed result."""
+    customers, then turned them into columns again: two fifths of the load). SQLite's through its own cursor: its
+    dates come back as the ISO text they are stored as and its booleans as 0/1, which the checksum reads as it reads
+    dates and booleans (SQLAlchemy's per-value date parsing was a fifth of a load). Any other database's through
+    SQLAlchemy's streamed result."""
     raw: Any = conn.connection.driver_connection
     driver: Any = conn.dialect.dbapi
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
