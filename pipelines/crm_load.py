@@ -174,7 +174,8 @@ class _CopyStream(io.RawIOBase):
 
 def load(url: str, df: pd.DataFrame, as_of: dt.date, table: str, schema: str | None = None) -> dict[str, Any]:
     """Upsert ``df`` (one delivery) into ``schema.table`` in one verified transaction. The delivery's checksum is
-    taken in a thread while the database inserts (mostly Arrow and hashing, which leave the interpreter free)."""
+    taken in a thread beside the load, while PostgreSQL's server process parses and indexes the rows (SQLite's
+    inserts hold the interpreter's lock: no gain there, docs/benchmarks.md)."""
     try:
         engine = sa.create_engine(url)
     except (SQLAlchemyError, ValueError, ModuleNotFoundError) as e:
